@@ -1,0 +1,191 @@
+"""Timing only: cold first call, warm-up, time-budgeted interleaved repeats.
+
+No profiler is active here (profiling is its own pass in `kdiag.profiling`), and
+every call's result is forced back to host memory before the clock stops, so an
+asynchronous device cannot hide work.
+
+Strategies are timed in interleaved rounds (A B C A B C ...) rather than one after
+another: a shared machine drifts (we saw the same median move 2x minutes apart),
+and interleaving makes the drift hit every strategy alike, so ratios stay honest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from typing import Callable, ContextManager, Dict, List, Optional, Sequence
+
+# IQR/median above this makes the measurement "noisy" in the report.
+NOISE_THRESHOLD = 0.10
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSettings:
+    budget_s: float = 1.0  # timed seconds per strategy (after the cold call and warm-up)
+    min_calls: int = 5  # and at least this many timed calls...
+    max_wall_s: float = 6.0  # ...unless this much wall time was spent: stop early, say so
+    warmup_calls: int = 1
+    rounds: int = 5  # the budget is spread over this many interleaved rounds
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """Raw samples of one strategy; statistics are computed from them, not stored."""
+
+    strategy: str
+    first_call_s: float
+    samples_s: tuple  # seconds per timed call, in call order
+    stopped_early: bool = False  # hit max_wall_s before min_calls
+    source: str = "python"  # "python", or "cpp" for the C API baseline
+
+    @property
+    def count(self) -> int:
+        return len(self.samples_s)
+
+    @property
+    def median_s(self) -> float:
+        """Median of the timed calls (linear interpolation between the two middle samples)."""
+        return percentile(self.samples_s, 50)
+
+    @property
+    def p90_s(self) -> float:
+        """90th percentile, linear interpolation (numpy's default method)."""
+        return percentile(self.samples_s, 90)
+
+    @property
+    def p99_s(self) -> float:
+        """99th percentile, linear interpolation (numpy's default method)."""
+        return percentile(self.samples_s, 99)
+
+    @property
+    def iqr_s(self) -> float:
+        """Interquartile range: 75th minus 25th percentile."""
+        return percentile(self.samples_s, 75) - percentile(self.samples_s, 25)
+
+    @property
+    def calls_per_s(self) -> float:
+        m = self.median_s
+        return 1.0 / m if m > 0 else math.inf
+
+    @property
+    def noisy(self) -> bool:
+        """True when IQR/median exceeds NOISE_THRESHOLD (10%)."""
+        m = self.median_s
+        return m > 0 and self.iqr_s / m > NOISE_THRESHOLD
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile with linear interpolation, as numpy.percentile's default."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+class _Timer:
+    """Times one strategy across rounds."""
+
+    def __init__(self, name: str, call: Callable[[], object], settings: MeasureSettings, clock):
+        self.name = name
+        self.call = call
+        self.settings = settings
+        self.clock = clock
+        self.samples: List[float] = []
+        self.first_call_s = math.nan
+        self.spent_s = 0.0  # wall time spent on timed calls and warm-up, not the cold call
+        self.first_output = None  # what the cold call returned, for the outputs check
+        self._last_output = None
+        self.error = ""  # set when the strategy raised: it is reported, not timed further
+
+    def timed_call(self) -> float:
+        start = self.clock()
+        self._last_output = self.call()  # the callable forces its outputs to host memory itself
+        return self.clock() - start
+
+    def cold(self) -> None:
+        try:
+            self.first_call_s = self.timed_call()
+            self.first_output = self._last_output
+            for _ in range(self.settings.warmup_calls):
+                self.spent_s += self.timed_call()
+        except Exception as exc:  # one broken strategy must not sink the others
+            self.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+    @property
+    def satisfied(self) -> bool:
+        return sum(self.samples) >= self.settings.budget_s and len(self.samples) >= self.settings.min_calls
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.spent_s >= self.settings.max_wall_s
+
+    @property
+    def done(self) -> bool:
+        return bool(self.error) or self.satisfied or self.out_of_time
+
+    def run_slice(self, slice_s: float) -> None:
+        """At least one call, then more until this round's slice of the budget is spent."""
+        spent_in_slice = 0.0
+        while True:
+            try:
+                elapsed = self.timed_call()
+            except Exception as exc:
+                self.error = f"{type(exc).__name__} on call {len(self.samples) + 1}: {exc}"[:300]
+                return
+            self.samples.append(elapsed)
+            self.spent_s += elapsed
+            spent_in_slice += elapsed
+            if spent_in_slice >= slice_s or self.done:
+                return
+
+    def result(self) -> Measurement:
+        return Measurement(
+            strategy=self.name,
+            first_call_s=self.first_call_s,
+            samples_s=tuple(self.samples),
+            stopped_early=self.out_of_time and len(self.samples) < self.settings.min_calls,
+        )
+
+
+def measure_interleaved(
+    calls: Dict[str, Callable[[], object]],
+    settings: MeasureSettings = MeasureSettings(),
+    clock: Callable[[], float] = time.perf_counter,
+    on_progress: Optional[Callable[[str, str], None]] = None,
+    around_first_call: Callable[[], ContextManager] = contextlib.nullcontext,
+) -> Dict[str, "Timed"]:
+    """Time every callable: cold call and warm-up each, then interleaved rounds.
+
+    `calls` maps a strategy name to a zero-argument callable that runs the model once
+    and returns host-memory results. Returns, per name, the Measurement and the
+    outputs of the cold call (for the outputs check). `around_first_call` wraps each
+    cold call and warm-up (kdiag holds back native one-off log lines there); it is
+    entered before the clock starts.
+    """
+    progress = on_progress or (lambda name, what: None)
+    timers = [_Timer(name, call, settings, clock) for name, call in calls.items()]
+    for timer in timers:
+        progress(timer.name, "first call")
+        with around_first_call():
+            timer.cold()
+    slice_s = settings.budget_s / max(1, settings.rounds)
+    while True:
+        active = [t for t in timers if not t.done]
+        if not active:
+            break
+        for timer in active:
+            progress(timer.name, f"{len(timer.samples)} calls")
+            timer.run_slice(slice_s)
+    return {t.name: Timed(t.result(), t.first_output, t.error) for t in timers}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    measurement: Measurement
+    first_output: object
+    error: str = ""

@@ -1,0 +1,190 @@
+"""The Report: everything one run measured, serialisable to and from JSON.
+
+Renderers only read a Report; `kdiag compare` rebuilds Reports from saved JSON with
+`Report.from_dict`, so nothing is re-run to re-render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Dict, List, Optional
+
+from kdiag.measure import Measurement
+
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputCheck:
+    """A strategy's outputs against the reference (predict's) on the same inputs."""
+
+    reference: str
+    max_abs_diff: float
+    atol: float
+    rtol: float
+    matches: bool
+    detail: str = ""  # why it failed beyond the numbers (shape or structure mismatch)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyResult:
+    name: str
+    snippet: str
+    available: bool
+    reason: str = ""  # why it is not available / not applicable
+    measurement: Optional[Measurement] = None
+    outputs: Optional[OutputCheck] = None
+    notes: List[str] = dataclasses.field(default_factory=list)  # captured warnings
+
+    @property
+    def median_s(self) -> Optional[float]:
+        return self.measurement.median_s if self.measurement else None
+
+
+@dataclasses.dataclass(frozen=True)
+class InputInfo:
+    name: str
+    shape: List[Optional[int]]  # as used, batch axis included
+    dtype: str
+    value_range: str  # how the synthetic values were drawn, or "user data"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    source: str  # the path, or "example:NAME"
+    format: str  # "keras", "h5", "savedmodel", "example"
+    parameters: Optional[int]
+    inputs: List[InputInfo]
+    batch_size: int
+    load_time_s: float
+    compile_config: str  # what "predict (compiled)" was compiled with, and where that came from
+    keras_model: bool  # False for a plain SavedModel: Keras-only strategies are not applicable
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+    python: str
+    os: str
+    cpu_model: str
+    cpu_cores: int
+    tensorflow: str
+    tensorflow_git: str
+    keras: str
+    keras_backend: str
+    legacy_keras: bool
+    intra_op_threads: int
+    inter_op_threads: int
+    onednn: str
+    cuda_build: str
+    gpus: List[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    command: str
+    budget_s: float
+    min_calls: int
+    max_wall_s: float
+    batch_size: int
+    timestamp: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    settings: RunSettings
+    environment: Environment
+    model: ModelInfo
+    strategies: List[StrategyResult]
+    profiles: List[Any] = dataclasses.field(default_factory=list)
+    findings: List[Any] = dataclasses.field(default_factory=list)
+    notes: List[str] = dataclasses.field(default_factory=list)
+    incomplete: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    def strategy(self, name: str) -> Optional[StrategyResult]:
+        return next((s for s in self.strategies if s.name == name), None)
+
+    def measured(self) -> List[StrategyResult]:
+        """Available strategies with a measurement, fastest first."""
+        done = [s for s in self.strategies if s.available and s.measurement and s.measurement.count]
+        return sorted(done, key=lambda s: s.median_s)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return _to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Report":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            from kdiag.errors import KdiagError
+
+            raise KdiagError(
+                f"report schema_version {version!r} is not the {SCHEMA_VERSION} this kdiag reads",
+                "re-run `kdiag inspect` with this version to make a comparable report",
+            )
+        return _from_jsonable(cls, data)
+
+
+# --- (de)serialisation ------------------------------------------------------------
+# Generic over the dataclasses above (and those in phases/diagnose), driven by their
+# type hints, so adding a field needs no serialisation code. Derived statistics
+# (median, p90, ...) are written too, for readers of the JSON, and ignored on load.
+
+_DERIVED = {Measurement: ("median_s", "p90_s", "p99_s", "iqr_s", "calls_per_s", "noisy", "count")}
+
+
+def _to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        out = {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        for prop in _DERIVED.get(type(value), ()):
+            out[prop] = _to_jsonable(getattr(value, prop))
+        if isinstance(value, StrategyResult):
+            # Flat convenience fields that machines read first (schema v1 contract).
+            m = value.measurement
+            out["median_s"] = _float(m.median_s) if m and m.count else None
+            out["p90_s"] = _float(m.p90_s) if m and m.count else None
+            out["first_call_s"] = _float(m.first_call_s) if m else None
+            out["outputs_match"] = value.outputs.matches if value.outputs else None
+            out["max_abs_diff"] = _float(value.outputs.max_abs_diff) if value.outputs else None
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return _float(value)
+    return value
+
+
+def _float(x: float) -> Optional[float]:
+    # JSON has no NaN/inf; None says "no value".
+    if x is None or x != x or x in (float("inf"), float("-inf")):
+        return None
+    return float(x)
+
+
+def _from_jsonable(tp: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:  # Optional[X]
+        inner = [a for a in args if a is not type(None)]
+        return _from_jsonable(inner[0], data)
+    if origin in (list, List):
+        return [_from_jsonable(args[0] if args else Any, v) for v in data]
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in data:
+                kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name])
+        return tp(**kwargs)
+    if tp is tuple:
+        return tuple(data)
+    if tp is float:
+        return float("nan") if data is None else float(data)
+    return data
+
