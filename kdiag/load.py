@@ -1,0 +1,379 @@
+"""Turn a path, an example name or an in-memory model into a LoadedModel.
+
+Two Keras instances are loaded: one with compile=False (the "predict" scenario) and
+one compiled (the "predict (compiled)" scenario), so the two never share a cached
+predict function and can be timed interleaved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from kdiag.errors import KdiagError
+from kdiag.inputs import InputSpec
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+DEFAULT_COMPILE = dict(optimizer="rmsprop", loss="mse")
+DEFAULT_COMPILE_TEXT = "compile(optimizer='rmsprop', loss='mse')"
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    name: str
+    source: str  # a path, "example:NAME" or "in-memory"
+    format: str  # "keras", "h5", "savedmodel", "example", "in-memory"
+    input_specs: List[InputSpec]
+    input_structure: str  # "single", "list" or "dict": how the Keras model takes its inputs
+    load_time_s: float
+    model: object = None  # Keras model loaded with compile=False; None for a plain SavedModel
+    compiled_factory: Optional[Callable[[], object]] = None  # a second, compiled instance
+    compile_config: str = ""
+    saved_model: object = None  # tf.saved_model.load(...) result for SavedModel directories
+    saved_model_dir: Optional[Path] = None
+    default_batch_size: Optional[int] = None  # an example's batch size
+
+    @property
+    def is_keras(self) -> bool:
+        return self.model is not None
+
+    def parameter_count(self) -> Optional[int]:
+        if self.model is not None:
+            return int(self.model.count_params())
+        if self.saved_model is not None:
+            variables = getattr(self.saved_model, "variables", None) or []
+            return int(sum(int(v.shape.num_elements() or 0) for v in variables)) or None
+        return None
+
+
+def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = None) -> LoadedModel:
+    path = Path(path)
+    if not path.exists():
+        raise KdiagError(f"{path} does not exist", "check the path, or try --example tiny")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+            return _load_saved_model(path)
+        raise KdiagError(
+            f"{path} is a directory but not a SavedModel (no saved_model.pb in it)",
+            "point kdiag at a .keras or .h5 file, or at the directory that holds saved_model.pb",
+        )
+    suffix = path.suffix.lower()
+    if suffix not in (".keras", ".h5", ".hdf5"):
+        raise KdiagError(
+            f"{path.name} has an extension kdiag does not know ({suffix or 'none'})",
+            "give a .keras or .h5/.hdf5 file, or a SavedModel directory",
+        )
+    if path.stat().st_size == 0:
+        raise KdiagError(f"{path.name} is empty (0 bytes)", "save the model again; the file was not written")
+    if suffix == ".keras":
+        compile_config = _check_keras_zip(path)
+        fmt = "keras"
+    else:
+        compile_config = _check_h5(path)
+        fmt = "h5"
+    loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects)  # noqa: E731
+    start = time.perf_counter()
+    model = loader(False)
+    load_time = time.perf_counter() - start
+    factory, described = _compiled_factory(loader, compile_config)
+    return _from_keras(model, path.stem, str(path), fmt, load_time, factory, described)
+
+
+def load_example(name: str) -> LoadedModel:
+    from kdiag.examples import get_example
+
+    example = get_example(name)
+    start = time.perf_counter()
+    model = example.build()
+    load_time = time.perf_counter() - start
+
+    def compiled():
+        twin = example.build()  # same seed, same weights
+        twin.compile(**DEFAULT_COMPILE)
+        return twin
+
+    loaded = _from_keras(
+        model, name, f"example:{name}", "example", load_time, compiled, f"the default {DEFAULT_COMPILE_TEXT}"
+    )
+    loaded.default_batch_size = example.batch_size
+    return loaded
+
+
+def from_model(model) -> LoadedModel:
+    """An in-memory Keras model (the Python API)."""
+    from kdiag.tf import tf_and_keras
+
+    _, keras = tf_and_keras()
+
+    def compiled():
+        twin = keras.models.clone_model(model)
+        twin.set_weights(model.get_weights())
+        twin.compile(**DEFAULT_COMPILE)
+        return twin
+
+    return _from_keras(
+        model, model.name, "in-memory", "in-memory", 0.0, compiled,
+        f"a clone of the model with the default {DEFAULT_COMPILE_TEXT}",
+    )
+
+
+# --- Keras files ------------------------------------------------------------------
+
+
+def _check_keras_zip(path: Path) -> Optional[dict]:
+    """Refuse what is not a .keras archive before Keras sees it; return its compile_config."""
+    if not zipfile.is_zipfile(path):
+        raise KdiagError(
+            f"{path.name} is not a valid .keras file (not a zip archive: truncated, or another format renamed)",
+            "save the model again with model.save('model.keras')",
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                raise KdiagError(
+                    f"{path.name} is damaged (entry {bad} fails its checksum)",
+                    "save the model again with model.save('model.keras')",
+                )
+            if "config.json" not in archive.namelist():
+                raise KdiagError(
+                    f"{path.name} is a zip archive without config.json, so not a .keras model",
+                    "save the model again with model.save('model.keras')",
+                )
+            config = json.loads(archive.read("config.json"))
+    except KdiagError:
+        raise
+    except Exception as exc:
+        raise KdiagError(
+            f"{path.name} is damaged ({type(exc).__name__}: {exc})",
+            "save the model again with model.save('model.keras')",
+        ) from exc
+    if not isinstance(config, dict):
+        raise KdiagError(f"{path.name} has a config.json that is not a model config", "save the model again")
+    return config.get("compile_config")
+
+
+def _check_h5(path: Path) -> Optional[dict]:
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head != HDF5_SIGNATURE:
+        raise KdiagError(
+            f"{path.name} is not an HDF5 file (its first bytes are not the HDF5 signature)",
+            "give the .h5 file Keras wrote, or save the model again with model.save('model.keras')",
+        )
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "model_config" not in handle.attrs:
+                raise KdiagError(
+                    f"{path.name} holds no model_config: it is a weights-only file",
+                    "save the whole model (model.save), or rebuild it in code and call kdiag.inspect(model)",
+                )
+            raw = handle.attrs.get("training_config")
+    except KdiagError:
+        raise
+    except Exception as exc:
+        raise KdiagError(
+            f"{path.name} could not be read as HDF5 (truncated or damaged: {exc})",
+            "save the model again",
+        ) from exc
+    if raw is None:
+        return None
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _keras_load(path: Path, compile: bool, unsafe: bool, custom_objects: Optional[dict]):
+    from kdiag.tf import tf_and_keras
+
+    _, keras = tf_and_keras()
+    try:
+        return keras.models.load_model(
+            str(path), compile=compile, safe_mode=not unsafe, custom_objects=custom_objects
+        )
+    except Exception as exc:
+        raise _explain_load_error(path, exc) from exc
+
+
+def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
+    text = str(exc)
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "safe_mode" in text or "unsafe" in text.lower() and "lambda" in text.lower():
+        return KdiagError(
+            f"{path.name} contains a Lambda layer, whose Python code Keras will not run without consent",
+            "if you trust this file, re-run with --unsafe",
+        )
+    if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
+        return KdiagError(
+            f"{path.name} needs a custom object that is not registered ({first_line[:160]})",
+            "pass the module that defines it with --custom-objects module.py (its code will run)",
+        )
+    return KdiagError(
+        f"{path.name} could not be loaded by Keras ({type(exc).__name__}: {first_line[:200]})",
+        "check that the file is complete and was saved by Keras; --debug shows the traceback",
+    )
+
+
+def _compiled_factory(loader, compile_config: Optional[dict]):
+    if compile_config:
+        def compiled():
+            return loader(True)
+
+        return compiled, "the training config saved in the file"
+
+    def default_compiled():
+        model = loader(False)
+        model.compile(**DEFAULT_COMPILE)
+        return model
+
+    return default_compiled, f"the default {DEFAULT_COMPILE_TEXT} (the file has no training config)"
+
+
+def _from_keras(model, name, source, fmt, load_time, compiled_factory, compile_config) -> LoadedModel:
+    specs, structure = keras_input_specs(model)
+    return LoadedModel(
+        name=name,
+        source=source,
+        format=fmt,
+        input_specs=specs,
+        input_structure=structure,
+        load_time_s=load_time,
+        model=model,
+        compiled_factory=compiled_factory,
+        compile_config=compile_config,
+    )
+
+
+def keras_input_specs(model):
+    """The model's declared inputs, and whether it takes one tensor, a list or a dict."""
+    try:
+        declared = model.input
+    except (AttributeError, ValueError) as exc:
+        raise KdiagError(
+            f"model {model.name!r} does not declare its inputs ({exc})",
+            "build it with keras.Input(...) before saving, or call kdiag.inspect(model, inputs=...) in Python",
+        ) from exc
+    if isinstance(declared, dict):
+        structure, tensors = "dict", list(declared.items())
+    elif isinstance(declared, (list, tuple)):
+        structure = "list" if len(declared) != 1 or isinstance(declared, list) else "single"
+        tensors = [(_tensor_name(t, i), t) for i, t in enumerate(declared)]
+    else:
+        structure, tensors = "single", [(_tensor_name(declared, 0), declared)]
+    ranges = _integer_ranges(model)
+    specs = []
+    for name, tensor in tensors:
+        dtype = _dtype_name(tensor.dtype)
+        int_range, why = ranges.get(id(tensor), (None, ""))
+        specs.append(InputSpec(name, tuple(_dims(tensor.shape)), dtype, int_range, why))
+    return specs, structure
+
+
+def _tensor_name(tensor, index: int) -> str:
+    name = getattr(tensor, "name", None) or f"input_{index}"
+    return name.split(":")[0]
+
+
+def _dims(shape):
+    dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
+    return [None if d is None else int(d) for d in dims]
+
+
+def _dtype_name(dtype) -> str:
+    return getattr(dtype, "name", None) or str(dtype)
+
+
+def _integer_ranges(model):
+    """Map id(input tensor) → ([low, high), reason) from the layers that consume it directly."""
+    ranges = {}
+    inputs = model.inputs or []
+    input_ids = {id(t) for t in inputs}
+    for layer in getattr(model, "layers", []):
+        limit = _layer_index_limit(layer)
+        if limit is None:
+            continue
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in _flatten(getattr(node, "input_tensors", [])):
+                if id(tensor) in input_ids:
+                    reason = f"{type(layer).__name__} '{layer.name}' accepts indices below {limit}"
+                    current = ranges.get(id(tensor))
+                    if current is None or limit < current[0][1]:
+                        ranges[id(tensor)] = ((0, limit), reason)
+    return ranges
+
+
+def _layer_index_limit(layer) -> Optional[int]:
+    kind = type(layer).__name__
+    if kind == "Embedding":
+        return int(layer.input_dim)
+    if kind == "CategoryEncoding":
+        return int(layer.num_tokens)
+    return None
+
+
+def _flatten(value):
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flatten(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _flatten(item)
+    else:
+        yield value
+
+
+# --- SavedModel directories -------------------------------------------------------
+
+
+def _load_saved_model(path: Path) -> LoadedModel:
+    from kdiag.tf import tf_and_keras
+
+    tf, _ = tf_and_keras()
+    start = time.perf_counter()
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise KdiagError(
+            f"{path} could not be loaded as a SavedModel ({type(exc).__name__}: {first[:200]})",
+            "check that the directory is complete (saved_model.pb and variables/)",
+        ) from exc
+    load_time = time.perf_counter() - start
+    signature = serving_signature(loaded, path)
+    _, kwargs = signature.structured_input_signature
+    specs = [
+        InputSpec(name, tuple(_dims(spec.shape)), spec.dtype.name) for name, spec in sorted(kwargs.items())
+    ]
+    if not specs:
+        raise KdiagError(f"{path}'s serving signature takes no inputs", "export a signature with inputs")
+    return LoadedModel(
+        name=path.name,
+        source=str(path),
+        format="savedmodel",
+        input_specs=specs,
+        input_structure="dict",
+        load_time_s=load_time,
+        compile_config="not applicable: a SavedModel holds no Keras training config",
+        saved_model=loaded,
+        saved_model_dir=path,
+    )
+
+
+SERVING_SIGNATURE = "serving_default"
+
+
+def serving_signature(loaded, path):
+    signatures = getattr(loaded, "signatures", {}) or {}
+    if SERVING_SIGNATURE in signatures:
+        return signatures[SERVING_SIGNATURE]
+    if len(signatures) == 1:
+        return next(iter(signatures.values()))
+    raise KdiagError(
+        f"{path} has no '{SERVING_SIGNATURE}' signature"
+        + (f" (it has: {', '.join(signatures)})" if signatures else " (it has none)"),
+        "export it with model.export(dir) or tf.saved_model.save(obj, dir, signatures=...)",
+    )
