@@ -1,0 +1,238 @@
+"""The Python API; the CLI is a thin layer over `inspect`."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from kdiag import check
+from kdiag.errors import KdiagError, NotApplicable
+from kdiag.inputs import ModelInputs, load_user_inputs, resolve_shapes, synthetic_inputs, check_user_array
+from kdiag.load import LoadedModel, from_model, load_example, load_path
+from kdiag.measure import MeasureSettings, measure_interleaved
+from kdiag.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
+from kdiag.tf import native_stderr_captured
+from kdiag.strategies import BY_KEY, PREDICT, STRATEGIES, Strategy, StrategyContext
+
+# Reference for the outputs check, in order of preference.
+REFERENCE_ORDER = (PREDICT, "SavedModel serve")
+
+# Progress callback: (stage, detail), e.g. ("measure", "predict: 12 calls").
+Progress = Callable[[str, str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectOptions:
+    batch_size: Optional[int] = None
+    input_shapes: Dict[str, tuple] = dataclasses.field(default_factory=dict)
+    strategies: Optional[Sequence[str]] = None  # keys; None means all
+    budget_s: float = 1.0
+    min_calls: int = 5
+    max_wall_s: Optional[float] = None  # default: 6x the budget
+    unsafe: bool = False
+    custom_objects: Optional[dict] = None
+    command: str = ""
+
+
+def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
+            progress: Optional[Progress] = None, work_dir: Optional[Path] = None, **options) -> Report:
+    """Load the model, build inputs, time every strategy, check outputs: a Report.
+
+    `model_or_path`: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
+    `example`: the name of a built-in example instead. `inputs`: a NumPy array, a dict of
+    arrays by input name, or a path to .npy/.npz; synthetic inputs otherwise.
+    Other options are the fields of `InspectOptions`.
+    """
+    opts = InspectOptions(**options)
+    say = progress or (lambda stage, detail: None)
+    selected = select_strategies(opts.strategies)
+    say("load", str(model_or_path if example is None else f"example {example}"))
+    loaded = _load(model_or_path, example, opts)
+    model_inputs = _make_inputs(loaded, inputs, opts)
+    settings = MeasureSettings(
+        budget_s=opts.budget_s,
+        min_calls=opts.min_calls,
+        max_wall_s=opts.max_wall_s if opts.max_wall_s is not None else 6 * opts.budget_s,
+    )
+    with _work_dir(work_dir) as scratch:
+        ctx = StrategyContext(loaded, model_inputs, Path(scratch))
+        results = run_strategies(ctx, selected, settings, say)
+    from kdiag.environment import collect
+
+    return Report(
+        settings=RunSettings(
+            command=opts.command,
+            budget_s=settings.budget_s,
+            min_calls=settings.min_calls,
+            max_wall_s=settings.max_wall_s,
+            batch_size=model_inputs.batch_size,
+            timestamp=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        ),
+        environment=collect(),
+        model=model_info(loaded, model_inputs),
+        strategies=results,
+    )
+
+
+def select_strategies(keys: Optional[Sequence[str]]) -> List[Strategy]:
+    if not keys:
+        return list(STRATEGIES)
+    unknown = [k for k in keys if k not in BY_KEY]
+    if unknown:
+        raise KdiagError(
+            f"unknown strategy {', '.join(map(repr, unknown))}",
+            f"choose from: {', '.join(BY_KEY)}",
+        )
+    return [BY_KEY[k] for k in dict.fromkeys(keys)]
+
+
+def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
+                   say: Progress) -> List[StrategyResult]:
+    prepared: Dict[str, Callable] = {}
+    unavailable: Dict[str, str] = {}
+    notes: Dict[str, List[str]] = {}
+    for strategy in selected:
+        if strategy.needs_keras and not ctx.loaded.is_keras:
+            unavailable[strategy.name] = "not applicable: needs a Keras model; this is a plain SavedModel"
+            continue
+        say("prepare", strategy.name)
+        with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
+            warnings.simplefilter("always")
+            try:
+                prepared[strategy.name] = strategy.prepare(ctx)
+            except NotApplicable as exc:
+                unavailable[strategy.name] = f"not available: {exc}"
+            except KdiagError:
+                raise
+            except Exception as exc:
+                unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {_first_line(exc)}"
+        notes[strategy.name] = _unique_warnings(caught)
+
+    timed = measure_interleaved(prepared, settings, on_progress=lambda name, what: say("measure", f"{name}: {what}"),
+                                around_first_call=native_stderr_captured)
+    reference_name, reference = _reference(timed)
+    results = []
+    for strategy in selected:
+        name = strategy.name
+        if name in unavailable:
+            results.append(StrategyResult(name, strategy.snippet, False, unavailable[name], notes=notes.get(name, [])))
+            continue
+        outcome = timed[name]
+        if outcome.error:
+            results.append(StrategyResult(name, strategy.snippet, False, f"failed when called: {outcome.error}",
+                                          notes=notes[name]))
+            continue
+        outputs = None
+        if reference is not None:
+            outputs = check.compare(reference_name, reference, outcome.first_output)
+        results.append(StrategyResult(name, strategy.snippet, True, measurement=outcome.measurement,
+                                      outputs=outputs, notes=notes[name]))
+    return results
+
+
+def _reference(timed):
+    for name in REFERENCE_ORDER:
+        outcome = timed.get(name)
+        if outcome is not None and not outcome.error:
+            return name, outcome.first_output
+    return None, None
+
+
+def _unique_warnings(caught) -> List[str]:
+    seen = []
+    for item in caught:
+        text = " ".join(str(item.message).split())[:300]
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
+
+
+def _load(model_or_path, example, opts: InspectOptions) -> LoadedModel:
+    if example is not None:
+        if model_or_path is not None:
+            raise KdiagError("give either a model path or --example, not both", "drop one of them")
+        return load_example(example)
+    if model_or_path is None:
+        raise KdiagError("no model given", "pass a path to a .keras/.h5 file or SavedModel directory, or --example tiny")
+    if isinstance(model_or_path, (str, Path)):
+        return load_path(model_or_path, unsafe=opts.unsafe, custom_objects=opts.custom_objects)
+    return from_model(model_or_path)
+
+
+def _make_inputs(loaded: LoadedModel, inputs, opts: InspectOptions) -> ModelInputs:
+    if opts.batch_size is not None and opts.batch_size < 1:
+        raise KdiagError(f"--batch-size must be a positive integer, not {opts.batch_size}", "use e.g. --batch-size 1")
+    specs = loaded.input_specs
+    if inputs is not None:
+        if isinstance(inputs, (str, Path)):
+            return load_user_inputs(Path(inputs), specs)
+        arrays = inputs if isinstance(inputs, dict) else {specs[0].name: inputs}
+        checked = {s.name: check_user_array(s, arrays[s.name]) for s in specs}
+        return ModelInputs(checked, {n: "user data" for n in checked})
+    batch = _batch_size(loaded, opts.batch_size)
+    from kdiag.limits import check_input_memory
+
+    shapes = resolve_shapes(specs, batch, opts.input_shapes)
+    check_input_memory(specs, shapes)
+    return synthetic_inputs(specs, shapes)
+
+
+def _batch_size(loaded: LoadedModel, requested: Optional[int]) -> int:
+    fixed = {s.shape[0] for s in loaded.input_specs if s.shape and s.shape[0] is not None}
+    if fixed:
+        size = fixed.pop()
+        if requested is not None and requested != size:
+            raise KdiagError(
+                f"the model's batch size is fixed at {size}, so --batch-size {requested} cannot be used",
+                f"drop --batch-size or pass --batch-size {size}",
+            )
+        return size
+    if requested is not None:
+        return requested
+    return loaded.default_batch_size or 1
+
+
+def model_info(loaded: LoadedModel, inputs: ModelInputs) -> ModelInfo:
+    return ModelInfo(
+        name=loaded.name,
+        source=loaded.source,
+        format=loaded.format,
+        parameters=loaded.parameter_count(),
+        inputs=[
+            InputInfo(s.name, list(inputs.arrays[s.name].shape), s.dtype, inputs.descriptions[s.name])
+            for s in loaded.input_specs
+        ],
+        batch_size=inputs.batch_size,
+        load_time_s=loaded.load_time_s,
+        compile_config=loaded.compile_config,
+        keras_model=loaded.is_keras,
+    )
+
+
+class _work_dir:
+    """A scratch directory: the caller's, or a temporary one removed afterwards."""
+
+    def __init__(self, given: Optional[Path]):
+        self.given = given
+        self.tmp = None
+
+    def __enter__(self):
+        if self.given is not None:
+            Path(self.given).mkdir(parents=True, exist_ok=True)
+            return self.given
+        self.tmp = tempfile.TemporaryDirectory(prefix="kdiag-")
+        return self.tmp.name
+
+    def __exit__(self, *exc):
+        if self.tmp is not None:
+            self.tmp.cleanup()
+        return False

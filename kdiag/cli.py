@@ -1,0 +1,185 @@
+"""Command line: argparse → a frozen RunConfig → the API → a renderer.
+
+`main(argv, env)` returns an exit status; tests call it in-process with an Env whose
+streams are StringIO, and as a subprocess through `python -m kdiag`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional, Sequence, TextIO, Tuple
+
+from kdiag import __version__
+from kdiag.errors import ExitStatus, KdiagError
+
+STRATEGY_KEYS = ("predict", "predict-compiled", "predict_on_batch", "eager", "tf-function", "concrete",
+                 "xla", "savedmodel", "tflite")
+FORMATS = ("terminal", "json", "markdown")
+
+
+@dataclasses.dataclass
+class Env:
+    """Where output goes; injectable so tests run the real CLI."""
+
+    stdout: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = dataclasses.field(default_factory=lambda: sys.stderr)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything `kdiag inspect` was asked to do, fixed once from the arguments."""
+
+    model_path: Optional[str]
+    example: Optional[str]
+    inputs: Optional[str]
+    batch_size: Optional[int]
+    input_shapes: Tuple[str, ...]
+    strategies: Optional[Tuple[str, ...]]
+    budget_s: float
+    min_calls: int
+    format: str
+    unsafe: bool
+    custom_objects: Optional[str]
+    command: str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kdiag",
+        description="Why is my Keras model's inference slow, and what should I do about it? "
+                    "kdiag times every way of calling the model and checks their outputs.",
+    )
+    parser.add_argument("--version", action="version", version=f"kdiag {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    inspect = commands.add_parser("inspect", help="measure every way of calling a model",
+                                  description="Load a model, time every way of calling it, check their outputs.")
+    inspect.add_argument("model", nargs="?", help=".keras or .h5/.hdf5 file, or a SavedModel directory")
+    inspect.add_argument("--example", metavar="NAME",
+                         help="a built-in example instead of a file: tiny, mnist-softmax, mnist-cnn, lstm")
+    inspect.add_argument("--batch-size", type=int, metavar="N",
+                         help="batch size (default: the model's fixed one, else the example's, else 1)")
+    inspect.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
+                         help="size of dynamic axes after the batch axis, per input (repeatable)")
+    inspect.add_argument("--inputs", metavar="FILE", help="your own inputs: .npy (one input) or .npz (by name)")
+    inspect.add_argument("--strategies", metavar="A,B", help=f"only these: {','.join(STRATEGY_KEYS)}")
+    inspect.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
+                         help="timed seconds per strategy (default 1)")
+    inspect.add_argument("--min-calls", type=int, default=5, metavar="N", help="timed calls at least (default 5)")
+    inspect.add_argument("--format", choices=FORMATS, default="terminal", help="what to print on stdout")
+    inspect.add_argument("--unsafe", action="store_true",
+                         help="allow Lambda layers to be deserialised (runs code from the file)")
+    inspect.add_argument("--custom-objects", metavar="MODULE.py",
+                         help="a Python file defining the model's custom classes (its code runs)")
+    inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+
+    commands.add_parser("examples", help="list the built-in example models")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int:
+    env = env or Env()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse printed its usage message already
+        return ExitStatus.OK if exit_.code == 0 else ExitStatus.BAD_INPUT
+    if args.command is None:
+        parser.print_help(env.stdout)
+        return ExitStatus.OK
+    try:
+        if args.command == "inspect":
+            return run_inspect(config_from_args(args, argv), env)
+        if args.command == "examples":
+            return run_examples(env)
+    except KdiagError as error:
+        if args.debug:
+            traceback.print_exc(file=env.stderr)
+        print(f"kdiag: error: {error.message}", file=env.stderr)
+        return ExitStatus.BAD_INPUT
+    except KeyboardInterrupt:
+        print("kdiag: interrupted", file=env.stderr)
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.ERROR
+
+
+def config_from_args(args, argv) -> RunConfig:
+    strategies = None
+    if args.strategies:
+        strategies = tuple(k.strip() for k in args.strategies.split(",") if k.strip())
+    if args.budget <= 0:
+        raise KdiagError(f"--budget must be positive, not {args.budget:g}", "use e.g. --budget 1")
+    if args.min_calls < 1:
+        raise KdiagError(f"--min-calls must be at least 1, not {args.min_calls}", "use e.g. --min-calls 5")
+    if args.model is None and args.example is None:
+        raise KdiagError("no model given", "pass a .keras/.h5 file or SavedModel directory, or --example tiny")
+    return RunConfig(
+        model_path=args.model,
+        example=args.example,
+        inputs=args.inputs,
+        batch_size=args.batch_size,
+        input_shapes=tuple(args.input_shape),
+        strategies=strategies,
+        budget_s=args.budget,
+        min_calls=args.min_calls,
+        format=args.format,
+        unsafe=args.unsafe,
+        custom_objects=args.custom_objects,
+        command="kdiag " + " ".join(shlex.quote(a) for a in argv),
+    )
+
+
+def run_inspect(config: RunConfig, env: Env) -> int:
+    from kdiag.api import inspect
+    from kdiag.custom_objects import load_custom_objects
+    from kdiag.inputs import parse_shape_overrides
+    from kdiag.render import render
+
+    options = dict(
+        batch_size=config.batch_size,
+        input_shapes=parse_shape_overrides(config.input_shapes),
+        strategies=config.strategies,
+        budget_s=config.budget_s,
+        min_calls=config.min_calls,
+        unsafe=config.unsafe,
+        custom_objects=load_custom_objects(config.custom_objects) if config.custom_objects else None,
+        command=config.command,
+    )
+    progress = _progress(env)
+    try:
+        report = inspect(config.model_path, inputs=config.inputs, example=config.example, progress=progress,
+                         **options)
+    finally:
+        getattr(progress, "close", lambda: None)()
+    if config.format == "terminal" and _is_terminal(env.stdout):
+        from kdiag.render.terminal import print_report
+
+        print_report(report)
+    else:
+        env.stdout.write(render(report, config.format))
+    return ExitStatus.OK
+
+
+def run_examples(env: Env) -> int:
+    from kdiag.examples import all_examples
+
+    for example in all_examples().values():
+        print(f"{example.name:14} batch {example.batch_size:<3} {example.description}", file=env.stdout)
+    return ExitStatus.OK
+
+
+def _progress(env: Env):
+    from kdiag.render.terminal import StderrProgress
+
+    return StderrProgress(env.stderr)
+
+
+def _is_terminal(stream) -> bool:
+    return stream is sys.stdout and hasattr(stream, "isatty") and stream.isatty()

@@ -1,0 +1,39 @@
+"""Number formatting shared by the text renderers (terminal and Markdown)."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+
+def duration(seconds: Optional[float]) -> str:
+    """Seconds as µs / ms / s with three significant figures."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "—"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def ratio(value: Optional[float]) -> str:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return "—"
+    if value >= 100:
+        return f"{value:,.0f}x"
+    if value >= 10:
+        return f"{value:.1f}x"
+    return f"{value:.2f}x"
+
+
+def diff(value: Optional[float]) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    if math.isinf(value):
+        return "∞"
+    return "0" if value == 0 else f"{value:.1e}"
+
+
+def threads(count: int) -> str:
+    return f"{count}" if count else "0 (TensorFlow picks: one per core)"

@@ -1,0 +1,188 @@
+"""The rich terminal report, and progress on stderr. The only module that imports rich."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Optional
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from kdiag.measure import NOISE_THRESHOLD
+from kdiag.render import format as fmt
+from kdiag.report import Report
+from kdiag.summary import fastest_matching, strategy_rows
+
+
+def render(report: Report, width: int = 120, color: bool = False) -> str:
+    """The report as text, for tests and for writing to a file."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system="standard" if color else None,
+                      force_terminal=color, highlight=False)
+    print_report(report, console)
+    return buffer.getvalue()
+
+
+def print_report(report: Report, console: Optional[Console] = None) -> None:
+    console = console or Console(highlight=False)
+    for part in report_parts(report):
+        console.print(part)
+
+
+def report_parts(report: Report):
+    model = report.model
+    yield Text.assemble(
+        ("kdiag inspect", "bold"), f"  {model.name} ({model.format})  batch {model.batch_size}",
+        style="",
+    )
+    yield _environment(report)
+    yield _model(report)
+    yield _strategies(report)
+    unavailable = [s for s in report.strategies if not s.available]
+    if unavailable:
+        yield _unavailable(unavailable)
+    notes = list(_notes(report))
+    if notes:
+        yield Panel(Group(*[Text(n) for n in notes]), title="Notes", title_align="left", border_style="yellow")
+    best = fastest_matching(report)
+    if best is not None:
+        yield Panel(Text(best.snippet), title=f"Fastest with matching outputs: {best.name}",
+                    title_align="left", border_style="green")
+
+
+def _kv_table(title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    return table
+
+
+def _environment(report: Report) -> Table:
+    env = report.environment
+    table = _kv_table("Environment")
+    keras = f"{env.keras} ({'tf-keras, legacy' if env.legacy_keras else 'backend ' + env.keras_backend})"
+    table.add_row("TensorFlow", f"{env.tensorflow} ({env.tensorflow_git}), {env.cuda_build}")
+    table.add_row("Keras", keras)
+    table.add_row("Python / OS", f"{env.python} / {env.os}")
+    table.add_row("CPU", f"{env.cpu_model}, {env.cpu_cores} cores")
+    table.add_row("Threads", f"intra-op {fmt.threads(env.intra_op_threads)}, inter-op {fmt.threads(env.inter_op_threads)}")
+    table.add_row("oneDNN", env.onednn)
+    table.add_row("GPUs", ", ".join(env.gpus) or "none")
+    return table
+
+
+def _model(report: Report) -> Table:
+    model = report.model
+    table = _kv_table("Model")
+    table.add_row("Source", f"{model.source} ({model.format}), loaded in {fmt.duration(model.load_time_s)}")
+    table.add_row("Parameters", f"{model.parameters:,}" if model.parameters is not None else "unknown")
+    for item in model.inputs:
+        shape = "(" + ", ".join(str(d) for d in item.shape) + ")"
+        table.add_row(f"Input {item.name}", f"{shape} {item.dtype}: {item.value_range}")
+    table.add_row("Compiled with", model.compile_config)
+    return table
+
+
+def _strategies(report: Report) -> Table:
+    s = report.settings
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"Strategies: time per call, fastest first (budget {s.budget_s:g} s each, at least {s.min_calls} calls)",
+        title_justify="left",
+        caption="speed-up = predict's median / this median; ~ = noisy (IQR/median > "
+                f"{NOISE_THRESHOLD:.0%}); outputs: max |diff| against {_reference_name(report)}; "
+                "IQR and calls/s are in the JSON and Markdown reports",
+        caption_justify="left",
+    )
+    table.add_column("strategy", no_wrap=True, min_width=18)
+    for name in ("median", "p90", "p99", "n", "first call", "speed-up", "vs fastest"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("outputs", no_wrap=True)
+    for row in strategy_rows(report):
+        result = row.result
+        m = result.measurement
+        if not result.available or m is None:
+            continue
+        table.add_row(
+            result.name + (" (stopped early)" if m.stopped_early else ""),
+            fmt.duration(m.median_s) + (" ~" if m.noisy else ""),
+            fmt.duration(m.p90_s),
+            fmt.duration(m.p99_s),
+            str(m.count),
+            fmt.duration(m.first_call_s),
+            fmt.ratio(row.vs_predict),
+            fmt.ratio(row.vs_fastest),
+            _outputs_cell(result),
+        )
+    return table
+
+
+def _reference_name(report: Report) -> str:
+    check = next((s.outputs for s in report.strategies if s.outputs), None)
+    return check.reference if check else "nothing (no reference ran)"
+
+
+def _outputs_cell(result) -> Text:
+    check = result.outputs
+    if check is None:
+        return Text("not checked")
+    if check.matches:
+        return Text(f"match {fmt.diff(check.max_abs_diff)}", style="green")
+    return Text(f"DIFFER {fmt.diff(check.max_abs_diff)}", style="bold red")
+
+
+def _unavailable(results) -> Table:
+    table = _kv_table("Not measured")
+    for result in results:
+        table.add_row(result.name, result.reason)
+    return table
+
+
+def _notes(report: Report):
+    check = next((s.outputs for s in report.strategies if s.outputs), None)
+    if check is not None:
+        yield (f"Outputs are compared with {check.reference}'s on the same inputs: "
+               f"|diff| <= {check.atol:g} + {check.rtol:g}·|reference| element-wise (max |diff| shown).")
+    noisy = [r.name for r in report.strategies if r.measurement and r.measurement.count and r.measurement.noisy]
+    if noisy:
+        yield (f"Noisy (IQR/median > {NOISE_THRESHOLD:.0%}, marked ~): {', '.join(noisy)}. Another process may be "
+               "using the CPU; rounds were interleaved so ratios stay comparable, but re-run for firmer figures.")
+    for result in report.strategies:
+        m = result.measurement
+        if m is not None and m.stopped_early:
+            yield (f"{result.name}: stopped early after {m.count} calls (wall cap {report.settings.max_wall_s:g} s) "
+                   f"— its figures rest on few samples.")
+        if result.outputs is not None and not result.outputs.matches:
+            detail = f" ({result.outputs.detail})" if result.outputs.detail else ""
+            yield f"{result.name}: outputs differ from {result.outputs.reference}'s{detail}; it is never recommended."
+        for warning in result.notes:
+            yield f"{result.name}: warning captured: {warning}"
+    yield from report.notes
+
+
+class StderrProgress:
+    """Progress on stderr: a live status line on a terminal, stage lines otherwise."""
+
+    def __init__(self, stream=None):
+        self.console = Console(file=stream or sys.stderr, highlight=False)
+        self.status = None
+        self.last_stage = None
+
+    def __call__(self, stage: str, detail: str) -> None:
+        if self.console.is_terminal:
+            if self.status is None:
+                self.status = self.console.status("")
+                self.status.start()
+            self.status.update(f"[dim]{stage}[/]: {detail}")
+        elif stage != self.last_stage:  # a log, not a live line: one line per stage
+            self.console.print(f"kdiag: {stage}: {detail}" + (" ..." if stage == "measure" else ""))
+        self.last_stage = stage
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None

@@ -1,0 +1,325 @@
+"""The ways of calling a model that kdiag times, each with the snippet a user would write.
+
+A Strategy's `prepare(ctx)` does the one-off work (tracing is *not* done here: the
+first call stays cold, as it is for the user) and returns a zero-argument callable
+that runs the model once on the prepared inputs and returns its outputs as a flat
+list of NumPy arrays: host memory, so asynchronous devices cannot hide work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from kdiag.errors import NotApplicable
+from kdiag.inputs import ModelInputs
+from kdiag.load import LoadedModel, serving_signature
+
+Outputs = List[np.ndarray]
+PREDICT = "predict"
+PREDICT_COMPILED = "predict (compiled)"
+
+
+@dataclasses.dataclass
+class StrategyContext:
+    loaded: LoadedModel
+    inputs: ModelInputs
+    work_dir: Path  # for exported SavedModels and TFLite files
+    _cache: Dict[str, object] = dataclasses.field(default_factory=dict)
+
+    def keras_inputs(self):
+        """The inputs packed as the Keras model takes them: one array, a list or a dict."""
+        arrays = self.inputs.arrays
+        names = [s.name for s in self.loaded.input_specs]
+        if self.loaded.input_structure == "dict":
+            return {n: arrays[n] for n in names}
+        if self.loaded.input_structure == "list":
+            return [arrays[n] for n in names]
+        return arrays[names[0]]
+
+    def tensor_specs(self, batch: Optional[int] = None):
+        """tf.TensorSpecs in the Keras input structure; batch axis None unless given."""
+        tf = _tf()
+        specs = {
+            s.name: tf.TensorSpec((batch,) + tuple(self.inputs.arrays[s.name].shape[1:]), s.dtype, name=s.name)
+            for s in self.loaded.input_specs
+        }
+        names = [s.name for s in self.loaded.input_specs]
+        if self.loaded.input_structure == "dict":
+            return specs
+        if self.loaded.input_structure == "list":
+            return [specs[n] for n in names]
+        return specs[names[0]]
+
+    def cached(self, key: str, make: Callable[[], object]):
+        """One-off artefacts shared between strategies (an exported SavedModel, a traced function)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    key: str  # what --strategies takes
+    name: str  # what reports show; the plain predict is exactly "predict"
+    snippet: str
+    prepare: Callable[[StrategyContext], Callable[[], Outputs]]
+    needs_keras: bool = True
+    summary: str = ""
+
+
+# --- output normalisation -----------------------------------------------------------
+
+
+def to_host(outputs) -> Outputs:
+    """Flatten any output structure to a list of NumPy arrays (dict values in key order)."""
+    flat = []
+    _flatten_outputs(outputs, flat)
+    return flat
+
+
+def _flatten_outputs(value, out: list) -> None:
+    if isinstance(value, dict):
+        for key in sorted(value, key=_natural_key):
+            _flatten_outputs(value[key], out)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _flatten_outputs(item, out)
+    elif hasattr(value, "numpy"):
+        out.append(value.numpy())  # copies a tensor to host memory
+    else:
+        out.append(np.asarray(value))
+
+
+def _natural_key(key) -> list:
+    # output_2 before output_10
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(key))]
+
+
+def _tf():
+    from kdiag.tf import tf_and_keras
+
+    return tf_and_keras()[0]
+
+
+def _require_keras(ctx: StrategyContext, what: str):
+    if not ctx.loaded.is_keras:
+        raise NotApplicable(f"{what} needs a Keras model; this is a plain SavedModel (no Keras object to call)")
+    return ctx.loaded.model
+
+
+# --- the strategies -------------------------------------------------------------------
+
+
+def _predict(ctx):
+    model = _require_keras(ctx, "predict")
+    x = ctx.keras_inputs()
+    return lambda: to_host(model.predict(x, verbose=0))
+
+
+def _predict_compiled(ctx):
+    _require_keras(ctx, "predict after compile()")
+    model = ctx.loaded.compiled_factory()  # its own instance: no predict function shared
+    x = ctx.keras_inputs()
+    return lambda: to_host(model.predict(x, verbose=0))
+
+
+def _predict_on_batch(ctx):
+    model = _require_keras(ctx, "predict_on_batch")
+    x = ctx.keras_inputs()
+    return lambda: to_host(model.predict_on_batch(x))
+
+
+def _eager_call(ctx):
+    model = _require_keras(ctx, "model(x)")
+    x = ctx.keras_inputs()
+    return lambda: to_host(model(x, training=False))
+
+
+def _serving_function(ctx, jit_compile: bool):
+    """tf.function(model(x, training=False)) with an input signature; traced on first call."""
+    tf = _tf()
+    model = _require_keras(ctx, "tf.function(model)")
+
+    @tf.autograph.experimental.do_not_convert  # plain model call: nothing for AutoGraph to convert
+    def call(x):
+        return model(x, training=False)
+
+    return tf.function(call, input_signature=[ctx.tensor_specs()], jit_compile=jit_compile)
+
+
+def _tf_function(ctx):
+    fn = ctx.cached("tf.function", lambda: _serving_function(ctx, jit_compile=False))
+    x = ctx.keras_inputs()
+    return lambda: to_host(fn(x))
+
+
+def _concrete_function(ctx):
+    tf = _tf()
+    # A separate tf.function from the one above: getting its concrete function traces it,
+    # and that trace must not warm the `tf.function` strategy's first call.
+    fn = _serving_function(ctx, jit_compile=False)
+    concrete = fn.get_concrete_function()
+    tensors = tf.nest.map_structure(tf.constant, ctx.keras_inputs())
+    return lambda: to_host(concrete(tensors))
+
+
+def _xla(ctx):
+    fn = _serving_function(ctx, jit_compile=True)
+    x = ctx.keras_inputs()
+    try:
+        to_host(fn(x))  # fails here if XLA cannot compile an op; the timing run re-traces nothing
+    except Exception as exc:
+        raise NotApplicable(f"XLA could not compile the model: {_first_line(exc)}") from exc
+    # That probe call warmed the function, so give the timing run a fresh one: its first
+    # call must include the XLA compilation, as it does for the user.
+    fn = _serving_function(ctx, jit_compile=True)
+    return lambda: to_host(fn(x))
+
+
+def export_saved_model(ctx: StrategyContext) -> Path:
+    """The Keras model exported as a SavedModel once per run (also used by the C++ baseline)."""
+
+    def export():
+        if ctx.loaded.saved_model_dir is not None:
+            return ctx.loaded.saved_model_dir
+        model = ctx.loaded.model
+        target = ctx.work_dir / "saved_model"
+        if hasattr(model, "export"):
+            model.export(str(target), verbose=False) if _export_takes_verbose(model) else model.export(str(target))
+        else:
+            _tf().saved_model.save(model, str(target))
+        return target
+
+    return ctx.cached("saved_model", export)
+
+
+def _export_takes_verbose(model) -> bool:
+    import inspect as pyinspect
+
+    return "verbose" in pyinspect.signature(model.export).parameters
+
+
+def _saved_model(ctx):
+    tf = _tf()
+    if ctx.loaded.saved_model is not None:
+        signature = serving_signature(ctx.loaded.saved_model, ctx.loaded.source)
+        tensors = {n: tf.constant(a) for n, a in ctx.inputs.arrays.items()}
+        return lambda: to_host(signature(**tensors))
+    try:
+        directory = export_saved_model(ctx)
+    except Exception as exc:
+        raise NotApplicable(f"model.export() failed: {_first_line(exc)}") from exc
+    restored = tf.saved_model.load(str(directory))
+    x = ctx.keras_inputs()
+    # The closures hold `restored` itself: its functions alone do not keep the
+    # restored variables alive.
+    if getattr(restored, "serve", None) is not None:
+        return lambda: to_host(restored.serve(x))
+    return lambda: to_host(serving_signature(restored, directory)(**ctx.inputs.arrays))
+
+
+def _tflite_model(ctx) -> bytes:
+    tf = _tf()
+    if ctx.loaded.saved_model_dir is not None:
+        return tf.lite.TFLiteConverter.from_saved_model(str(ctx.loaded.saved_model_dir)).convert()
+    model = ctx.loaded.model
+    if _supports_export_signature(model):
+        # Export with the batch axis fixed: Keras 3 LSTMs fail to convert with a dynamic batch.
+        fixed = ctx.work_dir / "tflite_source"
+        model.export(str(fixed), input_signature=[ctx.tensor_specs(batch=ctx.inputs.batch_size)], verbose=False)
+        return tf.lite.TFLiteConverter.from_saved_model(str(fixed)).convert()
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def _supports_export_signature(model) -> bool:
+    import inspect as pyinspect
+
+    export = getattr(model, "export", None)
+    if export is None:
+        return False
+    params = pyinspect.signature(export).parameters
+    return "input_signature" in params and "verbose" in params
+
+
+def _tflite(ctx):
+    tf = _tf()
+    try:
+        blob = _tflite_model(ctx)
+    except Exception as exc:
+        raise NotApplicable(f"TFLite conversion failed: {_first_line(exc)}") from exc
+    import warnings
+
+    with warnings.catch_warnings():
+        # "tf.lite.Interpreter is deprecated": reported once in the notes, not per call.
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=blob)
+    runners = interpreter.get_signature_list()
+    if not runners:
+        raise NotApplicable("the converted TFLite model has no signature to call")
+    key = "serving_default" if "serving_default" in runners else next(iter(runners))
+    expected = runners[key]["inputs"]
+    arrays = ctx.inputs.arrays
+    if set(expected) != set(arrays):
+        raise NotApplicable(f"TFLite signature inputs {expected} do not match the model's {sorted(arrays)}")
+    _resize_for_batch(interpreter, key, arrays)
+    runner = interpreter.get_signature_runner(key)
+    return lambda: to_host(runner(**arrays))
+
+
+def _resize_for_batch(interpreter, key, arrays) -> None:
+    """A SavedModel with a dynamic batch converts to batch 1: resize to the inputs used."""
+    runner = interpreter.get_signature_runner(key)
+    details = runner.get_input_details()
+    changed = False
+    for name, array in arrays.items():
+        if tuple(details[name]["shape"]) != array.shape:
+            interpreter.resize_tensor_input(details[name]["index"], array.shape)
+            changed = True
+    if changed:
+        interpreter.allocate_tensors()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    line = next((part for part in text.splitlines() if part.strip()), type(exc).__name__)
+    return line.strip()[:240]
+
+
+TF_FUNCTION_SNIPPET = """\
+serve = tf.function(lambda x: model(x, training=False),
+                    input_signature=[tf.TensorSpec(x.shape[1:] with None batch, x.dtype)])
+serve(x)"""
+
+STRATEGIES: List[Strategy] = [
+    Strategy("predict", PREDICT, "model = keras.models.load_model(path, compile=False)\nmodel.predict(x, verbose=0)",
+             _predict, summary="Keras predict, model loaded without compile()"),
+    Strategy("predict-compiled", PREDICT_COMPILED, "model = keras.models.load_model(path)  # compiled\nmodel.predict(x, verbose=0)",
+             _predict_compiled, summary="Keras predict after compile()"),
+    Strategy("predict_on_batch", "predict_on_batch", "model.predict_on_batch(x)", _predict_on_batch,
+             summary="one batch, no data pipeline"),
+    Strategy("eager", "model(x) eager", "model(x, training=False)", _eager_call,
+             summary="direct call, eager op-by-op execution"),
+    Strategy("tf-function", "tf.function", TF_FUNCTION_SNIPPET, _tf_function,
+             summary="direct call compiled to a graph, called with NumPy arrays"),
+    Strategy("concrete", "concrete function",
+             "fn = serve.get_concrete_function()\nx_t = tf.constant(x)\nfn(x_t)",
+             _concrete_function, summary="the traced graph called on tensors, no dispatch or conversion"),
+    Strategy("xla", "XLA (jit_compile)",
+             "serve = tf.function(lambda x: model(x, training=False), jit_compile=True,\n"
+             "                    input_signature=[...])\nserve(x)",
+             _xla, summary="graph compiled by XLA"),
+    Strategy("savedmodel", "SavedModel serve",
+             "model.export('exported')\nreloaded = tf.saved_model.load('exported')\nreloaded.serve(x)",
+             _saved_model, needs_keras=False, summary="the exported SavedModel's serving endpoint"),
+    Strategy("tflite", "TFLite",
+             "blob = tf.lite.TFLiteConverter.from_saved_model('exported').convert()\n"
+             "runner = tf.lite.Interpreter(model_content=blob).get_signature_runner()\n"
+             "runner(x=x)", _tflite, needs_keras=False, summary="TFLite interpreter (XNNPACK on CPU)"),
+]
+
+BY_KEY = {s.key: s for s in STRATEGIES}
