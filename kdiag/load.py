@@ -250,13 +250,7 @@ def _from_keras(model, name, source, fmt, load_time, compiled_factory, compile_c
 
 def keras_input_specs(model):
     """The model's declared inputs, and whether it takes one tensor, a list or a dict."""
-    try:
-        declared = model.input
-    except (AttributeError, ValueError) as exc:
-        raise KdiagError(
-            f"model {model.name!r} does not declare its inputs ({exc})",
-            "build it with keras.Input(...) before saving, or call kdiag.inspect(model, inputs=...) in Python",
-        ) from exc
+    declared, graph = _declared_inputs(model)
     if isinstance(declared, dict):
         structure, tensors = "dict", list(declared.items())
     elif isinstance(declared, (list, tuple)):
@@ -264,13 +258,29 @@ def keras_input_specs(model):
         tensors = [(_tensor_name(t, i), t) for i, t in enumerate(declared)]
     else:
         structure, tensors = "single", [(_tensor_name(declared, 0), declared)]
-    ranges = _integer_ranges(model)
+    ranges = _integer_ranges(graph)
     specs = []
     for name, tensor in tensors:
         dtype = _dtype_name(tensor.dtype)
         int_range, why = ranges.get(id(tensor), (None, ""))
         specs.append(InputSpec(name, tuple(_dims(tensor.shape)), dtype, int_range, why))
     return specs, structure
+
+
+def _declared_inputs(model):
+    """The model's input tensors, and the graph model whose layers consume them."""
+    try:
+        return model.input, model
+    except (AttributeError, ValueError) as exc:
+        # A Keras 3 Sequential loaded from a Keras 2-era .h5 is built, but only its
+        # inner functional graph knows its inputs.
+        inner = getattr(model, "_functional", None)
+        if inner is not None:
+            return inner.input, inner
+        raise KdiagError(
+            f"model {model.name!r} does not declare its inputs ({exc})",
+            "build it with keras.Input(...) before saving, or call kdiag.inspect(model, inputs=...) in Python",
+        ) from exc
 
 
 def _tensor_name(tensor, index: int) -> str:

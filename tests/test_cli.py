@@ -1,0 +1,190 @@
+"""The real CLI, in-process and as a subprocess; bad input gets one clean line and exit 2."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from kdiag.cli import Env, main
+
+FAST_ARGS = ["--budget", "0.02", "--min-calls", "2"]
+
+
+def run_cli(*argv):
+    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
+    code = main(list(argv), env)
+    return code, env.stdout.getvalue(), env.stderr.getvalue()
+
+
+def run_subprocess(*argv, cwd=None):
+    return subprocess.run([sys.executable, "-m", "kdiag", *argv], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def assert_clean_refusal(code, stdout, stderr, *words):
+    assert code == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("kdiag: error:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert stdout == ""
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_help_is_instant_and_does_not_import_tensorflow():
+    code = ("import sys, io\nfrom kdiag.cli import main, Env\n"
+            "main(['--help'], Env(io.StringIO(), io.StringIO()))\n"
+            "main(['inspect', '--help'], Env(io.StringIO(), io.StringIO()))\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_command_prints_help():
+    code, out, _ = run_cli()
+    assert code == 0 and "inspect" in out
+
+
+@pytest.mark.slow
+def test_inspect_example_in_process_json():
+    code, out, err = run_cli("inspect", "--example", "tiny", "--format", "json", *FAST_ARGS)
+    assert code == 0, err
+    data = json.loads(out)
+    measured = [s for s in data["strategies"] if s["available"] and s["median_s"]]
+    assert len(measured) >= 8
+    assert all(s["outputs_match"] for s in measured)
+    assert data["settings"]["command"].startswith("kdiag inspect --example tiny")
+    assert "kdiag: load" in err  # progress goes to stderr, never into the JSON
+
+
+@pytest.mark.slow
+def test_inspect_as_subprocess_terminal_report(model_files):
+    result = run_subprocess("inspect", str(model_files / "tiny.keras"), "--strategies", "predict,predict-compiled,tf-function",
+                            *FAST_ARGS)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for text in ("Environment", "TensorFlow", "Strategies", "predict (compiled)", "tf.function", "match",
+                 "the training config saved in the file"):
+        assert text in out
+    assert "Traceback" not in result.stderr
+    assert "cuInit" not in result.stderr  # native start-up noise is held back
+
+
+def test_missing_path():
+    assert_clean_refusal(*run_cli("inspect", "/nonexistent/model.keras"), "does not exist")
+
+
+def test_no_model_at_all():
+    assert_clean_refusal(*run_cli("inspect"), "no model given", "--example")
+
+
+def test_directory_that_is_not_a_savedmodel(tmp_path):
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path)), "not a SavedModel", "saved_model.pb")
+
+
+@pytest.mark.parametrize("name", ["empty.h5", "empty.keras"])
+def test_empty_file(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / name)), "is empty")
+
+
+def test_text_renamed_h5(tmp_path):
+    (tmp_path / "notes.h5").write_text("this is not a model\n")
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "notes.h5")), "not an HDF5 file")
+
+
+def test_text_renamed_keras(tmp_path):
+    (tmp_path / "notes.keras").write_text("this is not a model\n")
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "notes.keras")), "not a valid .keras file")
+
+
+def test_unknown_extension(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x01")
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "model.onnx")), "extension", ".keras")
+
+
+@pytest.mark.slow
+def test_truncated_h5(model_files, tmp_path):
+    data = (model_files / "tiny.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "cut.h5")), "cut.h5")
+
+
+@pytest.mark.slow
+def test_truncated_keras_zip(model_files, tmp_path):
+    data = (model_files / "tiny.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "cut.keras")), "cut.keras")
+
+
+def test_zip_without_config(tmp_path):
+    with zipfile.ZipFile(tmp_path / "noconfig.keras", "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "noconfig.keras")), "without config.json")
+
+
+@pytest.mark.slow
+def test_model_needing_custom_objects(keras, tmp_path):
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return x * 2
+
+    Doubler.__module__ = "somebody_elses_package.layers"  # not importable here
+    inputs = keras.Input((3,))
+    keras.Model(inputs, Doubler()(inputs)).save(tmp_path / "custom.keras")
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "custom.keras")), "custom object", "--custom-objects")
+
+
+@pytest.mark.slow
+def test_lambda_layer_is_refused_without_unsafe(keras, tmp_path):
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "lambda.keras")
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "lambda.keras")), "Lambda", "--unsafe")
+    code, out, err = run_cli("inspect", str(tmp_path / "lambda.keras"), "--unsafe", "--strategies", "predict",
+                             "--format", "json", *FAST_ARGS)
+    assert code == 0, err
+    assert json.loads(out)["strategies"][0]["available"]
+
+
+@pytest.mark.slow
+def test_unresolved_dynamic_axis(keras, tmp_path):
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    keras.Model(tokens, keras.layers.Embedding(10, 2)(tokens)).save(tmp_path / "seq.keras")
+    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "seq.keras")), "dynamic axis", "--input-shape tokens=")
+
+
+@pytest.mark.parametrize("size", ["0", "-4"])
+def test_nonpositive_batch_size(size):
+    assert_clean_refusal(*run_cli("inspect", "--example", "tiny", "--batch-size", size), "--batch-size")
+
+
+@pytest.mark.slow
+def test_batch_size_that_would_exhaust_memory_is_refused_with_the_estimate():
+    code, out, err = run_cli("inspect", "--example", "mnist-cnn", "--batch-size", "100000000")
+    assert_clean_refusal(code, out, err, "GiB", "--batch-size")
+
+
+def test_bad_budget():
+    assert_clean_refusal(*run_cli("inspect", "--example", "tiny", "--budget", "0"), "--budget")
+
+
+def test_unknown_option_is_a_usage_error():
+    code, out, err = run_cli("inspect", "--frobnicate")
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "notes.h5").write_text("not a model")
+    code, _, err = run_cli("--debug", "inspect", str(tmp_path / "notes.h5"))
+    assert code == 2 and "Traceback" in err and "kdiag: error:" in err
+
+
+def test_refusal_as_subprocess_has_no_traceback(tmp_path):
+    (tmp_path / "notes.keras").write_text("not a model")
+    result = run_subprocess("inspect", str(tmp_path / "notes.keras"))
+    assert_clean_refusal(result.returncode, result.stdout, result.stderr, "not a valid .keras file")

@@ -1,0 +1,91 @@
+"""Every strategy on the tiny example: measured, outputs checked against predict."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kdiag.api import inspect, select_strategies
+from kdiag.check import compare
+from kdiag.errors import KdiagError
+from kdiag.render.json import render as render_json
+from kdiag.report import Report
+from kdiag.strategies import STRATEGIES
+
+from conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def tiny_report():
+    return inspect(example="tiny", **FAST)
+
+
+@pytest.mark.slow
+def test_every_strategy_is_measured_on_tiny_with_matching_outputs(tiny_report):
+    names = [s.name for s in tiny_report.strategies]
+    assert names == [s.name for s in STRATEGIES]
+    for result in tiny_report.strategies:
+        assert result.available, (result.name, result.reason)
+        m = result.measurement
+        assert m.count >= FAST["min_calls"] and m.median_s > 0 and m.first_call_s > 0
+        assert result.outputs.reference == "predict"
+        assert result.outputs.matches, (result.name, result.outputs)
+    assert tiny_report.model.batch_size == 32
+
+
+@pytest.mark.slow
+def test_predict_is_slower_than_the_fastest_strategy(tiny_report):
+    # A behavioural fact of Keras 3 (tf.data pipeline per call), not a timing target:
+    # at least one direct path beats predict on a 13-parameter model.
+    fastest = tiny_report.measured()[0]
+    assert fastest.name != "predict"
+    assert tiny_report.strategy("predict").median_s > fastest.median_s
+
+
+@pytest.mark.slow
+def test_json_has_the_documented_fields_and_round_trips(tiny_report):
+    data = json.loads(render_json(tiny_report))
+    assert data["schema_version"] == 1
+    predict = next(s for s in data["strategies"] if s["name"] == "predict")
+    for field in ("name", "available", "median_s", "p90_s", "first_call_s", "outputs_match", "max_abs_diff",
+                  "snippet"):
+        assert field in predict
+    assert predict["outputs_match"] is True
+    assert len(predict["measurement"]["samples_s"]) == predict["measurement"]["count"]
+    again = Report.from_dict(data)
+    assert again.strategy("predict").median_s == pytest.approx(tiny_report.strategy("predict").median_s)
+    assert again == Report.from_dict(json.loads(render_json(again)))
+
+
+@pytest.mark.slow
+def test_strategy_selection_runs_only_those(keras):
+    report = inspect(example="tiny", strategies=["predict_on_batch", "concrete"], **FAST)
+    assert [s.name for s in report.strategies] == ["predict_on_batch", "concrete function"]
+    # No predict ran, so there is no reference: outputs are not checked rather than assumed.
+    assert all(s.outputs is None for s in report.strategies)
+
+
+def test_unknown_strategy_names_the_choices():
+    with pytest.raises(KdiagError, match="choose from: predict, predict-compiled"):
+        select_strategies(["predcit"])
+
+
+def test_outputs_check_catches_a_different_computation():
+    ref = [np.array([[0.5], [0.25]], dtype=np.float32)]
+    assert compare("predict", ref, [ref[0] + 1e-7]).matches
+    wrong = compare("predict", ref, [ref[0] + 0.01])
+    assert not wrong.matches and wrong.max_abs_diff == pytest.approx(0.01, rel=1e-3)
+    shape = compare("predict", ref, [np.zeros((3, 1))])
+    assert not shape.matches and "shape" in shape.detail
+    assert not compare("predict", ref, ref + ref).matches
+    assert not compare("predict", ref, [np.array([[np.nan], [0.25]])]).matches
+
+
+@pytest.mark.slow
+def test_model_in_memory_with_user_inputs(keras, tiny_input):
+    from conftest import build_tiny
+
+    report = inspect(build_tiny(keras), inputs=tiny_input, strategies=["predict", "eager"], **FAST)
+    assert report.model.batch_size == 8
+    assert report.model.inputs[0].value_range == "user data"
+    assert report.strategy("model(x) eager").outputs.matches
