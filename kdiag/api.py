@@ -35,6 +35,7 @@ class InspectOptions:
     max_wall_s: Optional[float] = None  # default: 6x the budget
     unsafe: bool = False
     custom_objects: Optional[dict] = None
+    cpp: bool = False  # also time the C++ floor (cpp_baseline/, TF C API)
     command: str = ""
 
 
@@ -61,6 +62,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
     with _work_dir(work_dir) as scratch:
         ctx = StrategyContext(loaded, model_inputs, Path(scratch))
         results = run_strategies(ctx, selected, settings, say)
+        if opts.cpp:
+            results.append(run_cpp_floor(ctx, settings, results, say))
     from kdiag.environment import collect
 
     return Report(
@@ -115,6 +118,7 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
     timed = measure_interleaved(prepared, settings, on_progress=lambda name, what: say("measure", f"{name}: {what}"),
                                 around_first_call=native_stderr_captured)
     reference_name, reference = _reference(timed)
+    ctx.reference_outputs = reference
     results = []
     for strategy in selected:
         name = strategy.name
@@ -134,6 +138,39 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
     return results
 
 
+def run_cpp_floor(ctx: StrategyContext, settings: MeasureSettings, results: List[StrategyResult],
+                  say: Progress) -> StrategyResult:
+    """The SavedModel run from C++ through the TF C API, checked against the same reference.
+
+    It runs in its own process after the Python strategies, so it is not interleaved
+    with them; the report says so.
+    """
+    from kdiag import cpp
+    from kdiag.strategies import export_saved_model, to_host
+
+    note = ["measured in its own process after the Python strategies (not interleaved with them)"]
+    reason = cpp.unavailable_reason()
+    if reason is not None:
+        return StrategyResult(cpp.STRATEGY_NAME, cpp.SNIPPET, False, f"not available: {reason}")
+    try:
+        say("cpp", "building cpp_baseline/ (cached per TensorFlow version)")
+        binary = cpp.build()
+        directory = export_saved_model(ctx)
+        say("cpp", f"running {binary.name}")
+        run = cpp.run_baseline(directory, ctx.inputs.arrays, budget_s=settings.budget_s,
+                               min_calls=settings.min_calls, max_wall_s=settings.max_wall_s,
+                               work_dir=ctx.work_dir / "cpp", binary=binary)
+    except KdiagError as exc:
+        return StrategyResult(cpp.STRATEGY_NAME, cpp.SNIPPET, False, f"not available: {exc.message}", notes=note)
+    reference = next((r for r in results if r.name in REFERENCE_ORDER and r.available), None)
+    outputs = None
+    ref_outputs = ctx.reference_outputs
+    if reference is not None and ref_outputs is not None:
+        outputs = check.compare(reference.name, ref_outputs, to_host(run.outputs))
+    return StrategyResult(cpp.STRATEGY_NAME, cpp.SNIPPET, True, measurement=run.measurement, outputs=outputs,
+                          notes=note)
+
+
 def _reference(timed):
     for name in REFERENCE_ORDER:
         outcome = timed.get(name)
@@ -145,7 +182,7 @@ def _reference(timed):
 def _unique_warnings(caught) -> List[str]:
     seen = []
     for item in caught:
-        text = " ".join(str(item.message).split())[:300]
+        text = "warning: " + " ".join(str(item.message).split())[:300]
         if text not in seen:
             seen.append(text)
     return seen

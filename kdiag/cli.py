@@ -45,6 +45,7 @@ class RunConfig:
     format: str
     unsafe: bool
     custom_objects: Optional[str]
+    cpp: bool
     command: str
 
 
@@ -77,9 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="allow Lambda layers to be deserialised (runs code from the file)")
     inspect.add_argument("--custom-objects", metavar="MODULE.py",
                          help="a Python file defining the model's custom classes (its code runs)")
+    inspect.add_argument("--cpp", action="store_true",
+                         help="also time the C++ floor: the exported SavedModel through the TF C API (cpp_baseline/)")
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
+    cpp = commands.add_parser("cpp", help="the C++ baseline (TF C API)")
+    cpp_commands = cpp.add_subparsers(dest="cpp_command", metavar="ACTION", required=True)
+    cpp_build = cpp_commands.add_parser("build", help="build cpp_baseline/ against the installed TensorFlow")
+    cpp_build.add_argument("--force", action="store_true", help="rebuild even when the cached binary is current")
     return parser
 
 
@@ -99,6 +106,8 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
             return run_inspect(config_from_args(args, argv), env)
         if args.command == "examples":
             return run_examples(env)
+        if args.command == "cpp":
+            return run_cpp_build(args.force, env)
     except KdiagError as error:
         if args.debug:
             traceback.print_exc(file=env.stderr)
@@ -132,6 +141,7 @@ def config_from_args(args, argv) -> RunConfig:
         format=args.format,
         unsafe=args.unsafe,
         custom_objects=args.custom_objects,
+        cpp=args.cpp,
         command="kdiag " + " ".join(shlex.quote(a) for a in argv),
     )
 
@@ -150,6 +160,7 @@ def run_inspect(config: RunConfig, env: Env) -> int:
         min_calls=config.min_calls,
         unsafe=config.unsafe,
         custom_objects=load_custom_objects(config.custom_objects) if config.custom_objects else None,
+        cpp=config.cpp,
         command=config.command,
     )
     progress = _progress(env)
@@ -172,6 +183,14 @@ def run_examples(env: Env) -> int:
 
     for example in all_examples().values():
         print(f"{example.name:14} batch {example.batch_size:<3} {example.description}", file=env.stdout)
+    return ExitStatus.OK
+
+
+def run_cpp_build(force: bool, env: Env) -> int:
+    from kdiag import cpp
+
+    binary = cpp.build(force=force)
+    print(f"kdiag: C++ baseline built: {binary}", file=env.stdout)
     return ExitStatus.OK
 
 

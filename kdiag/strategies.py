@@ -29,6 +29,7 @@ class StrategyContext:
     loaded: LoadedModel
     inputs: ModelInputs
     work_dir: Path  # for exported SavedModels and TFLite files
+    reference_outputs: Optional[Outputs] = None  # predict's (or the signature's) outputs, once measured
     _cache: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def keras_inputs(self):

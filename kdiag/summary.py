@@ -40,3 +40,32 @@ def fastest_matching(report: Report) -> Optional[StrategyResult]:
         if result.outputs is None or result.outputs.matches:
             return result
     return None
+
+
+CPP = "C++ (TF C API)"
+
+
+def floor_gaps(report: Report) -> List[str]:
+    """How far predict and the best Python path are from the C++ floor, when it was measured."""
+    floor = report.strategy(CPP)
+    if floor is None or not floor.available or not floor.measurement or not floor.measurement.count:
+        return []
+    if floor.outputs is not None and not floor.outputs.matches:
+        return [f"{CPP}: its outputs differ, so it is not used as the floor."]
+    lines = []
+    predict = report.strategy(PREDICT)
+    if predict is not None and predict.median_s:
+        lines.append(f"predict takes {predict.median_s / floor.median_s:,.0f}x the C++ floor "
+                     f"({_ms(predict.median_s)} vs {_ms(floor.median_s)} per call): that much is Python and Keras.")
+    python = [r for r in report.measured() if r.name != CPP and (r.outputs is None or r.outputs.matches)]
+    if python:
+        best = python[0]
+        lines.append(f"The best Python path, {best.name}, takes {best.median_s / floor.median_s:.2f}x the C++ floor "
+                     f"({_ms(best.median_s)} vs {_ms(floor.median_s)}).")
+    return lines
+
+
+def _ms(seconds: float) -> str:
+    from kdiag.render.format import duration
+
+    return duration(seconds)

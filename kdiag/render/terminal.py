@@ -15,7 +15,7 @@ from rich.text import Text
 from kdiag.measure import NOISE_THRESHOLD
 from kdiag.render import format as fmt
 from kdiag.report import Report
-from kdiag.summary import fastest_matching, strategy_rows
+from kdiag.summary import fastest_matching, floor_gaps, strategy_rows
 
 
 def render(report: Report, width: int = 120, color: bool = False) -> str:
@@ -159,8 +159,9 @@ def _notes(report: Report):
         if result.outputs is not None and not result.outputs.matches:
             detail = f" ({result.outputs.detail})" if result.outputs.detail else ""
             yield f"{result.name}: outputs differ from {result.outputs.reference}'s{detail}; it is never recommended."
-        for warning in result.notes:
-            yield f"{result.name}: warning captured: {warning}"
+        for note in result.notes:
+            yield f"{result.name}: {note}"
+    yield from floor_gaps(report)
     yield from report.notes
 
 
