@@ -16,7 +16,8 @@ from kdiag.load import LoadedModel, from_model, load_example, load_path
 from kdiag.measure import MeasureSettings, measure_interleaved
 from kdiag.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
 from kdiag.tf import native_stderr_captured
-from kdiag.strategies import BY_KEY, PREDICT, STRATEGIES, Strategy, StrategyContext
+from kdiag.profiling import ProfileResult
+from kdiag.strategies import BY_KEY, BY_NAME, PREDICT, PREDICT_COMPILED, STRATEGIES, Strategy, StrategyContext
 
 # Reference for the outputs check, in order of preference.
 REFERENCE_ORDER = (PREDICT, "SavedModel serve")
@@ -36,16 +37,21 @@ class InspectOptions:
     unsafe: bool = False
     custom_objects: Optional[dict] = None
     cpp: bool = False  # also time the C++ floor (cpp_baseline/, TF C API)
+    profile: bool = True  # the cProfile pass (predict before and after compile, plus `profile_strategies`)
+    profile_strategies: Sequence[str] = ()  # extra strategy keys to profile
+    profile_calls: int = 10  # warm calls per profile
     command: str = ""
 
 
 def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
-            progress: Optional[Progress] = None, work_dir: Optional[Path] = None, **options) -> Report:
+            progress: Optional[Progress] = None, work_dir: Optional[Path] = None,
+            out_dir: Optional[Path] = None, **options) -> Report:
     """Load the model, build inputs, time every strategy, check outputs: a Report.
 
     `model_or_path`: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
     `example`: the name of a built-in example instead. `inputs`: a NumPy array, a dict of
     arrays by input name, or a path to .npy/.npz; synthetic inputs otherwise.
+    `out_dir`: where the `.prof` files go (a new temporary folder, kept, when None).
     Other options are the fields of `InspectOptions`.
     """
     opts = InspectOptions(**options)
@@ -64,6 +70,12 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
         results = run_strategies(ctx, selected, settings, say)
         if opts.cpp:
             results.append(run_cpp_floor(ctx, settings, results, say))
+        profiles = []
+        if opts.profile:
+            profile_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-profiles-"))
+            profiles = run_profiles(ctx, results, profile_scenarios(results, opts.profile_strategies),
+                                    profile_dir, opts.profile_calls, say)
+        layers, training_diff = training_mode_check(ctx)
     from kdiag.environment import collect
 
     return Report(
@@ -76,8 +88,10 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
             timestamp=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         ),
         environment=collect(),
-        model=model_info(loaded, model_inputs),
+        model=dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
+                                  training_true_max_abs_diff=training_diff),
         strategies=results,
+        profiles=profiles,
     )
 
 
@@ -169,6 +183,73 @@ def run_cpp_floor(ctx: StrategyContext, settings: MeasureSettings, results: List
         outputs = check.compare(reference.name, ref_outputs, to_host(run.outputs))
     return StrategyResult(cpp.STRATEGY_NAME, cpp.SNIPPET, True, measurement=run.measurement, outputs=outputs,
                           notes=note)
+
+
+# Profiled by default: the two scenarios of the TF 2.1-era "predict is slower after compile()" report.
+DEFAULT_PROFILES = (PREDICT, PREDICT_COMPILED)
+
+
+def profile_scenarios(results: List[StrategyResult], extra_keys: Sequence[str]) -> List[Strategy]:
+    wanted = [BY_NAME[n] for n in DEFAULT_PROFILES] + select_strategies(extra_keys) if extra_keys else \
+        [BY_NAME[n] for n in DEFAULT_PROFILES]
+    available = {r.name for r in results if r.available}
+    return [s for s in dict.fromkeys(wanted) if s.name in available]
+
+
+def run_profiles(ctx: StrategyContext, results: List[StrategyResult], scenarios: List[Strategy],
+                 out_dir: Path, warm_calls: int, say: Progress) -> List[ProfileResult]:
+    """A cProfile pass per scenario, each on a fresh model instance so its first call is cold."""
+    from kdiag.profiling import file_stem, profile_scenario
+    from kdiag.tf import legacy_keras_requested
+
+    medians = {r.name: r.median_s for r in results if r.available}
+    profiles = []
+    for strategy in scenarios:
+        say("profile", f"{strategy.name}: 1 cold + {warm_calls} warm calls under cProfile")
+        stem = file_stem(strategy.name)
+
+        def make_call(strategy=strategy, stem=stem):
+            loaded = ctx.loaded
+            if loaded.is_keras and loaded.uncompiled_factory is not None:
+                loaded = dataclasses.replace(loaded, model=loaded.uncompiled_factory())
+            fresh = StrategyContext(loaded, ctx.inputs, ctx.work_dir / f"profile-{stem}")
+            return strategy.prepare(fresh)
+
+        with native_stderr_captured():
+            profiles.append(profile_scenario(strategy.name, make_call, out_dir, warm_calls,
+                                             medians.get(strategy.name), legacy_keras_requested(), stem))
+    return profiles
+
+
+TRAINING_DEPENDENT = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
+                      "GaussianDropout", "GaussianNoise", "BatchNormalization")
+
+
+def training_mode_check(ctx: StrategyContext):
+    """Layers that behave differently when training, and how far model(x, training=True) strays.
+
+    Runs last: training=True updates BatchNormalization's moving statistics.
+    """
+    if not ctx.loaded.is_keras:
+        return [], None
+    layers = [f"{layer.name} ({type(layer).__name__})" for layer in _all_layers(ctx.loaded.model)
+              if type(layer).__name__ in TRAINING_DEPENDENT]
+    if not layers or ctx.reference_outputs is None:
+        return layers, None
+    from kdiag.strategies import to_host
+
+    try:
+        stray = check.compare("predict", ctx.reference_outputs, to_host(ctx.loaded.model(ctx.keras_inputs(), training=True)))
+    except Exception:  # a model that cannot run in training mode has no such risk to measure
+        return layers, None
+    return layers, stray.max_abs_diff
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
 
 
 def _reference(timed):

@@ -32,6 +32,7 @@ class LoadedModel:
     load_time_s: float
     model: object = None  # Keras model loaded with compile=False; None for a plain SavedModel
     compiled_factory: Optional[Callable[[], object]] = None  # a second, compiled instance
+    uncompiled_factory: Optional[Callable[[], object]] = None  # a fresh uncompiled one (profiling's cold call)
     compile_config: str = ""
     saved_model: object = None  # tf.saved_model.load(...) result for SavedModel directories
     saved_model_dir: Optional[Path] = None
@@ -80,7 +81,9 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     model = loader(False)
     load_time = time.perf_counter() - start
     factory, described = _compiled_factory(loader, compile_config)
-    return _from_keras(model, path.stem, str(path), fmt, load_time, factory, described)
+    loaded = _from_keras(model, path.stem, str(path), fmt, load_time, factory, described)
+    loaded.uncompiled_factory = lambda: loader(False)
+    return loaded
 
 
 def load_example(name: str) -> LoadedModel:
@@ -100,6 +103,7 @@ def load_example(name: str) -> LoadedModel:
         model, name, f"example:{name}", "example", load_time, compiled, f"the default {DEFAULT_COMPILE_TEXT}"
     )
     loaded.default_batch_size = example.batch_size
+    loaded.uncompiled_factory = example.build
     return loaded
 
 
@@ -109,16 +113,22 @@ def from_model(model) -> LoadedModel:
 
     _, keras = tf_and_keras()
 
-    def compiled():
+    def clone():
         twin = keras.models.clone_model(model)
         twin.set_weights(model.get_weights())
+        return twin
+
+    def compiled():
+        twin = clone()
         twin.compile(**DEFAULT_COMPILE)
         return twin
 
-    return _from_keras(
+    loaded = _from_keras(
         model, model.name, "in-memory", "in-memory", 0.0, compiled,
         f"a clone of the model with the default {DEFAULT_COMPILE_TEXT}",
     )
+    loaded.uncompiled_factory = clone
+    return loaded
 
 
 # --- Keras files ------------------------------------------------------------------

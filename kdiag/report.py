@@ -11,6 +11,7 @@ import typing
 from typing import Any, Dict, List, Optional
 
 from kdiag.measure import Measurement
+from kdiag.profiling import ProfileResult
 
 SCHEMA_VERSION = 1
 
@@ -61,6 +62,25 @@ class ModelInfo:
     load_time_s: float
     compile_config: str  # what "predict (compiled)" was compiled with, and where that came from
     keras_model: bool  # False for a plain SavedModel: Keras-only strategies are not applicable
+    # Layers whose output depends on `training` (Dropout, BatchNormalization, ...), and how
+    # far model(x, training=True) strays from the reference outputs: measured, not assumed.
+    training_dependent_layers: List[str] = dataclasses.field(default_factory=list)
+    training_true_max_abs_diff: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One diagnosis: what was measured, what to do, and the gain measured on this model."""
+
+    id: str  # stable, e.g. "predict-overhead"
+    severity: str  # "high", "medium", "low", "info"
+    title: str
+    evidence: List[str]  # the measured numbers behind it, as sentences
+    advice: str
+    snippet: str  # the code of the better strategy ("" when there is none to show)
+    strategy: Optional[str] = None  # the recommended strategy's name, when there is one
+    measured_speedup: Optional[float] = None  # baseline median / recommended median, measured
+    outputs_match: Optional[bool] = None  # of the recommended strategy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +117,8 @@ class Report:
     environment: Environment
     model: ModelInfo
     strategies: List[StrategyResult]
-    profiles: List[Any] = dataclasses.field(default_factory=list)
-    findings: List[Any] = dataclasses.field(default_factory=list)
+    profiles: List[ProfileResult] = dataclasses.field(default_factory=list)
+    findings: List[Finding] = dataclasses.field(default_factory=list)
     notes: List[str] = dataclasses.field(default_factory=list)
     incomplete: bool = False
     schema_version: int = SCHEMA_VERSION
@@ -113,6 +133,9 @@ class Report:
 
     def to_dict(self) -> Dict[str, Any]:
         return _to_jsonable(self)
+
+    def profile(self, scenario: str) -> Optional[ProfileResult]:
+        return next((p for p in self.profiles if p.scenario == scenario), None)
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Report":
@@ -132,7 +155,10 @@ class Report:
 # type hints, so adding a field needs no serialisation code. Derived statistics
 # (median, p90, ...) are written too, for readers of the JSON, and ignored on load.
 
-_DERIVED = {Measurement: ("median_s", "p90_s", "p99_s", "iqr_s", "calls_per_s", "noisy", "count")}
+_DERIVED = {
+    Measurement: ("median_s", "p90_s", "p99_s", "iqr_s", "calls_per_s", "noisy", "count"),
+    ProfileResult: ("inflation",),
+}
 
 
 def _to_jsonable(value: Any) -> Any:

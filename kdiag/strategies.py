@@ -8,7 +8,9 @@ list of NumPy arrays: host memory, so asynchronous devices cannot hide work.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import re
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -191,7 +193,12 @@ def export_saved_model(ctx: StrategyContext) -> Path:
         model = ctx.loaded.model
         target = ctx.work_dir / "saved_model"
         if hasattr(model, "export"):
-            model.export(str(target), verbose=False) if _export_takes_verbose(model) else model.export(str(target))
+            if _export_takes_verbose(model):
+                model.export(str(target), verbose=False)
+            else:
+                # tf-keras' export prints its endpoints on stdout, which may be carrying JSON.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    model.export(str(target))
         else:
             _tf().saved_model.save(model, str(target))
         return target
@@ -273,13 +280,15 @@ def _tflite(ctx):
 
 
 def _resize_for_batch(interpreter, key, arrays) -> None:
-    """A SavedModel with a dynamic batch converts to batch 1: resize to the inputs used."""
-    runner = interpreter.get_signature_runner(key)
-    details = runner.get_input_details()
+    """A model converted with a dynamic batch gets batch 1: resize to the inputs used."""
+    # Tensor indices by signature name from the signature list, not from a runner: a live
+    # runner holds references to the interpreter's buffers, and resizing is then refused.
+    indices = interpreter._get_full_signature_list()[key]["inputs"]  # {name: tensor index}
+    shapes = {d["index"]: tuple(d["shape"]) for d in interpreter.get_input_details()}
     changed = False
     for name, array in arrays.items():
-        if tuple(details[name]["shape"]) != array.shape:
-            interpreter.resize_tensor_input(details[name]["index"], array.shape)
+        if shapes[indices[name]] != array.shape:
+            interpreter.resize_tensor_input(indices[name], array.shape)
             changed = True
     if changed:
         interpreter.allocate_tensors()
@@ -324,3 +333,4 @@ STRATEGIES: List[Strategy] = [
 ]
 
 BY_KEY = {s.key: s for s in STRATEGIES}
+BY_NAME = {s.name: s for s in STRATEGIES}

@@ -69,3 +69,36 @@ def _ms(seconds: float) -> str:
     from kdiag.render.format import duration
 
     return duration(seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseDelta:
+    phase: str
+    before_ms: float
+    after_ms: float
+    text: str  # "+1.20 ms", or "~0 (±x ms noise)" when inside the noise
+
+
+def compile_delta_rows(report: Report) -> List[PhaseDelta]:
+    """Per phase, what compile() changed between the two predict profiles (empty if either is missing).
+
+    A change smaller than the noise of the two timing passes (their IQRs, spread over the
+    phase by its share) is "no measurable effect": we do not invent a slowdown.
+    """
+    from kdiag.strategies import PREDICT_COMPILED
+
+    before, after = report.profile(PREDICT), report.profile(PREDICT_COMPILED)
+    plain, compiled = report.strategy(PREDICT), report.strategy(PREDICT_COMPILED)
+    if before is None or after is None or not plain or not compiled:
+        return []
+    noise_s = plain.measurement.iqr_s + compiled.measurement.iqr_s
+    rows = []
+    for b, a in zip(before.phases, after.phases):
+        change = a.ms_per_call - b.ms_per_call
+        noise_ms = noise_s * 1e3 * max(a.share, b.share)
+        if abs(change) <= noise_ms:
+            text = f"~0 (±{noise_ms:.2f} noise)"
+        else:
+            text = f"{change:+.2f} ms"
+        rows.append(PhaseDelta(b.name, b.ms_per_call, a.ms_per_call, text))
+    return rows

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Short budgets: tests check behaviour, not speed (speed lives in bench/).
-FAST = dict(budget_s=0.02, min_calls=2, max_wall_s=2.0)
+FAST = dict(budget_s=0.02, min_calls=2, max_wall_s=2.0, profile=False)
 
 
 @pytest.fixture(scope="session")

@@ -45,11 +45,16 @@ def report_parts(report: Report):
     unavailable = [s for s in report.strategies if not s.available]
     if unavailable:
         yield _unavailable(unavailable)
+    if report.profiles:
+        yield _phases(report)
+        yield _profile_files(report)
+    if report.findings:
+        yield _findings(report)
     notes = list(_notes(report))
     if notes:
         yield Panel(Group(*[Text(n) for n in notes]), title="Notes", title_align="left", border_style="yellow")
     best = fastest_matching(report)
-    if best is not None:
+    if best is not None and not report.findings:
         yield Panel(Text(best.snippet), title=f"Fastest with matching outputs: {best.name}",
                     title_align="left", border_style="green")
 
@@ -133,6 +138,61 @@ def _outputs_cell(result) -> Text:
     if check.matches:
         return Text(f"match {fmt.diff(check.max_abs_diff)}", style="green")
     return Text(f"DIFFER {fmt.diff(check.max_abs_diff)}", style="bold red")
+
+
+def _phases(report: Report) -> Table:
+    """Phases per profiled scenario side by side; the compile() delta when both predicts were profiled."""
+    from kdiag.summary import compile_delta_rows
+
+    profiles = report.profiles
+    table = Table(box=box.SIMPLE_HEAD, title="Where the time goes: ms per warm call by phase (cProfile shares "
+                  "scaled to the unprofiled median)", title_justify="left",
+                  caption="cProfile inflated the profiled calls by " + ", ".join(
+                      f"{p.scenario} {p.inflation:.2f}x" for p in profiles if p.inflation) +
+                  "; shares are as profiled, milliseconds are scaled back to the timing pass.",
+                  caption_justify="left")
+    table.add_column("phase", no_wrap=True)
+    for profile in profiles:
+        table.add_column(profile.scenario, justify="right", no_wrap=True)
+    delta = compile_delta_rows(report)
+    if delta:
+        table.add_column("compile() Δ", justify="right", no_wrap=True)
+    for index, row in enumerate(profiles[0].phases):
+        cells = [row.name]
+        for profile in profiles:
+            phase = profile.phases[index]
+            cells.append(f"{phase.ms_per_call:.2f} ms {_bar(phase.share)}{phase.share:>5.0%}")
+        if delta:
+            cells.append(delta[index].text)
+        table.add_row(*cells)
+    table.add_row("traces per call (first call)",
+                  *[f"{p.traces_per_call:g} ({p.cold_traces})" for p in profiles],
+                  *([""] if delta else []))
+    return table
+
+
+def _bar(share: float, width: int = 8) -> str:
+    filled = int(round(share * width))
+    return "█" * filled + "·" * (width - filled)
+
+
+def _profile_files(report: Report) -> Table:
+    table = _kv_table("Profiles (open in snakeviz)")
+    for profile in report.profiles:
+        table.add_row(profile.scenario, f"kdiag view {profile.prof_path}   (first call: {profile.cold_prof_path})")
+    return table
+
+
+def _findings(report: Report) -> Group:
+    parts = [Text("Findings (ordered by measured gain)", style="bold")]
+    for finding in report.findings:
+        gain = f" — measured {fmt.ratio(finding.measured_speedup)} faster" if finding.measured_speedup else ""
+        body = [Text(line) for line in finding.evidence] + [Text(finding.advice, style="bold")]
+        if finding.snippet:
+            body.append(Text(finding.snippet, style="cyan"))
+        parts.append(Panel(Group(*body), title=f"[{finding.severity}] {finding.title}{gain}", title_align="left",
+                           border_style={"high": "red", "medium": "yellow"}.get(finding.severity, "blue")))
+    return Group(*parts)
 
 
 def _unavailable(results) -> Table:

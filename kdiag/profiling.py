@@ -1,0 +1,152 @@
+"""The cProfile pass, separate from timing: one cold call and N warm calls per scenario.
+
+Each pass is dumped as a `.prof` file (pstats format: `pstats.Stats` and snakeviz open
+it), attributed to phases by `kdiag.phases`, and scaled to the *unprofiled* median
+from the timing pass, so cProfile's own overhead does not inflate the per-phase
+milliseconds (it inflates Python-heavy phases more than others; the shares are the
+profiled ones, and the report says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import dataclasses
+import logging
+import pstats
+import re
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
+
+from kdiag.phases import PhaseBreakdown, TopFunction, attribute, select_rules
+
+# Creating a concrete function always builds a FuncGraph here, in every TF 2.x.
+TRACE_LANDMARK = ("tensorflow/python/framework/func_graph.py", "func_graph_from_py_func")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseRow:
+    name: str
+    share: float  # of the profiled warm total, 0..1
+    ms_per_call: float  # share x the unprofiled median (None-free: 0 when no median)
+    profiled_ms_per_call: float  # as cProfile saw it (inflated by the profiler)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileResult:
+    scenario: str  # the strategy's name, e.g. "predict", "predict (compiled)"
+    prof_path: str  # warm calls
+    cold_prof_path: str  # the first call of a fresh instance
+    calls: int  # warm calls profiled
+    ruleset: str
+    profiled_s_per_call: float
+    unprofiled_median_s: Optional[float]  # from the timing pass
+    cold_call_profiled_s: float
+    phases: List[PhaseRow]
+    cold_phases: List[PhaseRow]  # shares of the cold call (ms are profiled, not scaled)
+    top_functions: List[TopFunction]
+    traces_per_call: float  # concrete functions created per warm call
+    cold_traces: int  # concrete functions created by the first call
+    retracing_warnings: List[str]
+
+    @property
+    def inflation(self) -> Optional[float]:
+        """Profiled time per call / unprofiled median: cProfile's own overhead."""
+        if not self.unprofiled_median_s:
+            return None
+        return self.profiled_s_per_call / self.unprofiled_median_s
+
+
+def profile_scenario(
+    scenario: str,
+    make_call: Callable[[], Callable[[], object]],
+    out_dir: Path,
+    warm_calls: int,
+    unprofiled_median_s: Optional[float],
+    legacy: bool,
+    file_stem: str,
+) -> ProfileResult:
+    """Profile a fresh instance: its first call, then `warm_calls` calls, two .prof files."""
+    rules = select_rules(legacy)
+    with capture_tf_warnings() as warnings_seen:
+        call = make_call()
+        cold = cProfile.Profile()
+        cold.enable()
+        call()
+        cold.disable()
+        warm = cProfile.Profile()
+        warm.enable()
+        for _ in range(warm_calls):
+            call()
+        warm.disable()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cold_path = out_dir / f"{file_stem}.cold.prof"
+    warm_path = out_dir / f"{file_stem}.prof"
+    cold.dump_stats(str(cold_path))
+    warm.dump_stats(str(warm_path))
+    cold_stats = pstats.Stats(str(cold_path))
+    warm_stats = pstats.Stats(str(warm_path))
+    warm_breakdown = attribute(warm_stats, rules, calls=warm_calls)
+    cold_breakdown = attribute(cold_stats, rules, calls=1)
+    return ProfileResult(
+        scenario=scenario,
+        prof_path=str(warm_path),
+        cold_prof_path=str(cold_path),
+        calls=warm_calls,
+        ruleset=rules.name,
+        profiled_s_per_call=warm_breakdown.per_call_s(),
+        unprofiled_median_s=unprofiled_median_s,
+        cold_call_profiled_s=cold_breakdown.total_s,
+        phases=phase_rows(warm_breakdown, unprofiled_median_s),
+        cold_phases=phase_rows(cold_breakdown, None),
+        top_functions=warm_breakdown.top_functions,
+        traces_per_call=count_calls(warm_stats, *TRACE_LANDMARK) / warm_calls,
+        cold_traces=count_calls(cold_stats, *TRACE_LANDMARK),
+        retracing_warnings=[w for w in warnings_seen if "retracing" in w],
+    )
+
+
+def phase_rows(breakdown: PhaseBreakdown, unprofiled_median_s: Optional[float]) -> List[PhaseRow]:
+    per_call = breakdown.per_call_s()
+    scale = unprofiled_median_s if unprofiled_median_s else per_call
+    return [PhaseRow(p.name, p.share, p.share * scale * 1e3, p.share * per_call * 1e3) for p in breakdown.phases]
+
+
+def count_calls(stats: pstats.Stats, path_suffix: str, function: str) -> int:
+    """How many times a function (matched by file path suffix and name) was called."""
+    total = 0
+    for (filename, _line, name), (_cc, nc, _tt, _ct, _callers) in stats.stats.items():
+        if name == function and filename.replace("\\", "/").endswith(path_suffix):
+            total += nc
+    return total
+
+
+class _Collector(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: List[str] = []
+
+    def emit(self, record):
+        text = " ".join(record.getMessage().split())
+        if text not in self.messages:
+            self.messages.append(text)
+
+
+@contextlib.contextmanager
+def capture_tf_warnings() -> Iterator[List[str]]:
+    """TensorFlow's Python warnings (retracing among them) are collected, not printed raw."""
+    logger = logging.getLogger("tensorflow")
+    collector = _Collector()
+    saved_propagate, saved_handlers = logger.propagate, list(logger.handlers)
+    logger.handlers = [collector]
+    logger.propagate = False
+    try:
+        yield collector.messages
+    finally:
+        logger.handlers = saved_handlers
+        logger.propagate = saved_propagate
+
+
+def file_stem(scenario: str) -> str:
+    """'predict (compiled)' → 'predict-compiled': safe in any file system and URL."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", scenario).strip("-").lower()
