@@ -1,0 +1,592 @@
+"""Rules over a Report's measurements and profiles → findings, each with its measured numbers.
+
+`diagnose(report)` is a pure function of the Report (no TensorFlow, no rich). Every number
+a rule compares against lives in `THRESHOLDS` (printed by `kdiag rules`), so a reader can
+check why a finding fired. Two rules hold for every finding:
+
+* A strategy is recommended only when it was measured and its outputs were checked and
+  match the reference (the reference itself counts as matching). A strategy whose outputs
+  differ, or were never checked, is never recommended.
+* A finding whose evidence is absent (strategy not measured, unavailable, no profile) is
+  silent: nothing is estimated to fill the gap.
+
+Findings come out ordered by measured gain (`measured_speedup`, largest first), then the
+ones without a speed-up by severity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+from kdiag.measure import NOISE_THRESHOLD
+from kdiag.profiling import ProfileResult
+from kdiag.render.format import diff as fmt_diff
+from kdiag.render.format import duration
+from kdiag.render.format import ratio as fmt_ratio
+from kdiag.report import Finding, OutputCheck, Report, StrategyResult
+
+# Strategy names as reports show them. kdiag.strategies and kdiag.cpp define them (tests
+# check that these agree); importing those here would pull NumPy and the loaders in.
+PREDICT = "predict"
+PREDICT_COMPILED = "predict (compiled)"
+PREDICT_ON_BATCH = "predict_on_batch"
+EAGER = "model(x) eager"
+TF_FUNCTION = "tf.function"
+CONCRETE = "concrete function"
+XLA = "XLA (jit_compile)"
+SAVEDMODEL = "SavedModel serve"
+TFLITE = "TFLite"
+CPP = "C++ (TF C API)"
+
+#: What predict-overhead may recommend instead of predict.
+DIRECT_PATHS = (PREDICT_ON_BATCH, TF_FUNCTION, CONCRETE)
+#: What eager-slow may recommend instead of an eager call.
+GRAPH_PATHS = (TF_FUNCTION, CONCRETE)
+#: Ways of calling the Keras model itself (compute-bound's "best Keras path").
+KERAS_PATHS = (PREDICT, PREDICT_COMPILED, PREDICT_ON_BATCH, EAGER, TF_FUNCTION, CONCRETE)
+#: Other runtimes compute-bound shows when the Keras path is near the floor.
+COMPUTE_ALTERNATIVES = (XLA, TFLITE)
+#: The fastest way to run the graph kdiag measures: no Keras, no TF Python.
+FLOORS = (TFLITE, CPP)
+#: Scenarios whose per-call tracing is predict's own (tf.data map functions), not retracing.
+PREDICT_SCENARIOS = (PREDICT, PREDICT_COMPILED)
+
+SEVERITIES = ("high", "medium", "low", "info")
+_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+FINDING_IDS = (
+    "predict-overhead", "compile-slowdown", "compile-no-effect", "retracing", "eager-slow",
+    "training-dependent-layers", "compute-bound", "floor-gap", "noisy", "outputs-differ",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    finding_id: str
+    name: str
+    value: float
+    meaning: str
+
+
+THRESHOLDS: Tuple[Threshold, ...] = (
+    Threshold("predict-overhead", "min_ratio", 3.0,
+              "predict's median / the fastest matching direct path's median must reach this"),
+    Threshold("predict-overhead", "min_gap_s", 1e-3,
+              "and predict's median must exceed that path's by at least this many seconds"),
+    Threshold("predict-overhead", "high_ratio", 10.0,
+              "at or above this ratio the finding is severity high (else medium)"),
+    Threshold("predict-overhead", "dominant_phase_share", 0.10,
+              "phases of predict's profile with at least this share are cited as evidence"),
+    Threshold("compile-slowdown", "min_ratio", 1.2,
+              "predict (compiled)'s median / predict's median must reach this"),
+    Threshold("compile-slowdown", "noise_iqrs", 1.0,
+              "and the difference of medians must exceed this many times the sum of both IQRs"),
+    Threshold("retracing", "max_traces_per_call", 0.0,
+              "a profiled scenario other than predict creating more concrete functions per warm call "
+              "than this is retracing"),
+    Threshold("retracing", "high_traces_per_call", 1.0,
+              "at or above this many traces per warm call the finding is severity high (else medium)"),
+    Threshold("eager-slow", "min_ratio", 2.0,
+              "model(x) eager's median / the fastest matching graph path's median must reach this"),
+    Threshold("compute-bound", "max_ratio_to_floor", 1.5,
+              "the best Keras path's median / the fastest matching floor's median must be at most this"),
+    Threshold("compute-bound", "min_per_call_s", 5e-3,
+              "and the best Keras path's median must be at least this many seconds"),
+    Threshold("compute-bound", "min_alternative_speedup", 1.1,
+              "an XLA or TFLite alternative is recommended only when at least this much faster"),
+    Threshold("compute-bound", "noise_iqrs", 1.0,
+              "and only when the difference of medians exceeds this many times the sum of both IQRs"),
+    Threshold("floor-gap", "min_ratio", 1.2,
+              "best Python path's median / the fastest floor's median at or above this is a gap "
+              "worth reporting (severity low, floor recommended); below it the finding is info"),
+    Threshold("floor-gap", "noise_iqrs", 1.0,
+              "and the difference of medians must exceed this many times the sum of both IQRs"),
+    Threshold("noisy", "iqr_over_median", NOISE_THRESHOLD,
+              "a measurement whose IQR / median exceeds this is noisy (kdiag.measure.NOISE_THRESHOLD)"),
+)
+
+_THRESHOLD_VALUES: Dict[Tuple[str, str], float] = {(t.finding_id, t.name): t.value for t in THRESHOLDS}
+
+
+def threshold(finding_id: str, name: str) -> float:
+    """The value of one threshold; KeyError for a name not in THRESHOLDS."""
+    return _THRESHOLD_VALUES[(finding_id, name)]
+
+
+def thresholds_table() -> List[Tuple[str, str, str, str]]:
+    """Rows (finding id, threshold name, value, meaning) for `kdiag rules`."""
+    return [(t.finding_id, t.name, f"{t.value:g}", t.meaning) for t in THRESHOLDS]
+
+
+def diagnose(report: Report) -> List[Finding]:
+    """Every finding the report's measurements support, largest measured gain first."""
+    findings: List[Finding] = []
+    for rule in RULES:
+        findings.extend(rule(report))
+    return sort_findings(findings)
+
+
+def sort_findings(findings: Iterable[Finding]) -> List[Finding]:
+    """Measured speed-up, largest first; then findings without one, by severity (stable)."""
+    indexed = list(enumerate(findings))
+    indexed.sort(key=lambda item: (
+        item[1].measured_speedup is None,
+        -(item[1].measured_speedup or 0.0),
+        _SEVERITY_RANK.get(item[1].severity, len(SEVERITIES)),
+        item[0],
+    ))
+    return [f for _, f in indexed]
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def outputs_match(result: StrategyResult) -> bool:
+    """Checked against the reference and matching; the reference itself matches."""
+    check = result.outputs
+    return check is not None and (check.matches or check.reference == result.name)
+
+
+def timed(report: Report, name: str) -> Optional[StrategyResult]:
+    """The strategy when it is available and has a positive, finite median."""
+    result = report.strategy(name)
+    if result is None or not result.available or result.measurement is None or not result.measurement.count:
+        return None
+    median = result.median_s
+    if median is None or not median > 0 or math.isinf(median):
+        return None
+    return result
+
+
+def usable(report: Report, name: str) -> Optional[StrategyResult]:
+    """The strategy when it was measured and its outputs match: only these are recommended."""
+    result = timed(report, name)
+    return result if result is not None and outputs_match(result) else None
+
+
+def fastest_usable(report: Report, names: Iterable[str]) -> Optional[StrategyResult]:
+    candidates = [r for r in (usable(report, n) for n in names) if r is not None]
+    return min(candidates, key=lambda r: r.median_s) if candidates else None
+
+
+def _iqr(result: StrategyResult) -> float:
+    iqr = result.measurement.iqr_s
+    return 0.0 if iqr != iqr else iqr
+
+
+def _beyond_noise(a: StrategyResult, b: StrategyResult, iqrs: float) -> bool:
+    return abs(a.median_s - b.median_s) > iqrs * (_iqr(a) + _iqr(b))
+
+
+def _reference_check(report: Report) -> Optional[OutputCheck]:
+    return next((s.outputs for s in report.strategies if s.outputs is not None), None)
+
+
+def _ms(seconds: float) -> str:
+    return duration(seconds)
+
+
+def _med(result: StrategyResult) -> str:
+    return f"{_ms(result.median_s)} (IQR {_ms(_iqr(result))}, n={result.measurement.count})"
+
+
+def _match_text(result: StrategyResult) -> str:
+    check = result.outputs
+    if check.reference == result.name:
+        return f"it is the reference ({check.reference})"
+    return f"outputs match {check.reference}'s, max |diff| {fmt_diff(check.max_abs_diff)}"
+
+
+def _scaled_note(profile: ProfileResult) -> str:
+    if profile.unprofiled_median_s:
+        inflation = profile.inflation
+        return ("cProfile shares scaled to the unprofiled median"
+                + (f"; cProfile inflated the time {inflation:.2f}x" if inflation else ""))
+    return "as profiled: no unprofiled median to scale to, so cProfile's overhead is included"
+
+
+def _phase_list(rows, min_share: float = 0.0, limit: Optional[int] = None) -> str:
+    chosen = sorted((p for p in rows if p.share >= min_share), key=lambda p: -p.share)
+    if limit is not None:
+        chosen = chosen[:limit]
+    return ", ".join(f"{p.name} {_ms(p.ms_per_call / 1e3)} ({p.share:.0%})" for p in chosen)
+
+
+def _phase_of(profile: ProfileResult, name: str):
+    return next((p for p in profile.phases if p.name == name), None)
+
+
+# --- rules --------------------------------------------------------------------------
+
+
+def predict_overhead(report: Report) -> List[Finding]:
+    fid = "predict-overhead"
+    predict = timed(report, PREDICT)
+    best = fastest_usable(report, DIRECT_PATHS)
+    if predict is None or best is None:
+        return []
+    speedup = predict.median_s / best.median_s
+    gap = predict.median_s - best.median_s
+    if speedup < threshold(fid, "min_ratio") or gap < threshold(fid, "min_gap_s"):
+        return []
+    evidence = [
+        f"predict: median {_med(predict)} per call.",
+        f"{best.name}: median {_med(best)} per call, {fmt_ratio(speedup)} faster; {_match_text(best)}.",
+    ]
+    for name in DIRECT_PATHS:
+        other = usable(report, name)
+        if other is not None and other is not best:
+            evidence.append(f"{other.name}: median {_ms(other.median_s)}, "
+                            f"{fmt_ratio(predict.median_s / other.median_s)} faster than predict.")
+    eager_line = _eager_mention(report, predict)
+    if eager_line:
+        evidence.append(eager_line)
+    profile = report.profile(PREDICT)
+    if profile is not None:
+        dominant = _phase_list(profile.phases, threshold(fid, "dominant_phase_share"))
+        if dominant:
+            evidence.append(f"Where predict's time goes ({_scaled_note(profile)}): {dominant}.")
+        if profile.traces_per_call > 0:
+            why = ("" if report.environment.legacy_keras else
+                   ": Keras 3 predict traces its tf.data map functions on every call, which is part of "
+                   "predict's own overhead, not a retracing of your model")
+            evidence.append(f"predict created {profile.traces_per_call:.3g} concrete functions per warm call "
+                            f"({profile.cold_traces} on its first call){why}.")
+    high = speedup >= threshold(fid, "high_ratio")
+    return [Finding(
+        id=fid,
+        severity="high" if high else "medium",
+        title=f"model.predict takes {fmt_ratio(speedup)} the time of {best.name} per call",
+        evidence=evidence,
+        advice=(f"For a batch already in memory, call {best.name} instead of model.predict: measured "
+                f"{fmt_ratio(speedup)} faster on this model, with matching outputs. predict sets up a data "
+                "pipeline on every call; that pays off for large datasets fed in many batches, not for one."),
+        snippet=best.snippet,
+        strategy=best.name,
+        measured_speedup=speedup,
+        outputs_match=True,
+    )]
+
+
+def _eager_mention(report: Report, predict: StrategyResult) -> str:
+    eager = timed(report, EAGER)
+    if eager is None:
+        return ""
+    if outputs_match(eager):
+        return (f"model(x, training=False) (eager): median {_ms(eager.median_s)}, "
+                f"{fmt_ratio(predict.median_s / eager.median_s)} faster than predict; {_match_text(eager)}.")
+    return (f"model(x, training=False) (eager) was measured at {_ms(eager.median_s)}, but its outputs "
+            "were not shown to match the reference, so it is not recommended.")
+
+
+def compile_effect(report: Report) -> List[Finding]:
+    """compile-slowdown when compile() slows predict beyond the noise, else compile-no-effect."""
+    fid = "compile-slowdown"
+    plain = timed(report, PREDICT)
+    compiled = timed(report, PREDICT_COMPILED)
+    if plain is None or compiled is None:
+        return []
+    ratio = compiled.median_s / plain.median_s
+    difference = compiled.median_s - plain.median_s
+    noise = threshold(fid, "noise_iqrs") * (_iqr(plain) + _iqr(compiled))
+    evidence = [
+        f"predict (compiled): median {_med(compiled)}.",
+        f"predict (loaded with compile=False): median {_med(plain)}.",
+    ]
+    deltas = _phase_deltas(report)
+    if deltas:
+        evidence.append(deltas)
+    if ratio >= threshold(fid, "min_ratio") and difference > noise:
+        recommend = outputs_match(plain)
+        if not recommend:
+            evidence.append("predict's outputs were not checked against a reference, so it is not recommended.")
+        return [Finding(
+            id=fid,
+            severity="medium",
+            title=f"compile() makes predict {fmt_ratio(ratio)} slower",
+            evidence=evidence,
+            advice=("For inference only, load the model without compiling it: "
+                    "keras.models.load_model(path, compile=False). "
+                    f"Measured {fmt_ratio(ratio)} faster on this model."),
+            snippet=plain.snippet if recommend else "",
+            strategy=PREDICT if recommend else None,
+            measured_speedup=ratio if recommend else None,
+            outputs_match=True if recommend else None,
+        )]
+    percent = (ratio - 1.0) * 100.0
+    noise_percent = noise / plain.median_s * 100.0
+    within = abs(difference) <= noise
+    evidence.insert(0, f"Not reproduced: compile() changed predict by {percent:+.1f}% "
+                       f"({'within' if within else 'outside'} the noise of ±{noise_percent:.1f}%, "
+                       "the sum of both IQRs).")
+    if within:
+        advice = (f"No effect of compile() could be measured at this noise level (±{noise_percent:.1f}%); "
+                  "for a tighter bound, re-run on a quiet machine with a larger --budget.")
+    else:
+        advice = (f"compile() changed predict by {percent:+.1f}%, below the {threshold(fid, 'min_ratio'):g}x "
+                  "slow-down this finding needs: nothing worth changing.")
+    return [Finding(
+        id="compile-no-effect",
+        severity="info",
+        title="compile() did not slow predict down beyond the noise",
+        evidence=evidence,
+        advice=advice,
+        snippet="",
+    )]
+
+
+def _phase_deltas(report: Report, limit: int = 3) -> str:
+    before = report.profile(PREDICT)
+    after = report.profile(PREDICT_COMPILED)
+    if before is None or after is None:
+        return ""
+    after_rows = {p.name: p for p in after.phases}
+    changes = []
+    for row in before.phases:
+        other = after_rows.get(row.name)
+        if other is not None:
+            changes.append((other.ms_per_call - row.ms_per_call, row.name, row.ms_per_call, other.ms_per_call))
+    changes.sort(key=lambda c: -abs(c[0]))
+    shown = [f"{name} {delta:+.3g} ms ({b:.3g} → {a:.3g})" for delta, name, b, a in changes[:limit]]
+    if not shown:
+        return ""
+    scaled = "cProfile shares scaled to each scenario's unprofiled median"
+    if not (before.unprofiled_median_s and after.unprofiled_median_s):
+        scaled = "as profiled, cProfile overhead included"
+    return f"Largest per-phase changes with compile() (ms per call, {scaled}): " + ", ".join(shown) + "."
+
+
+def retracing(report: Report) -> List[Finding]:
+    fid = "retracing"
+    limit = threshold(fid, "max_traces_per_call")
+    evidence = []
+    worst = 0.0
+    for profile in report.profiles:
+        if profile.scenario not in PREDICT_SCENARIOS and profile.traces_per_call > limit:
+            worst = max(worst, profile.traces_per_call)
+            tracing = _phase_of(profile, "tracing")
+            cost = (f"; tracing took {_ms(tracing.ms_per_call / 1e3)} per call ({tracing.share:.0%})"
+                    if tracing is not None and tracing.share > 0 else "")
+            evidence.append(f"{profile.scenario}: {profile.traces_per_call:.3g} concrete functions created per "
+                            f"warm call over {profile.calls} profiled calls ({profile.cold_traces} on the first "
+                            f"call){cost}.")
+        for warning in profile.retracing_warnings:
+            evidence.append(f"TensorFlow warned during {profile.scenario}: {warning[:300]}")
+    if not evidence:
+        return []
+    tf_function = report.strategy(TF_FUNCTION)
+    return [Finding(
+        id=fid,
+        severity="high" if worst >= threshold(fid, "high_traces_per_call") else "medium",
+        title="A tf.function is traced again on warm calls (retracing)",
+        evidence=evidence,
+        advice=("A tf.function traces again for every new input shape, dtype or Python value. Give it an "
+                "input_signature with None for the batch axis (or reduce_retracing=True), and pass arrays or "
+                "tensors of one dtype, not Python scalars or lists."),
+        snippet=tf_function.snippet if tf_function is not None else "",
+    )]
+
+
+def eager_slow(report: Report) -> List[Finding]:
+    fid = "eager-slow"
+    eager = timed(report, EAGER)
+    best = fastest_usable(report, GRAPH_PATHS)
+    if eager is None or best is None:
+        return []
+    speedup = eager.median_s / best.median_s
+    if speedup < threshold(fid, "min_ratio"):
+        return []
+    return [Finding(
+        id=fid,
+        severity="medium",
+        title=f"Calling the model eagerly takes {fmt_ratio(speedup)} the time of {best.name}",
+        evidence=[
+            f"model(x) eager: median {_med(eager)} per call.",
+            f"{best.name}: median {_med(best)} per call; {_match_text(best)}.",
+        ],
+        advice=(f"Wrap the call in a tf.function with an input_signature and call that: {best.name} measured "
+                f"{fmt_ratio(speedup)} faster than model(x) run op by op."),
+        snippet=best.snippet,
+        strategy=best.name,
+        measured_speedup=speedup,
+        outputs_match=True,
+    )]
+
+
+def training_dependent_layers(report: Report) -> List[Finding]:
+    layers = report.model.training_dependent_layers
+    if not layers:
+        return []
+    shown = ", ".join(layers[:10]) + (f" and {len(layers) - 10} more" if len(layers) > 10 else "")
+    verb = "layers behave" if len(layers) != 1 else "layer behaves"
+    evidence = [f"{len(layers)} {verb} differently when training: {shown}."]
+    stray = report.model.training_true_max_abs_diff
+    check = _reference_check(report)
+    reference = check.reference if check is not None else "the reference"
+    if stray is None or stray != stray:
+        severity = "medium"
+        evidence.append("How far model(x, training=True) strays from the reference was not measured.")
+    elif check is None:
+        severity = "medium"
+        evidence.append(f"model(x, training=True) differs from {reference} by max |diff| {fmt_diff(stray)}; "
+                        "no outputs tolerance was recorded to judge it against.")
+    else:
+        exceeds = stray > check.atol
+        severity = "high" if exceeds else "low"
+        evidence.append(f"model(x, training=True) differs from {reference}'s outputs by max |diff| "
+                        f"{fmt_diff(stray)}, {'above' if exceeds else 'within'} the outputs tolerance "
+                        f"(atol {check.atol:g}).")
+    return [Finding(
+        id="training-dependent-layers",
+        severity=severity,
+        title="Outputs depend on the training flag: call the model with training=False",
+        evidence=evidence,
+        advice=("When you call the model directly, pass training=False (predict and predict_on_batch already "
+                "do). With training=True, Dropout drops units and BatchNormalization uses and updates batch "
+                "statistics, so the outputs change from call to call."),
+        snippet="model(x, training=False)",
+    )]
+
+
+def compute_bound(report: Report) -> List[Finding]:
+    fid = "compute-bound"
+    base = fastest_usable(report, KERAS_PATHS)
+    floor = fastest_usable(report, FLOORS)
+    if base is None or floor is None:
+        return []
+    to_floor = base.median_s / floor.median_s
+    if base.median_s < threshold(fid, "min_per_call_s") or to_floor > threshold(fid, "max_ratio_to_floor"):
+        return []
+    evidence = [
+        f"The best Keras path, {base.name}, takes {_med(base)} per call.",
+        f"The fastest floor measured, {floor.name}, takes {_med(floor)}: the Keras path is "
+        f"{fmt_ratio(to_floor)} of it, so Python and Keras overhead is not what makes this model slow.",
+    ]
+    best_alt, best_speedup = None, 0.0
+    for name in COMPUTE_ALTERNATIVES:
+        alt = usable(report, name)
+        if alt is None:
+            continue
+        speedup = base.median_s / alt.median_s
+        evidence.append(f"{alt.name}: median {_med(alt)}, {fmt_ratio(speedup)} the speed of {base.name}; "
+                        f"{_match_text(alt)}.")
+        clear = (speedup >= threshold(fid, "min_alternative_speedup")
+                 and _beyond_noise(base, alt, threshold(fid, "noise_iqrs")))
+        if clear and speedup > best_speedup:
+            best_alt, best_speedup = alt, speedup
+    evidence.append(f"Other batch sizes were not measured (this run used batch size {report.model.batch_size}).")
+    advice = ("The time goes into the model's own computation. A larger batch may give more samples per second; "
+              "kdiag did not measure that: re-run with --batch-size N to measure it.")
+    if best_alt is not None:
+        advice = (f"{best_alt.name} measured {fmt_ratio(best_speedup)} faster than {base.name} with matching "
+                  "outputs. " + advice)
+    return [Finding(
+        id=fid,
+        severity="low" if best_alt is not None else "info",
+        title=f"Compute-bound: {base.name} is within {fmt_ratio(to_floor)} of the fastest floor ({floor.name})",
+        evidence=evidence,
+        advice=advice,
+        snippet=best_alt.snippet if best_alt is not None else "",
+        strategy=best_alt.name if best_alt is not None else None,
+        measured_speedup=best_speedup if best_alt is not None else None,
+        outputs_match=True if best_alt is not None else None,
+    )]
+
+
+def floor_gap(report: Report) -> List[Finding]:
+    fid = "floor-gap"
+    floor = fastest_usable(report, FLOORS)
+    python_names = [s.name for s in report.strategies if s.name not in FLOORS]
+    best = fastest_usable(report, python_names)
+    if floor is None or best is None:
+        return []
+    gap = best.median_s / floor.median_s
+    evidence = [f"The best Python path, {best.name}: median {_med(best)} per call."]
+    for name in FLOORS:
+        result = timed(report, name)
+        if result is None:
+            continue
+        if outputs_match(result):
+            evidence.append(f"{name}: median {_med(result)}; {_match_text(result)}.")
+        else:
+            evidence.append(f"{name}: median {_ms(result.median_s)}, but its outputs were not shown to match "
+                            "the reference, so it is not used as a floor.")
+    if floor.name == CPP:
+        evidence.append(f"{CPP} ran in its own process after the Python strategies (not interleaved with them), "
+                        "so machine drift between the two is not cancelled out.")
+    significant = gap >= threshold(fid, "min_ratio") and _beyond_noise(best, floor, threshold(fid, "noise_iqrs"))
+    if significant:
+        title = f"{floor.name} runs this model {fmt_ratio(gap)} faster than the best Python path ({best.name})"
+        advice = (f"If that gap matters, serve the model with {floor.name}: measured {fmt_ratio(gap)} faster than "
+                  f"{best.name}, with matching outputs.")
+    else:
+        title = f"The best Python path ({best.name}) is within {fmt_ratio(gap)} of the fastest floor ({floor.name})"
+        advice = "Leaving Python would not buy a measurable speed-up on this model."
+    return [Finding(
+        id=fid,
+        severity="low" if significant else "info",
+        title=title,
+        evidence=evidence,
+        advice=advice,
+        snippet=floor.snippet if significant else "",
+        strategy=floor.name if significant else None,
+        measured_speedup=gap if significant else None,
+        outputs_match=True if significant else None,
+    )]
+
+
+def noisy(report: Report) -> List[Finding]:
+    limit = threshold("noisy", "iqr_over_median")
+    evidence = []
+    for result in report.strategies:
+        m = result.measurement
+        if m is not None and m.count and m.noisy:
+            evidence.append(f"{result.name}: IQR {_ms(m.iqr_s)} over a median of {_ms(m.median_s)} "
+                            f"({m.iqr_s / m.median_s:.0%}, above {limit:.0%}), n={m.count}.")
+    if not evidence:
+        return []
+    return [Finding(
+        id="noisy",
+        severity="low",
+        title=f"Noisy measurements: {len(evidence)} strateg{'ies' if len(evidence) != 1 else 'y'}",
+        evidence=evidence,
+        advice=("Another process may be using the CPU. Rounds were interleaved, so ratios stay comparable, but "
+                "for firmer figures close other programs or raise --budget and re-run."),
+        snippet="",
+    )]
+
+
+def outputs_differ(report: Report) -> List[Finding]:
+    measured = report.measured()
+    fastest = measured[0].name if measured else None
+    evidence = []
+    for result in report.strategies:
+        check = result.outputs
+        if check is None or check.matches or check.reference == result.name:
+            continue
+        detail = f" ({check.detail})" if check.detail else ""
+        fastest_note = (f"; it was the fastest measured ({_ms(result.median_s)}), and is still not recommended"
+                        if result.name == fastest else "")
+        evidence.append(f"{result.name}: max |diff| {fmt_diff(check.max_abs_diff)} against {check.reference}, "
+                        f"tolerance |diff| <= {check.atol:g} + {check.rtol:g}·|reference|{detail}{fastest_note}.")
+    if not evidence:
+        return []
+    return [Finding(
+        id="outputs-differ",
+        severity="medium",
+        title=f"{len(evidence)} strateg{'ies' if len(evidence) != 1 else 'y'} computed different outputs",
+        evidence=evidence,
+        advice=("kdiag never recommends these. If you use one, find out why its outputs differ (a conversion "
+                "that changes ops or precision, a layer that behaves differently in that runtime) before "
+                "relying on its speed."),
+        snippet="",
+    )]
+
+
+#: The rules in the order they run (the output order is by measured gain, not this).
+RULES: Tuple[Callable[[Report], List[Finding]], ...] = (
+    predict_overhead, compile_effect, retracing, eager_slow, training_dependent_layers,
+    compute_bound, floor_gap, noisy, outputs_differ,
+)

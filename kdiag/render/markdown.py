@@ -1,0 +1,537 @@
+"""The report as GitHub-flavoured Markdown, to paste into a GitHub issue.
+
+Plain text, standard library only. The sections follow what a maintainer asks for first:
+the command, the environment (the fields of TensorFlow's issue template), the model, then
+the measurements, the phases, the findings, the top functions (folded in `<details>`
+blocks), how to reproduce, and the `.prof` files.
+
+GitHub refuses an issue body over 65,536 characters. `render` shortens the longest parts
+first (top functions, then the raw tables and lists, then long cells) until the text fits,
+and says in the text what it left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import shlex
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+from kdiag import __version__
+from kdiag.measure import NOISE_THRESHOLD
+from kdiag.phases import PHASES, TopFunction
+from kdiag.profiling import ProfileResult
+from kdiag.render import format as fmt
+from kdiag.report import Finding, OutputCheck, Report, StrategyResult
+
+GITHUB_LIMIT = 65_536
+
+PREDICT = "predict"
+PREDICT_COMPILED = "predict (compiled)"
+CPP = "C++ (TF C API)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """How much of the long parts to show; None shows everything."""
+
+    top_functions: Optional[int] = None  # rows per phase in each top-functions table; 0 leaves them out
+    rows: Optional[int] = None  # rows of every other table or list
+    cell: int = 400  # characters per table cell
+
+
+#: Tried in order until the report fits: top functions go first, then raw lists, then long cells.
+LADDER: Tuple[Limits, ...] = (
+    Limits(None, None, 400),
+    Limits(10, None, 400),
+    Limits(3, None, 300),
+    Limits(0, None, 300),
+    Limits(0, 100, 200),
+    Limits(0, 30, 160),
+    Limits(0, 10, 120),
+    Limits(0, 3, 80),
+)
+
+
+def render(report: Report, limit: int = GITHUB_LIMIT) -> str:
+    """The Markdown report, at most `limit` characters."""
+    text = ""
+    for limits in LADDER:
+        text = _render(report, limits, limit)
+        if len(text) <= limit:
+            return text
+    return hard_cut(text, limit)
+
+
+class _Writer:
+    """Applies the limits, and remembers what they left out."""
+
+    def __init__(self, limits: Limits, limit: int):
+        self.limits = limits
+        self.limit = limit
+        self.omitted: List[str] = []
+
+    def take(self, items: Sequence, what: str, limit: Optional[int] = None) -> Tuple[list, str]:
+        """The first items within the limit, and a note line ("" when nothing was left out)."""
+        limit = self.limits.rows if limit is None else limit
+        items = list(items)
+        if limit is None or len(items) <= limit:
+            return items, ""
+        left = len(items) - limit
+        self.omitted.append(f"{left} {what}")
+        return items[:limit], (f"*… and {left} more {what}, left out to keep this report under GitHub's "
+                               f"{self.limit:,}-character limit; report.json has them all.*")
+
+    def cell(self, value: object, code: bool = False) -> str:
+        text = " ".join(str(value).split())
+        if len(text) > self.limits.cell:
+            text = text[: self.limits.cell - 1] + "…"
+            if "long cells" not in self.omitted:
+                self.omitted.append("long cells")
+        if code:
+            return _code_span(text).replace("|", "\\|")
+        return text_escape(text).replace("|", "\\|")
+
+
+def _render(report: Report, limits: Limits, limit: int) -> str:
+    w = _Writer(limits, limit)
+    body: List[str] = []
+    for section in (_command, _environment, _model, _strategies, _phases, _traces, _findings,
+                    _top_functions, _reproduce, _prof_files):
+        lines = section(report, w)
+        if lines:
+            body += lines + [""]
+    return "\n".join(_header(report, w) + [""] + body).rstrip("\n") + "\n"
+
+
+# --- text helpers -------------------------------------------------------------------
+
+
+def text_escape(text: str) -> str:
+    """Free text for Markdown: `<` cannot start raw HTML, nor `&` an entity."""
+    return re.sub(r"&(?=#?\w+;)", "&amp;", text).replace("<", "&lt;")
+
+
+def _code_span(text: str) -> str:
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def fence(text: str, lang: str = "") -> List[str]:
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return [ticks + lang, *text.splitlines(), ticks]
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> List[str]:
+    """align: one letter per column, l or r (default l)."""
+    marks = ["---:" if (align[i:i + 1] == "r") else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return fmt.duration(seconds)
+
+
+def _ms_value(ms: Optional[float]) -> str:
+    if ms is None or ms != ms:
+        return "—"
+    return f"{ms:.3g}"
+
+
+def _calls_per_s(value: float) -> str:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return "—"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _matches(result: StrategyResult) -> bool:
+    check = result.outputs
+    return check is not None and (check.matches or check.reference == result.name)
+
+
+def _reference(report: Report) -> Optional[OutputCheck]:
+    return next((s.outputs for s in report.strategies if s.outputs is not None), None)
+
+
+# --- sections -----------------------------------------------------------------------
+
+
+def _header(report: Report, w: _Writer) -> List[str]:
+    s = report.settings
+    measured = report.measured()
+    lines = [
+        f"# kdiag report: {text_escape(report.model.name)}",
+        "",
+        f"Why is `model.predict` slow? Measured by kdiag {__version__} on {s.timestamp}: "
+        f"{len(measured)} ways of calling the model timed, batch size {s.batch_size}, budget {s.budget_s:g} s "
+        f"per strategy (at least {s.min_calls} calls), rounds interleaved across strategies.",
+    ]
+    best = _fastest_matching(report)
+    predict = _measured(report, PREDICT)
+    if best is not None:
+        versus = (f", {fmt.ratio(predict.median_s / best.median_s)} faster than predict"
+                  if predict is not None and best is not predict else "")
+        lines += ["", f"**Fastest with matching outputs:** {text_escape(best.name)}, "
+                      f"{_ms(best.median_s)} per call{versus}."]
+    if report.incomplete:
+        lines += ["", "> **Incomplete run:** kdiag stopped before it measured everything; the figures below are "
+                      "what it measured up to then."]
+    if w.omitted:
+        lines += ["", f"> **Shortened** to stay under GitHub's {w.limit:,}-character limit for an issue: left out "
+                      f"{', '.join(w.omitted)}. The run's report.json has every figure."]
+    return lines
+
+
+def _command(report: Report, w: _Writer) -> List[str]:
+    return ["## Command", "", *fence(report.settings.command, "sh")]
+
+
+def _environment(report: Report, w: _Writer) -> List[str]:
+    env = report.environment
+    keras = (f"tf-keras {env.keras} (legacy Keras 2, TF_USE_LEGACY_KERAS=1)" if env.legacy_keras
+             else f"{env.keras}, backend {env.keras_backend}")
+    rows = [
+        ("TensorFlow version", f"{env.tensorflow} (git {env.tensorflow_git})"),
+        ("Keras version", keras),
+        ("Python version", env.python),
+        ("OS", env.os),
+        ("CPU", env.cpu_model),
+        ("CPU cores", str(env.cpu_cores)),
+        ("Threads", f"intra-op {fmt.threads(env.intra_op_threads)}, inter-op {fmt.threads(env.inter_op_threads)}"),
+        ("oneDNN", env.onednn),
+        ("CUDA/cuDNN build", env.cuda_build),
+        ("GPU", ", ".join(env.gpus) if env.gpus else "none"),
+    ]
+    return ["## Environment", "", *_table(("field", "value"), [(k, w.cell(v)) for k, v in rows])]
+
+
+def _model(report: Report, w: _Writer) -> List[str]:
+    model = report.model
+    rows = [
+        ("Source", w.cell(model.source, code=True) + f" ({w.cell(model.format)})"),
+        ("Parameters", f"{model.parameters:,}" if model.parameters is not None else "unknown"),
+        ("Batch size", str(model.batch_size)),
+        ("Loaded in", _ms(model.load_time_s)),
+        ("Compiled with (for predict (compiled))", w.cell(model.compile_config)),
+    ]
+    inputs, more = w.take(model.inputs, "inputs")
+    for item in inputs:
+        shape = "(" + ", ".join("None" if d is None else str(d) for d in item.shape) + ")"
+        rows.append((f"Input {w.cell(item.name, code=True)}", w.cell(f"{shape} {item.dtype}, {item.value_range}")))
+    if not model.keras_model:
+        rows.append(("Keras model", "no: a plain SavedModel, so the Keras-only strategies do not apply"))
+    if model.training_dependent_layers:
+        layers, _ = w.take(model.training_dependent_layers, "training-dependent layers", limit=w.limits.rows or 20)
+        extra = len(model.training_dependent_layers) - len(layers)
+        names = ", ".join(layers) + (f" and {extra} more" if extra else "")
+        rows.append(("Layers that depend on `training`", w.cell(names)))
+        stray = model.training_true_max_abs_diff
+        rows.append(("model(x, training=True) vs predict, max \\|diff\\|",
+                     "not measured" if stray is None else fmt.diff(stray)))
+    lines = ["## Model", "", *_table(("field", "value"), rows)]
+    return lines + (["", more] if more else [])
+
+
+def _strategies(report: Report, w: _Writer) -> List[str]:
+    measured = report.measured()
+    predict = _measured(report, PREDICT)
+    reference = _reference(report)
+    lines = ["## Strategies", ""]
+    if reference is not None:
+        tolerance = (f"outputs are compared with {text_escape(reference.reference)}'s on the same inputs, "
+                     f"\\|diff\\| &lt;= {reference.atol:g} + {reference.rtol:g}·\\|reference\\| element-wise "
+                     "(max \\|diff\\| shown)")
+    else:
+        tolerance = "no reference ran, so no outputs were compared"
+    lines.append(f"Time per call, fastest first. Speed-up = predict's median / this median; ~ marks a noisy "
+                 f"measurement (IQR/median > {NOISE_THRESHOLD:.0%}); {tolerance}. A strategy whose outputs differ "
+                 "is never recommended.")
+    lines.append("")
+    header = ("strategy", "median", "IQR", "p90", "p99", "calls/s", "n", "first call", "speed-up vs predict",
+              "outputs")
+    shown, more = w.take(measured, "measured strategies")
+    rows = []
+    for result in shown:
+        m = result.measurement
+        name = result.name + (" (stopped early)" if m.stopped_early else "")
+        rows.append((
+            w.cell(name), _ms(m.median_s) + (" ~" if m.noisy else ""), _ms(m.iqr_s), _ms(m.p90_s), _ms(m.p99_s),
+            _calls_per_s(m.calls_per_s), str(m.count), _ms(m.first_call_s),
+            fmt.ratio(predict.median_s / m.median_s) if predict is not None and m.median_s else "—",
+            _outputs_cell(result, w),
+        ))
+    if rows:
+        lines += _table(header, rows, align="lrrrrrrrrl")
+    else:
+        lines.append("No strategy was measured.")
+    if more:
+        lines += ["", more]
+    unavailable = [s for s in report.strategies if s not in measured]
+    if unavailable:
+        shown_u, more_u = w.take(unavailable, "unmeasured strategies")
+        lines += ["", "### Not measured", "",
+                  *_table(("strategy", "why"), [(w.cell(r.name), w.cell(r.reason or "no timed calls"))
+                                                for r in shown_u])]
+        if more_u:
+            lines += ["", more_u]
+    notes = [f"{r.name}: {n}" for r in report.strategies for n in r.notes] + list(report.notes)
+    if notes:
+        shown_n, more_n = w.take(notes, "notes")
+        lines += ["", "### Notes", "", *[f"- {text_escape(' '.join(n.split()))}" for n in shown_n]]
+        if more_n:
+            lines += ["", more_n]
+    return lines
+
+
+def _outputs_cell(result: StrategyResult, w: _Writer) -> str:
+    check = result.outputs
+    if check is None:
+        return "not checked"
+    if check.reference == result.name:
+        return "reference"
+    if check.matches:
+        return f"match (max \\|diff\\| {fmt.diff(check.max_abs_diff)})"
+    detail = f": {check.detail}" if check.detail else ""
+    return "**differ** " + w.cell(f"(max |diff| {fmt.diff(check.max_abs_diff)}){detail}")
+
+
+def _phases(report: Report, w: _Writer) -> List[str]:
+    pair = [p for p in (report.profile(PREDICT), report.profile(PREDICT_COMPILED)) if p is not None]
+    others = [p for p in report.profiles if p.scenario not in (PREDICT, PREDICT_COMPILED)]
+    if not pair and not others:
+        return []
+    lines = ["## Where the time goes (phases)", ""]
+    if pair:
+        lines += [_scaling_sentence(pair, "before and after compile()"), ""]
+        header = ["phase"]
+        for p in pair:
+            header += [f"{p.scenario} ms/call", "share"]
+        both = len(pair) == 2
+        if both:
+            header.append("Δ ms/call")
+        rows = []
+        by_name = [{r.name: r for r in p.phases} for p in pair]
+        names = [n for n in PHASES if any(n in rows_ for rows_ in by_name)]
+        names += [n for rows_ in by_name for n in rows_ if n not in names]
+        for name in names:
+            cells = [w.cell(name)]
+            values = []
+            for rows_ in by_name:
+                row = rows_.get(name)
+                values.append(row.ms_per_call if row else None)
+                cells += [_ms_value(row.ms_per_call) if row else "—", f"{row.share:.0%}" if row else "—"]
+            if both:
+                cells.append(f"{values[1] - values[0]:+.3g}" if None not in values else "—")
+            rows.append(cells)
+        total = ["**total**"]
+        totals = [sum(r.ms_per_call for r in p.phases) for p in pair]
+        for t in totals:
+            total += [f"**{_ms_value(t)}**", "100%"]
+        if both:
+            total.append(f"**{totals[1] - totals[0]:+.3g}**")
+        rows.append(total)
+        lines += _table(header, rows, align="l" + "rr" * len(pair) + "r")
+        lines += ["", f"Phase rules: `{pair[0].ruleset}` (`kdiag rules` prints the landmark functions of each phase)."]
+    if others:
+        shown, more = w.take(others, "other profiled scenarios")
+        lines += ["", "### Other profiled scenarios", "", _scaling_sentence(others, "for each scenario"), ""]
+        rows = []
+        for p in shown:
+            top = sorted((r for r in p.phases if r.share > 0), key=lambda r: -r.share)[:3]
+            rows.append((w.cell(p.scenario), _ms(p.unprofiled_median_s), fmt.ratio(p.inflation),
+                         w.cell(", ".join(f"{r.name} {_ms_value(r.ms_per_call)} ms ({r.share:.0%})" for r in top)
+                                or "—")))
+        lines += _table(("scenario", "unprofiled median", "cProfile inflation", "largest phases"), rows, "lrrl")
+        if more:
+            lines += ["", more]
+    return lines
+
+
+def _scaling_sentence(profiles: Sequence[ProfileResult], what: str) -> str:
+    inflations = [f"{p.inflation:.2f}x for {p.scenario}" for p in profiles if p.inflation]
+    unscaled = [p.scenario for p in profiles if not p.unprofiled_median_s]
+    text = (f"Phases {what}, from a separate cProfile pass. The ms per call are the profiled shares scaled to "
+            "the unprofiled median from the timing pass, because cProfile inflates the time"
+            + (f" (by {', '.join(inflations)})" if inflations else "") + "; the shares are as profiled.")
+    if unscaled:
+        text += (f" No unprofiled median for {', '.join(unscaled)}: those ms are as profiled, "
+                 "cProfile overhead included.")
+    return text_escape(text)
+
+
+def _traces(report: Report, w: _Writer) -> List[str]:
+    if not report.profiles:
+        return []
+    shown, more = w.take(report.profiles, "profiled scenarios")
+    rows = [(w.cell(p.scenario), f"{p.traces_per_call:.3g}", str(p.cold_traces), str(p.calls),
+             str(len(p.retracing_warnings))) for p in shown]
+    lines = ["## Tracing per call", "",
+             "Concrete functions created (graphs traced) per call, counted by cProfile in the profiling pass.", "",
+             *_table(("scenario", "per warm call", "first call", "warm calls profiled", "retracing warnings"), rows,
+                     "lrrrr")]
+    if more:
+        lines += ["", more]
+    if not report.environment.legacy_keras and any(p.scenario in (PREDICT, PREDICT_COMPILED) and p.traces_per_call
+                                                   for p in report.profiles):
+        lines += ["", "Keras 3 `predict` traces its tf.data map functions on every call: those traces are "
+                      "predict's own overhead, not a retracing of your model."]
+    warnings = [(p.scenario, text) for p in report.profiles for text in p.retracing_warnings]
+    if warnings:
+        shown_w, more_w = w.take(warnings, "retracing warnings")
+        lines += ["", *[f"- {text_escape(s)}: {text_escape(' '.join(t.split()))}" for s, t in shown_w]]
+        if more_w:
+            lines += ["", more_w]
+    return lines
+
+
+def _findings(report: Report, w: _Writer) -> List[str]:
+    lines = ["## Findings", ""]
+    if not report.findings:
+        return lines + ["kdiag found nothing to report from these measurements."]
+    for number, finding in enumerate(report.findings, 1):
+        lines += _finding(number, finding, w) + [""]
+    return lines[:-1]
+
+
+def _finding(number: int, finding: Finding, w: _Writer) -> List[str]:
+    meta = f"**{finding.severity}** · `{finding.id}`"
+    if finding.measured_speedup is not None and finding.strategy:
+        match = " (outputs match)" if finding.outputs_match else ""
+        meta += (f" · measured speed-up {fmt.ratio(finding.measured_speedup)} with "
+                 f"{text_escape(finding.strategy)}{match}")
+    lines = [f"### {number}. {text_escape(finding.title)}", "", meta, ""]
+    evidence, more = w.take(finding.evidence, f"evidence lines of {finding.id}")
+    lines += [f"- {text_escape(' '.join(e.split()))}" for e in evidence]
+    if more:
+        lines += ["", more]
+    lines += ["", f"**What to do:** {text_escape(' '.join(finding.advice.split()))}"]
+    if finding.snippet:
+        lines += ["", *fence(finding.snippet, "cpp" if finding.strategy == CPP else "python")]
+    return lines
+
+
+def _top_functions(report: Report, w: _Writer) -> List[str]:
+    profiles = [p for p in report.profiles if p.top_functions]
+    if not profiles:
+        return []
+    lines = ["## Top functions per phase", ""]
+    if w.limits.top_functions == 0:
+        count = sum(len(p.top_functions) for p in profiles)
+        w.omitted.append(f"the top-functions tables ({count} rows)")
+        return lines + [f"*Left out ({count} rows) to keep this report under GitHub's {w.limit:,}-character "
+                        "limit: open the .prof files below, or see report.json.*"]
+    lines += ["Own time per profiled call as cProfile saw it (inflated by the profiler, not scaled), for the "
+              "functions that took the most time in each phase.", ""]
+    for p in profiles:
+        rows = []
+        left = 0
+        for phase in _phase_order(p.top_functions):
+            funcs = sorted((f for f in p.top_functions if f.phase == phase), key=lambda f: -f.own_s)
+            keep = funcs if w.limits.top_functions is None else funcs[: w.limits.top_functions]
+            left += len(funcs) - len(keep)
+            rows += [(w.cell(phase), w.cell(f.qualname, code=True),
+                      "built-in" if f.file == "~" else w.cell(f"{f.file}:{f.line}", code=True),
+                      _ms_value(f.own_s * 1e3 / max(1, p.calls))) for f in keep]
+        summary = text_escape(f"{p.scenario}: top functions per phase ({p.calls} warm calls profiled)")
+        lines += [f"<details><summary>{summary}</summary>", "",
+                  *_table(("phase", "function", "file:line", "own ms per call"), rows, "lllr")]
+        if left:
+            w.omitted.append(f"{left} top-function rows of {p.scenario}")
+            lines += ["", f"*… and {left} more functions, left out to keep this report under GitHub's "
+                          f"{w.limit:,}-character limit; the .prof file has them all.*"]
+        lines += ["", "</details>", ""]
+    return lines[:-1]
+
+
+def _phase_order(functions: Sequence[TopFunction]) -> List[str]:
+    present = {f.phase for f in functions}
+    return [p for p in PHASES if p in present] + sorted(present - set(PHASES))
+
+
+def _reproduce(report: Report, w: _Writer) -> List[str]:
+    env = report.environment
+    install = f'python3 -m pip install "tensorflow=={env.tensorflow}"'
+    if env.legacy_keras:
+        install += f' "tf-keras=={env.keras}"'
+    else:
+        install += f' "keras=={env.keras}"'
+    command = report.settings.command
+    if env.legacy_keras and "TF_USE_LEGACY_KERAS" not in command:
+        command = "TF_USE_LEGACY_KERAS=1 " + command
+    script = "\n".join([
+        f"{install}  # the versions measured here",
+        f"python3 -m pip install -e .  # in a checkout of kdiag {__version__}",
+        command,
+    ])
+    lines = ["## How to reproduce", "", *fence(script, "sh")]
+    needs = []
+    if not report.model.source.startswith("example:"):
+        needs.append(f"the model {_code_span(report.model.source)}")
+    if any(i.value_range == "user data" for i in report.model.inputs):
+        needs.append("the same input file")
+    if needs:
+        lines += ["", f"This needs {' and '.join(needs)}."]
+    return lines
+
+
+def _prof_files(report: Report, w: _Writer) -> List[str]:
+    if not report.profiles:
+        return []
+    shown, more = w.take(report.profiles, "profile files")
+    commands = []
+    rows = []
+    for p in shown:
+        rows.append((w.cell(p.scenario), w.cell(p.prof_path, code=True), w.cell(p.cold_prof_path, code=True)))
+        commands += [f"kdiag view {shlex.quote(p.prof_path)}", f"snakeviz {shlex.quote(p.prof_path)}"]
+    lines = ["## Profiles (.prof files)", "",
+             "Each scenario was profiled on a fresh model: one cold call, then the warm calls. Open a file in a "
+             "browser with `kdiag view FILE` or `snakeviz FILE`; `python3 -m pstats FILE` reads it in a terminal. "
+             "Attach them to the issue if a maintainer asks.", "",
+             *_table(("scenario", "warm calls", "first call"), rows), "", *fence("\n".join(commands), "sh")]
+    return lines + (["", more] if more else [])
+
+
+# --- shared with the header --------------------------------------------------------------
+
+
+def _measured(report: Report, name: str) -> Optional[StrategyResult]:
+    return next((r for r in report.measured() if r.name == name and r.median_s and r.median_s > 0), None)
+
+
+def _fastest_matching(report: Report) -> Optional[StrategyResult]:
+    return next((r for r in report.measured() if _matches(r) and r.median_s and r.median_s > 0), None)
+
+
+# --- the last resort ---------------------------------------------------------------------
+
+
+def hard_cut(text: str, limit: int) -> str:
+    """Cut at a line boundary so that the text, closed properly and with a note, fits in `limit`."""
+    note = (f"\n*Cut here to stay under GitHub's {limit:,}-character limit; the run's report.json has "
+            "everything.*\n")
+    budget = max(0, limit - len(note) - 64)  # room for closing a fence and a <details>
+    cut = text[:budget]
+    if "\n" in cut:
+        cut = cut[: cut.rindex("\n") + 1]
+    closing = ""
+    fence_open = None
+    for line in cut.splitlines():
+        stripped = line.strip()
+        match = re.match(r"^(`{3,})", stripped)
+        if not match:
+            continue
+        if fence_open is None:
+            fence_open = match.group(1)
+        elif not stripped.strip("`") and len(stripped) >= len(fence_open):
+            fence_open = None
+    if fence_open is not None:
+        closing += fence_open + "\n"
+    if cut.count("<details>") > cut.count("</details>"):
+        closing += "\n</details>\n"
+    return (cut + closing + note)[:limit]

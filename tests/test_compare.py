@@ -1,0 +1,189 @@
+"""kdiag.compare on hand-built Reports and JSON files. No TensorFlow here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import factories as fx  # noqa: E402
+from kdiag import compare as cmp  # noqa: E402
+from kdiag.diagnose import diagnose  # noqa: E402
+from kdiag.errors import ExitStatus, KdiagError  # noqa: E402
+from kdiag.report import Report  # noqa: E402
+
+SHARES = {"tf.data pipeline": 0.5, "tracing": 0.3, "other Python": 0.2}
+
+
+def run(**overrides):
+    """A report like typical_keras3, with profiles of predict and tf.function."""
+    strategies = fx.typical_keras3(**overrides)
+    medians = {s.name: s.median_s * 1e3 for s in strategies if s.measurement}
+    profiles = [fx.profile("predict", SHARES, medians["predict"]),
+                fx.profile("tf.function", {"graph execution": 0.9, "other Python": 0.1}, medians["tf.function"])]
+    return fx.report(strategies, profiles=profiles)
+
+
+def change(comparison, name):
+    return next(s for s in comparison.strategies if s.name == name)
+
+
+def test_no_change_is_exit_0():
+    comparison = cmp.compare_reports(run(), run(), fail_above=10.0)
+    assert comparison.regressions == ()
+    assert cmp.exit_status(comparison) == 0
+    assert all(s.status == cmp.COMPARED and s.ratio == pytest.approx(1.0) for s in comparison.strategies)
+    assert all(not p.regression for p in comparison.phases)
+    assert "No regression" in cmp.render_comparison(comparison)
+
+
+def test_a_2x_slower_strategy_is_a_regression_and_listed():
+    after = run(**{"tf.function": (0.5, 0.01)})
+    comparison = cmp.compare_reports(run(), after, fail_above=10.0)
+    assert cmp.exit_status(comparison) == ExitStatus.REGRESSION == 3
+    slower = change(comparison, "tf.function")
+    assert slower.regression and slower.beyond_noise and slower.ratio == pytest.approx(2.0)
+    assert slower.percent == pytest.approx(100.0)
+    assert [r.name for r in comparison.regressions if isinstance(r, cmp.StrategyChange)] == ["tf.function"]
+    text = cmp.render_comparison(comparison)
+    assert "REGRESSION: " in text and "tf.function" in text.splitlines()[-1]
+    assert "2.00x (+100.0%)" in text
+
+
+def test_the_phases_of_a_slower_scenario_regress_too():
+    after = run(**{"predict": (120.0, 2.0)})
+    comparison = cmp.compare_reports(run(), after, fail_above=10.0)
+    phases = {(p.scenario, p.phase): p for p in comparison.phases}
+    tfdata = phases[("predict", "tf.data pipeline")]
+    assert tfdata.before_ms == pytest.approx(30.0) and tfdata.after_ms == pytest.approx(60.0)
+    assert tfdata.noise_ms == pytest.approx(0.5 * 2.0 + 0.5 * 2.0)
+    assert tfdata.regression
+    assert not phases[("predict", "graph execution")].regression  # 0 ms both times
+    assert ("tf.function", "graph execution") in phases and not phases[("tf.function", "graph execution")].regression
+    assert "predict / tf.data pipeline" in cmp.render_comparison(comparison)
+
+
+def test_a_change_inside_the_noise_is_not_a_regression():
+    before = run(**{"predict": (60.0, 10.0)})
+    after = run(**{"predict": (75.0, 10.0)})  # +25%, but the IQRs sum to 20 ms > 15 ms
+    comparison = cmp.compare_reports(before, after, fail_above=10.0)
+    predict = change(comparison, "predict")
+    assert predict.ratio == pytest.approx(1.25) and not predict.beyond_noise and not predict.regression
+    assert cmp.exit_status(comparison) == 0
+    assert "within noise" in cmp.render_comparison(comparison)
+
+
+def test_a_change_beyond_noise_below_the_threshold_is_not_a_regression():
+    after = run(**{"predict": (64.0, 0.1)})
+    comparison = cmp.compare_reports(run(**{"predict": (60.0, 0.1)}), after, fail_above=10.0)
+    predict = change(comparison, "predict")
+    assert predict.beyond_noise and not predict.regression
+    assert cmp.exit_status(cmp.compare_reports(run(**{"predict": (60.0, 0.1)}), after, fail_above=5.0)) == 3
+
+
+def test_faster_is_never_a_regression():
+    comparison = cmp.compare_reports(run(), run(**{"predict": (20.0, 1.0)}), fail_above=0.0)
+    assert cmp.exit_status(comparison) == 0
+    assert "faster" in cmp.render_comparison(comparison)
+
+
+def test_strategies_in_only_one_report_are_added_or_removed_not_crashed_on():
+    before = run()
+    after = dataclasses.replace(run(), strategies=[s for s in run().strategies if s.name != "TFLite"]
+                                + [fx.strategy("C++ (TF C API)", 0.03)])
+    comparison = cmp.compare_reports(before, after, fail_above=10.0)
+    assert change(comparison, "TFLite").status == cmp.REMOVED
+    assert change(comparison, "C++ (TF C API)").status == cmp.ADDED
+    assert change(comparison, "C++ (TF C API)").ratio is None
+    assert cmp.exit_status(comparison) == 0
+    text = cmp.render_comparison(comparison)
+    assert "removed (only before)" in text and "added (only after)" in text
+
+
+def test_a_strategy_unavailable_on_one_side_is_not_compared_and_says_why():
+    after = dataclasses.replace(run(), strategies=[
+        fx.strategy("XLA (jit_compile)", available=False, reason="failed to prepare: boom")
+        if s.name == "XLA (jit_compile)" else s for s in run().strategies])
+    comparison = cmp.compare_reports(run(), after, fail_above=10.0)
+    xla = change(comparison, "XLA (jit_compile)")
+    assert xla.status == cmp.UNMEASURED and "after: failed to prepare: boom" in xla.detail
+    assert not xla.regression
+
+
+def test_outputs_that_start_to_differ_are_flagged_in_the_text():
+    after = dataclasses.replace(run(), strategies=[
+        fx.strategy("TFLite", 0.05, 0.002, matches=False, max_abs_diff=0.3) if s.name == "TFLite" else s
+        for s in run().strategies])
+    text = cmp.render_comparison(cmp.compare_reports(run(), after, fail_above=10.0))
+    assert "TFLite: outputs matched the reference before and differ after" in text
+
+
+def test_different_machines_are_called_out():
+    after = dataclasses.replace(run(), environment=fx.environment(cpu_cores=8))
+    comparison = cmp.compare_reports(run(), after, fail_above=10.0)
+    assert comparison.warnings == ("CPU cores differs: 2 before, 8 after",)
+
+
+def test_negative_fail_above_is_refused():
+    with pytest.raises(KdiagError):
+        cmp.compare_reports(run(), run(), fail_above=-1.0)
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def test_json_round_trip_keeps_findings_and_profiles(tmp_path):
+    report = run(**{"predict (compiled)": (90.0, 1.0)})
+    report = dataclasses.replace(report, findings=diagnose(report))
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report.to_dict(), allow_nan=False))
+    again = cmp.load_report(path)
+    assert again.findings == report.findings and len(again.findings) >= 2
+    assert again.profiles == report.profiles
+    assert again.strategies == report.strategies
+    assert again == report
+
+
+def test_loaded_reports_compare(tmp_path):
+    for name, report in (("a.json", run()), ("b.json", run(**{"predict": (120.0, 2.0)}))):
+        (tmp_path / name).write_text(json.dumps(report.to_dict()))
+    comparison = cmp.compare_reports(cmp.load_report(tmp_path / "a.json"), cmp.load_report(tmp_path / "b.json"),
+                                     fail_above=10.0, before_label="a.json", after_label="b.json")
+    assert cmp.exit_status(comparison) == 3
+    assert cmp.render_comparison(comparison).startswith("kdiag compare: a.json -> b.json")
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "no such file"),
+    ("{not json", "is not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
+    ("[1, 2]", "is not a kdiag report"),
+    ('{"schema_version": 99}', "report schema_version 99 is not the 1 this kdiag reads"),
+    ('{"schema_version": 1, "settings": {}}', "does not have the fields of a kdiag report"),
+])
+def test_load_report_errors_are_one_line(tmp_path, content, problem):
+    path = tmp_path / "report.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(KdiagError) as info:
+        cmp.load_report(path)
+    message = info.value.message
+    assert problem in message and str(path) in message
+    assert "\n" not in message
+    assert info.value.fix
+
+
+def test_load_report_on_a_directory(tmp_path):
+    with pytest.raises(KdiagError, match="is a directory"):
+        cmp.load_report(tmp_path)
+
+
+def test_round_trip_of_report_objects_in_memory():
+    report = run()
+    assert Report.from_dict(report.to_dict()) == report

@@ -1,0 +1,410 @@
+"""kdiag.diagnose on hand-built Reports: each finding fires on measurements that show it, and
+stays silent on ones that don't. No TensorFlow here."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import factories as fx  # noqa: E402
+from kdiag import diagnose as dg  # noqa: E402
+from kdiag.report import Finding  # noqa: E402
+
+
+def ids(findings):
+    return [f.id for f in findings]
+
+
+def only(findings, finding_id) -> Finding:
+    chosen = [f for f in findings if f.id == finding_id]
+    assert len(chosen) == 1, ids(findings)
+    return chosen[0]
+
+
+def replace(strategies, name, **kwargs):
+    """The list with one strategy rebuilt by fx.strategy(name, **kwargs)."""
+    return [fx.strategy(name, **kwargs) if s.name == name else s for s in strategies]
+
+
+# --- the names and the thresholds table ---------------------------------------------
+
+
+def test_strategy_names_agree_with_the_strategies_that_produce_them():
+    from kdiag import cpp, strategies
+
+    names = {s.name for s in strategies.STRATEGIES} | {cpp.STRATEGY_NAME}
+    mine = {dg.PREDICT, dg.PREDICT_COMPILED, dg.PREDICT_ON_BATCH, dg.EAGER, dg.TF_FUNCTION, dg.CONCRETE, dg.XLA,
+            dg.SAVEDMODEL, dg.TFLITE, dg.CPP}
+    assert mine == names
+
+
+def _threshold_references():
+    """(finding id, name) of every threshold(...) call in kdiag/diagnose.py, constants resolved."""
+    tree = ast.parse(inspect.getsource(dg))
+    found = set()
+    for func in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
+        local_ids = {}
+        for node in ast.walk(func):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        local_ids[target.id] = node.value.value
+        for node in ast.walk(func):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "threshold":
+                first, second = node.args
+                finding = first.value if isinstance(first, ast.Constant) else local_ids[first.id]
+                found.add((finding, second.value))
+    return found
+
+
+def test_every_threshold_is_used_by_its_finding_and_only_table_thresholds_are_used():
+    table = {(t.finding_id, t.name) for t in dg.THRESHOLDS}
+    assert _threshold_references() == table
+    assert {t.finding_id for t in dg.THRESHOLDS} <= set(dg.FINDING_IDS)
+
+
+def test_thresholds_table_rows_are_printable():
+    rows = dg.thresholds_table()
+    assert len(rows) == len(dg.THRESHOLDS)
+    assert ("predict-overhead", "min_ratio", "3", dg.THRESHOLDS[0].meaning) == rows[0]
+    assert all(len(row) == 4 and all(isinstance(c, str) and c for c in row) for row in rows)
+
+
+def test_threshold_values_drive_the_rules(monkeypatch):
+    strategies = fx.typical_keras3()
+    report = fx.report(strategies)
+    assert "predict-overhead" in ids(dg.diagnose(report))
+    patched = dict(dg._THRESHOLD_VALUES)
+    patched[("predict-overhead", "min_ratio")] = 1000.0
+    monkeypatch.setattr(dg, "_THRESHOLD_VALUES", patched)
+    assert "predict-overhead" not in ids(dg.diagnose(report))
+
+
+# --- predict-overhead ----------------------------------------------------------------
+
+
+def test_predict_overhead_recommends_the_fastest_matching_direct_path_with_its_measured_speedup():
+    report = fx.report(fx.typical_keras3(), profiles=[
+        fx.profile("predict", {"tf.data pipeline": 0.45, "tracing": 0.30, "graph execution": 0.05,
+                               "other Python": 0.20}, 60.0, inflation=1.6, traces_per_call=3.0, cold_traces=5),
+    ])
+    finding = only(dg.diagnose(report), "predict-overhead")
+    assert finding.strategy == "concrete function"  # 0.2 ms: faster than tf.function and predict_on_batch
+    assert finding.measured_speedup == pytest.approx(60.0 / 0.2)
+    assert finding.outputs_match is True
+    assert finding.snippet == "run_concrete_function(x)"
+    assert finding.severity == "high"
+    text = " ".join(finding.evidence)
+    assert "60 ms" in text and "200 µs" in text
+    assert "tf.data pipeline 27 ms (45%)" in text and "tracing 18 ms (30%)" in text
+    assert "graph execution" not in text  # 5%: below the dominant-phase share
+    assert "1.60x" in text  # the profiler's inflation is stated
+    assert "3 concrete functions per warm call" in text and "not a retracing" in text
+    assert "model(x, training=False) (eager): median 1.2 ms" in text
+
+
+def test_predict_overhead_never_recommends_a_strategy_whose_outputs_differ_or_were_not_checked():
+    strategies = fx.typical_keras3()
+    strategies = replace(strategies, "concrete function", median_ms=0.2, matches=False, max_abs_diff=0.5)
+    strategies = replace(strategies, "tf.function", median_ms=0.25, matches=None)
+    finding = only(dg.diagnose(fx.report(strategies)), "predict-overhead")
+    assert finding.strategy == "predict_on_batch"
+    assert finding.measured_speedup == pytest.approx(60.0 / 0.7)
+
+
+def test_predict_overhead_is_silent_when_no_direct_path_was_measured_or_matches():
+    strategies = [fx.strategy("predict", 60.0),
+                  fx.strategy("predict_on_batch", available=False, reason="failed to prepare: boom"),
+                  fx.strategy("tf.function", 0.25, matches=False, max_abs_diff=1.0),
+                  fx.strategy("model(x) eager", 1.0)]
+    assert "predict-overhead" not in ids(dg.diagnose(fx.report(strategies)))
+    no_predict = [fx.strategy("predict", available=False), fx.strategy("tf.function", 0.25)]
+    assert "predict-overhead" not in ids(dg.diagnose(fx.report(no_predict)))
+
+
+def test_predict_overhead_needs_both_the_ratio_and_the_absolute_gap():
+    small_gap = [fx.strategy("predict", 0.9), fx.strategy("predict_on_batch", 0.1)]  # 9x but 0.8 ms
+    assert "predict-overhead" not in ids(dg.diagnose(fx.report(small_gap)))
+    small_ratio = [fx.strategy("predict", 50.0), fx.strategy("predict_on_batch", 20.0)]  # 30 ms but 2.5x
+    assert "predict-overhead" not in ids(dg.diagnose(fx.report(small_ratio)))
+    both = [fx.strategy("predict", 6.0), fx.strategy("predict_on_batch", 1.5)]  # 4x and 4.5 ms
+    finding = only(dg.diagnose(fx.report(both)), "predict-overhead")
+    assert finding.severity == "medium"
+
+
+def test_predict_traces_are_not_reported_as_retracing():
+    report = fx.report(fx.typical_keras3(), profiles=[
+        fx.profile("predict", {"tracing": 0.5, "other Python": 0.5}, 60.0, traces_per_call=3.0),
+        fx.profile("predict (compiled)", {"tracing": 0.5, "other Python": 0.5}, 61.0, traces_per_call=3.0),
+    ])
+    assert "retracing" not in ids(dg.diagnose(report))
+
+
+# --- compile ------------------------------------------------------------------------
+
+
+def test_compile_slowdown_fires_beyond_noise_and_recommends_loading_without_compile():
+    strategies = fx.typical_keras3(**{"predict (compiled)": (90.0, 3.0)})
+    strategies = replace(strategies, "predict", median_ms=60.0, iqr_ms=2.0,
+                         snippet="model = keras.models.load_model(path, compile=False)\nmodel.predict(x, verbose=0)")
+    report = fx.report(strategies, profiles=[
+        fx.profile("predict", {"tf.data pipeline": 0.5, "other Python": 0.5}, 60.0),
+        fx.profile("predict (compiled)", {"tf.data pipeline": 0.5, "callbacks & progress bar": 0.2,
+                                          "other Python": 0.3}, 90.0),
+    ])
+    findings = dg.diagnose(report)
+    finding = only(findings, "compile-slowdown")
+    assert "compile-no-effect" not in ids(findings)
+    assert finding.measured_speedup == pytest.approx(1.5)
+    assert finding.strategy == "predict" and finding.outputs_match is True
+    assert "compile=False" in finding.snippet and "compile=False" in finding.advice
+    text = " ".join(finding.evidence)
+    assert "callbacks & progress bar +18 ms (0 → 18)" in text
+    assert "tf.data pipeline +15 ms (30 → 45)" in text
+
+
+def test_compile_slowdown_inside_the_noise_is_not_reproduced():
+    # 1.25x slower, but the IQRs (10 + 8 ms) exceed the 15 ms difference.
+    strategies = [fx.strategy("predict", 60.0, 10.0), fx.strategy("predict (compiled)", 75.0, 8.0)]
+    findings = dg.diagnose(fx.report(strategies))
+    assert "compile-slowdown" not in ids(findings)
+    info = only(findings, "compile-no-effect")
+    assert info.severity == "info" and info.measured_speedup is None and info.strategy is None
+    assert info.evidence[0] == ("Not reproduced: compile() changed predict by +25.0% "
+                                "(within the noise of ±30.0%, the sum of both IQRs).")
+
+
+def test_compile_small_but_real_change_is_outside_noise_yet_below_threshold():
+    strategies = [fx.strategy("predict", 60.0, 1.0), fx.strategy("predict (compiled)", 66.0, 1.0)]
+    info = only(dg.diagnose(fx.report(strategies)), "compile-no-effect")
+    assert "+10.0% (outside the noise of ±3.3%" in info.evidence[0]
+
+
+def test_compile_findings_are_silent_without_both_measurements():
+    strategies = [fx.strategy("predict", 60.0), fx.strategy("predict (compiled)", available=False)]
+    found = ids(dg.diagnose(fx.report(strategies)))
+    assert "compile-slowdown" not in found and "compile-no-effect" not in found
+
+
+# --- retracing ----------------------------------------------------------------------
+
+
+def test_retracing_fires_for_a_non_predict_scenario_that_traces_on_warm_calls():
+    report = fx.report(fx.typical_keras3(), profiles=[
+        fx.profile("tf.function", {"tracing": 0.8, "graph execution": 0.2}, 0.25, traces_per_call=1.0,
+                   cold_traces=1),
+    ])
+    finding = only(dg.diagnose(report), "retracing")
+    assert finding.severity == "high"
+    assert finding.measured_speedup is None and finding.strategy is None
+    assert "tf.function: 1 concrete functions created per warm call over 10 profiled calls" in finding.evidence[0]
+    assert "tracing took 200 µs per call (80%)" in finding.evidence[0]
+
+
+def test_retracing_fires_on_a_retracing_warning_even_for_predict():
+    warning = "5 out of the last 5 calls to <function f> triggered tf.function retracing."
+    report = fx.report(fx.typical_keras3(), profiles=[
+        fx.profile("predict", {"other Python": 1.0}, 60.0, retracing_warnings=[warning]),
+    ])
+    finding = only(dg.diagnose(report), "retracing")
+    assert finding.severity == "medium"
+    assert any(warning in line for line in finding.evidence)
+
+
+def test_retracing_is_silent_without_traces_or_warnings():
+    report = fx.report(fx.typical_keras3(), profiles=[
+        fx.profile("tf.function", {"graph execution": 1.0}, 0.25, traces_per_call=0.0, cold_traces=1),
+    ])
+    assert "retracing" not in ids(dg.diagnose(report))
+
+
+# --- eager-slow ---------------------------------------------------------------------
+
+
+def test_eager_slow_recommends_the_fastest_matching_graph_path():
+    strategies = [fx.strategy("predict", 2.0), fx.strategy("model(x) eager", 5.0), fx.strategy("tf.function", 1.0),
+                  fx.strategy("concrete function", 0.5, matches=False, max_abs_diff=3.0)]
+    finding = only(dg.diagnose(fx.report(strategies)), "eager-slow")
+    assert finding.strategy == "tf.function"
+    assert finding.measured_speedup == pytest.approx(5.0)
+
+
+def test_eager_slow_is_silent_below_the_ratio_or_without_a_graph_path():
+    close = [fx.strategy("model(x) eager", 1.5), fx.strategy("tf.function", 1.0)]
+    assert "eager-slow" not in ids(dg.diagnose(fx.report(close)))
+    unmeasured = [fx.strategy("model(x) eager", 5.0), fx.strategy("tf.function", available=False)]
+    assert "eager-slow" not in ids(dg.diagnose(fx.report(unmeasured)))
+
+
+# --- training-dependent-layers ------------------------------------------------------
+
+
+def test_training_dependent_layers_high_when_the_measured_diff_exceeds_the_tolerance():
+    model = fx.model_info(training_dependent_layers=["dropout (Dropout)", "bn (BatchNormalization)"],
+                          training_true_max_abs_diff=0.3)
+    finding = only(dg.diagnose(fx.report(fx.typical_keras3(), model=model)), "training-dependent-layers")
+    assert finding.severity == "high"
+    assert "dropout (Dropout), bn (BatchNormalization)" in finding.evidence[0]
+    assert "max |diff| 3.0e-01, above the outputs tolerance (atol 1e-05)" in finding.evidence[1]
+    assert "training=False" in finding.advice and finding.snippet == "model(x, training=False)"
+
+
+def test_training_dependent_layers_low_within_tolerance_and_medium_when_unmeasured():
+    within = fx.model_info(training_dependent_layers=["bn (BatchNormalization)"], training_true_max_abs_diff=1e-7)
+    assert only(dg.diagnose(fx.report(fx.typical_keras3(), model=within)),
+                "training-dependent-layers").severity == "low"
+    unmeasured = fx.model_info(training_dependent_layers=["bn (BatchNormalization)"])
+    finding = only(dg.diagnose(fx.report(fx.typical_keras3(), model=unmeasured)), "training-dependent-layers")
+    assert finding.severity == "medium" and "not measured" in finding.evidence[1]
+
+
+def test_training_dependent_layers_silent_without_such_layers():
+    assert "training-dependent-layers" not in ids(dg.diagnose(fx.report(fx.typical_keras3())))
+
+
+# --- compute-bound and floor-gap ----------------------------------------------------
+
+
+def _compute_bound_strategies(**overrides):
+    figures = {"predict": (70.0, 1.0), "predict_on_batch": (40.0, 0.5), "tf.function": (38.0, 0.5),
+               "XLA (jit_compile)": (30.0, 0.5), "TFLite": (32.0, 0.5)}
+    figures.update(overrides)
+    return [fx.strategy(n, m, q) for n, (m, q) in figures.items()]
+
+
+def test_compute_bound_shows_measured_alternatives_and_recommends_the_fastest_beyond_noise():
+    finding = only(dg.diagnose(fx.report(_compute_bound_strategies())), "compute-bound")
+    assert "tf.function" in finding.title and "TFLite" in finding.title
+    assert finding.strategy == "XLA (jit_compile)"
+    assert finding.measured_speedup == pytest.approx(38.0 / 30.0)
+    text = " ".join(finding.evidence)
+    assert "XLA (jit_compile): median 30 ms" in text and "TFLite: median 32 ms" in text
+    assert "not measured" in text and "batch size 8" in text
+    assert "--batch-size" in finding.advice
+
+
+def test_compute_bound_never_recommends_an_alternative_whose_outputs_differ():
+    strategies = _compute_bound_strategies()
+    strategies = replace(strategies, "XLA (jit_compile)", median_ms=30.0, iqr_ms=0.5, matches=False,
+                         max_abs_diff=0.1)
+    finding = only(dg.diagnose(fx.report(strategies)), "compute-bound")
+    assert finding.strategy == "TFLite"
+    assert "XLA" not in " ".join(finding.evidence)
+
+
+def test_compute_bound_silent_when_fast_far_from_floor_or_no_floor():
+    fast = _compute_bound_strategies(**{"tf.function": (3.0, 0.1), "TFLite": (2.5, 0.1),
+                                        "predict_on_batch": (4.0, 0.1)})
+    assert "compute-bound" not in ids(dg.diagnose(fx.report(fast)))
+    far = _compute_bound_strategies(**{"TFLite": (10.0, 0.1)})  # 38 / 10 = 3.8x
+    assert "compute-bound" not in ids(dg.diagnose(fx.report(far)))
+    no_floor = [s for s in _compute_bound_strategies() if s.name != "TFLite"]
+    assert "compute-bound" not in ids(dg.diagnose(fx.report(no_floor)))
+
+
+def test_floor_gap_recommends_the_fastest_matching_floor():
+    strategies = fx.typical_keras3() + [fx.strategy("C++ (TF C API)", 0.03, 0.001)]
+    finding = only(dg.diagnose(fx.report(strategies)), "floor-gap")
+    assert finding.strategy == "C++ (TF C API)"
+    assert finding.measured_speedup == pytest.approx(0.2 / 0.03)  # best Python path: concrete function
+    text = " ".join(finding.evidence)
+    assert "concrete function" in text and "TFLite: median 50 µs" in text
+    assert "not interleaved" in text
+
+
+def test_floor_gap_ignores_a_floor_whose_outputs_differ_and_is_info_without_a_real_gap():
+    strategies = [fx.strategy("tf.function", 1.0, 0.05), fx.strategy("TFLite", 0.95, 0.05),
+                  fx.strategy("C++ (TF C API)", 0.1, matches=False, max_abs_diff=1.0)]
+    finding = only(dg.diagnose(fx.report(strategies)), "floor-gap")
+    assert finding.severity == "info" and finding.strategy is None and finding.measured_speedup is None
+    assert "not used as a floor" in " ".join(finding.evidence)
+
+
+def test_floor_gap_silent_without_a_floor():
+    strategies = [s for s in fx.typical_keras3() if s.name != "TFLite"]
+    assert "floor-gap" not in ids(dg.diagnose(fx.report(strategies)))
+
+
+# --- noisy, outputs-differ ----------------------------------------------------------
+
+
+def test_noisy_lists_every_noisy_strategy_and_only_those():
+    strategies = fx.typical_keras3(**{"predict": (60.0, 12.0), "tf.function": (0.25, 0.05)})
+    finding = only(dg.diagnose(fx.report(strategies)), "noisy")
+    assert len(finding.evidence) == 2
+    assert finding.evidence[0].startswith("predict: IQR 12 ms over a median of 60 ms (20%, above 10%)")
+    assert finding.evidence[1].startswith("tf.function:")
+    assert "noisy" not in ids(dg.diagnose(fx.report(fx.typical_keras3())))
+
+
+def test_outputs_differ_lists_them_and_says_the_fastest_is_still_not_recommended():
+    strategies = fx.typical_keras3()
+    strategies = replace(strategies, "TFLite", median_ms=0.05, matches=False, max_abs_diff=0.25,
+                         detail="output 0 has shape (8,), the reference (8, 1)")
+    findings = dg.diagnose(fx.report(strategies))
+    finding = only(findings, "outputs-differ")
+    assert len(finding.evidence) == 1
+    assert "TFLite: max |diff| 2.5e-01 against predict" in finding.evidence[0]
+    assert "fastest measured" in finding.evidence[0]
+    assert all(f.strategy != "TFLite" for f in findings)
+
+
+def test_the_reference_itself_never_counts_as_differing():
+    strategies = [fx.strategy("predict", 60.0, matches=False, reference="predict"),
+                  fx.strategy("predict_on_batch", 1.0)]
+    findings = dg.diagnose(fx.report(strategies))
+    assert "outputs-differ" not in ids(findings)
+    assert only(findings, "predict-overhead").strategy == "predict_on_batch"
+
+
+# --- all together -------------------------------------------------------------------
+
+
+def test_findings_are_ordered_by_measured_gain_then_severity():
+    strategies = fx.typical_keras3(**{"predict (compiled)": (120.0, 2.0), "model(x) eager": (5.0, 0.1),
+                                      "TFLite": (0.04, 0.001)})
+    model = fx.model_info(training_dependent_layers=["d (Dropout)"], training_true_max_abs_diff=0.5)
+    report = fx.report(strategies, model=model, profiles=[
+        fx.profile("tf.function", {"tracing": 1.0}, 0.25, traces_per_call=0.5),
+    ])
+    findings = dg.diagnose(report)
+    gains = [f.measured_speedup for f in findings if f.measured_speedup is not None]
+    assert gains == sorted(gains, reverse=True) and len(gains) >= 3
+    first_without = next(i for i, f in enumerate(findings) if f.measured_speedup is None)
+    assert all(f.measured_speedup is None for f in findings[first_without:])
+    ranks = [dg.SEVERITIES.index(f.severity) for f in findings[first_without:]]
+    assert ranks == sorted(ranks)
+    assert ids(findings)[:4] == ["predict-overhead", "eager-slow", "floor-gap", "compile-slowdown"]
+
+
+def test_every_recommendation_is_a_measured_strategy_with_matching_outputs():
+    strategies = fx.typical_keras3(**{"predict (compiled)": (120.0, 2.0), "model(x) eager": (5.0, 0.1)})
+    report = fx.report(strategies)
+    for finding in dg.diagnose(report):
+        if finding.strategy is not None:
+            result = report.strategy(finding.strategy)
+            assert result.available and result.measurement.count
+            assert dg.outputs_match(result) and finding.outputs_match is True
+            assert finding.measured_speedup and finding.measured_speedup > 1
+
+
+def test_an_empty_report_has_no_findings():
+    assert dg.diagnose(fx.report([])) == []
+
+
+def test_findings_survive_the_json_round_trip():
+    from kdiag.report import Report
+
+    report = fx.report(fx.typical_keras3())
+    report = dataclasses.replace(report, findings=dg.diagnose(report))
+    again = Report.from_dict(report.to_dict())
+    assert again.findings == report.findings

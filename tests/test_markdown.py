@@ -1,0 +1,249 @@
+"""The Markdown report: a golden file, GitHub's own renderer (cmarkgfm), and the 65,536 limit.
+
+The golden file tests/golden/report.md is the rendering of `golden_report()` below. After an
+intended change to the renderer, regenerate it and review the diff:
+
+    KDIAG_UPDATE_GOLDEN=1 python3 -m pytest tests/test_markdown.py
+"""
+
+from __future__ import annotations
+
+import html.parser
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import factories as fx  # noqa: E402
+from kdiag.phases import PHASES  # noqa: E402
+from kdiag.render import markdown as md  # noqa: E402
+from kdiag.report import Finding  # noqa: E402
+
+GOLDEN = HERE / "golden" / "report.md"
+
+cmarkgfm = pytest.importorskip("cmarkgfm")
+
+
+def to_html(text: str) -> str:
+    """As GitHub renders it: GFM with tables; raw HTML kept (GitHub allows <details>)."""
+    from cmarkgfm.cmark import Options
+
+    return cmarkgfm.github_flavored_markdown_to_html(text, options=Options.CMARK_OPT_UNSAFE)
+
+
+class _Tables(html.parser.HTMLParser):
+    """Every <table> as a list of rows, each a list of cell texts; and the <details> seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables = []
+        self.details = 0
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "details":
+            self.details += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(text: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(to_html(text))
+    return parser
+
+
+def golden_report():
+    """A fixed report: every section has something to show, and some text needs escaping."""
+    strategies = fx.typical_keras3(**{"predict": (61.2, 3.1), "predict (compiled)": (63.5, 4.0)})
+    strategies = [
+        fx.strategy("TFLite", 0.05, 0.002, notes=["warning: tf.lite.Interpreter is deprecated | use LiteRT"])
+        if s.name == "TFLite" else
+        fx.strategy("XLA (jit_compile)", 0.22, 0.01, matches=False, max_abs_diff=2e-3,
+                    detail="output 0 | shape (8, 1)")
+        if s.name == "XLA (jit_compile)" else s
+        for s in strategies
+    ]
+    strategies.append(fx.strategy("C++ (TF C API)", available=False, reason="not available: cmake not found"))
+    tops = [
+        fx.top_function("tf.data pipeline", "OwnedIterator.__init__", 120.0,
+                        "tensorflow/python/data/ops/iterator_ops.py", 700),
+        fx.top_function("tf.data pipeline", "DatasetV2.map", 80.0, "tensorflow/python/data/ops/dataset_ops.py", 2200),
+        fx.top_function("tracing", "func_graph_from_py_func", 150.0, "tensorflow/python/framework/func_graph.py", 900),
+        fx.top_function("other Python", "<lambda>", 30.0, "keras/src/utils/traceback_utils.py", 110),
+    ]
+    shares = {"input handling": 0.02, "tf.data pipeline": 0.41, "tracing": 0.30, "graph execution": 0.06,
+              "output conversion": 0.03, "other Python": 0.18}
+    compiled_shares = dict(shares, **{"tf.data pipeline": 0.40, "tracing": 0.31})
+    profiles = [
+        fx.profile("predict", shares, 61.2, inflation=1.7, traces_per_call=3.0, cold_traces=5, top_functions=tops),
+        fx.profile("predict (compiled)", compiled_shares, 63.5, inflation=1.65, traces_per_call=3.0, cold_traces=5,
+                   top_functions=tops[:2]),
+        fx.profile("tf.function", {"graph execution": 0.85, "other Python": 0.15}, 0.25, inflation=1.2, cold_traces=1,
+                   retracing_warnings=["5 out of the last 5 calls to <function f> triggered tf.function retracing."]),
+    ]
+    findings = [
+        Finding("predict-overhead", "high", "model.predict takes 306x the time of concrete function per call",
+                ["predict: median 61.2 ms per call.", "concrete function: median 200 µs per call."],
+                "Call the concrete function instead of model.predict.",
+                "fn = serve.get_concrete_function()\nfn(tf.constant(x))", "concrete function", 306.0, True),
+        Finding("compile-no-effect", "info", "compile() did not slow predict down measurably",
+                ["Not reproduced: compile() changed predict by +3.8% (within the noise of ±11.6%)."],
+                "Nothing to change.", ""),
+    ]
+    model = fx.model_info(training_dependent_layers=["dropout (Dropout)"], training_true_max_abs_diff=0.042)
+    return fx.report(strategies, profiles=profiles, findings=findings, model=model,
+                     notes=["C++ (TF C API): not requested <use --cpp>"])
+
+
+def test_golden_file():
+    text = md.render(golden_report())
+    if os.environ.get("KDIAG_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8"), "re-run with KDIAG_UPDATE_GOLDEN=1 and review the diff"
+
+
+def test_github_renders_the_tables_and_the_details_blocks():
+    report = golden_report()
+    text = md.render(report)
+    parsed = parse(text)
+    by_header = {tuple(t[0]): t for t in parsed.tables}
+    strategies = next(t for h, t in by_header.items() if h[:2] == ("strategy", "median"))
+    assert len(strategies) == 1 + len(report.measured())  # header + one row per measured strategy
+    assert all(len(row) == 10 for row in strategies)
+    xla = next(row for row in strategies if row[0] == "XLA (jit_compile)")
+    assert xla[-1] == "differ (max |diff| 2.0e-03): output 0 | shape (8, 1)"  # the escaped | stays in its cell
+    phases = next(t for h, t in by_header.items() if h[0] == "phase" and "Δ ms/call" in h)
+    assert len(phases) == 1 + 8 + 1  # header, every phase, total
+    assert phases[-1] == ["total", "61.2", "100%", "63.5", "100%", "+2.3"]
+    environment = next(t for t in parsed.tables if t[0] == ["field", "value"] and t[1][0] == "TensorFlow version")
+    assert [row[0] for row in environment[1:]] == [
+        "TensorFlow version", "Keras version", "Python version", "OS", "CPU", "CPU cores", "Threads", "oneDNN",
+        "CUDA/cuDNN build", "GPU"]
+    assert parsed.details == 2  # predict and predict (compiled) have top functions
+    top = [t for t in parsed.tables if t[0] == ["phase", "function", "file:line", "own ms per call"]]
+    assert [len(t) for t in top] == [1 + 4, 1 + 2]
+    assert ["other Python", "<lambda>", "keras/src/utils/traceback_utils.py:110", "3"] in top[0]
+
+
+def test_text_that_looks_like_html_is_shown_not_swallowed():
+    rendered = to_html(md.render(golden_report()))
+    assert "&lt;function f&gt; triggered tf.function retracing" in rendered
+    assert "not requested &lt;use --cpp&gt;" in rendered
+
+
+def test_sections_the_issue_needs_are_there():
+    text = md.render(golden_report())
+    for needle in ("```sh\nkdiag inspect --example tiny\n```",
+                   "ms per call are the profiled shares scaled to the unprofiled median",
+                   "by 1.70x for predict, 1.65x for predict (compiled)",
+                   "```python\nfn = serve.get_concrete_function()\nfn(tf.constant(x))\n```",
+                   'pip install "tensorflow==2.21.0" "keras==3.15.0"',
+                   "kdiag view /runs/tiny/predict.prof", "snakeviz /runs/tiny/predict.prof",
+                   "| C++ (TF C API) | not available: cmake not found |"):
+        assert needle in text
+    assert "Shortened" not in text
+
+
+def _huge_report(strategies=400, top_functions=300):
+    names = [f"strategy {i:03d} | variant" for i in range(strategies)]
+    results = [fx.strategy("predict", 60.0, 1.0)] + [
+        fx.strategy(n, 1.0 + i / 100, 0.01, notes=[f"warning: something long {'x' * 80}"]) for i, n in enumerate(names)
+    ]
+    tops = [fx.top_function(PHASES[i % len(PHASES)], f"module.function_{i}_{'y' * 40}", 1.0 + i,
+                            f"keras/src/deep/path/{'z' * 30}/file_{i}.py", i) for i in range(top_functions)]
+    profiles = [fx.profile(scenario, {"tf.data pipeline": 0.5, "other Python": 0.5}, 60.0, top_functions=tops)
+                for scenario in ("predict", "predict (compiled)", "tf.function")]
+    findings = [Finding("noisy", "low", "Noisy", [f"evidence line {i} {'e' * 60}" for i in range(300)], "Re-run.", "")]
+    return fx.report(results, profiles=profiles, findings=findings)
+
+
+def test_a_huge_report_stays_under_githubs_limit_and_says_what_it_left_out():
+    report = _huge_report()
+    text = md.render(report)
+    assert len(text) <= md.GITHUB_LIMIT
+    assert "Shortened" in text and "left out" in text
+    assert "top-functions tables" in text
+    parsed = parse(text)  # still well-formed: tables parse, no <details> left open
+    assert any(t[0][:2] == ["strategy", "median"] for t in parsed.tables)
+    assert text.count("<details>") == text.count("</details>")
+
+
+def test_top_functions_are_shortened_before_the_strategies_table():
+    report = fx.report(fx.typical_keras3(), profiles=[
+        fx.profile("predict", {"other Python": 1.0}, 60.0,
+                   top_functions=[fx.top_function("other Python", f"f{i}_{'q' * 60}", 1.0, f"a/{'p' * 60}.py", i)
+                                  for i in range(2000)]),
+    ])
+    text = md.render(report)
+    assert len(text) <= md.GITHUB_LIMIT and "Shortened" in text
+    strategies = next(t for t in parse(text).tables if t[0][:2] == ["strategy", "median"])
+    assert len(strategies) == 1 + len(report.measured())  # every strategy still listed
+
+
+def test_a_small_limit_shortens_tables_and_lists_and_says_so():
+    text = md.render(_huge_report(strategies=60, top_functions=0), limit=20_000)
+    assert len(text) <= 20_000
+    assert "more measured strategies, left out" in text
+
+
+def test_the_last_resort_cut_closes_fences_and_details():
+    text = "# t\n\n<details><summary>s</summary>\n\n```sh\n" + "echo x\n" * 5000 + "```\n\n</details>\n"
+    cut = md.hard_cut(text, 4000)
+    assert len(cut) <= 4000
+    assert cut.count("```") % 2 == 0 and cut.count("<details>") == cut.count("</details>")
+    assert "Cut here" in cut
+    huge_command = fx.report(fx.typical_keras3(), command="kdiag inspect " + "a" * 70_000)
+    assert len(md.render(huge_command)) <= md.GITHUB_LIMIT
+
+
+def test_empty_report_renders():
+    text = md.render(fx.report([]))
+    assert "No strategy was measured." in text and "kdiag found nothing to report" in text
+
+
+def test_renderer_and_diagnosis_modules_import_neither_tensorflow_nor_rich():
+    code = ("import sys; import kdiag.render.markdown, kdiag.diagnose, kdiag.compare; "
+            "bad = [m for m in ('tensorflow', 'keras', 'rich') if m in sys.modules]; "
+            "sys.exit(', '.join(bad) or None)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_reference_and_unchecked_outputs_cells():
+    strategies = [fx.strategy("predict", 60.0), fx.strategy("tf.function", 1.0, matches=None)]
+    rows = next(t for t in parse(md.render(fx.report(strategies))).tables if t[0][0] == "strategy")
+    assert {row[0]: row[-1] for row in rows[1:]} == {"predict": "reference", "tf.function": "not checked"}
+
+
+def test_legacy_keras_reproduction_sets_the_environment_variable():
+    report = fx.report(fx.typical_keras3(), env=fx.environment(legacy_keras=True, keras="2.21.0"))
+    text = md.render(report)
+    assert '"tf-keras==2.21.0"' in text and "TF_USE_LEGACY_KERAS=1 kdiag inspect --example tiny" in text
+
+
+def test_golden_report_findings_are_shown_in_order():
+    report = golden_report()
+    text = md.render(report)
+    assert text.index("### 1. model.predict takes 306x") < text.index("### 2. compile() did not slow")
+    assert "**high** · `predict-overhead` · measured speed-up 306x with concrete function (outputs match)" in text
