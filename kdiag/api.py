@@ -13,7 +13,7 @@ from kdiag import check
 from kdiag.errors import KdiagError, NotApplicable
 from kdiag.inputs import ModelInputs, load_user_inputs, resolve_shapes, synthetic_inputs, check_user_array
 from kdiag.load import LoadedModel, from_model, load_example, load_path
-from kdiag.measure import MeasureSettings, measure_interleaved
+from kdiag.measure import MeasureSettings, MeasurementInterrupted, measure_interleaved
 from kdiag.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
 from kdiag.tf import native_stderr_captured
 from kdiag.profiling import ProfileResult
@@ -24,6 +24,15 @@ REFERENCE_ORDER = (PREDICT, "SavedModel serve")
 
 # Progress callback: (stage, detail), e.g. ("measure", "predict: 12 calls").
 Progress = Callable[[str, str], None]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during timing. `report` (marked incomplete) holds what was measured."""
+
+    def __init__(self, results: List[StrategyResult]):
+        super().__init__("interrupted")
+        self.results = results
+        self.report: Optional[Report] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +74,38 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
         min_calls=opts.min_calls,
         max_wall_s=opts.max_wall_s if opts.max_wall_s is not None else 6 * opts.budget_s,
     )
+    from kdiag.environment import collect
+
+    def build_report(results, profiles=(), model=None, incomplete=False, notes=()):
+        from kdiag.diagnose import diagnose
+
+        report = Report(
+            settings=RunSettings(
+                command=opts.command,
+                budget_s=settings.budget_s,
+                min_calls=settings.min_calls,
+                max_wall_s=settings.max_wall_s,
+                batch_size=model_inputs.batch_size,
+                timestamp=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            ),
+            environment=collect(),
+            model=model or model_info(loaded, model_inputs),
+            strategies=results,
+            profiles=list(profiles),
+            notes=list(notes),
+            incomplete=incomplete,
+        )
+        return dataclasses.replace(report, findings=diagnose(report))
+
     with _work_dir(work_dir) as scratch:
         ctx = StrategyContext(loaded, model_inputs, Path(scratch))
-        results = run_strategies(ctx, selected, settings, say)
+        try:
+            results = run_strategies(ctx, selected, settings, say)
+        except RunInterrupted as stop:
+            stop.report = build_report(stop.results, incomplete=True,
+                                       notes=["Interrupted by Ctrl-C while timing: the figures are those measured "
+                                              "before the interruption; profiles were not taken."])
+            raise
         if opts.cpp:
             results.append(run_cpp_floor(ctx, settings, results, say))
         profiles = []
@@ -76,23 +114,9 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
             profiles = run_profiles(ctx, results, profile_scenarios(results, opts.profile_strategies),
                                     profile_dir, opts.profile_calls, say)
         layers, training_diff = training_mode_check(ctx)
-    from kdiag.environment import collect
-
-    return Report(
-        settings=RunSettings(
-            command=opts.command,
-            budget_s=settings.budget_s,
-            min_calls=settings.min_calls,
-            max_wall_s=settings.max_wall_s,
-            batch_size=model_inputs.batch_size,
-            timestamp=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        ),
-        environment=collect(),
-        model=dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
-                                  training_true_max_abs_diff=training_diff),
-        strategies=results,
-        profiles=profiles,
-    )
+    model = dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
+                                training_true_max_abs_diff=training_diff)
+    return build_report(results, profiles, model)
 
 
 def select_strategies(keys: Optional[Sequence[str]]) -> List[Strategy]:
@@ -129,8 +153,13 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
                 unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {_first_line(exc)}"
         notes[strategy.name] = _unique_warnings(caught)
 
-    timed = measure_interleaved(prepared, settings, on_progress=lambda name, what: say("measure", f"{name}: {what}"),
-                                around_first_call=native_stderr_captured)
+    interrupted = None
+    try:
+        timed = measure_interleaved(prepared, settings,
+                                    on_progress=lambda name, what: say("measure", f"{name}: {what}"),
+                                    around_first_call=native_stderr_captured)
+    except MeasurementInterrupted as stop:
+        timed, interrupted = stop.partial, stop
     reference_name, reference = _reference(timed)
     ctx.reference_outputs = reference
     results = []
@@ -140,6 +169,10 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
             results.append(StrategyResult(name, strategy.snippet, False, unavailable[name], notes=notes.get(name, [])))
             continue
         outcome = timed[name]
+        if interrupted is not None and outcome.measurement.count == 0:
+            results.append(StrategyResult(name, strategy.snippet, False, "not measured: interrupted (Ctrl-C)",
+                                          notes=notes[name]))
+            continue
         if outcome.error:
             results.append(StrategyResult(name, strategy.snippet, False, f"failed when called: {outcome.error}",
                                           notes=notes[name]))
@@ -149,6 +182,8 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
             outputs = check.compare(reference_name, reference, outcome.first_output)
         results.append(StrategyResult(name, strategy.snippet, True, measurement=outcome.measurement,
                                       outputs=outputs, notes=notes[name]))
+    if interrupted is not None:
+        raise RunInterrupted(results) from None
     return results
 
 

@@ -16,6 +16,7 @@ from typing import Optional, Sequence, TextIO, Tuple
 
 from kdiag import __version__
 from kdiag.errors import ExitStatus, KdiagError
+from kdiag.runfolder import discard, new_run_folder, write_atomic
 
 STRATEGY_KEYS = ("predict", "predict-compiled", "predict_on_batch", "eager", "tf-function", "concrete",
                  "xla", "savedmodel", "tflite")
@@ -46,6 +47,10 @@ class RunConfig:
     unsafe: bool
     custom_objects: Optional[str]
     cpp: bool
+    out: Optional[str]
+    profile: bool
+    profile_strategies: Tuple[str, ...]
+    profile_calls: int
     command: str
 
 
@@ -78,11 +83,34 @@ def build_parser() -> argparse.ArgumentParser:
                          help="allow Lambda layers to be deserialised (runs code from the file)")
     inspect.add_argument("--custom-objects", metavar="MODULE.py",
                          help="a Python file defining the model's custom classes (its code runs)")
+    inspect.add_argument("--out", metavar="DIR",
+                         help="run folder for report.md, report.json and the .prof files "
+                              "(default: reports/<model>-<timestamp>/); never overwritten")
+    inspect.add_argument("--profile", metavar="A,B", default="",
+                         help="also profile these strategies (predict before and after compile() always are)")
+    inspect.add_argument("--profile-calls", type=int, default=10, metavar="N",
+                         help="warm calls per cProfile pass (default 10)")
+    inspect.add_argument("--no-profile", action="store_true", help="skip the cProfile passes")
     inspect.add_argument("--cpp", action="store_true",
                          help="also time the C++ floor: the exported SavedModel through the TF C API (cpp_baseline/)")
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
+    view = commands.add_parser("view", help="open a .prof file in snakeviz",
+                               description="Open a profile in snakeviz, served on 127.0.0.1 unless --host says otherwise.")
+    view.add_argument("prof", help="a .prof file written by kdiag inspect")
+    view.add_argument("--server", action="store_true", help="do not open a browser; print the URL and serve")
+    view.add_argument("--host", default=None, metavar="ADDR",
+                      help="address to bind (default 127.0.0.1; anything else exposes your profile to the network)")
+    view.add_argument("--port", type=int, default=8080, help="port (default 8080; a free one is picked if taken)")
+    commands.add_parser("rules", help="print the phase rules and the diagnosis thresholds kdiag applies")
+    compare = commands.add_parser("compare", help="compare two saved runs (report.json); gate CI on regressions",
+                                  description="Per-strategy and per-phase changes between two runs, from their "
+                                              "report.json; nothing is re-run.")
+    compare.add_argument("before", help="report.json of the earlier run")
+    compare.add_argument("after", help="report.json of the later run")
+    compare.add_argument("--fail-above", type=float, default=None, metavar="PERCENT",
+                         help="exit 3 when a strategy or phase is slower by more than this (and beyond noise)")
     cpp = commands.add_parser("cpp", help="the C++ baseline (TF C API)")
     cpp_commands = cpp.add_subparsers(dest="cpp_command", metavar="ACTION", required=True)
     cpp_build = cpp_commands.add_parser("build", help="build cpp_baseline/ against the installed TensorFlow")
@@ -108,6 +136,17 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
             return run_examples(env)
         if args.command == "cpp":
             return run_cpp_build(args.force, env)
+        if args.command == "view":
+            from kdiag.view import view
+
+            return view(Path(args.prof), server=args.server, host=args.host, port=args.port, stdout=env.stdout)
+        if args.command == "compare":
+            return run_compare(args, env)
+        if args.command == "rules":
+            from kdiag.render.rules import render_rules
+
+            env.stdout.write(render_rules())
+            return ExitStatus.OK
     except KdiagError as error:
         if args.debug:
             traceback.print_exc(file=env.stderr)
@@ -127,6 +166,8 @@ def config_from_args(args, argv) -> RunConfig:
         raise KdiagError(f"--budget must be positive, not {args.budget:g}", "use e.g. --budget 1")
     if args.min_calls < 1:
         raise KdiagError(f"--min-calls must be at least 1, not {args.min_calls}", "use e.g. --min-calls 5")
+    if args.profile_calls < 1:
+        raise KdiagError(f"--profile-calls must be at least 1, not {args.profile_calls}", "use e.g. --profile-calls 10")
     if args.model is None and args.example is None:
         raise KdiagError("no model given", "pass a .keras/.h5 file or SavedModel directory, or --example tiny")
     return RunConfig(
@@ -142,6 +183,10 @@ def config_from_args(args, argv) -> RunConfig:
         unsafe=args.unsafe,
         custom_objects=args.custom_objects,
         cpp=args.cpp,
+        out=args.out,
+        profile=not args.no_profile,
+        profile_strategies=tuple(k.strip() for k in args.profile.split(",") if k.strip()),
+        profile_calls=args.profile_calls,
         command="kdiag " + " ".join(shlex.quote(a) for a in argv),
     )
 
@@ -161,21 +206,54 @@ def run_inspect(config: RunConfig, env: Env) -> int:
         unsafe=config.unsafe,
         custom_objects=load_custom_objects(config.custom_objects) if config.custom_objects else None,
         cpp=config.cpp,
+        profile=config.profile,
+        profile_strategies=config.profile_strategies,
+        profile_calls=config.profile_calls,
         command=config.command,
     )
+    from kdiag.api import RunInterrupted, select_strategies
+
+    select_strategies(config.strategies)  # refuse unknown names before any work or folder
+    select_strategies(config.profile_strategies)
+    given_folder_existed = bool(config.out) and Path(config.out).exists()
+    folder = new_run_folder(_model_name(config), Path(config.out) if config.out else None)
     progress = _progress(env)
     try:
         report = inspect(config.model_path, inputs=config.inputs, example=config.example, progress=progress,
-                         **options)
+                         out_dir=folder, **options)
+    except RunInterrupted as stop:
+        progress.close()
+        save_run(stop.report, folder)  # keep what was measured, marked incomplete
+        print(f"kdiag: interrupted; what was measured is saved, marked incomplete, in {folder}/", file=env.stderr)
+        return ExitStatus.INTERRUPTED
+    except BaseException:
+        discard(folder, keep_folder=given_folder_existed)  # nothing half-written
+        raise
     finally:
-        getattr(progress, "close", lambda: None)()
+        progress.close()
+    save_run(report, folder)
     if config.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
 
         print_report(report)
     else:
         env.stdout.write(render(report, config.format))
+    print(f"kdiag: run saved in {folder}/ (report.json, report.md" +
+          (", .prof files: open one with `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
     return ExitStatus.OK
+
+
+def save_run(report, folder: Path) -> None:
+    from kdiag.render import render
+
+    write_atomic(folder / "report.json", render(report, "json"))
+    write_atomic(folder / "report.md", render(report, "markdown"))
+
+
+def _model_name(config: RunConfig) -> str:
+    if config.example:
+        return config.example
+    return Path(config.model_path.rstrip("/")).stem or "model"
 
 
 def run_examples(env: Env) -> int:
@@ -184,6 +262,16 @@ def run_examples(env: Env) -> int:
     for example in all_examples().values():
         print(f"{example.name:14} batch {example.batch_size:<3} {example.description}", file=env.stdout)
     return ExitStatus.OK
+
+
+def run_compare(args, env: Env) -> int:
+    from kdiag.compare import compare_reports, exit_status, load_report, render_comparison
+
+    before, after = load_report(Path(args.before)), load_report(Path(args.after))
+    threshold = args.fail_above if args.fail_above is not None else 10.0
+    comparison = compare_reports(before, after, threshold, before_label=args.before, after_label=args.after)
+    env.stdout.write(render_comparison(comparison))
+    return exit_status(comparison) if args.fail_above is not None else ExitStatus.OK
 
 
 def run_cpp_build(force: bool, env: Env) -> int:

@@ -126,7 +126,8 @@ class _Timer:
 
     @property
     def done(self) -> bool:
-        return bool(self.error) or self.satisfied or self.out_of_time
+        # The wall cap never leaves a strategy without a single timed call.
+        return bool(self.error) or self.satisfied or (self.out_of_time and bool(self.samples))
 
     def run_slice(self, slice_s: float) -> None:
         """At least one call, then more until this round's slice of the budget is spent."""
@@ -169,19 +170,31 @@ def measure_interleaved(
     """
     progress = on_progress or (lambda name, what: None)
     timers = [_Timer(name, call, settings, clock) for name, call in calls.items()]
-    for timer in timers:
-        progress(timer.name, "first call")
-        with around_first_call():
-            timer.cold()
-    slice_s = settings.budget_s / max(1, settings.rounds)
-    while True:
-        active = [t for t in timers if not t.done]
-        if not active:
-            break
-        for timer in active:
-            progress(timer.name, f"{len(timer.samples)} calls")
-            timer.run_slice(slice_s)
+    try:
+        for timer in timers:
+            progress(timer.name, "first call")
+            with around_first_call():
+                timer.cold()
+        slice_s = settings.budget_s / max(1, settings.rounds)
+        while True:
+            active = [t for t in timers if not t.done]
+            if not active:
+                break
+            for timer in active:
+                progress(timer.name, f"{len(timer.samples)} calls")
+                timer.run_slice(slice_s)
+    except KeyboardInterrupt:
+        # Ctrl-C: what was measured so far is kept; the caller marks the run incomplete.
+        raise MeasurementInterrupted({t.name: Timed(t.result(), t.first_output, t.error) for t in timers}) from None
     return {t.name: Timed(t.result(), t.first_output, t.error) for t in timers}
+
+
+class MeasurementInterrupted(KeyboardInterrupt):
+    """Ctrl-C during timing; `partial` holds every strategy's samples so far."""
+
+    def __init__(self, partial: Dict[str, "Timed"]):
+        super().__init__("interrupted")
+        self.partial = partial
 
 
 @dataclasses.dataclass(frozen=True)

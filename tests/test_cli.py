@@ -11,7 +11,13 @@ import pytest
 
 from kdiag.cli import Env, main
 
-FAST_ARGS = ["--budget", "0.02", "--min-calls", "2"]
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Default run folders (reports/...) land in a temporary directory, not the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+FAST_ARGS = ["--budget", "0.02", "--min-calls", "2", "--no-profile"]
 
 
 def run_cli(*argv):
@@ -50,8 +56,9 @@ def test_no_command_prints_help():
 
 
 @pytest.mark.slow
-def test_inspect_example_in_process_json():
-    code, out, err = run_cli("inspect", "--example", "tiny", "--format", "json", *FAST_ARGS)
+def test_inspect_example_in_process_json(tmp_path):
+    code, out, err = run_cli("inspect", "--example", "tiny", "--format", "json", "--out", str(tmp_path / "run"),
+                             *FAST_ARGS)
     assert code == 0, err
     data = json.loads(out)
     measured = [s for s in data["strategies"] if s["available"] and s["median_s"]]
@@ -59,12 +66,15 @@ def test_inspect_example_in_process_json():
     assert all(s["outputs_match"] for s in measured)
     assert data["settings"]["command"].startswith("kdiag inspect --example tiny")
     assert "kdiag: load" in err  # progress goes to stderr, never into the JSON
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["strategies"] == data["strategies"]
+    assert (tmp_path / "run" / "report.md").read_text().startswith("#")
 
 
 @pytest.mark.slow
-def test_inspect_as_subprocess_terminal_report(model_files):
-    result = run_subprocess("inspect", str(model_files / "tiny.keras"), "--strategies", "predict,predict-compiled,tf-function",
-                            *FAST_ARGS)
+def test_inspect_as_subprocess_terminal_report(model_files, tmp_path):
+    result = run_subprocess("inspect", str(model_files / "tiny.keras"), "--strategies",
+                            "predict,predict-compiled,tf-function", "--out", str(tmp_path / "run"), *FAST_ARGS)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for text in ("Environment", "TensorFlow", "Strategies", "predict (compiled)", "tf.function", "match",
@@ -145,7 +155,7 @@ def test_lambda_layer_is_refused_without_unsafe(keras, tmp_path):
     keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "lambda.keras")
     assert_clean_refusal(*run_cli("inspect", str(tmp_path / "lambda.keras")), "Lambda", "--unsafe")
     code, out, err = run_cli("inspect", str(tmp_path / "lambda.keras"), "--unsafe", "--strategies", "predict",
-                             "--format", "json", *FAST_ARGS)
+                             "--format", "json", "--out", str(tmp_path / "run"), *FAST_ARGS)
     assert code == 0, err
     assert json.loads(out)["strategies"][0]["available"]
 

@@ -110,3 +110,11 @@ def test_first_output_is_kept_for_the_outputs_check():
 def test_empty_measurement_statistics_are_nan():
     m = Measurement("s", first_call_s=math.nan, samples_s=())
     assert math.isnan(m.median_s)
+
+
+def test_wall_cap_spent_in_warm_up_still_leaves_one_timed_call():
+    clock = FakeClock()
+    calls = {"predict": clock.strategy("predict", [0.1] * 10)}
+    settings = MeasureSettings(budget_s=0.02, min_calls=2, max_wall_s=0.05, warmup_calls=1)
+    m = measure_interleaved(calls, settings, clock=clock)["predict"].measurement
+    assert m.count == 1 and m.stopped_early

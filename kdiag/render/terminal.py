@@ -208,7 +208,7 @@ def _notes(report: Report):
         yield (f"Outputs are compared with {check.reference}'s on the same inputs: "
                f"|diff| <= {check.atol:g} + {check.rtol:g}·|reference| element-wise (max |diff| shown).")
     noisy = [r.name for r in report.strategies if r.measurement and r.measurement.count and r.measurement.noisy]
-    if noisy:
+    if noisy and not any(f.id == "noisy" for f in report.findings):  # the finding says it already
         yield (f"Noisy (IQR/median > {NOISE_THRESHOLD:.0%}, marked ~): {', '.join(noisy)}. Another process may be "
                "using the CPU; rounds were interleaved so ratios stay comparable, but re-run for firmer figures.")
     for result in report.strategies:
