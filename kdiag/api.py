@@ -225,8 +225,9 @@ DEFAULT_PROFILES = (PREDICT, PREDICT_COMPILED)
 
 
 def profile_scenarios(results: List[StrategyResult], extra_keys: Sequence[str]) -> List[Strategy]:
-    wanted = [BY_NAME[n] for n in DEFAULT_PROFILES] + select_strategies(extra_keys) if extra_keys else \
-        [BY_NAME[n] for n in DEFAULT_PROFILES]
+    """predict before and after compile(), then the extra ones asked for; only those that ran."""
+    extra = select_strategies(extra_keys) if extra_keys else []
+    wanted = [BY_NAME[name] for name in DEFAULT_PROFILES] + extra
     available = {r.name for r in results if r.available}
     return [s for s in dict.fromkeys(wanted) if s.name in available]
 

@@ -16,11 +16,13 @@ from typing import Optional, Sequence, TextIO, Tuple
 
 from kdiag import __version__
 from kdiag.errors import ExitStatus, KdiagError
+from kdiag.render import FORMATS
 from kdiag.runfolder import discard, new_run_folder, write_atomic
 
+# The keys of kdiag.strategies.STRATEGIES, repeated here so `kdiag --help` needs no NumPy
+# import; tests/test_cli.py checks that the two lists agree.
 STRATEGY_KEYS = ("predict", "predict-compiled", "predict_on_batch", "eager", "tf-function", "concrete",
                  "xla", "savedmodel", "tflite")
-FORMATS = ("terminal", "json", "markdown")
 
 
 @dataclasses.dataclass

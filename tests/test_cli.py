@@ -50,6 +50,13 @@ def test_help_is_instant_and_does_not_import_tensorflow():
     assert result.returncode == 0, result.stderr
 
 
+def test_help_lists_exactly_the_strategy_keys():
+    from kdiag.cli import STRATEGY_KEYS
+    from kdiag.strategies import STRATEGIES
+
+    assert STRATEGY_KEYS == tuple(s.key for s in STRATEGIES)
+
+
 def test_no_command_prints_help():
     code, out, _ = run_cli()
     assert code == 0 and "inspect" in out
