@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pstats
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,22 @@ def view(prof: Path, server: bool, host: Optional[str], port: int, stdout: TextI
         print(f"kdiag: warning: serving on {host}: anyone who can reach it can read this profile", file=stdout)
     print(f"kdiag: {' '.join(command[1:])}  (Ctrl-C stops it)", file=stdout)
     stdout.flush()
+    server = subprocess.Popen(command)
+    # A SIGTERM to kdiag must stop snakeviz too, not leave it serving as an orphan.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        return subprocess.call(command)
+        return server.wait()
     except KeyboardInterrupt:
         return ExitStatus.OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)

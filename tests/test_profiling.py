@@ -112,6 +112,9 @@ def test_view_server_serves_the_profile_on_localhost_and_stops(profiled):
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode is not None
+    # Stopping kdiag stopped snakeviz: nothing serves on that port any more.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)
 
 
 def test_view_refuses_what_is_not_a_profile(tmp_path):
