@@ -104,7 +104,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
         except RunInterrupted as stop:
             stop.report = build_report(stop.results, incomplete=True,
                                        notes=["Interrupted by Ctrl-C while timing: the figures are those measured "
-                                              "before the interruption; profiles were not taken."])
+                                              "before the interruption; profiles were not taken."]
+                                       + loaded.load_notes)
             raise
         if opts.cpp:
             results.append(run_cpp_floor(ctx, settings, results, say))
@@ -116,7 +117,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
         layers, training_diff = training_mode_check(ctx)
     model = dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
                                 training_true_max_abs_diff=training_diff)
-    return build_report(results, profiles, model)
+    return build_report(results, profiles, model, notes=loaded.load_notes)
 
 
 def select_strategies(keys: Optional[Sequence[str]]) -> List[Strategy]:

@@ -221,28 +221,36 @@ def run_inspect(config: RunConfig, env: Env) -> int:
     folder = new_run_folder(_model_name(config), Path(config.out) if config.out else None)
     progress = _progress(env)
     try:
-        report = inspect(config.model_path, inputs=config.inputs, example=config.example, progress=progress,
-                         out_dir=folder, **options)
-    except RunInterrupted as stop:
-        progress.close()
-        save_run(stop.report, folder)  # keep what was measured, marked incomplete
-        print(f"kdiag: interrupted; what was measured is saved, marked incomplete, in {folder}/", file=env.stderr)
-        return ExitStatus.INTERRUPTED
+        try:
+            report = inspect(config.model_path, inputs=config.inputs, example=config.example, progress=progress,
+                             out_dir=folder, **options)
+        except RunInterrupted as stop:
+            progress.close()
+            save_run(stop.report, folder)  # keep what was measured, marked incomplete
+            print(f"kdiag: interrupted; what was measured is saved, marked incomplete, in {folder}/",
+                  file=env.stderr)
+            return ExitStatus.INTERRUPTED
+        save_run(report, folder)
     except BaseException:
         discard(folder, keep_folder=given_folder_existed)  # nothing half-written
         raise
     finally:
         progress.close()
-    save_run(report, folder)
     if config.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
 
         print_report(report)
     else:
-        env.stdout.write(render(report, config.format))
+        env.stdout.write(_printable(render(report, config.format), env.stdout))
     print(f"kdiag: run saved in {folder}/ (report.json, report.md" +
           (", .prof files: open one with `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
     return ExitStatus.OK
+
+
+def _printable(text: str, stream) -> str:
+    """Text the stream can encode: a lone surrogate from a non-UTF-8 file name becomes an escape."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return text.encode(encoding, errors="backslashreplace").decode(encoding)
 
 
 def save_run(report, folder: Path) -> None:

@@ -18,7 +18,7 @@ def load_custom_objects(path: str) -> dict:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a training script may parse argv or exit when imported
         raise KdiagError(
             f"--custom-objects {file.name} failed to import ({type(exc).__name__}: {exc})",
             "fix the module so that `python {file}` runs",

@@ -198,12 +198,17 @@ def check_user_array(spec: InputSpec, array: np.ndarray) -> np.ndarray:
             f"--inputs array for {spec.name!r} has dtype {array.dtype} but the model expects {want}",
             f"convert it with array.astype('{want}')",
         )
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below, with a message
+        converted = array.astype(want, copy=False)
+    # Checked after the cast: float64 values beyond float32's range become inf in the model's dtype.
+    if converted.dtype.kind == "f" and not np.isfinite(converted).all():
+        overflow = array.dtype.kind != "f" or np.isfinite(array).all()
         raise KdiagError(
-            f"--inputs array for {spec.name!r} contains NaN or infinite values",
+            f"--inputs array for {spec.name!r} contains NaN or infinite values"
+            + (f" once converted to {want} (some values are beyond its range)" if overflow else ""),
             "replace them: timings and the outputs check need finite inputs",
         )
-    return array.astype(want, copy=False)
+    return converted
 
 
 def _fmt_shape(shape) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable, List, Optional
 
 from kdiag.errors import KdiagError
+from kdiag.h5probe import probe
 from kdiag.inputs import InputSpec
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -37,6 +39,7 @@ class LoadedModel:
     saved_model: object = None  # tf.saved_model.load(...) result for SavedModel directories
     saved_model_dir: Optional[Path] = None
     default_batch_size: Optional[int] = None  # an example's batch size
+    load_notes: List[str] = dataclasses.field(default_factory=list)  # what Keras warned while loading
 
     @property
     def is_keras(self) -> bool:
@@ -78,11 +81,14 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
         fmt = "h5"
     loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects)  # noqa: E731
     start = time.perf_counter()
-    model = loader(False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = loader(False)
     load_time = time.perf_counter() - start
     factory, described = _compiled_factory(loader, compile_config)
     loaded = _from_keras(model, path.stem, str(path), fmt, load_time, factory, described)
     loaded.uncompiled_factory = lambda: loader(False)
+    loaded.load_notes = _weight_warnings(caught)
     return loaded
 
 
@@ -154,7 +160,14 @@ def _check_keras_zip(path: Path) -> Optional[dict]:
                     f"{path.name} is a zip archive without config.json, so not a .keras model",
                     "save the model again with model.save('model.keras')",
                 )
-            config = json.loads(archive.read("config.json"))
+            try:
+                config = json.loads(archive.read("config.json"))
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+                raise KdiagError(
+                    f"{path.name} is damaged (its config.json is not valid JSON: {exc})",
+                    "save the model again with model.save('model.keras')",
+                ) from exc
+            members = archive.namelist()
     except KdiagError:
         raise
     except Exception as exc:
@@ -164,6 +177,10 @@ def _check_keras_zip(path: Path) -> Optional[dict]:
         ) from exc
     if not isinstance(config, dict):
         raise KdiagError(f"{path.name} has a config.json that is not a model config", "save the model again")
+    _check_unicode(path, config, "config.json")
+    for member in members:
+        if member.lower().endswith((".h5", ".hdf5")):
+            probe(path, member)
     return config.get("compile_config")
 
 
@@ -175,6 +192,7 @@ def _check_h5(path: Path) -> Optional[dict]:
             f"{path.name} is not an HDF5 file (its first bytes are not the HDF5 signature)",
             "give the .h5 file Keras wrote, or save the model again with model.save('model.keras')",
         )
+    probe(path)
     import h5py
 
     try:
@@ -184,7 +202,9 @@ def _check_h5(path: Path) -> Optional[dict]:
                     f"{path.name} holds no model_config: it is a weights-only file",
                     "save the whole model (model.save), or rebuild it in code and call kdiag.inspect(model)",
                 )
+            model_config = _h5_json(path, handle.attrs["model_config"], "model_config")
             raw = handle.attrs.get("training_config")
+            training_config = None if raw is None else _h5_json(path, raw, "training_config")
     except KdiagError:
         raise
     except Exception as exc:
@@ -192,9 +212,33 @@ def _check_h5(path: Path) -> Optional[dict]:
             f"{path.name} could not be read as HDF5 (truncated or damaged: {exc})",
             "save the model again",
         ) from exc
-    if raw is None:
-        return None
-    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    _check_unicode(path, model_config, "model_config")
+    return training_config
+
+
+def _h5_json(path: Path, raw, what: str):
+    """An HDF5 attribute holding JSON, decoded strictly: h5py's surrogateescape hides damaged bytes."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        text.encode("utf-8")  # a lone surrogate here is a damaged byte h5py let through
+        return json.loads(text)
+    except ValueError as exc:  # UnicodeError and JSONDecodeError are both ValueErrors
+        raise KdiagError(
+            f"{path.name} is damaged (its {what} is not valid UTF-8 JSON: {exc})",
+            "save the model again, or download it again",
+        ) from exc
+
+
+def _check_unicode(path: Path, config, what: str) -> None:
+    """Refuse a config whose strings hold lone surrogates (a JSON escape like \\ud800, or a damaged byte):
+    they are no valid layer name and no report could be written with them."""
+    try:
+        json.dumps(config, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, TypeError, ValueError) as exc:
+        raise KdiagError(
+            f"{path.name} is damaged (its {what} holds text that is not valid Unicode: {exc})",
+            "save the model again, or download it again",
+        ) from exc
 
 
 def _keras_load(path: Path, compile: bool, unsafe: bool, custom_objects: Optional[dict]):
@@ -217,7 +261,7 @@ def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
             f"{path.name} contains a Lambda layer, whose Python code Keras will not run without consent",
             "if you trust this file, re-run with --unsafe",
         )
-    if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
+    if "Could not locate" in text or "Unknown layer" in text:
         return KdiagError(
             f"{path.name} needs a custom object that is not registered ({first_line[:160]})",
             "pass the module that defines it with --custom-objects module.py (its code will run)",
@@ -226,6 +270,17 @@ def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
         f"{path.name} could not be loaded by Keras ({type(exc).__name__}: {first_line[:200]})",
         "check that the file is complete and was saved by Keras; --debug shows the traceback",
     )
+
+
+def _weight_warnings(caught) -> List[str]:
+    """Keras only warns when a file's layer weights cannot be loaded (it keeps fresh random ones):
+    the report must say so, since every figure is then about a model with other weights."""
+    notes = []
+    for item in caught:
+        text = " ".join(str(item.message).split())
+        if "Skipping" in text and "optimizer" not in text:
+            notes.append(f"Keras could not load all of the file's weights and kept initial values: {text[:300]}")
+    return notes
 
 
 def _compiled_factory(loader, compile_config: Optional[dict]):
