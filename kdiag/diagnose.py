@@ -485,7 +485,7 @@ def compute_bound(report: Report) -> List[Finding]:
     return [Finding(
         id=fid,
         severity="low" if best_alt is not None else "info",
-        title=f"Compute-bound: {base.name} is within {fmt_ratio(to_floor)} of the fastest floor ({floor.name})",
+        title=f"Compute-bound: {base.name} takes {fmt_ratio(to_floor)} the time of the fastest floor ({floor.name})",
         evidence=evidence,
         advice=advice,
         snippet=best_alt.snippet if best_alt is not None else "",
@@ -522,7 +522,7 @@ def floor_gap(report: Report) -> List[Finding]:
         advice = (f"If that gap matters, serve the model with {floor.name}: measured {fmt_ratio(gap)} faster than "
                   f"{best.name}, with matching outputs.")
     else:
-        title = f"The best Python path ({best.name}) is within {fmt_ratio(gap)} of the fastest floor ({floor.name})"
+        title = f"The best Python path ({best.name}) takes {fmt_ratio(gap)} the time of the fastest floor ({floor.name})"
         advice = "Leaving Python would not buy a measurable speed-up on this model."
     return [Finding(
         id=fid,

@@ -98,6 +98,7 @@ class _Timer:
         self.samples: List[float] = []
         self.first_call_s = math.nan
         self.spent_s = 0.0  # wall time spent on timed calls and warm-up, not the cold call
+        self.sampled_s = 0.0  # sum(self.samples), kept as a running total: checked after every call
         self.first_output = None  # what the cold call returned, for the outputs check
         self._last_output = None
         self.error = ""  # set when the strategy raised: it is reported, not timed further
@@ -118,7 +119,7 @@ class _Timer:
 
     @property
     def satisfied(self) -> bool:
-        return sum(self.samples) >= self.settings.budget_s and len(self.samples) >= self.settings.min_calls
+        return self.sampled_s >= self.settings.budget_s and len(self.samples) >= self.settings.min_calls
 
     @property
     def out_of_time(self) -> bool:
@@ -139,6 +140,7 @@ class _Timer:
                 self.error = f"{type(exc).__name__} on call {len(self.samples) + 1}: {exc}"[:300]
                 return
             self.samples.append(elapsed)
+            self.sampled_s += elapsed
             self.spent_s += elapsed
             spent_in_slice += elapsed
             if spent_in_slice >= slice_s or self.done:
