@@ -117,7 +117,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
         layers, training_diff = training_mode_check(ctx)
     model = dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
                                 training_true_max_abs_diff=training_diff)
-    return build_report(results, profiles, model, notes=loaded.load_notes)
+    return build_report(results, profiles, model, notes=loaded.load_notes + ctx.timing_warnings)
 
 
 def select_strategies(keys: Optional[Sequence[str]]) -> List[Strategy]:
@@ -154,13 +154,19 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
                 unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {_first_line(exc)}"
         notes[strategy.name] = _unique_warnings(caught)
 
+    from kdiag.profiling import capture_tf_warnings
+
     interrupted = None
-    try:
-        timed = measure_interleaved(prepared, settings,
-                                    on_progress=lambda name, what: say("measure", f"{name}: {what}"),
-                                    around_first_call=native_stderr_captured)
-    except MeasurementInterrupted as stop:
-        timed, interrupted = stop.partial, stop
+    with capture_tf_warnings() as tf_warnings:  # retracing warnings go into the report, not the terminal
+        try:
+            timed = measure_interleaved(prepared, settings,
+                                        on_progress=lambda name, what: say("measure", f"{name}: {what}"),
+                                        around_first_call=native_stderr_captured)
+        except MeasurementInterrupted as stop:
+            timed, interrupted = stop.partial, stop
+    for warning in tf_warnings:
+        # TensorFlow names the function, not the strategy: attach it to the report as a whole.
+        ctx.timing_warnings.append(f"TensorFlow warned while timing: {warning}")
     reference_name, reference = _reference(timed)
     ctx.reference_outputs = reference
     results = []

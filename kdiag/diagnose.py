@@ -374,6 +374,7 @@ def retracing(report: Report) -> List[Finding]:
                             f"call){cost}.")
         for warning in profile.retracing_warnings:
             evidence.append(f"TensorFlow warned during {profile.scenario}: {warning[:300]}")
+    evidence += [note[:300] for note in report.notes if "retracing" in note]  # warnings while timing
     if not evidence:
         return []
     tf_function = report.strategy(TF_FUNCTION)

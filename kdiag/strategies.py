@@ -32,6 +32,7 @@ class StrategyContext:
     inputs: ModelInputs
     work_dir: Path  # for exported SavedModels and TFLite files
     reference_outputs: Optional[Outputs] = None  # predict's (or the signature's) outputs, once measured
+    timing_warnings: List[str] = dataclasses.field(default_factory=list)  # TensorFlow's, captured while timing
     _cache: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def keras_inputs(self):

@@ -205,3 +205,36 @@ def test_refusal_as_subprocess_has_no_traceback(tmp_path):
     (tmp_path / "notes.keras").write_text("not a model")
     result = run_subprocess("inspect", str(tmp_path / "notes.keras"))
     assert_clean_refusal(result.returncode, result.stdout, result.stderr, "not a valid .keras file")
+
+
+def test_compare_exit_code_gates_on_a_regression(tmp_path):
+    import dataclasses
+
+    from kdiag.measure import Measurement
+    from kdiag.render.json import render as render_json
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    import factories as fx
+
+    before = fx.report(fx.typical_keras3())
+    slower = [dataclasses.replace(s, measurement=Measurement(s.name, s.measurement.first_call_s,
+                                                             tuple(t * 3 for t in s.measurement.samples_s)))
+              if s.name == "predict_on_batch" else s for s in before.strategies]
+    after = dataclasses.replace(before, strategies=slower)
+    (tmp_path / "a.json").write_text(render_json(before))
+    (tmp_path / "b.json").write_text(render_json(after))
+    code, out, _ = run_cli("compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--fail-above", "10")
+    assert code == 0 and "No regression" in out
+    code, out, _ = run_cli("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--fail-above", "10")
+    assert code == 3 and "predict_on_batch" in out
+    code, _, _ = run_cli("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert code == 0  # without --fail-above it reports, it does not gate
+    assert_clean_refusal(*run_cli("compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json")), "missing.json")
+
+
+def test_rules_prints_phases_landmarks_and_thresholds():
+    code, out, _ = run_cli("rules")
+    assert code == 0
+    for text in ("tracing", "keras/src/trainers/data_adapters/", "tf_keras/src/engine/", "predict-overhead",
+                 "_create_graph_function"):
+        assert text in out

@@ -220,6 +220,12 @@ def test_retracing_fires_on_a_retracing_warning_even_for_predict():
     assert any(warning in line for line in finding.evidence)
 
 
+def test_retracing_fires_on_a_warning_captured_while_timing():
+    note = "TensorFlow warned while timing: 5 out of the last 5 calls to <function f> triggered tf.function retracing."
+    finding = only(dg.diagnose(fx.report(fx.typical_keras3(), notes=[note])), "retracing")
+    assert note in finding.evidence
+
+
 def test_retracing_is_silent_without_traces_or_warnings():
     report = fx.report(fx.typical_keras3(), profiles=[
         fx.profile("tf.function", {"graph execution": 1.0}, 0.25, traces_per_call=0.0, cold_traces=1),

@@ -47,6 +47,7 @@ def report_parts(report: Report):
         yield _unavailable(unavailable)
     if report.profiles:
         yield _phases(report)
+        yield _top_functions(report.profiles[0])
         yield _profile_files(report)
     if report.findings:
         yield _findings(report)
@@ -168,6 +169,22 @@ def _phases(report: Report) -> Table:
     table.add_row("traces per call (first call)",
                   *[f"{p.traces_per_call:g} ({p.cold_traces})" for p in profiles],
                   *([""] if delta else []))
+    return table
+
+
+def _top_functions(profile, per_phase: int = 2, min_share: float = 0.05) -> Table:
+    """The functions that carry the big phases of one scenario (own time, as profiled)."""
+    table = Table(box=box.SIMPLE_HEAD, title=f"Top functions of {profile.scenario}'s main phases "
+                  f"(own time over {profile.calls} profiled calls; the Markdown report lists every phase)",
+                  title_justify="left")
+    for name, justify in (("phase", "left"), ("function", "left"), ("file", "left"), ("own time", "right")):
+        table.add_column(name, justify=justify, overflow="fold")
+    big = [p.name for p in profile.phases if p.share >= min_share]
+    for phase in big:
+        functions = sorted((f for f in profile.top_functions if f.phase == phase), key=lambda f: -f.own_s)
+        for function in functions[:per_phase]:
+            where = "built-in (C)" if function.file == "~" else f"{function.file}:{function.line}"
+            table.add_row(phase, function.qualname, where, fmt.duration(function.own_s))
     return table
 
 
