@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from kdiag import check
-from kdiag.errors import KdiagError, NotApplicable
+from kdiag.errors import KdiagError, NotApplicable, first_line
 from kdiag.inputs import ModelInputs, load_user_inputs, resolve_shapes, synthetic_inputs, check_user_array
 from kdiag.load import LoadedModel, from_model, load_example, load_path
 from kdiag.measure import MeasureSettings, MeasurementInterrupted, measure_interleaved
@@ -151,7 +151,7 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
             except KdiagError:
                 raise
             except Exception as exc:
-                unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {_first_line(exc)}"
+                unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {first_line(exc)}"
         notes[strategy.name] = _unique_warnings(caught)
 
     from kdiag.profiling import capture_tf_warnings
@@ -310,11 +310,6 @@ def _unique_warnings(caught) -> List[str]:
         if text not in seen:
             seen.append(text)
     return seen
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
 
 
 def _load(model_or_path, example, opts: InspectOptions) -> LoadedModel:

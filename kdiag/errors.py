@@ -26,3 +26,10 @@ class KdiagError(Exception):
 
 class NotApplicable(Exception):
     """A strategy cannot run on this model; the message says why."""
+
+
+def first_line(exc: BaseException, limit: int = 240) -> str:
+    """The first non-empty line of an exception's message (TensorFlow's run to pages), or its type."""
+    text = str(exc).strip()
+    line = next((part.strip() for part in text.splitlines() if part.strip()), type(exc).__name__)
+    return line[:limit]

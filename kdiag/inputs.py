@@ -214,6 +214,3 @@ def check_user_array(spec: InputSpec, array: np.ndarray) -> np.ndarray:
 def _fmt_shape(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
-
-def describe(specs: List[InputSpec], inputs: ModelInputs) -> List[Tuple[str, Tuple[int, ...], str, str]]:
-    return [(s.name, inputs.arrays[s.name].shape, s.dtype, inputs.descriptions[s.name]) for s in specs]

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from kdiag.errors import KdiagError
+from kdiag.errors import KdiagError, first_line
 from kdiag.h5probe import probe
 from kdiag.inputs import InputSpec
 
@@ -255,7 +255,7 @@ def _keras_load(path: Path, compile: bool, unsafe: bool, custom_objects: Optiona
 
 def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
     text = str(exc)
-    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = first_line(exc)
     if "safe_mode" in text or "unsafe" in text.lower() and "lambda" in text.lower():
         return KdiagError(
             f"{path.name} contains a Lambda layer, whose Python code Keras will not run without consent",
@@ -263,11 +263,11 @@ def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
         )
     if "Could not locate" in text or "Unknown layer" in text:
         return KdiagError(
-            f"{path.name} needs a custom object that is not registered ({first_line[:160]})",
+            f"{path.name} needs a custom object that is not registered ({first[:160]})",
             "pass the module that defines it with --custom-objects module.py (its code will run)",
         )
     return KdiagError(
-        f"{path.name} could not be loaded by Keras ({type(exc).__name__}: {first_line[:200]})",
+        f"{path.name} could not be loaded by Keras ({type(exc).__name__}: {first[:200]})",
         "check that the file is complete and was saved by Keras; --debug shows the traceback",
     )
 

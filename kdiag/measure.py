@@ -17,6 +17,8 @@ import math
 import time
 from typing import Callable, ContextManager, Dict, List, Optional, Sequence
 
+from kdiag.errors import first_line
+
 # IQR/median above this makes the measurement "noisy" in the report.
 NOISE_THRESHOLD = 0.10
 
@@ -115,7 +117,7 @@ class _Timer:
             for _ in range(self.settings.warmup_calls):
                 self.spent_s += self.timed_call()
         except Exception as exc:  # one broken strategy must not sink the others
-            self.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            self.error = f"{type(exc).__name__}: {first_line(exc)}"
 
     @property
     def satisfied(self) -> bool:
@@ -137,7 +139,7 @@ class _Timer:
             try:
                 elapsed = self.timed_call()
             except Exception as exc:
-                self.error = f"{type(exc).__name__} on call {len(self.samples) + 1}: {exc}"[:300]
+                self.error = f"{type(exc).__name__} on call {len(self.samples) + 1}: {first_line(exc)}"
                 return
             self.samples.append(elapsed)
             self.sampled_s += elapsed

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from kdiag.errors import NotApplicable
+from kdiag.errors import NotApplicable, first_line
 from kdiag.inputs import ModelInputs
 from kdiag.load import LoadedModel, serving_signature
 
@@ -178,7 +178,7 @@ def _xla(ctx):
     try:
         to_host(fn(x))  # fails here if XLA cannot compile an op; the timing run re-traces nothing
     except Exception as exc:
-        raise NotApplicable(f"XLA could not compile the model: {_first_line(exc)}") from exc
+        raise NotApplicable(f"XLA could not compile the model: {first_line(exc)}") from exc
     # That probe call warmed the function, so give the timing run a fresh one: its first
     # call must include the XLA compilation, as it does for the user.
     fn = _serving_function(ctx, jit_compile=True)
@@ -222,7 +222,7 @@ def _saved_model(ctx):
     try:
         directory = export_saved_model(ctx)
     except Exception as exc:
-        raise NotApplicable(f"model.export() failed: {_first_line(exc)}") from exc
+        raise NotApplicable(f"model.export() failed: {first_line(exc)}") from exc
     restored = tf.saved_model.load(str(directory))
     x = ctx.keras_inputs()
     # The closures hold `restored` itself: its functions alone do not keep the
@@ -260,7 +260,7 @@ def _tflite(ctx):
     try:
         blob = _tflite_model(ctx)
     except Exception as exc:
-        raise NotApplicable(f"TFLite conversion failed: {_first_line(exc)}") from exc
+        raise NotApplicable(f"TFLite conversion failed: {first_line(exc)}") from exc
     import warnings
 
     with warnings.catch_warnings():
@@ -293,12 +293,6 @@ def _resize_for_batch(interpreter, key, arrays) -> None:
             changed = True
     if changed:
         interpreter.allocate_tensors()
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    line = next((part for part in text.splitlines() if part.strip()), type(exc).__name__)
-    return line.strip()[:240]
 
 
 TF_FUNCTION_SNIPPET = """\

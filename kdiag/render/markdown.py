@@ -23,6 +23,7 @@ from kdiag.measure import NOISE_THRESHOLD
 from kdiag.phases import PHASES, TopFunction
 from kdiag.profiling import ProfileResult
 from kdiag.render import format as fmt
+from kdiag.summary import floor_gaps
 from kdiag.report import Finding, OutputCheck, Report, StrategyResult
 
 GITHUB_LIMIT = 65_536
@@ -280,7 +281,7 @@ def _strategies(report: Report, w: _Writer) -> List[str]:
                                                 for r in shown_u])]
         if more_u:
             lines += ["", more_u]
-    notes = [f"{r.name}: {n}" for r in report.strategies for n in r.notes] + list(report.notes)
+    notes = [f"{r.name}: {n}" for r in report.strategies for n in r.notes] + list(report.notes) + floor_gaps(report)
     if notes:
         shown_n, more_n = w.take(notes, "notes")
         lines += ["", "### Notes", "", *[f"- {text_escape(' '.join(n.split()))}" for n in shown_n]]
