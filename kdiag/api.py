@@ -97,23 +97,29 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
         )
         return dataclasses.replace(report, findings=diagnose(report))
 
+    def interrupted(results, when: str) -> RunInterrupted:
+        stop = RunInterrupted(results)
+        stop.report = build_report(results, incomplete=True, notes=[
+            f"Interrupted by Ctrl-C {when}: the figures are those measured before the interruption; "
+            "the report holds no profiles."] + loaded.load_notes + ctx.timing_warnings)
+        return stop
+
     with _work_dir(work_dir) as scratch:
         ctx = StrategyContext(loaded, model_inputs, Path(scratch))
         try:
             results = run_strategies(ctx, selected, settings, say)
         except RunInterrupted as stop:
-            stop.report = build_report(stop.results, incomplete=True,
-                                       notes=["Interrupted by Ctrl-C while timing: the figures are those measured "
-                                              "before the interruption; profiles were not taken."]
-                                       + loaded.load_notes)
-            raise
-        if opts.cpp:
-            results.append(run_cpp_floor(ctx, settings, results, say))
-        profiles = []
-        if opts.profile:
-            profile_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-profiles-"))
-            profiles = run_profiles(ctx, results, profile_scenarios(results, opts.profile_strategies),
-                                    profile_dir, opts.profile_calls, say)
+            raise interrupted(stop.results, "while timing") from None
+        try:
+            if opts.cpp:
+                results.append(run_cpp_floor(ctx, settings, results, say))
+            profiles = []
+            if opts.profile:
+                profile_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-profiles-"))
+                profiles = run_profiles(ctx, results, profile_scenarios(results, opts.profile_strategies),
+                                        profile_dir, opts.profile_calls, say)
+        except KeyboardInterrupt:
+            raise interrupted(results, "after timing (C++ floor or profiling)") from None
         layers, training_diff = training_mode_check(ctx)
     model = dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
                                 training_true_max_abs_diff=training_diff)
