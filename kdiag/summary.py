@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional
 
+from kdiag.cpp import STRATEGY_NAME as CPP
+from kdiag.render.format import duration
 from kdiag.report import Report, StrategyResult
 from kdiag.strategies import PREDICT
 
@@ -42,7 +44,7 @@ def fastest_matching(report: Report) -> Optional[StrategyResult]:
     return None
 
 
-CPP = "C++ (TF C API)"
+
 
 
 def floor_gaps(report: Report) -> List[str]:
@@ -56,19 +58,13 @@ def floor_gaps(report: Report) -> List[str]:
     predict = report.strategy(PREDICT)
     if predict is not None and predict.median_s:
         lines.append(f"predict takes {predict.median_s / floor.median_s:,.0f}x the C++ floor "
-                     f"({_ms(predict.median_s)} vs {_ms(floor.median_s)} per call): that much is Python and Keras.")
+                     f"({duration(predict.median_s)} vs {duration(floor.median_s)} per call): that much is Python and Keras.")
     python = [r for r in report.measured() if r.name != CPP and (r.outputs is None or r.outputs.matches)]
     if python:
         best = python[0]
         lines.append(f"The best Python path, {best.name}, takes {best.median_s / floor.median_s:.2f}x the C++ floor "
-                     f"({_ms(best.median_s)} vs {_ms(floor.median_s)}).")
+                     f"({duration(best.median_s)} vs {duration(floor.median_s)}).")
     return lines
-
-
-def _ms(seconds: float) -> str:
-    from kdiag.render.format import duration
-
-    return duration(seconds)
 
 
 @dataclasses.dataclass(frozen=True)
