@@ -1,17 +1,19 @@
 """kdiag: why is my Keras model's inference slow, and what should I do about it?
 
-Importing this package must stay cheap: TensorFlow is imported lazily by the
-modules that need it, so `kdiag --help` answers at once.
+`kdiag.inspect(model_or_path, ...)` returns a Report (see `kdiag.api.inspect` for every
+option). Importing this package stays cheap: `inspect` is fetched from `kdiag.api` on
+first use, and TensorFlow only when a model is loaded, so `kdiag --help` answers at once.
 """
 
-__version__ = "0.1.0"
-
-
-def inspect(model_or_path=None, inputs=None, **options):
-    """Measure every way of calling a Keras model; see `kdiag.api.inspect`."""
-    from kdiag.api import inspect as _inspect
-
-    return _inspect(model_or_path, inputs=inputs, **options)
-
+from kdiag.version import __version__
 
 __all__ = ["inspect", "__version__"]
+
+
+def __getattr__(name):
+    # PEP 562 lazy attribute: the real function (its signature and docstring), imported on first use.
+    if name == "inspect":
+        from kdiag.api import inspect
+
+        return inspect
+    raise AttributeError(f"module 'kdiag' has no attribute {name!r}")

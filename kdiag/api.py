@@ -1,4 +1,11 @@
-"""The Python API; the CLI is a thin layer over `inspect`."""
+"""Orchestration: `inspect(...) -> Report`, the one entry point the CLI and Python users share.
+
+`run(config)` reads top to bottom: load, inputs, time each strategy, check outputs, the
+C++ floor, the profiles, the training-mode check, then findings and the Report. While it
+runs, what it has found so far lives in a private `_RunState`; the Report that comes out
+is immutable. Ctrl-C at any step raises `RunInterrupted` holding a Report of what was
+measured, marked incomplete.
+"""
 
 from __future__ import annotations
 
@@ -7,139 +14,158 @@ import datetime
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from kdiag import check
+from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel.profile import ProfileResult
+from kdiag.datamodel.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
+from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED, REFERENCE_ORDER
+from kdiag.engine import check
+from kdiag.engine.inputs import ModelInputs, check_user_array, load_user_inputs, resolve_shapes, synthetic_inputs
+from kdiag.engine.load import LoadedModel, from_model, load_example, load_path
+from kdiag.engine.measure import MeasureSettings, MeasurementInterrupted, Timed, measure_interleaved
+from kdiag.engine.strategies import BY_KEY, BY_NAME, STRATEGIES, Outputs, Strategy, StrategyContext, to_host
+from kdiag.engine.tf import native_stderr_captured
 from kdiag.errors import KdiagError, NotApplicable, first_line
-from kdiag.inputs import ModelInputs, load_user_inputs, resolve_shapes, synthetic_inputs, check_user_array
-from kdiag.load import LoadedModel, from_model, load_example, load_path
-from kdiag.measure import MeasureSettings, MeasurementInterrupted, measure_interleaved
-from kdiag.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
-from kdiag.tf import native_stderr_captured
-from kdiag.profiling import ProfileResult
-from kdiag.strategies import BY_KEY, BY_NAME, PREDICT, PREDICT_COMPILED, STRATEGIES, Strategy, StrategyContext
-
-# Reference for the outputs check, in order of preference.
-REFERENCE_ORDER = (PREDICT, "SavedModel serve")
 
 # Progress callback: (stage, detail), e.g. ("measure", "predict: 12 calls").
 Progress = Callable[[str, str], None]
 
+# Profiled by default: the two scenarios of the TF 2.1-era "predict is slower after compile()" report.
+DEFAULT_PROFILES = (PREDICT.name, PREDICT_COMPILED.name)
+
+TRAINING_DEPENDENT = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
+                      "GaussianDropout", "GaussianNoise", "BatchNormalization")
+
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during timing. `report` (marked incomplete) holds what was measured."""
+    """Ctrl-C during a run; `report` (marked incomplete) holds what was measured."""
 
-    def __init__(self, results: List[StrategyResult]):
+    def __init__(self, report: Report):
         super().__init__("interrupted")
-        self.results = results
-        self.report: Optional[Report] = None
+        self.report = report
 
 
-@dataclasses.dataclass(frozen=True)
-class InspectOptions:
-    batch_size: Optional[int] = None
-    input_shapes: Dict[str, tuple] = dataclasses.field(default_factory=dict)
-    strategies: Optional[Sequence[str]] = None  # keys; None means all
-    budget_s: float = 1.0
-    min_calls: int = 5
-    max_wall_s: Optional[float] = None  # default: 6x the budget
-    unsafe: bool = False
-    custom_objects: Optional[dict] = None
-    cpp: bool = False  # also time the C++ floor (cpp_baseline/, TF C API)
-    profile: bool = True  # the cProfile pass (predict before and after compile, plus `profile_strategies`)
-    profile_strategies: Sequence[str] = ()  # extra strategy keys to profile
-    profile_calls: int = 10  # warm calls per profile
-    command: str = ""
+def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, batch_size: Optional[int] = None,
+            input_shapes: Optional[Mapping[str, Sequence[int]]] = None, strategies: Optional[Sequence[str]] = None,
+            budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, unsafe: bool = False,
+            custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
+            profile_strategies: Sequence[str] = (), profile_calls: int = 10, out_dir: Optional[Path] = None,
+            progress: Optional[Progress] = None) -> Report:
+    """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
+    model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
+    inputs: a NumPy array, a dict of arrays by input name, or a path to .npy/.npz;
+        synthetic inputs from the model's signature when None.
+    example: the name of a built-in example instead of a model (`kdiag examples` lists them).
+    batch_size: the batch for synthetic inputs (default: the model's fixed one, else 1).
+    input_shapes: sizes of dynamic axes after the batch axis, by input name.
+    strategies: keys of the strategies to time (default: all; see `kdiag inspect --help`).
+    budget_s, min_calls: timed seconds and calls at least per strategy; max_wall_s: where a
+        slow strategy stops early (default 6x the budget).
+    unsafe: allow Lambda layers (runs code from the file); custom_objects: the model's classes.
+    cpp: also time the C++ floor (builds cpp_baseline/ once).
+    profile, profile_strategies, profile_calls: the cProfile pass over predict before and after
+        compile(), plus these strategy keys, with this many warm calls each.
+    out_dir: where the .prof files go (a new temporary folder, kept, when None).
+    progress: called with (stage, detail) as the run goes.
 
-def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
-            progress: Optional[Progress] = None, work_dir: Optional[Path] = None,
-            out_dir: Optional[Path] = None, **options) -> Report:
-    """Load the model, build inputs, time every strategy, check outputs: a Report.
-
-    `model_or_path`: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
-    `example`: the name of a built-in example instead. `inputs`: a NumPy array, a dict of
-    arrays by input name, or a path to .npy/.npz; synthetic inputs otherwise.
-    `out_dir`: where the `.prof` files go (a new temporary folder, kept, when None).
-    Other options are the fields of `InspectOptions`.
+    Options are checked exactly as the CLI checks them: a bad value raises KdiagError.
     """
-    opts = InspectOptions(**options)
-    say = progress or (lambda stage, detail: None)
-    selected = select_strategies(opts.strategies)
-    say("load", str(model_or_path if example is None else f"example {example}"))
-    loaded = _load(model_or_path, example, opts)
-    model_inputs = _make_inputs(loaded, inputs, opts)
-    settings = MeasureSettings(
-        budget_s=opts.budget_s,
-        min_calls=opts.min_calls,
-        max_wall_s=opts.max_wall_s if opts.max_wall_s is not None else 6 * opts.budget_s,
+    config = RunConfig(
+        model=model_or_path, example=example, inputs=inputs, batch_size=batch_size,
+        input_shapes=dict(input_shapes or {}), strategies=None if strategies is None else tuple(strategies),
+        budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
+        custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
+        profile_calls=profile_calls,
     )
-    from kdiag.environment import collect
+    return run(config, progress=progress, out_dir=out_dir)
 
-    def build_report(results, profiles=(), model=None, incomplete=False, notes=()):
-        from kdiag.diagnose import diagnose
+
+@dataclasses.dataclass
+class _RunState:
+    """What a run has found so far. Private and mutable while running; `report()` freezes it."""
+
+    config: RunConfig
+    loaded: LoadedModel
+    inputs: ModelInputs
+    started: str
+    results: List[StrategyResult] = dataclasses.field(default_factory=list)
+    reference_name: Optional[str] = None  # whose outputs every strategy is checked against
+    reference_outputs: Optional[Outputs] = None
+    notes: List[str] = dataclasses.field(default_factory=list)
+    profiles: List[ProfileResult] = dataclasses.field(default_factory=list)
+    training_dependent_layers: List[str] = dataclasses.field(default_factory=list)
+    training_true_max_abs_diff: Optional[float] = None
+
+    def report(self, incomplete: bool = False) -> Report:
+        from kdiag.analysis.diagnose import diagnose
+        from kdiag.engine.environment import collect
 
         report = Report(
             settings=RunSettings(
-                command=opts.command,
-                budget_s=settings.budget_s,
-                min_calls=settings.min_calls,
-                max_wall_s=settings.max_wall_s,
-                batch_size=model_inputs.batch_size,
-                timestamp=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                command=self.config.command,
+                budget_s=self.config.budget_s,
+                min_calls=self.config.min_calls,
+                max_wall_s=self.config.wall_cap_s,
+                batch_size=self.inputs.batch_size,
+                timestamp=self.started,
             ),
             environment=collect(),
-            model=model or model_info(loaded, model_inputs),
-            strategies=results,
-            profiles=list(profiles),
-            notes=list(notes),
+            model=dataclasses.replace(
+                model_info(self.loaded, self.inputs),
+                training_dependent_layers=list(self.training_dependent_layers),
+                training_true_max_abs_diff=self.training_true_max_abs_diff,
+            ),
+            strategies=list(self.results),
+            profiles=list(self.profiles),
+            notes=list(self.loaded.load_notes) + self.notes,
             incomplete=incomplete,
         )
         return dataclasses.replace(report, findings=diagnose(report))
 
-    def interrupted(results, when: str) -> RunInterrupted:
-        stop = RunInterrupted(results)
-        stop.report = build_report(results, incomplete=True, notes=[
-            f"Interrupted by Ctrl-C {when}: the figures are those measured before the interruption; "
-            "the report holds no profiles."] + loaded.load_notes + ctx.timing_warnings)
-        return stop
 
-    with _work_dir(work_dir) as scratch:
-        ctx = StrategyContext(loaded, model_inputs, Path(scratch))
+def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optional[Path] = None,
+        work_dir: Optional[Path] = None) -> Report:
+    """Carry out one validated RunConfig; see `inspect` for what each step does."""
+    say = progress or (lambda stage, detail: None)
+    selected = [BY_KEY[k] for k in dict.fromkeys(config.strategies)] if config.strategies else list(STRATEGIES)
+    say("load", f"example {config.example}" if config.example else str(config.model))
+    loaded = _load(config)
+    state = _RunState(config, loaded, _make_inputs(loaded, config),
+                      started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    settings = MeasureSettings(budget_s=config.budget_s, min_calls=config.min_calls, max_wall_s=config.wall_cap_s)
+    with _scratch_dir(work_dir) as scratch:
+        ctx = StrategyContext(loaded, state.inputs, Path(scratch))
+        if not time_strategies(ctx, selected, settings, state, say):
+            state.notes.insert(0, "Interrupted by Ctrl-C while timing: the figures are those measured before the "
+                                  "interruption; the report holds no profiles.")
+            raise RunInterrupted(state.report(incomplete=True))
         try:
-            results = run_strategies(ctx, selected, settings, say)
-        except RunInterrupted as stop:
-            raise interrupted(stop.results, "while timing") from None
-        try:
-            if opts.cpp:
-                results.append(run_cpp_floor(ctx, settings, results, say))
-            profiles = []
-            if opts.profile:
-                profile_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-profiles-"))
-                profiles = run_profiles(ctx, results, profile_scenarios(results, opts.profile_strategies),
-                                        profile_dir, opts.profile_calls, say)
+            if config.cpp:
+                state.results.append(run_cpp_floor(ctx, settings, state.reference_name, state.reference_outputs, say))
+            if config.profile:
+                profile_dir = Path(out_dir) if out_dir is not None else Path(
+                    tempfile.mkdtemp(prefix="kdiag-profiles-"))
+                scenarios = profile_scenarios(state.results, config.profile_strategies)
+                state.profiles = run_profiles(ctx, state.results, scenarios, profile_dir, config.profile_calls, say)
+            layers, stray = training_mode_check(ctx, state.reference_outputs)
+            state.training_dependent_layers, state.training_true_max_abs_diff = layers, stray
         except KeyboardInterrupt:
-            raise interrupted(results, "after timing (C++ floor or profiling)") from None
-        layers, training_diff = training_mode_check(ctx)
-    model = dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
-                                training_true_max_abs_diff=training_diff)
-    return build_report(results, profiles, model, notes=loaded.load_notes + ctx.timing_warnings)
+            state.notes.insert(0, "Interrupted by Ctrl-C after timing (C++ floor or profiling): the figures are "
+                                  "those measured before the interruption; the report holds no profiles.")
+            state.profiles = []
+            raise RunInterrupted(state.report(incomplete=True)) from None
+    return state.report()
 
 
-def select_strategies(keys: Optional[Sequence[str]]) -> List[Strategy]:
-    if not keys:
-        return list(STRATEGIES)
-    unknown = [k for k in keys if k not in BY_KEY]
-    if unknown:
-        raise KdiagError(
-            f"unknown strategy {', '.join(map(repr, unknown))}",
-            f"choose from: {', '.join(BY_KEY)}",
-        )
-    return [BY_KEY[k] for k in dict.fromkeys(keys)]
+def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
+                    state: _RunState, say: Progress) -> bool:
+    """Prepare and time every selected strategy, then check their outputs against the reference.
 
-
-def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
-                   say: Progress) -> List[StrategyResult]:
+    Adds a StrategyResult per strategy to `state` and sets its reference outputs. Returns
+    False when Ctrl-C cut the timing short (what was measured is kept).
+    """
     prepared: Dict[str, Callable] = {}
     unavailable: Dict[str, str] = {}
     notes: Dict[str, List[str]] = {}
@@ -160,87 +186,73 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
                 unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {first_line(exc)}"
         notes[strategy.name] = _unique_warnings(caught)
 
-    from kdiag.profiling import capture_tf_warnings
+    from kdiag.engine.profiling import capture_tf_warnings
 
-    interrupted = None
+    completed = True
     with capture_tf_warnings() as tf_warnings:  # retracing warnings go into the report, not the terminal
         try:
             timed = measure_interleaved(prepared, settings,
                                         on_progress=lambda name, what: say("measure", f"{name}: {what}"),
                                         around_first_call=native_stderr_captured)
         except MeasurementInterrupted as stop:
-            timed, interrupted = stop.partial, stop
-    for warning in tf_warnings:
-        # TensorFlow names the function, not the strategy: attach it to the report as a whole.
-        ctx.timing_warnings.append(f"TensorFlow warned while timing: {warning}")
-    reference_name, reference = _reference(timed)
-    ctx.reference_outputs = reference
-    results = []
+            timed, completed = stop.partial, False
+    # TensorFlow names the function, not the strategy: its warnings belong to the report as a whole.
+    state.notes += [f"TensorFlow warned while timing: {warning}" for warning in tf_warnings]
+    state.reference_name, state.reference_outputs = _reference(timed)
     for strategy in selected:
-        name = strategy.name
-        if name in unavailable:
-            results.append(StrategyResult(name, strategy.snippet, False, unavailable[name], notes=notes.get(name, [])))
-            continue
-        outcome = timed[name]
-        if interrupted is not None and outcome.measurement.count == 0:
-            results.append(StrategyResult(name, strategy.snippet, False, "not measured: interrupted (Ctrl-C)",
-                                          notes=notes[name]))
-            continue
-        if outcome.error:
-            results.append(StrategyResult(name, strategy.snippet, False, f"failed when called: {outcome.error}",
-                                          notes=notes[name]))
-            continue
-        outputs = None
-        if reference is not None:
-            outputs = check.compare(reference_name, reference, outcome.first_output)
-        results.append(StrategyResult(name, strategy.snippet, True, measurement=outcome.measurement,
-                                      outputs=outputs, notes=notes[name]))
-    if interrupted is not None:
-        raise RunInterrupted(results) from None
-    return results
+        state.results.append(_result(strategy, unavailable, timed, notes.get(strategy.name, []), completed,
+                                     state.reference_name, state.reference_outputs))
+    return completed
 
 
-def run_cpp_floor(ctx: StrategyContext, settings: MeasureSettings, results: List[StrategyResult],
-                  say: Progress) -> StrategyResult:
+def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Timed], notes: List[str],
+            completed: bool, reference_name: Optional[str], reference: Optional[Outputs]) -> StrategyResult:
+    identity = strategy.identity
+    if strategy.name in unavailable:
+        return StrategyResult(identity.name, identity.snippet, False, unavailable[strategy.name], notes=notes)
+    outcome = timed[strategy.name]
+    if not completed and outcome.measurement.count == 0:
+        return StrategyResult(identity.name, identity.snippet, False, "not measured: interrupted (Ctrl-C)",
+                              notes=notes)
+    if outcome.error:
+        return StrategyResult(identity.name, identity.snippet, False, f"failed when called: {outcome.error}",
+                              notes=notes)
+    outputs = check.compare(reference_name, reference, outcome.first_output) if reference is not None else None
+    return StrategyResult(identity.name, identity.snippet, True, measurement=outcome.measurement, outputs=outputs,
+                          notes=notes)
+
+
+def run_cpp_floor(ctx: StrategyContext, settings: MeasureSettings, reference_name: Optional[str],
+                  reference: Optional[Outputs], say: Progress) -> StrategyResult:
     """The SavedModel run from C++ through the TF C API, checked against the same reference.
 
     It runs in its own process after the Python strategies, so it is not interleaved
     with them; the report says so.
     """
-    from kdiag import cpp
-    from kdiag.strategies import export_saved_model, to_host
+    from kdiag.engine import cpp
+    from kdiag.engine.strategies import export_saved_model
 
     note = ["measured in its own process after the Python strategies (not interleaved with them)"]
     reason = cpp.unavailable_reason()
     if reason is not None:
-        return StrategyResult(cpp.STRATEGY_NAME, cpp.SNIPPET, False, f"not available: {reason}")
+        return StrategyResult(CPP.name, CPP.snippet, False, f"not available: {reason}")
     try:
         say("cpp", "building cpp_baseline/ (cached per TensorFlow version)")
         binary = cpp.build()
         directory = export_saved_model(ctx)
         say("cpp", f"running {binary.name}")
-        run = cpp.run_baseline(directory, ctx.inputs.arrays, budget_s=settings.budget_s,
-                               min_calls=settings.min_calls, max_wall_s=settings.max_wall_s,
-                               work_dir=ctx.work_dir / "cpp", binary=binary)
+        run_ = cpp.run_baseline(directory, ctx.inputs.arrays, settings, work_dir=ctx.work_dir / "cpp", binary=binary)
     except KdiagError as exc:
-        return StrategyResult(cpp.STRATEGY_NAME, cpp.SNIPPET, False, f"not available: {exc.message}", notes=note)
-    reference = next((r for r in results if r.name in REFERENCE_ORDER and r.available), None)
+        return StrategyResult(CPP.name, CPP.snippet, False, f"not available: {exc.message}", notes=note)
     outputs = None
-    ref_outputs = ctx.reference_outputs
-    if reference is not None and ref_outputs is not None:
-        outputs = check.compare(reference.name, ref_outputs, to_host(run.outputs))
-    return StrategyResult(cpp.STRATEGY_NAME, cpp.SNIPPET, True, measurement=run.measurement, outputs=outputs,
-                          notes=note)
-
-
-# Profiled by default: the two scenarios of the TF 2.1-era "predict is slower after compile()" report.
-DEFAULT_PROFILES = (PREDICT, PREDICT_COMPILED)
+    if reference is not None:
+        outputs = check.compare(reference_name, reference, to_host(run_.outputs))
+    return StrategyResult(CPP.name, CPP.snippet, True, measurement=run_.measurement, outputs=outputs, notes=note)
 
 
 def profile_scenarios(results: List[StrategyResult], extra_keys: Sequence[str]) -> List[Strategy]:
     """predict before and after compile(), then the extra ones asked for; only those that ran."""
-    extra = select_strategies(extra_keys) if extra_keys else []
-    wanted = [BY_NAME[name] for name in DEFAULT_PROFILES] + extra
+    wanted = [BY_NAME[name] for name in DEFAULT_PROFILES] + [BY_KEY[k] for k in extra_keys]
     available = {r.name for r in results if r.available}
     return [s for s in dict.fromkeys(wanted) if s.name in available]
 
@@ -248,8 +260,8 @@ def profile_scenarios(results: List[StrategyResult], extra_keys: Sequence[str]) 
 def run_profiles(ctx: StrategyContext, results: List[StrategyResult], scenarios: List[Strategy],
                  out_dir: Path, warm_calls: int, say: Progress) -> List[ProfileResult]:
     """A cProfile pass per scenario, each on a fresh model instance so its first call is cold."""
-    from kdiag.profiling import file_stem, profile_scenario
-    from kdiag.tf import legacy_keras_requested
+    from kdiag.engine.profiling import file_stem, profile_scenario
+    from kdiag.engine.tf import legacy_keras_requested
 
     medians = {r.name: r.median_s for r in results if r.available}
     profiles = []
@@ -270,11 +282,7 @@ def run_profiles(ctx: StrategyContext, results: List[StrategyResult], scenarios:
     return profiles
 
 
-TRAINING_DEPENDENT = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
-                      "GaussianDropout", "GaussianNoise", "BatchNormalization")
-
-
-def training_mode_check(ctx: StrategyContext):
+def training_mode_check(ctx: StrategyContext, reference: Optional[Outputs]):
     """Layers that behave differently when training, and how far model(x, training=True) strays.
 
     Runs last: training=True updates BatchNormalization's moving statistics.
@@ -283,12 +291,10 @@ def training_mode_check(ctx: StrategyContext):
         return [], None
     layers = [f"{layer.name} ({type(layer).__name__})" for layer in _all_layers(ctx.loaded.model)
               if type(layer).__name__ in TRAINING_DEPENDENT]
-    if not layers or ctx.reference_outputs is None:
+    if not layers or reference is None:
         return layers, None
-    from kdiag.strategies import to_host
-
     try:
-        stray = check.compare("predict", ctx.reference_outputs, to_host(ctx.loaded.model(ctx.keras_inputs(), training=True)))
+        stray = check.compare(PREDICT.name, reference, to_host(ctx.loaded.model(ctx.keras_inputs(), training=True)))
     except Exception:  # a model that cannot run in training mode has no such risk to measure
         return layers, None
     return layers, stray.max_abs_diff
@@ -301,7 +307,7 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-def _reference(timed):
+def _reference(timed: Dict[str, Timed]):
     for name in REFERENCE_ORDER:
         outcome = timed.get(name)
         if outcome is not None and not outcome.error:
@@ -318,32 +324,27 @@ def _unique_warnings(caught) -> List[str]:
     return seen
 
 
-def _load(model_or_path, example, opts: InspectOptions) -> LoadedModel:
-    if example is not None:
-        if model_or_path is not None:
-            raise KdiagError("give either a model path or --example, not both", "drop one of them")
-        return load_example(example)
-    if model_or_path is None:
-        raise KdiagError("no model given", "pass a path to a .keras/.h5 file or SavedModel directory, or --example tiny")
-    if isinstance(model_or_path, (str, Path)):
-        return load_path(model_or_path, unsafe=opts.unsafe, custom_objects=opts.custom_objects)
-    return from_model(model_or_path)
+def _load(config: RunConfig) -> LoadedModel:
+    if config.example is not None:
+        return load_example(config.example)
+    if isinstance(config.model, (str, Path)):
+        return load_path(config.model, unsafe=config.unsafe,
+                         custom_objects=dict(config.custom_objects) if config.custom_objects else None)
+    return from_model(config.model)
 
 
-def _make_inputs(loaded: LoadedModel, inputs, opts: InspectOptions) -> ModelInputs:
-    if opts.batch_size is not None and opts.batch_size < 1:
-        raise KdiagError(f"--batch-size must be a positive integer, not {opts.batch_size}", "use e.g. --batch-size 1")
+def _make_inputs(loaded: LoadedModel, config: RunConfig) -> ModelInputs:
     specs = loaded.input_specs
-    if inputs is not None:
-        if isinstance(inputs, (str, Path)):
-            return load_user_inputs(Path(inputs), specs)
-        arrays = inputs if isinstance(inputs, dict) else {specs[0].name: inputs}
+    if config.inputs is not None:
+        if isinstance(config.inputs, (str, Path)):
+            return load_user_inputs(Path(config.inputs), specs)
+        arrays = config.inputs if isinstance(config.inputs, dict) else {specs[0].name: config.inputs}
         checked = {s.name: check_user_array(s, arrays[s.name]) for s in specs}
         return ModelInputs(checked, {n: "user data" for n in checked})
-    batch = _batch_size(loaded, opts.batch_size)
-    from kdiag.limits import check_input_memory
+    batch = _batch_size(loaded, config.batch_size)
+    from kdiag.engine.limits import check_input_memory
 
-    shapes = resolve_shapes(specs, batch, opts.input_shapes)
+    shapes = resolve_shapes(specs, batch, config.input_shapes)
     check_input_memory(specs, shapes)
     return synthetic_inputs(specs, shapes)
 
@@ -380,7 +381,7 @@ def model_info(loaded: LoadedModel, inputs: ModelInputs) -> ModelInfo:
     )
 
 
-class _work_dir:
+class _scratch_dir:
     """A scratch directory: the caller's, or a temporary one removed afterwards."""
 
     def __init__(self, given: Optional[Path]):

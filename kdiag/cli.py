@@ -1,4 +1,4 @@
-"""Command line: argparse → a frozen RunConfig → the API → a renderer.
+"""Command line: argparse → a validated RunConfig → `kdiag.api.run` → a renderer.
 
 `main(argv, env)` returns an exit status; tests call it in-process with an Env whose
 streams are StringIO, and as a subprocess through `python -m kdiag`.
@@ -14,16 +14,12 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence, TextIO, Tuple
 
-from kdiag import __version__
+from kdiag.version import __version__
+from kdiag.datamodel.config import RunConfig, parse_shape_overrides
+from kdiag.datamodel.strategies import BY_KEY
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import FORMATS
 from kdiag.runfolder import discard, new_run_folder, write_atomic
-
-# The keys of kdiag.strategies.STRATEGIES, repeated here so `kdiag --help` needs no NumPy
-# import; tests/test_cli.py checks that the two lists agree.
-STRATEGY_KEYS = ("predict", "predict-compiled", "predict_on_batch", "eager", "tf-function", "concrete",
-                 "xla", "savedmodel", "tflite")
-
 
 @dataclasses.dataclass
 class Env:
@@ -31,29 +27,6 @@ class Env:
 
     stdout: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
     stderr: TextIO = dataclasses.field(default_factory=lambda: sys.stderr)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Everything `kdiag inspect` was asked to do, fixed once from the arguments."""
-
-    model_path: Optional[str]
-    example: Optional[str]
-    inputs: Optional[str]
-    batch_size: Optional[int]
-    input_shapes: Tuple[str, ...]
-    strategies: Optional[Tuple[str, ...]]
-    budget_s: float
-    min_calls: int
-    format: str
-    unsafe: bool
-    custom_objects: Optional[str]
-    cpp: bool
-    out: Optional[str]
-    profile: bool
-    profile_strategies: Tuple[str, ...]
-    profile_calls: int
-    command: str
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
                          help="size of dynamic axes after the batch axis, per input (repeatable)")
     inspect.add_argument("--inputs", metavar="FILE", help="your own inputs: .npy (one input) or .npz (by name)")
-    inspect.add_argument("--strategies", metavar="A,B", help=f"only these: {','.join(STRATEGY_KEYS)}")
+    inspect.add_argument("--strategies", metavar="A,B", help=f"only these: {','.join(BY_KEY)}")
     inspect.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
                          help="timed seconds per strategy (default 1)")
     inspect.add_argument("--min-calls", type=int, default=5, metavar="N", help="timed calls at least (default 5)")
@@ -133,7 +106,7 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
         return ExitStatus.OK
     try:
         if args.command == "inspect":
-            return run_inspect(config_from_args(args, argv), env)
+            return run_inspect(request_from_args(args, argv), env)
         if args.command == "examples":
             return run_examples(env)
         if args.command == "cpp":
@@ -145,9 +118,11 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
         if args.command == "compare":
             return run_compare(args, env)
         if args.command == "rules":
-            from kdiag.render.rules import render_rules
+            from kdiag.analysis.diagnose import thresholds_table
+            from kdiag.engine.phases import RULESETS, listing
+            from kdiag.render.rules import render as render_rules
 
-            env.stdout.write(render_rules())
+            env.stdout.write(render_rules([listing(r) for r in RULESETS.values()], thresholds_table()))
             return ExitStatus.OK
     except KdiagError as error:
         if args.debug:
@@ -160,88 +135,73 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
     return ExitStatus.ERROR
 
 
-def config_from_args(args, argv) -> RunConfig:
-    strategies = None
-    if args.strategies:
-        strategies = tuple(k.strip() for k in args.strategies.split(",") if k.strip())
-    if args.budget <= 0:
-        raise KdiagError(f"--budget must be positive, not {args.budget:g}", "use e.g. --budget 1")
-    if args.min_calls < 1:
-        raise KdiagError(f"--min-calls must be at least 1, not {args.min_calls}", "use e.g. --min-calls 5")
-    if args.profile_calls < 1:
-        raise KdiagError(f"--profile-calls must be at least 1, not {args.profile_calls}", "use e.g. --profile-calls 10")
-    if args.model is None and args.example is None:
-        raise KdiagError("no model given", "pass a .keras/.h5 file or SavedModel directory, or --example tiny")
-    return RunConfig(
-        model_path=args.model,
+@dataclasses.dataclass(frozen=True)
+class InspectRequest:
+    """`kdiag inspect` as asked: the run's configuration, and what the CLI does with its Report."""
+
+    config: RunConfig
+    format: str
+    out: Optional[str]
+
+
+def request_from_args(args, argv) -> InspectRequest:
+    custom_objects = None
+    if args.custom_objects:
+        from kdiag.engine.custom_objects import load_custom_objects
+
+        custom_objects = load_custom_objects(args.custom_objects)
+    config = RunConfig(
+        model=args.model,
         example=args.example,
         inputs=args.inputs,
         batch_size=args.batch_size,
-        input_shapes=tuple(args.input_shape),
-        strategies=strategies,
+        input_shapes=parse_shape_overrides(args.input_shape),
+        strategies=_keys(args.strategies) if args.strategies else None,
         budget_s=args.budget,
         min_calls=args.min_calls,
-        format=args.format,
         unsafe=args.unsafe,
-        custom_objects=args.custom_objects,
+        custom_objects=custom_objects,
         cpp=args.cpp,
-        out=args.out,
         profile=not args.no_profile,
-        profile_strategies=tuple(k.strip() for k in args.profile.split(",") if k.strip()),
+        profile_strategies=_keys(args.profile),
         profile_calls=args.profile_calls,
         command="kdiag " + " ".join(shlex.quote(a) for a in argv),
     )
+    return InspectRequest(config, args.format, args.out)
 
 
-def run_inspect(config: RunConfig, env: Env) -> int:
-    from kdiag.api import inspect
-    from kdiag.custom_objects import load_custom_objects
-    from kdiag.inputs import parse_shape_overrides
+def _keys(text: str) -> Tuple[str, ...]:
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def run_inspect(request: InspectRequest, env: Env) -> int:
+    from kdiag.api import RunInterrupted, run
     from kdiag.render import render
 
-    options = dict(
-        batch_size=config.batch_size,
-        input_shapes=parse_shape_overrides(config.input_shapes),
-        strategies=config.strategies,
-        budget_s=config.budget_s,
-        min_calls=config.min_calls,
-        unsafe=config.unsafe,
-        custom_objects=load_custom_objects(config.custom_objects) if config.custom_objects else None,
-        cpp=config.cpp,
-        profile=config.profile,
-        profile_strategies=config.profile_strategies,
-        profile_calls=config.profile_calls,
-        command=config.command,
-    )
-    from kdiag.api import RunInterrupted, select_strategies
-
-    select_strategies(config.strategies)  # refuse unknown names before any work or folder
-    select_strategies(config.profile_strategies)
-    given_folder_existed = bool(config.out) and Path(config.out).exists()
-    folder = new_run_folder(_model_name(config), Path(config.out) if config.out else None)
+    config = request.config
+    given_folder_existed = bool(request.out) and Path(request.out).exists()
+    folder = new_run_folder(config.model_label, Path(request.out) if request.out else None)
     progress = _progress(env)
     try:
         try:
-            report = inspect(config.model_path, inputs=config.inputs, example=config.example, progress=progress,
-                             out_dir=folder, **options)
+            report, interrupted = run(config, progress=progress, out_dir=folder), False
         except RunInterrupted as stop:
+            report, interrupted = stop.report, True  # what was measured, marked incomplete
+        finally:
             progress.close()
-            save_run(stop.report, folder)  # keep what was measured, marked incomplete
-            print(f"kdiag: interrupted; what was measured is saved, marked incomplete, in {folder}/",
-                  file=env.stderr)
-            return ExitStatus.INTERRUPTED
         save_run(report, folder)
     except BaseException:
         discard(folder, keep_folder=given_folder_existed)  # nothing half-written
         raise
-    finally:
-        progress.close()
-    if config.format == "terminal" and _is_terminal(env.stdout):
+    if interrupted:
+        print(f"kdiag: interrupted; what was measured is saved, marked incomplete, in {folder}/", file=env.stderr)
+        return ExitStatus.INTERRUPTED
+    if request.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
 
         print_report(report)
     else:
-        env.stdout.write(_printable(render(report, config.format), env.stdout))
+        env.stdout.write(_printable(render(report, request.format), env.stdout))
     print(f"kdiag: run saved in {folder}/ (report.json, report.md" +
           (", .prof files: open one with `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
     return ExitStatus.OK
@@ -260,14 +220,8 @@ def save_run(report, folder: Path) -> None:
     write_atomic(folder / "report.md", render(report, "markdown"))
 
 
-def _model_name(config: RunConfig) -> str:
-    if config.example:
-        return config.example
-    return Path(config.model_path.rstrip("/")).stem or "model"
-
-
 def run_examples(env: Env) -> int:
-    from kdiag.examples import all_examples
+    from kdiag.engine.examples import all_examples
 
     for example in all_examples().values():
         print(f"{example.name:14} batch {example.batch_size:<3} {example.description}", file=env.stdout)
@@ -275,9 +229,11 @@ def run_examples(env: Env) -> int:
 
 
 def run_compare(args, env: Env) -> int:
-    from kdiag.compare import compare_reports, exit_status, load_report, render_comparison
+    from kdiag.analysis.compare import compare_reports, exit_status
+    from kdiag.datamodel.report import read_report
+    from kdiag.render.comparison import render as render_comparison
 
-    before, after = load_report(Path(args.before)), load_report(Path(args.after))
+    before, after = read_report(Path(args.before)), read_report(Path(args.after))
     threshold = args.fail_above if args.fail_above is not None else 10.0
     comparison = compare_reports(before, after, threshold, before_label=args.before, after_label=args.after)
     env.stdout.write(render_comparison(comparison))
@@ -285,7 +241,7 @@ def run_compare(args, env: Env) -> int:
 
 
 def run_cpp_build(force: bool, env: Env) -> int:
-    from kdiag import cpp
+    from kdiag.engine import cpp
 
     binary = cpp.build(force=force)
     print(f"kdiag: C++ baseline built: {binary}", file=env.stdout)

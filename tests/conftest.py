@@ -15,14 +15,14 @@ FAST = dict(budget_s=0.02, min_calls=2, max_wall_s=2.0, profile=False)
 
 @pytest.fixture(scope="session")
 def keras():
-    from kdiag.tf import tf_and_keras
+    from kdiag.engine.tf import tf_and_keras
 
     return tf_and_keras()[1]
 
 
 @pytest.fixture(scope="session")
 def tf():
-    from kdiag.tf import tf_and_keras
+    from kdiag.engine.tf import tf_and_keras
 
     return tf_and_keras()[0]
 

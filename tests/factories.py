@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from kdiag.measure import Measurement
-from kdiag.phases import PHASES, TopFunction
-from kdiag.profiling import PhaseRow, ProfileResult
-from kdiag.report import (Environment, Finding, InputInfo, ModelInfo, OutputCheck, Report, RunSettings,
+from kdiag.datamodel.measurement import Measurement
+from kdiag.datamodel.profile import PHASES, TopFunction
+from kdiag.datamodel.profile import PhaseRow, ProfileResult
+from kdiag.datamodel.report import (Environment, Finding, InputInfo, ModelInfo, OutputCheck, Report, RunSettings,
                           StrategyResult)
 
 ATOL = 1e-5
@@ -68,7 +68,7 @@ def profile(scenario: str, shares: Dict[str, float], median_ms: Optional[float],
         prof_path=f"/runs/tiny/{stem}.prof",
         cold_prof_path=f"/runs/tiny/{stem}.cold.prof",
         calls=calls,
-        ruleset="keras3-tf2.13+",
+        ruleset="keras3-tensorflow",
         profiled_s_per_call=profiled_ms / 1e3,
         unprofiled_median_s=median_ms / 1e3 if median_ms else None,
         cold_call_profiled_s=profiled_ms * 5 / 1e3,

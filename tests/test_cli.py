@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 
+from checks import assert_refused
 from kdiag.cli import Env, main
 
 @pytest.fixture(autouse=True)
@@ -31,16 +32,6 @@ def run_subprocess(*argv, cwd=None):
                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
-def assert_clean_refusal(code, stdout, stderr, *words):
-    assert code == 2, stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("kdiag: error:")]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    assert stdout == ""
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
 def test_help_is_instant_and_does_not_import_tensorflow():
     code = ("import sys, io\nfrom kdiag.cli import main, Env\n"
             "main(['--help'], Env(io.StringIO(), io.StringIO()))\n"
@@ -51,10 +42,12 @@ def test_help_is_instant_and_does_not_import_tensorflow():
 
 
 def test_help_lists_exactly_the_strategy_keys():
-    from kdiag.cli import STRATEGY_KEYS
-    from kdiag.strategies import STRATEGIES
+    from kdiag.cli import build_parser
+    from kdiag.engine.strategies import STRATEGIES
 
-    assert STRATEGY_KEYS == tuple(s.key for s in STRATEGIES)
+    inspect_parser = build_parser()._subparsers._group_actions[0].choices["inspect"]
+    strategies_help = next(a.help for a in inspect_parser._actions if a.dest == "strategies")
+    assert strategies_help == "only these: " + ",".join(s.identity.key for s in STRATEGIES)
 
 
 def test_no_command_prints_help():
@@ -92,56 +85,56 @@ def test_inspect_as_subprocess_terminal_report(model_files, tmp_path):
 
 
 def test_missing_path():
-    assert_clean_refusal(*run_cli("inspect", "/nonexistent/model.keras"), "does not exist")
+    assert_refused(run_cli("inspect", "/nonexistent/model.keras"), "does not exist")
 
 
 def test_no_model_at_all():
-    assert_clean_refusal(*run_cli("inspect"), "no model given", "--example")
+    assert_refused(run_cli("inspect"), "no model given", "--example")
 
 
 def test_directory_that_is_not_a_savedmodel(tmp_path):
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path)), "not a SavedModel", "saved_model.pb")
+    assert_refused(run_cli("inspect", str(tmp_path)), "not a SavedModel", "saved_model.pb")
 
 
 @pytest.mark.parametrize("name", ["empty.h5", "empty.keras"])
 def test_empty_file(tmp_path, name):
     (tmp_path / name).write_bytes(b"")
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / name)), "is empty")
+    assert_refused(run_cli("inspect", str(tmp_path / name)), "is empty")
 
 
 def test_text_renamed_h5(tmp_path):
     (tmp_path / "notes.h5").write_text("this is not a model\n")
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "notes.h5")), "not an HDF5 file")
+    assert_refused(run_cli("inspect", str(tmp_path / "notes.h5")), "not an HDF5 file")
 
 
 def test_text_renamed_keras(tmp_path):
     (tmp_path / "notes.keras").write_text("this is not a model\n")
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "notes.keras")), "not a valid .keras file")
+    assert_refused(run_cli("inspect", str(tmp_path / "notes.keras")), "not a valid .keras file")
 
 
 def test_unknown_extension(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"\x08\x01")
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "model.onnx")), "extension", ".keras")
+    assert_refused(run_cli("inspect", str(tmp_path / "model.onnx")), "extension", ".keras")
 
 
 @pytest.mark.slow
 def test_truncated_h5(model_files, tmp_path):
     data = (model_files / "tiny.h5").read_bytes()
     (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "cut.h5")), "cut.h5")
+    assert_refused(run_cli("inspect", str(tmp_path / "cut.h5")), "cut.h5")
 
 
 @pytest.mark.slow
 def test_truncated_keras_zip(model_files, tmp_path):
     data = (model_files / "tiny.keras").read_bytes()
     (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "cut.keras")), "cut.keras")
+    assert_refused(run_cli("inspect", str(tmp_path / "cut.keras")), "cut.keras")
 
 
 def test_zip_without_config(tmp_path):
     with zipfile.ZipFile(tmp_path / "noconfig.keras", "w") as archive:
         archive.writestr("metadata.json", "{}")
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "noconfig.keras")), "without config.json")
+    assert_refused(run_cli("inspect", str(tmp_path / "noconfig.keras")), "without config.json")
 
 
 @pytest.mark.slow
@@ -153,14 +146,14 @@ def test_model_needing_custom_objects(keras, tmp_path):
     Doubler.__module__ = "somebody_elses_package.layers"  # not importable here
     inputs = keras.Input((3,))
     keras.Model(inputs, Doubler()(inputs)).save(tmp_path / "custom.keras")
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "custom.keras")), "custom object", "--custom-objects")
+    assert_refused(run_cli("inspect", str(tmp_path / "custom.keras")), "custom object", "--custom-objects")
 
 
 @pytest.mark.slow
 def test_lambda_layer_is_refused_without_unsafe(keras, tmp_path):
     inputs = keras.Input((3,))
     keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "lambda.keras")
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "lambda.keras")), "Lambda", "--unsafe")
+    assert_refused(run_cli("inspect", str(tmp_path / "lambda.keras")), "Lambda", "--unsafe")
     code, out, err = run_cli("inspect", str(tmp_path / "lambda.keras"), "--unsafe", "--strategies", "predict",
                              "--format", "json", "--out", str(tmp_path / "run"), *FAST_ARGS)
     assert code == 0, err
@@ -171,22 +164,22 @@ def test_lambda_layer_is_refused_without_unsafe(keras, tmp_path):
 def test_unresolved_dynamic_axis(keras, tmp_path):
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     keras.Model(tokens, keras.layers.Embedding(10, 2)(tokens)).save(tmp_path / "seq.keras")
-    assert_clean_refusal(*run_cli("inspect", str(tmp_path / "seq.keras")), "dynamic axis", "--input-shape tokens=")
+    assert_refused(run_cli("inspect", str(tmp_path / "seq.keras")), "dynamic axis", "--input-shape tokens=")
 
 
 @pytest.mark.parametrize("size", ["0", "-4"])
 def test_nonpositive_batch_size(size):
-    assert_clean_refusal(*run_cli("inspect", "--example", "tiny", "--batch-size", size), "--batch-size")
+    assert_refused(run_cli("inspect", "--example", "tiny", "--batch-size", size), "--batch-size")
 
 
 @pytest.mark.slow
 def test_batch_size_that_would_exhaust_memory_is_refused_with_the_estimate():
     code, out, err = run_cli("inspect", "--example", "mnist-cnn", "--batch-size", "100000000")
-    assert_clean_refusal(code, out, err, "GiB", "--batch-size")
+    assert_refused((code, out, err), "GiB", "--batch-size")
 
 
 def test_bad_budget():
-    assert_clean_refusal(*run_cli("inspect", "--example", "tiny", "--budget", "0"), "--budget")
+    assert_refused(run_cli("inspect", "--example", "tiny", "--budget", "0"), "--budget")
 
 
 def test_unknown_option_is_a_usage_error():
@@ -204,13 +197,13 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_refusal_as_subprocess_has_no_traceback(tmp_path):
     (tmp_path / "notes.keras").write_text("not a model")
     result = run_subprocess("inspect", str(tmp_path / "notes.keras"))
-    assert_clean_refusal(result.returncode, result.stdout, result.stderr, "not a valid .keras file")
+    assert_refused((result.returncode, result.stdout, result.stderr), "not a valid .keras file")
 
 
 def test_compare_exit_code_gates_on_a_regression(tmp_path):
     import dataclasses
 
-    from kdiag.measure import Measurement
+    from kdiag.datamodel.measurement import Measurement
     from kdiag.render.json import render as render_json
 
     sys.path.insert(0, os.path.dirname(__file__))
@@ -229,7 +222,7 @@ def test_compare_exit_code_gates_on_a_regression(tmp_path):
     assert code == 3 and "predict_on_batch" in out
     code, _, _ = run_cli("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
     assert code == 0  # without --fail-above it reports, it does not gate
-    assert_clean_refusal(*run_cli("compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json")), "missing.json")
+    assert_refused(run_cli("compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json")), "missing.json")
 
 
 def test_rules_prints_phases_landmarks_and_thresholds():

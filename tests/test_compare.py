@@ -1,4 +1,4 @@
-"""kdiag.compare on hand-built Reports and JSON files. No TensorFlow here."""
+"""kdiag.analysis.compare on hand-built Reports and JSON files. No TensorFlow here."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import factories as fx  # noqa: E402
-from kdiag import compare as cmp  # noqa: E402
-from kdiag.diagnose import diagnose  # noqa: E402
+from kdiag.analysis import compare as cmp  # noqa: E402
+from kdiag.datamodel.report import read_report  # noqa: E402
+from kdiag.render.comparison import render as render_comparison  # noqa: E402
+from kdiag.analysis.diagnose import diagnose  # noqa: E402
 from kdiag.errors import ExitStatus, KdiagError  # noqa: E402
-from kdiag.report import Report  # noqa: E402
+from kdiag.datamodel.report import Report  # noqa: E402
 
 SHARES = {"tf.data pipeline": 0.5, "tracing": 0.3, "other Python": 0.2}
 
@@ -41,7 +43,7 @@ def test_no_change_is_exit_0():
     assert cmp.exit_status(comparison) == 0
     assert all(s.status == cmp.COMPARED and s.ratio == pytest.approx(1.0) for s in comparison.strategies)
     assert all(not p.regression for p in comparison.phases)
-    assert "No regression" in cmp.render_comparison(comparison)
+    assert "No regression" in render_comparison(comparison)
 
 
 def test_a_2x_slower_strategy_is_a_regression_and_listed():
@@ -52,7 +54,7 @@ def test_a_2x_slower_strategy_is_a_regression_and_listed():
     assert slower.regression and slower.beyond_noise and slower.ratio == pytest.approx(2.0)
     assert slower.percent == pytest.approx(100.0)
     assert [r.name for r in comparison.regressions if isinstance(r, cmp.StrategyChange)] == ["tf.function"]
-    text = cmp.render_comparison(comparison)
+    text = render_comparison(comparison)
     assert "REGRESSION: " in text and "tf.function" in text.splitlines()[-1]
     assert "2.00x (+100.0%)" in text
 
@@ -67,7 +69,7 @@ def test_the_phases_of_a_slower_scenario_regress_too():
     assert tfdata.regression
     assert not phases[("predict", "graph execution")].regression  # 0 ms both times
     assert ("tf.function", "graph execution") in phases and not phases[("tf.function", "graph execution")].regression
-    assert "predict / tf.data pipeline" in cmp.render_comparison(comparison)
+    assert "predict / tf.data pipeline" in render_comparison(comparison)
 
 
 def test_a_change_inside_the_noise_is_not_a_regression():
@@ -77,7 +79,7 @@ def test_a_change_inside_the_noise_is_not_a_regression():
     predict = change(comparison, "predict")
     assert predict.ratio == pytest.approx(1.25) and not predict.beyond_noise and not predict.regression
     assert cmp.exit_status(comparison) == 0
-    assert "within noise" in cmp.render_comparison(comparison)
+    assert "within noise" in render_comparison(comparison)
 
 
 def test_a_change_beyond_noise_below_the_threshold_is_not_a_regression():
@@ -91,7 +93,7 @@ def test_a_change_beyond_noise_below_the_threshold_is_not_a_regression():
 def test_faster_is_never_a_regression():
     comparison = cmp.compare_reports(run(), run(**{"predict": (20.0, 1.0)}), fail_above=0.0)
     assert cmp.exit_status(comparison) == 0
-    assert "faster" in cmp.render_comparison(comparison)
+    assert "faster" in render_comparison(comparison)
 
 
 def test_strategies_in_only_one_report_are_added_or_removed_not_crashed_on():
@@ -103,7 +105,7 @@ def test_strategies_in_only_one_report_are_added_or_removed_not_crashed_on():
     assert change(comparison, "C++ (TF C API)").status == cmp.ADDED
     assert change(comparison, "C++ (TF C API)").ratio is None
     assert cmp.exit_status(comparison) == 0
-    text = cmp.render_comparison(comparison)
+    text = render_comparison(comparison)
     assert "removed (only before)" in text and "added (only after)" in text
 
 
@@ -121,7 +123,7 @@ def test_outputs_that_start_to_differ_are_flagged_in_the_text():
     after = dataclasses.replace(run(), strategies=[
         fx.strategy("TFLite", 0.05, 0.002, matches=False, max_abs_diff=0.3) if s.name == "TFLite" else s
         for s in run().strategies])
-    text = cmp.render_comparison(cmp.compare_reports(run(), after, fail_above=10.0))
+    text = render_comparison(cmp.compare_reports(run(), after, fail_above=10.0))
     assert "TFLite: outputs matched the reference before and differ after" in text
 
 
@@ -144,7 +146,7 @@ def test_json_round_trip_keeps_findings_and_profiles(tmp_path):
     report = dataclasses.replace(report, findings=diagnose(report))
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report.to_dict(), allow_nan=False))
-    again = cmp.load_report(path)
+    again = read_report(path)
     assert again.findings == report.findings and len(again.findings) >= 2
     assert again.profiles == report.profiles
     assert again.strategies == report.strategies
@@ -154,10 +156,10 @@ def test_json_round_trip_keeps_findings_and_profiles(tmp_path):
 def test_loaded_reports_compare(tmp_path):
     for name, report in (("a.json", run()), ("b.json", run(**{"predict": (120.0, 2.0)}))):
         (tmp_path / name).write_text(json.dumps(report.to_dict()))
-    comparison = cmp.compare_reports(cmp.load_report(tmp_path / "a.json"), cmp.load_report(tmp_path / "b.json"),
+    comparison = cmp.compare_reports(read_report(tmp_path / "a.json"), read_report(tmp_path / "b.json"),
                                      fail_above=10.0, before_label="a.json", after_label="b.json")
     assert cmp.exit_status(comparison) == 3
-    assert cmp.render_comparison(comparison).startswith("kdiag compare: a.json -> b.json")
+    assert render_comparison(comparison).startswith("kdiag compare: a.json -> b.json")
 
 
 @pytest.mark.parametrize("content, problem", [
@@ -167,21 +169,21 @@ def test_loaded_reports_compare(tmp_path):
     ('{"schema_version": 99}', "report schema_version 99 is not the 1 this kdiag reads"),
     ('{"schema_version": 1, "settings": {}}', "does not have the fields of a kdiag report"),
 ])
-def test_load_report_errors_are_one_line(tmp_path, content, problem):
+def test_read_report_errors_are_one_line(tmp_path, content, problem):
     path = tmp_path / "report.json"
     if content is not None:
         path.write_text(content)
     with pytest.raises(KdiagError) as info:
-        cmp.load_report(path)
+        read_report(path)
     message = info.value.message
     assert problem in message and str(path) in message
     assert "\n" not in message
     assert info.value.fix
 
 
-def test_load_report_on_a_directory(tmp_path):
+def test_read_report_on_a_directory(tmp_path):
     with pytest.raises(KdiagError, match="is a directory"):
-        cmp.load_report(tmp_path)
+        read_report(tmp_path)
 
 
 def test_round_trip_of_report_objects_in_memory():

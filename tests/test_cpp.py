@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from kdiag import cpp
+from kdiag.datamodel.strategies import CPP
+from kdiag.engine import cpp
+from kdiag.engine.measure import MeasureSettings
 from kdiag.errors import KdiagError
 
 pytestmark = pytest.mark.slow
@@ -37,7 +39,7 @@ def binary(cache_dir):
 
 @pytest.fixture(scope="module")
 def keras():
-    from kdiag.tf import tf_and_keras
+    from kdiag.engine.tf import tf_and_keras
 
     _, keras = tf_and_keras()
     return keras
@@ -119,7 +121,7 @@ def test_missing_cmake_or_compiler_is_a_kdiag_error(monkeypatch):
 
 
 def test_importing_kdiag_cpp_does_not_import_tensorflow():
-    code = "import sys, kdiag.cpp; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    code = "import sys, kdiag.engine.cpp; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -129,7 +131,7 @@ def test_importing_kdiag_cpp_does_not_import_tensorflow():
 def test_tiny_model_outputs_match_predict(binary, tiny, tmp_path):
     model, export_dir = tiny
     x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    run = cpp.run_baseline(export_dir, {"x": x}, budget_s=0.1, min_calls=5, work_dir=tmp_path)
+    run = cpp.run_baseline(export_dir, {"x": x}, MeasureSettings(budget_s=0.1, min_calls=5), work_dir=tmp_path)
 
     expected = model.predict(x, verbose=0)
     assert set(run.outputs) == {"output_0"}
@@ -139,7 +141,7 @@ def test_tiny_model_outputs_match_predict(binary, tiny, tmp_path):
     assert np.ptp(got) > 1e-3  # a real function of x, not a constant
 
     m = run.measurement
-    assert (m.strategy, m.source) == (cpp.STRATEGY_NAME, "cpp")
+    assert (m.strategy, m.source) == (CPP.name, "cpp")
     assert m.count >= 5 and not m.stopped_early
     assert sum(m.samples_s) >= 0.1
     assert all(s > 0 for s in m.samples_s) and m.first_call_s > 0
@@ -154,7 +156,7 @@ def test_two_input_model_outputs_match_predict(binary, two_inputs):
     rng = np.random.default_rng(1)
     a = rng.normal(size=(3, 3)).astype(np.float32)
     b = rng.integers(-3, 4, size=(3, 2)).astype(np.int64)  # cast to the signature's int32
-    run = cpp.run_baseline(export_dir, {"a": a, "b": b}, budget_s=0.05, min_calls=3)
+    run = cpp.run_baseline(export_dir, {"a": a, "b": b}, MeasureSettings(budget_s=0.05, min_calls=3))
 
     expected = model.predict([a, b.astype(np.int32)], verbose=0)
     assert set(run.outputs) == {"output_0", "output_1"}
@@ -285,11 +287,11 @@ def test_usage_errors_exit_2(binary, tmp_path):
 def test_inspect_with_cpp_adds_a_checked_row_and_the_floor_gaps(binary):
     from kdiag.api import inspect
     from kdiag.render.terminal import render
-    from kdiag.summary import floor_gaps
+    from kdiag.views import floor_gaps
 
     report = inspect(example="tiny", strategies=["predict", "concrete"], cpp=True,
                      budget_s=0.05, min_calls=3, max_wall_s=2.0)
-    row = report.strategy(cpp.STRATEGY_NAME)
+    row = report.strategy(CPP.name)
     assert row is not None and row.available, row
     assert row.measurement.source == "cpp" and row.measurement.count >= 3
     assert row.outputs.reference == "predict" and row.outputs.matches

@@ -1,4 +1,4 @@
-"""kdiag.diagnose on hand-built Reports: each finding fires on measurements that show it, and
+"""kdiag.analysis.diagnose on hand-built Reports: each finding fires on measurements that show it, and
 stays silent on ones that don't. No TensorFlow here."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import factories as fx  # noqa: E402
-from kdiag import diagnose as dg  # noqa: E402
-from kdiag.report import Finding  # noqa: E402
+from kdiag.analysis import diagnose as dg  # noqa: E402
+from kdiag.datamodel.report import Finding  # noqa: E402
 
 
 def ids(findings):
@@ -38,13 +38,13 @@ def replace(strategies, name, **kwargs):
 # --- the names and the thresholds table ---------------------------------------------
 
 
-def test_strategy_names_agree_with_the_strategies_that_produce_them():
-    from kdiag import cpp, strategies
+def test_every_identity_in_the_data_model_has_code_that_prepares_it():
+    from kdiag.datamodel import strategies as ids
+    from kdiag.engine import strategies
 
-    names = {s.name for s in strategies.STRATEGIES} | {cpp.STRATEGY_NAME}
-    mine = {dg.PREDICT, dg.PREDICT_COMPILED, dg.PREDICT_ON_BATCH, dg.EAGER, dg.TF_FUNCTION, dg.CONCRETE, dg.XLA,
-            dg.SAVEDMODEL, dg.TFLITE, dg.CPP}
-    assert mine == names
+    assert tuple(s.identity for s in strategies.STRATEGIES) == ids.PYTHON_STRATEGIES
+    assert ids.ALL_STRATEGIES == ids.PYTHON_STRATEGIES + (ids.CPP,)
+    assert len({s.name for s in ids.ALL_STRATEGIES}) == len(ids.ALL_STRATEGIES)  # names are unique
 
 
 def _threshold_references():
@@ -168,8 +168,8 @@ def test_compile_slowdown_fires_beyond_noise_and_recommends_loading_without_comp
     assert finding.strategy == "predict" and finding.outputs_match is True
     assert "compile=False" in finding.snippet and "compile=False" in finding.advice
     text = " ".join(finding.evidence)
-    assert "callbacks & progress bar +18 ms (0 → 18)" in text
-    assert "tf.data pipeline +15 ms (30 → 45)" in text
+    assert "callbacks & progress bar +18.00 ms (0 → 18 ms)" in text
+    assert "tf.data pipeline +15.00 ms (30 → 45 ms)" in text
 
 
 def test_compile_slowdown_inside_the_noise_is_not_reproduced():
@@ -408,7 +408,7 @@ def test_an_empty_report_has_no_findings():
 
 
 def test_findings_survive_the_json_round_trip():
-    from kdiag.report import Report
+    from kdiag.datamodel.report import Report
 
     report = fx.report(fx.typical_keras3())
     report = dataclasses.replace(report, findings=dg.diagnose(report))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from kdiag.errors import KdiagError
-from kdiag.inputs import (InputSpec, load_user_inputs, parse_shape_overrides, resolve_shapes,
+from kdiag.datamodel.config import parse_shape_overrides
+from kdiag.engine.inputs import (InputSpec, load_user_inputs, resolve_shapes,
                           synthetic_inputs)
 
 

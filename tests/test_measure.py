@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from kdiag.measure import Measurement, MeasureSettings, measure_interleaved, percentile
+from kdiag.datamodel.measurement import Measurement, percentile
+from kdiag.engine.measure import MeasureSettings, measure_interleaved
 
 
 class FakeClock:

@@ -17,18 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from kdiag import phases
-from kdiag.phases import (
-    EAGER,
-    INPUT,
-    OTHER,
-    PHASES,
-    TFDATA,
-    TRACING,
-    Landmark,
-    PhaseBreakdown,
-    RuleSet,
-)
+from kdiag.datamodel.profile import EAGER, INPUT, OTHER, PHASES, TFDATA, TRACING
+from kdiag.engine import phases
+from kdiag.engine.phases import Landmark, PhaseBreakdown, RuleSet
+from kdiag.engine.phases.matching import Matcher
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # tests/ holds the synthetic_phases package
@@ -158,7 +150,7 @@ def test_landmark_matching_rules():
             Landmark(EAGER, "pkg/gen_*.py", "*"),
         ),
     )
-    m = phases._Matcher(rules)
+    m = Matcher(rules)
     site = "/usr/lib/python3/site-packages/"
     assert m.match((site + "pkg/other.py", 1, "f")).phase == TFDATA
     assert m.match((site + "pkg/other.py", 1, "get")).phase == INPUT  # bare name beats *
@@ -222,7 +214,7 @@ def test_rule_sets_and_table():
 
 def test_phases_module_imports_neither_tensorflow_nor_rich():
     code = (
-        "import sys, kdiag.phases; "
+        "import sys, kdiag.engine.phases; "
         "bad = [m for m in ('tensorflow', 'rich', 'keras', 'tf_keras') if m in sys.modules]; "
         "sys.exit(str(bad) if bad else 0)"
     )

@@ -12,10 +12,10 @@ import urllib.request
 import pytest
 
 from kdiag.api import inspect
-from kdiag.phases import GRAPH, INPUT, TFDATA, TRACING
-from kdiag.profiling import capture_tf_warnings, file_stem
+from kdiag.datamodel.profile import GRAPH, INPUT, TFDATA, TRACING
+from kdiag.engine.profiling import capture_tf_warnings, file_stem
 from kdiag.render.terminal import render
-from kdiag.summary import compile_delta_rows
+from kdiag.views import compile_phase_deltas
 
 from conftest import FAST
 
@@ -68,7 +68,7 @@ def test_terminal_shows_phases_side_by_side_with_the_compile_delta(profiled):
     text = render(report, width=160)
     for phrase in ("Where the time goes", "tf.data pipeline", "predict (compiled)", "compile() Δ", "kdiag view"):
         assert phrase in text
-    rows = compile_delta_rows(report)
+    rows = compile_phase_deltas(report)
     assert [r.phase for r in rows][:3] == [INPUT, TFDATA, TRACING]
 
 

@@ -5,12 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from kdiag.api import inspect, select_strategies
-from kdiag.check import compare
+from kdiag import views
+from kdiag.api import inspect
+from kdiag.engine.check import compare
 from kdiag.errors import KdiagError
 from kdiag.render.json import render as render_json
-from kdiag.report import Report
-from kdiag.strategies import STRATEGIES
+from kdiag.datamodel.report import Report
+from kdiag.engine.strategies import STRATEGIES
 
 from conftest import FAST
 
@@ -37,7 +38,7 @@ def test_every_strategy_is_measured_on_tiny_with_matching_outputs(tiny_report):
 def test_predict_is_slower_than_the_fastest_strategy(tiny_report):
     # A behavioural fact of Keras 3 (tf.data pipeline per call), not a timing target:
     # at least one direct path beats predict on a 13-parameter model.
-    fastest = tiny_report.measured()[0]
+    fastest = views.measured(tiny_report)[0]
     assert fastest.name != "predict"
     assert tiny_report.strategy("predict").median_s > fastest.median_s
 
@@ -67,7 +68,7 @@ def test_strategy_selection_runs_only_those(keras):
 
 def test_unknown_strategy_names_the_choices():
     with pytest.raises(KdiagError, match="choose from: predict, predict-compiled"):
-        select_strategies(["predcit"])
+        inspect(example="tiny", strategies=["predcit"])
 
 
 def test_outputs_check_catches_a_different_computation():
@@ -89,3 +90,38 @@ def test_model_in_memory_with_user_inputs(keras, tiny_input):
     assert report.model.batch_size == 8
     assert report.model.inputs[0].value_range == "user data"
     assert report.strategy("model(x) eager").outputs.matches
+
+
+def test_inspect_shows_its_options_in_its_signature():
+    import inspect as pyinspect
+
+    import kdiag
+
+    parameters = pyinspect.signature(kdiag.inspect).parameters
+    for option in ("model_or_path", "inputs", "example", "batch_size", "input_shapes", "strategies", "budget_s",
+                   "min_calls", "unsafe", "custom_objects", "cpp", "profile", "profile_strategies",
+                   "profile_calls", "out_dir", "progress"):
+        assert option in parameters, option
+    assert "budget_s" in (kdiag.inspect.__doc__ or "")
+
+
+@pytest.mark.parametrize("option, value, cli", [
+    ("budget_s", -1.0, ["--budget", "-1"]),
+    ("budget_s", float("nan"), ["--budget", "nan"]),
+    ("budget_s", float("inf"), ["--budget", "inf"]),
+    ("budget_s", 1e9, ["--budget", "1e9"]),
+    ("batch_size", 0, ["--batch-size", "0"]),
+    ("min_calls", 0, ["--min-calls", "0"]),
+    ("profile_calls", -2, ["--profile-calls", "-2"]),
+])
+def test_api_and_cli_refuse_a_bad_option_with_the_same_line(option, value, cli):
+    import io
+
+    import kdiag
+    from kdiag.cli import Env, main
+
+    with pytest.raises(KdiagError) as refused:
+        kdiag.inspect(example="tiny", **{option: value})
+    err = io.StringIO()
+    assert main(["inspect", "--example", "tiny", *cli], Env(io.StringIO(), err)) == 2
+    assert err.getvalue() == f"kdiag: error: {refused.value.message}\n"

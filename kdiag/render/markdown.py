@@ -18,19 +18,15 @@ import re
 import shlex
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from kdiag import __version__
-from kdiag.measure import NOISE_THRESHOLD
-from kdiag.phases import PHASES, TopFunction
-from kdiag.profiling import ProfileResult
-from kdiag.render import format as fmt
-from kdiag.summary import floor_gaps
-from kdiag.report import Finding, OutputCheck, Report, StrategyResult
+from kdiag.version import __version__
+from kdiag import format as fmt
+from kdiag import views
+from kdiag.datamodel.measurement import NOISE_THRESHOLD
+from kdiag.datamodel.profile import PHASES, ProfileResult, TopFunction
+from kdiag.datamodel.report import Finding, Report, StrategyResult
+from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED
 
 GITHUB_LIMIT = 65_536
-
-PREDICT = "predict"
-PREDICT_COMPILED = "predict (compiled)"
-CPP = "C++ (TF C API)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,21 +147,12 @@ def _calls_per_s(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def _matches(result: StrategyResult) -> bool:
-    check = result.outputs
-    return check is not None and (check.matches or check.reference == result.name)
-
-
-def _reference(report: Report) -> Optional[OutputCheck]:
-    return next((s.outputs for s in report.strategies if s.outputs is not None), None)
-
-
 # --- sections -----------------------------------------------------------------------
 
 
 def _header(report: Report, w: _Writer) -> List[str]:
     s = report.settings
-    measured = report.measured()
+    measured = views.measured(report)
     lines = [
         f"# kdiag report: {text_escape(report.model.name)}",
         "",
@@ -173,8 +160,8 @@ def _header(report: Report, w: _Writer) -> List[str]:
         f"{len(measured)} ways of calling the model timed, batch size {s.batch_size}, budget {s.budget_s:g} s "
         f"per strategy (at least {s.min_calls} calls), rounds interleaved across strategies.",
     ]
-    best = _fastest_matching(report)
-    predict = _measured(report, PREDICT)
+    best = views.fastest_matching(report)
+    predict = views.timed(report, PREDICT.name)
     if best is not None:
         versus = (f", {fmt.ratio(predict.median_s / best.median_s)} faster than predict"
                   if predict is not None and best is not predict else "")
@@ -240,9 +227,9 @@ def _model(report: Report, w: _Writer) -> List[str]:
 
 
 def _strategies(report: Report, w: _Writer) -> List[str]:
-    measured = report.measured()
-    predict = _measured(report, PREDICT)
-    reference = _reference(report)
+    measured = views.measured(report)
+    predict = views.timed(report, PREDICT.name)
+    reference = views.reference_check(report)
     lines = ["## Strategies", ""]
     if reference is not None:
         tolerance = (f"outputs are compared with {text_escape(reference.reference)}'s on the same inputs, "
@@ -281,7 +268,7 @@ def _strategies(report: Report, w: _Writer) -> List[str]:
                                                 for r in shown_u])]
         if more_u:
             lines += ["", more_u]
-    notes = [f"{r.name}: {n}" for r in report.strategies for n in r.notes] + list(report.notes) + floor_gaps(report)
+    notes = [f"{r.name}: {n}" for r in report.strategies for n in r.notes] + list(report.notes) + views.floor_gaps(report)
     if notes:
         shown_n, more_n = w.take(notes, "notes")
         lines += ["", "### Notes", "", *[f"- {text_escape(' '.join(n.split()))}" for n in shown_n]]
@@ -303,8 +290,8 @@ def _outputs_cell(result: StrategyResult, w: _Writer) -> str:
 
 
 def _phases(report: Report, w: _Writer) -> List[str]:
-    pair = [p for p in (report.profile(PREDICT), report.profile(PREDICT_COMPILED)) if p is not None]
-    others = [p for p in report.profiles if p.scenario not in (PREDICT, PREDICT_COMPILED)]
+    pair = [p for p in (report.profile(PREDICT.name), report.profile(PREDICT_COMPILED.name)) if p is not None]
+    others = [p for p in report.profiles if p.scenario not in (PREDICT.name, PREDICT_COMPILED.name)]
     if not pair and not others:
         return []
     lines = ["## Where the time goes (phases)", ""]
@@ -313,29 +300,27 @@ def _phases(report: Report, w: _Writer) -> List[str]:
         header = ["phase"]
         for p in pair:
             header += [f"{p.scenario} ms/call", "share"]
-        both = len(pair) == 2
-        if both:
-            header.append("Δ ms/call")
+        deltas = {d.phase: d for d in views.compile_phase_deltas(report)}
+        if deltas:
+            header.append("compile() Δ ms/call")
         rows = []
         by_name = [{r.name: r for r in p.phases} for p in pair]
         names = [n for n in PHASES if any(n in rows_ for rows_ in by_name)]
         names += [n for rows_ in by_name for n in rows_ if n not in names]
         for name in names:
             cells = [w.cell(name)]
-            values = []
             for rows_ in by_name:
                 row = rows_.get(name)
-                values.append(row.ms_per_call if row else None)
                 cells += [_ms_value(row.ms_per_call) if row else "—", f"{row.share:.0%}" if row else "—"]
-            if both:
-                cells.append(f"{values[1] - values[0]:+.3g}" if None not in values else "—")
+            if deltas:
+                cells.append(deltas[name].text if name in deltas else "—")
             rows.append(cells)
         total = ["**total**"]
-        totals = [sum(r.ms_per_call for r in p.phases) for p in pair]
-        for t in totals:
-            total += [f"**{_ms_value(t)}**", "100%"]
-        if both:
-            total.append(f"**{totals[1] - totals[0]:+.3g}**")
+        for p in pair:
+            total += [f"**{_ms_value(sum(r.ms_per_call for r in p.phases))}**", "100%"]
+        if deltas:
+            overall = views.compile_total_delta(report)
+            total.append(f"**{overall.text}**" if overall else "—")
         rows.append(total)
         lines += _table(header, rows, align="l" + "rr" * len(pair) + "r")
         lines += ["", f"Phase rules: `{pair[0].ruleset}` (`kdiag rules` prints the landmark functions of each phase)."]
@@ -348,18 +333,18 @@ def _phases(report: Report, w: _Writer) -> List[str]:
             rows.append((w.cell(p.scenario), _ms(p.unprofiled_median_s), fmt.ratio(p.inflation),
                          w.cell(", ".join(f"{r.name} {_ms_value(r.ms_per_call)} ms ({r.share:.0%})" for r in top)
                                 or "—")))
-        lines += _table(("scenario", "unprofiled median", "cProfile inflation", "largest phases"), rows, "lrrl")
+        lines += _table(("scenario", "unprofiled median", "profiled / unprofiled time", "largest phases"), rows, "lrrl")
         if more:
             lines += ["", more]
     return lines
 
 
 def _scaling_sentence(profiles: Sequence[ProfileResult], what: str) -> str:
-    inflations = [f"{p.inflation:.2f}x for {p.scenario}" for p in profiles if p.inflation]
+    effects = [f"{p.scenario}: {views.inflation_text(p)}" for p in profiles if p.inflation]
     unscaled = [p.scenario for p in profiles if not p.unprofiled_median_s]
     text = (f"Phases {what}, from a separate cProfile pass. The ms per call are the profiled shares scaled to "
-            "the unprofiled median from the timing pass, because cProfile inflates the time"
-            + (f" (by {', '.join(inflations)})" if inflations else "") + "; the shares are as profiled.")
+            "the unprofiled median from the timing pass, because cProfile changes the time"
+            + (f" ({'; '.join(effects)})" if effects else "") + "; the shares are as profiled.")
     if unscaled:
         text += (f" No unprofiled median for {', '.join(unscaled)}: those ms are as profiled, "
                  "cProfile overhead included.")
@@ -378,7 +363,7 @@ def _traces(report: Report, w: _Writer) -> List[str]:
                      "lrrrr")]
     if more:
         lines += ["", more]
-    if not report.environment.legacy_keras and any(p.scenario in (PREDICT, PREDICT_COMPILED) and p.traces_per_call
+    if not report.environment.legacy_keras and any(p.scenario in (PREDICT.name, PREDICT_COMPILED.name) and p.traces_per_call
                                                    for p in report.profiles):
         lines += ["", "Keras 3 `predict` traces its tf.data map functions on every call: those traces are "
                       "predict's own overhead, not a retracing of your model."]
@@ -413,8 +398,13 @@ def _finding(number: int, finding: Finding, w: _Writer) -> List[str]:
         lines += ["", more]
     lines += ["", f"**What to do:** {text_escape(' '.join(finding.advice.split()))}"]
     if finding.snippet:
-        lines += ["", *fence(finding.snippet, "cpp" if finding.strategy == CPP else "python")]
+        lines += ["", *fence(finding.snippet, _snippet_language(finding))]
     return lines
+
+
+def _snippet_language(finding: Finding) -> str:
+    identity = BY_NAME.get(finding.strategy or "")
+    return identity.language if identity is not None else "python"
 
 
 def _top_functions(report: Report, w: _Writer) -> List[str]:
@@ -496,17 +486,6 @@ def _prof_files(report: Report, w: _Writer) -> List[str]:
              "Attach them to the issue if a maintainer asks.", "",
              *_table(("scenario", "warm calls", "first call"), rows), "", *fence("\n".join(commands), "sh")]
     return lines + (["", more] if more else [])
-
-
-# --- shared with the header --------------------------------------------------------------
-
-
-def _measured(report: Report, name: str) -> Optional[StrategyResult]:
-    return next((r for r in report.measured() if r.name == name and r.median_s and r.median_s > 0), None)
-
-
-def _fastest_matching(report: Report) -> Optional[StrategyResult]:
-    return next((r for r in report.measured() if _matches(r) and r.median_s and r.median_s > 0), None)
 
 
 # --- the last resort ---------------------------------------------------------------------

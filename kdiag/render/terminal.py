@@ -12,10 +12,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from kdiag.measure import NOISE_THRESHOLD
-from kdiag.render import format as fmt
-from kdiag.report import Report
-from kdiag.summary import fastest_matching, floor_gaps, strategy_rows
+from kdiag import format as fmt
+from kdiag import views
+from kdiag.datamodel.measurement import NOISE_THRESHOLD
+from kdiag.datamodel.report import Report
 
 
 def render(report: Report, width: int = 120, color: bool = False) -> str:
@@ -54,7 +54,7 @@ def report_parts(report: Report):
     notes = list(_notes(report))
     if notes:
         yield Panel(Group(*[Text(n) for n in notes]), title="Notes", title_align="left", border_style="yellow")
-    best = fastest_matching(report)
+    best = views.fastest_matching(report)
     if best is not None and not report.findings:
         yield Panel(Text(best.snippet), title=f"Fastest with matching outputs: {best.name}",
                     title_align="left", border_style="green")
@@ -108,7 +108,7 @@ def _strategies(report: Report) -> Table:
     for name in ("median", "p90", "p99", "n", "first call", "speed-up", "vs fastest"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("outputs", no_wrap=True)
-    for row in strategy_rows(report):
+    for row in views.strategy_rows(report):
         result = row.result
         m = result.measurement
         if not result.available or m is None:
@@ -128,7 +128,7 @@ def _strategies(report: Report) -> Table:
 
 
 def _reference_name(report: Report) -> str:
-    check = next((s.outputs for s in report.strategies if s.outputs), None)
+    check = views.reference_check(report)
     return check.reference if check else "nothing (no reference ran)"
 
 
@@ -143,32 +143,29 @@ def _outputs_cell(result) -> Text:
 
 def _phases(report: Report) -> Table:
     """Phases per profiled scenario side by side; the compile() delta when both predicts were profiled."""
-    from kdiag.summary import compile_delta_rows
-
     profiles = report.profiles
     table = Table(box=box.SIMPLE_HEAD, title="Where the time goes: ms per warm call by phase (cProfile shares "
                   "scaled to the unprofiled median)", title_justify="left",
-                  caption="cProfile inflated the profiled calls by " + ", ".join(
-                      f"{p.scenario} {p.inflation:.2f}x" for p in profiles if p.inflation) +
-                  "; shares are as profiled, milliseconds are scaled back to the timing pass.",
+                  caption="; ".join(f"{p.scenario}: {views.inflation_text(p)}" for p in profiles) +
+                  ". Shares are as profiled, milliseconds are scaled back to the timing pass.",
                   caption_justify="left")
     table.add_column("phase", no_wrap=True)
     for profile in profiles:
         table.add_column(profile.scenario, justify="right", no_wrap=True)
-    delta = compile_delta_rows(report)
-    if delta:
+    deltas = {d.phase: d for d in views.compile_phase_deltas(report)}
+    if deltas:
         table.add_column("compile() Δ", justify="right", no_wrap=True)
-    for index, row in enumerate(profiles[0].phases):
+    for row in profiles[0].phases:
         cells = [row.name]
         for profile in profiles:
-            phase = profile.phases[index]
-            cells.append(f"{phase.ms_per_call:.2f} ms {_bar(phase.share)}{phase.share:>5.0%}")
-        if delta:
-            cells.append(delta[index].text)
+            phase = profile.phase(row.name)
+            cells.append(f"{phase.ms_per_call:.2f} ms {_bar(phase.share)}{phase.share:>5.0%}" if phase else "—")
+        if deltas:
+            cells.append(deltas[row.name].text if row.name in deltas else "—")
         table.add_row(*cells)
     table.add_row("traces per call (first call)",
                   *[f"{p.traces_per_call:g} ({p.cold_traces})" for p in profiles],
-                  *([""] if delta else []))
+                  *([""] if deltas else []))
     return table
 
 
@@ -220,7 +217,7 @@ def _unavailable(results) -> Table:
 
 
 def _notes(report: Report):
-    check = next((s.outputs for s in report.strategies if s.outputs), None)
+    check = views.reference_check(report)
     if check is not None:
         yield (f"Outputs are compared with {check.reference}'s on the same inputs: "
                f"|diff| <= {check.atol:g} + {check.rtol:g}·|reference| element-wise (max |diff| shown).")
@@ -233,12 +230,12 @@ def _notes(report: Report):
         if m is not None and m.stopped_early:
             yield (f"{result.name}: stopped early after {m.count} calls (wall cap {report.settings.max_wall_s:g} s) "
                    f"— its figures rest on few samples.")
-        if result.outputs is not None and not result.outputs.matches:
+        if views.outputs_differ(result):
             detail = f" ({result.outputs.detail})" if result.outputs.detail else ""
             yield f"{result.name}: outputs differ from {result.outputs.reference}'s{detail}; it is never recommended."
         for note in result.notes:
             yield f"{result.name}: {note}"
-    yield from floor_gaps(report)
+    yield from views.floor_gaps(report)
     yield from report.notes
 
 

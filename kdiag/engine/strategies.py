@@ -17,22 +17,26 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from kdiag.datamodel import strategies as ids
+from kdiag.datamodel.strategies import StrategyIdentity
+from kdiag.engine.inputs import ModelInputs
+from kdiag.engine.load import LoadedModel, serving_signature
 from kdiag.errors import NotApplicable, first_line
-from kdiag.inputs import ModelInputs
-from kdiag.load import LoadedModel, serving_signature
 
 Outputs = List[np.ndarray]
-PREDICT = "predict"
-PREDICT_COMPILED = "predict (compiled)"
 
 
 @dataclasses.dataclass
 class StrategyContext:
+    """What every strategy prepares from: the model, the inputs, a scratch folder.
+
+    `cached` shares one-off artefacts (an exported SavedModel) between strategies; nothing
+    else is written to it after construction.
+    """
+
     loaded: LoadedModel
     inputs: ModelInputs
     work_dir: Path  # for exported SavedModels and TFLite files
-    reference_outputs: Optional[Outputs] = None  # predict's (or the signature's) outputs, once measured
-    timing_warnings: List[str] = dataclasses.field(default_factory=list)  # TensorFlow's, captured while timing
     _cache: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def keras_inputs(self):
@@ -68,12 +72,18 @@ class StrategyContext:
 
 @dataclasses.dataclass(frozen=True)
 class Strategy:
-    key: str  # what --strategies takes
-    name: str  # what reports show; the plain predict is exactly "predict"
-    snippet: str
+    """A strategy's identity (from the data model) and the code that prepares its call."""
+
+    identity: StrategyIdentity
     prepare: Callable[[StrategyContext], Callable[[], Outputs]]
-    needs_keras: bool = True
-    summary: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def needs_keras(self) -> bool:
+        return self.identity.needs_keras
 
 
 # --- output normalisation -----------------------------------------------------------
@@ -105,7 +115,7 @@ def _natural_key(key) -> list:
 
 
 def _tf():
-    from kdiag.tf import tf_and_keras
+    from kdiag.engine.tf import tf_and_keras
 
     return tf_and_keras()[0]
 
@@ -295,37 +305,18 @@ def _resize_for_batch(interpreter, key, arrays) -> None:
         interpreter.allocate_tensors()
 
 
-TF_FUNCTION_SNIPPET = """\
-serve = tf.function(lambda x: model(x, training=False),
-                    input_signature=[tf.TensorSpec(x.shape[1:] with None batch, x.dtype)])
-serve(x)"""
-
+#: What --strategies chooses from, in the order the data model lists them.
 STRATEGIES: List[Strategy] = [
-    Strategy("predict", PREDICT, "model = keras.models.load_model(path, compile=False)\nmodel.predict(x, verbose=0)",
-             _predict, summary="Keras predict, model loaded without compile()"),
-    Strategy("predict-compiled", PREDICT_COMPILED, "model = keras.models.load_model(path)  # compiled\nmodel.predict(x, verbose=0)",
-             _predict_compiled, summary="Keras predict after compile()"),
-    Strategy("predict_on_batch", "predict_on_batch", "model.predict_on_batch(x)", _predict_on_batch,
-             summary="one batch, no data pipeline"),
-    Strategy("eager", "model(x) eager", "model(x, training=False)", _eager_call,
-             summary="direct call, eager op-by-op execution"),
-    Strategy("tf-function", "tf.function", TF_FUNCTION_SNIPPET, _tf_function,
-             summary="direct call compiled to a graph, called with NumPy arrays"),
-    Strategy("concrete", "concrete function",
-             "fn = serve.get_concrete_function()\nx_t = tf.constant(x)\nfn(x_t)",
-             _concrete_function, summary="the traced graph called on tensors, no dispatch or conversion"),
-    Strategy("xla", "XLA (jit_compile)",
-             "serve = tf.function(lambda x: model(x, training=False), jit_compile=True,\n"
-             "                    input_signature=[...])\nserve(x)",
-             _xla, summary="graph compiled by XLA"),
-    Strategy("savedmodel", "SavedModel serve",
-             "model.export('exported')\nreloaded = tf.saved_model.load('exported')\nreloaded.serve(x)",
-             _saved_model, needs_keras=False, summary="the exported SavedModel's serving endpoint"),
-    Strategy("tflite", "TFLite",
-             "blob = tf.lite.TFLiteConverter.from_saved_model('exported').convert()\n"
-             "runner = tf.lite.Interpreter(model_content=blob).get_signature_runner()\n"
-             "runner(x=x)", _tflite, needs_keras=False, summary="TFLite interpreter (XNNPACK on CPU)"),
+    Strategy(ids.PREDICT, _predict),
+    Strategy(ids.PREDICT_COMPILED, _predict_compiled),
+    Strategy(ids.PREDICT_ON_BATCH, _predict_on_batch),
+    Strategy(ids.EAGER, _eager_call),
+    Strategy(ids.TF_FUNCTION, _tf_function),
+    Strategy(ids.CONCRETE, _concrete_function),
+    Strategy(ids.XLA, _xla),
+    Strategy(ids.SAVEDMODEL, _saved_model),
+    Strategy(ids.TFLITE, _tflite),
 ]
 
-BY_KEY = {s.key: s for s in STRATEGIES}
+BY_KEY = {s.identity.key: s for s in STRATEGIES}
 BY_NAME = {s.name: s for s in STRATEGIES}

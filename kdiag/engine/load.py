@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from kdiag.errors import KdiagError, first_line
-from kdiag.h5probe import probe
-from kdiag.inputs import InputSpec
+from kdiag.engine.h5probe import probe
+from kdiag.engine.inputs import InputSpec
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 DEFAULT_COMPILE = dict(optimizer="rmsprop", loss="mse")
 DEFAULT_COMPILE_TEXT = "compile(optimizer='rmsprop', loss='mse')"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LoadedModel:
     name: str
     source: str  # a path, "example:NAME" or "in-memory"
@@ -86,14 +86,12 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
         model = loader(False)
     load_time = time.perf_counter() - start
     factory, described = _compiled_factory(loader, compile_config)
-    loaded = _from_keras(model, path.stem, str(path), fmt, load_time, factory, described)
-    loaded.uncompiled_factory = lambda: loader(False)
-    loaded.load_notes = _weight_warnings(caught)
-    return loaded
+    return _from_keras(model, path.stem, str(path), fmt, load_time, factory, described,
+                       uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught))
 
 
 def load_example(name: str) -> LoadedModel:
-    from kdiag.examples import get_example
+    from kdiag.engine.examples import get_example
 
     example = get_example(name)
     start = time.perf_counter()
@@ -105,17 +103,14 @@ def load_example(name: str) -> LoadedModel:
         twin.compile(**DEFAULT_COMPILE)
         return twin
 
-    loaded = _from_keras(
-        model, name, f"example:{name}", "example", load_time, compiled, f"the default {DEFAULT_COMPILE_TEXT}"
-    )
-    loaded.default_batch_size = example.batch_size
-    loaded.uncompiled_factory = example.build
-    return loaded
+    return _from_keras(model, name, f"example:{name}", "example", load_time, compiled,
+                       f"the default {DEFAULT_COMPILE_TEXT}", uncompiled_factory=example.build,
+                       default_batch_size=example.batch_size)
 
 
 def from_model(model) -> LoadedModel:
     """An in-memory Keras model (the Python API)."""
-    from kdiag.tf import tf_and_keras
+    from kdiag.engine.tf import tf_and_keras
 
     _, keras = tf_and_keras()
 
@@ -129,12 +124,8 @@ def from_model(model) -> LoadedModel:
         twin.compile(**DEFAULT_COMPILE)
         return twin
 
-    loaded = _from_keras(
-        model, model.name, "in-memory", "in-memory", 0.0, compiled,
-        f"a clone of the model with the default {DEFAULT_COMPILE_TEXT}",
-    )
-    loaded.uncompiled_factory = clone
-    return loaded
+    return _from_keras(model, model.name, "in-memory", "in-memory", 0.0, compiled,
+                       f"a clone of the model with the default {DEFAULT_COMPILE_TEXT}", uncompiled_factory=clone)
 
 
 # --- Keras files ------------------------------------------------------------------
@@ -242,7 +233,7 @@ def _check_unicode(path: Path, config, what: str) -> None:
 
 
 def _keras_load(path: Path, compile: bool, unsafe: bool, custom_objects: Optional[dict]):
-    from kdiag.tf import tf_and_keras
+    from kdiag.engine.tf import tf_and_keras
 
     _, keras = tf_and_keras()
     try:
@@ -298,7 +289,8 @@ def _compiled_factory(loader, compile_config: Optional[dict]):
     return default_compiled, f"the default {DEFAULT_COMPILE_TEXT} (the file has no training config)"
 
 
-def _from_keras(model, name, source, fmt, load_time, compiled_factory, compile_config) -> LoadedModel:
+def _from_keras(model, name, source, fmt, load_time, compiled_factory, compile_config, *,
+                uncompiled_factory, load_notes=(), default_batch_size=None) -> LoadedModel:
     specs, structure = keras_input_specs(model)
     return LoadedModel(
         name=name,
@@ -309,7 +301,10 @@ def _from_keras(model, name, source, fmt, load_time, compiled_factory, compile_c
         load_time_s=load_time,
         model=model,
         compiled_factory=compiled_factory,
+        uncompiled_factory=uncompiled_factory,
         compile_config=compile_config,
+        default_batch_size=default_batch_size,
+        load_notes=list(load_notes),
     )
 
 
@@ -405,16 +400,15 @@ def _flatten(value):
 
 
 def _load_saved_model(path: Path) -> LoadedModel:
-    from kdiag.tf import tf_and_keras
+    from kdiag.engine.tf import tf_and_keras
 
     tf, _ = tf_and_keras()
     start = time.perf_counter()
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise KdiagError(
-            f"{path} could not be loaded as a SavedModel ({type(exc).__name__}: {first[:200]})",
+            f"{path} could not be loaded as a SavedModel ({type(exc).__name__}: {first_line(exc, 200)})",
             "check that the directory is complete (saved_model.pb and variables/)",
         ) from exc
     load_time = time.perf_counter() - start

@@ -75,7 +75,7 @@ def get_example(name: str) -> Example:
     description, batch_size, builder = _BUILDERS[name]
 
     def build():
-        from kdiag.tf import tf_and_keras
+        from kdiag.engine.tf import tf_and_keras
 
         _, keras = tf_and_keras()
         keras.utils.set_random_seed(0)  # same weights every run

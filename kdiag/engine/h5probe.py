@@ -5,7 +5,7 @@ makes H5HG__cache_heap_deserialize spin with the GIL held), and nothing in this 
 interrupt native code. So a child process reads every attribute and dataset first, under a
 time limit; its Python-level errors are ignored (the loader reports those, in this process).
 
-Run as `python -m kdiag.h5probe PATH [ZIP_MEMBER]` by `probe()`, never imported for its reading code.
+Run as `python -m kdiag.engine.h5probe PATH [ZIP_MEMBER]` by `probe()`, never imported for its reading code.
 """
 
 import io
@@ -31,7 +31,7 @@ def probe(path: Path, member: str = "") -> None:
     limit = H5_PROBE_TIMEOUT_S + H5_PROBE_S_PER_GIB * path.stat().st_size / (1 << 30)
     fix = "save the model again, or download it again"
     try:
-        result = subprocess.run([sys.executable, "-m", "kdiag.h5probe", str(path), member], input=b"",
+        result = subprocess.run([sys.executable, "-m", "kdiag.engine.h5probe", str(path), member], input=b"",
                                 capture_output=True, timeout=limit)
     except subprocess.TimeoutExpired:
         raise KdiagError(f"{what} is damaged: the HDF5 library did not finish reading it in {limit:.0f} s", fix)

@@ -1,7 +1,7 @@
 """The cProfile pass, separate from timing: one cold call and N warm calls per scenario.
 
 Each pass is dumped as a `.prof` file (pstats format: `pstats.Stats` and snakeviz open
-it), attributed to phases by `kdiag.phases`, and scaled to the *unprofiled* median
+it), attributed to phases by `kdiag.engine.phases`, and scaled to the *unprofiled* median
 from the timing pass, so cProfile's own overhead does not inflate the per-phase
 milliseconds (it inflates Python-heavy phases more than others; the shares are the
 profiled ones, and the report says so).
@@ -11,50 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
-import dataclasses
 import logging
 import pstats
 import re
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
-from kdiag.phases import PhaseBreakdown, TopFunction, attribute, select_rules
+from kdiag.datamodel.profile import PhaseRow, ProfileResult
+from kdiag.engine.phases import PhaseBreakdown, attribute, select_rules
 
 # Creating a concrete function always builds a FuncGraph here, in every TF 2.x.
 TRACE_LANDMARK = ("tensorflow/python/framework/func_graph.py", "func_graph_from_py_func")
-
-
-@dataclasses.dataclass(frozen=True)
-class PhaseRow:
-    name: str
-    share: float  # of the profiled warm total, 0..1
-    ms_per_call: float  # share x the unprofiled median (None-free: 0 when no median)
-    profiled_ms_per_call: float  # as cProfile saw it (inflated by the profiler)
-
-
-@dataclasses.dataclass(frozen=True)
-class ProfileResult:
-    scenario: str  # the strategy's name, e.g. "predict", "predict (compiled)"
-    prof_path: str  # warm calls
-    cold_prof_path: str  # the first call of a fresh instance
-    calls: int  # warm calls profiled
-    ruleset: str
-    profiled_s_per_call: float
-    unprofiled_median_s: Optional[float]  # from the timing pass
-    cold_call_profiled_s: float
-    phases: List[PhaseRow]
-    cold_phases: List[PhaseRow]  # shares of the cold call (ms are profiled, not scaled)
-    top_functions: List[TopFunction]
-    traces_per_call: float  # concrete functions created per warm call
-    cold_traces: int  # concrete functions created by the first call
-    retracing_warnings: List[str]
-
-    @property
-    def inflation(self) -> Optional[float]:
-        """Profiled time per call / unprofiled median: cProfile's own overhead."""
-        if not self.unprofiled_median_s:
-            return None
-        return self.profiled_s_per_call / self.unprofiled_median_s
 
 
 def profile_scenario(

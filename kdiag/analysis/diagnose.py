@@ -17,41 +17,18 @@ ones without a speed-up by severity.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from kdiag.measure import NOISE_THRESHOLD
-from kdiag.profiling import ProfileResult
-from kdiag.render.format import diff as fmt_diff
-from kdiag.render.format import duration
-from kdiag.render.format import ratio as fmt_ratio
-from kdiag.report import Finding, OutputCheck, Report, StrategyResult
-
-# Strategy names as reports show them. kdiag.strategies and kdiag.cpp define them (tests
-# check that these agree); importing those here would pull NumPy and the loaders in.
-PREDICT = "predict"
-PREDICT_COMPILED = "predict (compiled)"
-PREDICT_ON_BATCH = "predict_on_batch"
-EAGER = "model(x) eager"
-TF_FUNCTION = "tf.function"
-CONCRETE = "concrete function"
-XLA = "XLA (jit_compile)"
-SAVEDMODEL = "SavedModel serve"
-TFLITE = "TFLite"
-CPP = "C++ (TF C API)"
-
-#: What predict-overhead may recommend instead of predict.
-DIRECT_PATHS = (PREDICT_ON_BATCH, TF_FUNCTION, CONCRETE)
-#: What eager-slow may recommend instead of an eager call.
-GRAPH_PATHS = (TF_FUNCTION, CONCRETE)
-#: Ways of calling the Keras model itself (compute-bound's "best Keras path").
-KERAS_PATHS = (PREDICT, PREDICT_COMPILED, PREDICT_ON_BATCH, EAGER, TF_FUNCTION, CONCRETE)
-#: Other runtimes compute-bound shows when the Keras path is near the floor.
-COMPUTE_ALTERNATIVES = (XLA, TFLITE)
-#: The fastest way to run the graph kdiag measures: no Keras, no TF Python.
-FLOORS = (TFLITE, CPP)
-#: Scenarios whose per-call tracing is predict's own (tf.data map functions), not retracing.
-PREDICT_SCENARIOS = (PREDICT, PREDICT_COMPILED)
+from kdiag import views
+from kdiag.datamodel.measurement import NOISE_THRESHOLD
+from kdiag.datamodel.profile import TRACING, ProfileResult
+from kdiag.datamodel.report import Finding, Report, StrategyResult
+from kdiag.datamodel.strategies import (COMPUTE_ALTERNATIVES, CPP, DIRECT_PATHS, EAGER, FLOORS, GRAPH_PATHS,
+                                        KERAS_PATHS, PREDICT, PREDICT_COMPILED, PREDICT_SCENARIOS, TF_FUNCTION)
+from kdiag.format import diff as fmt_diff
+from kdiag.format import duration
+from kdiag.format import ratio as fmt_ratio
+from kdiag.views import fastest_usable, outputs_match, timed, usable
 
 SEVERITIES = ("high", "medium", "low", "info")
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -104,7 +81,7 @@ THRESHOLDS: Tuple[Threshold, ...] = (
     Threshold("floor-gap", "noise_iqrs", 1.0,
               "and the difference of medians must exceed this many times the sum of both IQRs"),
     Threshold("noisy", "iqr_over_median", NOISE_THRESHOLD,
-              "a measurement whose IQR / median exceeds this is noisy (kdiag.measure.NOISE_THRESHOLD)"),
+              "a measurement whose IQR / median exceeds this is noisy (kdiag.engine.measure.NOISE_THRESHOLD)"),
 )
 
 _THRESHOLD_VALUES: Dict[Tuple[str, str], float] = {(t.finding_id, t.name): t.value for t in THRESHOLDS}
@@ -143,53 +120,12 @@ def sort_findings(findings: Iterable[Finding]) -> List[Finding]:
 # --- helpers ------------------------------------------------------------------------
 
 
-def outputs_match(result: StrategyResult) -> bool:
-    """Checked against the reference and matching; the reference itself matches."""
-    check = result.outputs
-    return check is not None and (check.matches or check.reference == result.name)
-
-
-def timed(report: Report, name: str) -> Optional[StrategyResult]:
-    """The strategy when it is available and has a positive, finite median."""
-    result = report.strategy(name)
-    if result is None or not result.available or result.measurement is None or not result.measurement.count:
-        return None
-    median = result.median_s
-    if median is None or not median > 0 or math.isinf(median):
-        return None
-    return result
-
-
-def usable(report: Report, name: str) -> Optional[StrategyResult]:
-    """The strategy when it was measured and its outputs match: only these are recommended."""
-    result = timed(report, name)
-    return result if result is not None and outputs_match(result) else None
-
-
-def fastest_usable(report: Report, names: Iterable[str]) -> Optional[StrategyResult]:
-    candidates = [r for r in (usable(report, n) for n in names) if r is not None]
-    return min(candidates, key=lambda r: r.median_s) if candidates else None
-
-
-def _iqr(result: StrategyResult) -> float:
-    iqr = result.measurement.iqr_s
-    return 0.0 if iqr != iqr else iqr
-
-
-def _beyond_noise(a: StrategyResult, b: StrategyResult, iqrs: float) -> bool:
-    return abs(a.median_s - b.median_s) > iqrs * (_iqr(a) + _iqr(b))
-
-
-def _reference_check(report: Report) -> Optional[OutputCheck]:
-    return next((s.outputs for s in report.strategies if s.outputs is not None), None)
-
-
 def _ms(seconds: float) -> str:
     return duration(seconds)
 
 
 def _med(result: StrategyResult) -> str:
-    return f"{_ms(result.median_s)} (IQR {_ms(_iqr(result))}, n={result.measurement.count})"
+    return f"{_ms(result.median_s)} (IQR {_ms(views.iqr(result))}, n={result.measurement.count})"
 
 
 def _match_text(result: StrategyResult) -> str:
@@ -201,9 +137,7 @@ def _match_text(result: StrategyResult) -> str:
 
 def _scaled_note(profile: ProfileResult) -> str:
     if profile.unprofiled_median_s:
-        inflation = profile.inflation
-        return ("cProfile shares scaled to the unprofiled median"
-                + (f"; cProfile inflated the time {inflation:.2f}x" if inflation else ""))
+        return f"cProfile shares scaled to the unprofiled median; {views.inflation_text(profile)}"
     return "as profiled: no unprofiled median to scale to, so cProfile's overhead is included"
 
 
@@ -214,16 +148,12 @@ def _phase_list(rows, min_share: float = 0.0, limit: Optional[int] = None) -> st
     return ", ".join(f"{p.name} {_ms(p.ms_per_call / 1e3)} ({p.share:.0%})" for p in chosen)
 
 
-def _phase_of(profile: ProfileResult, name: str):
-    return next((p for p in profile.phases if p.name == name), None)
-
-
 # --- rules --------------------------------------------------------------------------
 
 
 def predict_overhead(report: Report) -> List[Finding]:
     fid = "predict-overhead"
-    predict = timed(report, PREDICT)
+    predict = timed(report, PREDICT.name)
     best = fastest_usable(report, DIRECT_PATHS)
     if predict is None or best is None:
         return []
@@ -243,7 +173,7 @@ def predict_overhead(report: Report) -> List[Finding]:
     eager_line = _eager_mention(report, predict)
     if eager_line:
         evidence.append(eager_line)
-    profile = report.profile(PREDICT)
+    profile = report.profile(PREDICT.name)
     if profile is not None:
         dominant = _phase_list(profile.phases, threshold(fid, "dominant_phase_share"))
         if dominant:
@@ -271,7 +201,7 @@ def predict_overhead(report: Report) -> List[Finding]:
 
 
 def _eager_mention(report: Report, predict: StrategyResult) -> str:
-    eager = timed(report, EAGER)
+    eager = timed(report, EAGER.name)
     if eager is None:
         return ""
     if outputs_match(eager):
@@ -284,13 +214,13 @@ def _eager_mention(report: Report, predict: StrategyResult) -> str:
 def compile_effect(report: Report) -> List[Finding]:
     """compile-slowdown when compile() slows predict beyond the noise, else compile-no-effect."""
     fid = "compile-slowdown"
-    plain = timed(report, PREDICT)
-    compiled = timed(report, PREDICT_COMPILED)
+    plain = timed(report, PREDICT.name)
+    compiled = timed(report, PREDICT_COMPILED.name)
     if plain is None or compiled is None:
         return []
     ratio = compiled.median_s / plain.median_s
     difference = compiled.median_s - plain.median_s
-    noise = threshold(fid, "noise_iqrs") * (_iqr(plain) + _iqr(compiled))
+    noise = threshold(fid, "noise_iqrs") * (views.iqr(plain) + views.iqr(compiled))
     evidence = [
         f"predict (compiled): median {_med(compiled)}.",
         f"predict (loaded with compile=False): median {_med(plain)}.",
@@ -311,7 +241,7 @@ def compile_effect(report: Report) -> List[Finding]:
                     "keras.models.load_model(path, compile=False). "
                     f"Measured {fmt_ratio(ratio)} faster on this model."),
             snippet=plain.snippet if recommend else "",
-            strategy=PREDICT if recommend else None,
+            strategy=PREDICT.name if recommend else None,
             measured_speedup=ratio if recommend else None,
             outputs_match=True if recommend else None,
         )]
@@ -338,24 +268,13 @@ def compile_effect(report: Report) -> List[Finding]:
 
 
 def _phase_deltas(report: Report, limit: int = 3) -> str:
-    before = report.profile(PREDICT)
-    after = report.profile(PREDICT_COMPILED)
-    if before is None or after is None:
+    """The largest per-phase changes with compile(), as the terminal and Markdown tables show them."""
+    deltas = sorted(views.compile_phase_deltas(report), key=lambda d: -abs(d.delta_ms))[:limit]
+    if not deltas:
         return ""
-    after_rows = {p.name: p for p in after.phases}
-    changes = []
-    for row in before.phases:
-        other = after_rows.get(row.name)
-        if other is not None:
-            changes.append((other.ms_per_call - row.ms_per_call, row.name, row.ms_per_call, other.ms_per_call))
-    changes.sort(key=lambda c: -abs(c[0]))
-    shown = [f"{name} {delta:+.3g} ms ({b:.3g} → {a:.3g})" for delta, name, b, a in changes[:limit]]
-    if not shown:
-        return ""
-    scaled = "cProfile shares scaled to each scenario's unprofiled median"
-    if not (before.unprofiled_median_s and after.unprofiled_median_s):
-        scaled = "as profiled, cProfile overhead included"
-    return f"Largest per-phase changes with compile() (ms per call, {scaled}): " + ", ".join(shown) + "."
+    shown = [f"{d.phase} {d.text} ({d.before_ms:.3g} → {d.after_ms:.3g} ms)" for d in deltas]
+    return ("Largest per-phase changes with compile() (ms per call, cProfile shares scaled to each scenario's "
+            "unprofiled median; within the noise shows as ~0): " + ", ".join(shown) + ".")
 
 
 def retracing(report: Report) -> List[Finding]:
@@ -366,7 +285,7 @@ def retracing(report: Report) -> List[Finding]:
     for profile in report.profiles:
         if profile.scenario not in PREDICT_SCENARIOS and profile.traces_per_call > limit:
             worst = max(worst, profile.traces_per_call)
-            tracing = _phase_of(profile, "tracing")
+            tracing = profile.phase(TRACING)
             cost = (f"; tracing took {_ms(tracing.ms_per_call / 1e3)} per call ({tracing.share:.0%})"
                     if tracing is not None and tracing.share > 0 else "")
             evidence.append(f"{profile.scenario}: {profile.traces_per_call:.3g} concrete functions created per "
@@ -377,7 +296,7 @@ def retracing(report: Report) -> List[Finding]:
     evidence += [note[:300] for note in report.notes if "retracing" in note]  # warnings while timing
     if not evidence:
         return []
-    tf_function = report.strategy(TF_FUNCTION)
+    tf_function = report.strategy(TF_FUNCTION.name)
     return [Finding(
         id=fid,
         severity="high" if worst >= threshold(fid, "high_traces_per_call") else "medium",
@@ -392,7 +311,7 @@ def retracing(report: Report) -> List[Finding]:
 
 def eager_slow(report: Report) -> List[Finding]:
     fid = "eager-slow"
-    eager = timed(report, EAGER)
+    eager = timed(report, EAGER.name)
     best = fastest_usable(report, GRAPH_PATHS)
     if eager is None or best is None:
         return []
@@ -424,7 +343,7 @@ def training_dependent_layers(report: Report) -> List[Finding]:
     verb = "layers behave" if len(layers) != 1 else "layer behaves"
     evidence = [f"{len(layers)} {verb} differently when training: {shown}."]
     stray = report.model.training_true_max_abs_diff
-    check = _reference_check(report)
+    check = views.reference_check(report)
     reference = check.reference if check is not None else "the reference"
     if stray is None or stray != stray:
         severity = "medium"
@@ -474,7 +393,7 @@ def compute_bound(report: Report) -> List[Finding]:
         evidence.append(f"{alt.name}: median {_med(alt)}, {fmt_ratio(speedup)} the speed of {base.name}; "
                         f"{_match_text(alt)}.")
         clear = (speedup >= threshold(fid, "min_alternative_speedup")
-                 and _beyond_noise(base, alt, threshold(fid, "noise_iqrs")))
+                 and views.beyond_noise(base, alt, threshold(fid, "noise_iqrs")))
         if clear and speedup > best_speedup:
             best_alt, best_speedup = alt, speedup
     evidence.append(f"Other batch sizes were not measured (this run used batch size {report.model.batch_size}).")
@@ -514,10 +433,10 @@ def floor_gap(report: Report) -> List[Finding]:
         else:
             evidence.append(f"{name}: median {_ms(result.median_s)}, but its outputs were not shown to match "
                             "the reference, so it is not used as a floor.")
-    if floor.name == CPP:
-        evidence.append(f"{CPP} ran in its own process after the Python strategies (not interleaved with them), "
+    if floor.name == CPP.name:
+        evidence.append(f"{CPP.name} ran in its own process after the Python strategies (not interleaved with them), "
                         "so machine drift between the two is not cancelled out.")
-    significant = gap >= threshold(fid, "min_ratio") and _beyond_noise(best, floor, threshold(fid, "noise_iqrs"))
+    significant = gap >= threshold(fid, "min_ratio") and views.beyond_noise(best, floor, threshold(fid, "noise_iqrs"))
     if significant:
         title = f"{floor.name} runs this model {fmt_ratio(gap)} faster than the best Python path ({best.name})"
         advice = (f"If that gap matters, serve the model with {floor.name}: measured {fmt_ratio(gap)} faster than "
@@ -560,13 +479,13 @@ def noisy(report: Report) -> List[Finding]:
 
 
 def outputs_differ(report: Report) -> List[Finding]:
-    measured = report.measured()
+    measured = views.measured(report)
     fastest = measured[0].name if measured else None
     evidence = []
     for result in report.strategies:
-        check = result.outputs
-        if check is None or check.matches or check.reference == result.name:
+        if not views.outputs_differ(result):
             continue
+        check = result.outputs
         detail = f" ({check.detail})" if check.detail else ""
         fastest_note = (f"; it was the fastest measured ({_ms(result.median_s)}), and is still not recommended"
                         if result.name == fastest else "")

@@ -27,23 +27,10 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from kdiag.errors import KdiagError
-from kdiag.measure import Measurement
-
-STRATEGY_NAME = "C++ (TF C API)"
-
-# What a user would write to call the model from C++ (the loop kdiag times).
-SNIPPET = """\
-TF_Graph* graph = TF_NewGraph();
-const char* tags[] = {"serve"};
-TF_Session* session = TF_LoadSessionFromSavedModel(
-    opts, nullptr, "saved_model_dir", tags, 1, graph, nullptr, status);
-TF_Output in{TF_GraphOperationByName(graph, "serving_default_x"), 0};
-TF_Output out{TF_GraphOperationByName(graph, "StatefulPartitionedCall_1"), 0};
-TF_Tensor* result = nullptr;
-TF_SessionRun(session, nullptr, &in, &x, 1, &out, &result, 1,
-              nullptr, 0, nullptr, status);  // synchronous: result is in host memory
-const float* y = static_cast<const float*>(TF_TensorData(result));"""
+from kdiag.datamodel.strategies import CPP
+from kdiag.engine.measure import MeasureSettings
+from kdiag.errors import KdiagError, first_line
+from kdiag.datamodel.measurement import Measurement
 
 BINARY_NAME = "kdiag_cpp_baseline"
 _ERROR_PREFIX = BINARY_NAME + ": error: "
@@ -77,7 +64,7 @@ class _Toolchain:
 
 def source_dir() -> pathlib.Path:
     """Where `kdiag_cpp_baseline.cc` and its CMakeLists.txt live."""
-    return pathlib.Path(__file__).resolve().parent.parent / "cpp_baseline"
+    return pathlib.Path(__file__).resolve().parents[2] / "cpp_baseline"  # kdiag/engine/cpp.py → the checkout
 
 
 def cache_root() -> pathlib.Path:
@@ -293,7 +280,7 @@ def signature_tensors(
         meta_graph = saved_model_utils.get_meta_graph_def(str(saved_model_dir), tag)
     except (RuntimeError, OSError, ValueError) as err:
         raise KdiagError(
-            f"cannot read the '{tag}' MetaGraph of SavedModel {saved_model_dir}: {_one_line(str(err))}",
+            f"cannot read the '{tag}' MetaGraph of SavedModel {saved_model_dir}: {first_line(err)}",
             "export the model with model.export(dir) (Keras 3) or tf.saved_model.save",
         ) from err
     signatures = meta_graph.signature_def
@@ -359,24 +346,20 @@ def _prepare_input(key: str, value, spec: _TensorInfo) -> np.ndarray:
 def run_baseline(
     saved_model_dir,
     inputs: Mapping[str, np.ndarray],
+    settings: MeasureSettings = MeasureSettings(),
     *,
-    budget_s: float = 1.0,
-    min_calls: int = 5,
-    max_wall_s: float = 6.0,
-    warmup_calls: int = 1,
     signature: str = "serving_default",
     tag: str = "serve",
     work_dir=None,
     binary=None,
-    intra_op_threads: Optional[int] = None,
-    inter_op_threads: Optional[int] = None,
+    threads: Optional[Tuple[int, int]] = None,
     timeout_s: Optional[float] = None,
 ) -> CppRun:
     """Time the SavedModel's signature called through TF_SessionRun from C++.
 
     `inputs` is keyed by the signature's input keys (e.g. `x`). Input files, and the
     cold call's outputs, go to `work_dir` (a temporary directory, removed afterwards,
-    when None). `binary` skips `build()`. The thread counts default to TensorFlow's own
+    when None). `binary` skips `build()`. `threads` (intra-op, inter-op) default to TensorFlow's own
     (all cores). The child gets `timeout_s` (default: 300 s plus the timing caps) in all.
     """
     saved_model_dir = pathlib.Path(saved_model_dir)
@@ -415,15 +398,14 @@ def run_baseline(
             "--saved-model", str(saved_model_dir.resolve()),
             "--tag", tag,
             "--out-dir", str((work / "outputs").resolve()),
-            "--budget-s", repr(float(budget_s)),
-            "--min-calls", str(int(min_calls)),
-            "--max-wall-s", repr(float(max_wall_s)),
-            "--warmup", str(int(warmup_calls)),
+            "--budget-s", repr(float(settings.budget_s)),
+            "--min-calls", str(int(settings.min_calls)),
+            "--max-wall-s", repr(float(settings.max_wall_s)),
+            "--warmup", str(int(settings.warmup_calls)),
         ]
-        if intra_op_threads is not None:
-            command += ["--intra-op-threads", str(int(intra_op_threads))]
-        if inter_op_threads is not None:
-            command += ["--inter-op-threads", str(int(inter_op_threads))]
+        if threads is not None:
+            intra, inter = threads
+            command += ["--intra-op-threads", str(int(intra)), "--inter-op-threads", str(int(inter))]
         for i, (key, array) in enumerate(arrays.items()):
             path = (work / f"input_{i}.npy").resolve()
             np.save(path, array, allow_pickle=False)
@@ -434,7 +416,7 @@ def run_baseline(
             command += ["--output", name]
 
         if timeout_s is None:
-            timeout_s = 300.0 + float(max_wall_s) + float(budget_s)
+            timeout_s = 300.0 + float(settings.max_wall_s) + float(settings.budget_s)
         result = _invoke(command, timeout_s)
 
         fetched = {}
@@ -448,7 +430,7 @@ def run_baseline(
             outputs[key] = fetched[name]
 
     measurement = Measurement(
-        strategy=STRATEGY_NAME,
+        strategy=CPP.name,
         first_call_s=float(result["cold_s"]),
         samples_s=tuple(float(s) for s in result["samples_s"]),
         stopped_early=bool(result.get("stopped_early", False)),
@@ -491,7 +473,7 @@ def _invoke(command: Sequence[str], timeout_s: float) -> dict:
     except (IndexError, ValueError, TypeError) as err:
         raise KdiagError(
             f"the C++ baseline printed unreadable JSON ({err}): {proc.stdout[:200]!r}",
-            "rebuild it with kdiag.cpp.build(force=True)",
+            "rebuild it with kdiag.engine.cpp.build(force=True)",
         ) from err
     return result
 
@@ -516,8 +498,4 @@ def _failure_message(returncode: int, stderr: str) -> str:
     # No message of ours: a crash (signal) or an abort inside TensorFlow.
     how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with status {returncode}"
     tail = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return f"the C++ baseline {how}" + (f": {_one_line(tail[-1])}" if tail else "")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return f"the C++ baseline {how}" + (f": {tail[-1]}" if tail else "")

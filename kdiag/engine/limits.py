@@ -8,7 +8,7 @@ from typing import Mapping, Sequence, Tuple
 import numpy as np
 
 from kdiag.errors import KdiagError
-from kdiag.inputs import InputSpec
+from kdiag.engine.inputs import InputSpec
 
 # Several copies of the inputs exist at once (NumPy, tensors, TFLite buffers, outputs),
 # so refuse inputs above this share of the machine's memory.

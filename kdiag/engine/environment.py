@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import platform
 
-from kdiag.report import Environment
+from kdiag.datamodel.report import Environment
 
 
 def collect() -> Environment:
-    from kdiag.tf import legacy_keras_requested, tf_and_keras
+    from kdiag.engine.tf import legacy_keras_requested, tf_and_keras
 
     tf, keras = tf_and_keras()
     build = _build_info(tf)
@@ -18,7 +18,7 @@ def collect() -> Environment:
         if build.get("is_cuda_build")
         else "not a CUDA build"
     )
-    from kdiag.tf import native_stderr_captured
+    from kdiag.engine.tf import native_stderr_captured
 
     try:
         with native_stderr_captured():  # cuInit's complaint on a CPU-only machine

@@ -6,7 +6,7 @@ import importlib.util
 import inspect
 from pathlib import Path
 
-from kdiag.errors import KdiagError
+from kdiag.errors import KdiagError, first_line
 
 
 def load_custom_objects(path: str) -> dict:
@@ -20,8 +20,8 @@ def load_custom_objects(path: str) -> dict:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:  # a training script may parse argv or exit when imported
         raise KdiagError(
-            f"--custom-objects {file.name} failed to import ({type(exc).__name__}: {exc})",
-            "fix the module so that `python {file}` runs",
+            f"--custom-objects {file.name} failed to import ({type(exc).__name__}: {first_line(exc)})",
+            f"fix the module so that `python {file}` runs",
         ) from exc
     return {
         name: value

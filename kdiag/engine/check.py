@@ -6,7 +6,7 @@ from typing import List
 
 import numpy as np
 
-from kdiag.report import OutputCheck
+from kdiag.datamodel.report import OutputCheck
 
 # float32 arithmetic in a different order (XLA fusion, TFLite/XNNPACK kernels, oneDNN)
 # moves results by a few ulps; anything beyond this is a different computation.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -40,24 +40,6 @@ class ModelInputs:
     @property
     def batch_size(self) -> int:
         return next(iter(self.arrays.values())).shape[0]
-
-
-def parse_shape_overrides(items: Sequence[str]) -> Dict[str, Tuple[int, ...]]:
-    """`NAME=D1,D2` (dims after the batch axis) → {NAME: (D1, D2)}; a bare `D1,D2` gets name ''."""
-    overrides = {}
-    for item in items:
-        name, _, dims = item.rpartition("=")
-        try:
-            shape = tuple(int(d) for d in dims.split(",") if d.strip())
-        except ValueError:
-            shape = ()
-        if not shape or any(d <= 0 for d in shape):
-            raise KdiagError(
-                f"--input-shape {item!r} is not NAME=D1,D2,... with positive integers",
-                "write it like --input-shape tokens=128 (the dimensions after the batch axis)",
-            )
-        overrides[name] = shape
-    return overrides
 
 
 def resolve_shapes(

@@ -7,11 +7,14 @@ Renderers only read a Report; `kdiag compare` rebuilds Reports from saved JSON w
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
 
-from kdiag.measure import Measurement
-from kdiag.profiling import ProfileResult
+from kdiag.datamodel.measurement import Measurement
+from kdiag.datamodel.profile import ProfileResult
+from kdiag.errors import KdiagError, first_line
 
 SCHEMA_VERSION = 1
 
@@ -126,11 +129,6 @@ class Report:
     def strategy(self, name: str) -> Optional[StrategyResult]:
         return next((s for s in self.strategies if s.name == name), None)
 
-    def measured(self) -> List[StrategyResult]:
-        """Available strategies with a measurement, fastest first."""
-        done = [s for s in self.strategies if s.available and s.measurement and s.measurement.count]
-        return sorted(done, key=lambda s: s.median_s)
-
     def to_dict(self) -> Dict[str, Any]:
         return _to_jsonable(self)
 
@@ -141,8 +139,6 @@ class Report:
     def from_dict(cls, data: Dict[str, Any]) -> "Report":
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            from kdiag.errors import KdiagError
-
             raise KdiagError(
                 f"report schema_version {version!r} is not the {SCHEMA_VERSION} this kdiag reads",
                 "re-run `kdiag inspect` with this version to make a comparable report",
@@ -150,8 +146,36 @@ class Report:
         return _from_jsonable(cls, data)
 
 
+def read_report(path: Union[str, Path]) -> Report:
+    """A Report from a JSON file written by kdiag; KdiagError (one line) when it cannot be read."""
+    path = Path(path)
+    fix = "give the report.json that `kdiag inspect` saved in its run folder"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KdiagError(f"{path}: no such file", fix) from None
+    except IsADirectoryError:
+        raise KdiagError(f"{path} is a directory, not a report", f"{fix}, e.g. {path / 'report.json'}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KdiagError(f"cannot read {path}: {first_line(exc, 200)}", fix) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise KdiagError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
+                         fix) from None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise KdiagError(f"{path} is not a kdiag report (no schema_version)", fix)
+    try:
+        return Report.from_dict(data)
+    except KdiagError as exc:
+        raise KdiagError(f"{path}: {exc.problem}", exc.fix) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise KdiagError(f"{path} does not have the fields of a kdiag report ({first_line(exc, 200)})",
+                         fix) from None
+
+
 # --- (de)serialisation ------------------------------------------------------------
-# Generic over the dataclasses above (and those in phases/diagnose), driven by their
+# Generic over the dataclasses of the data model, driven by their
 # type hints, so adding a field needs no serialisation code. Derived statistics
 # (median, p90, ...) are written too, for readers of the JSON, and ignored on load.
 

@@ -1,0 +1,1 @@
+"""Analysis over Reports: `diagnose` (rules → findings) and `compare` (two Reports → a Comparison)."""

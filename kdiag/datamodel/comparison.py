@@ -1,0 +1,59 @@
+"""What changed between two Reports (`kdiag compare`): per strategy, per phase, and the regressions."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple, Union
+
+# Strategy statuses
+COMPARED = "compared"  # measured in both
+ADDED = "added"  # only in the after report
+REMOVED = "removed"  # only in the before report
+UNMEASURED = "unmeasured"  # in both, but not measured in one or both (unavailable, failed)
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyChange:
+    name: str
+    status: str  # COMPARED, ADDED, REMOVED or UNMEASURED
+    before_s: Optional[float]  # median
+    after_s: Optional[float]
+    before_iqr_s: Optional[float]
+    after_iqr_s: Optional[float]
+    ratio: Optional[float]  # after / before: > 1 is slower
+    beyond_noise: bool  # |after - before| > both IQRs summed
+    regression: bool
+    outputs_before: Optional[bool]  # outputs matched the reference (None: not checked or not measured)
+    outputs_after: Optional[bool]
+    detail: str = ""  # why a side is unmeasured
+
+    @property
+    def percent(self) -> Optional[float]:
+        return None if self.ratio is None else (self.ratio - 1.0) * 100.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseChange:
+    scenario: str
+    phase: str
+    before_ms: float  # ms per call, scaled to the scenario's unprofiled median
+    after_ms: float
+    ratio: Optional[float]  # after / before (None when before is 0)
+    noise_ms: Optional[float]  # share x IQR on each side, summed; None when a side has no measurement
+    beyond_noise: bool
+    regression: bool
+
+    @property
+    def delta_ms(self) -> float:
+        return self.after_ms - self.before_ms
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    before_label: str
+    after_label: str
+    fail_above: float  # percent
+    strategies: Tuple[StrategyChange, ...]
+    phases: Tuple[PhaseChange, ...]
+    regressions: Tuple[Union[StrategyChange, PhaseChange], ...]
+    warnings: Tuple[str, ...]  # differences in machine, versions or settings that make figures less comparable

@@ -1,0 +1,122 @@
+"""What one `kdiag inspect` run was asked to do: built once, validated once.
+
+The CLI builds a RunConfig from its arguments and `kdiag.inspect()` from its keywords;
+both go through `RunConfig.__post_init__`, so a bad budget or batch size gets the same
+one-line error (naming the CLI option, the one users see in the docs) either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from kdiag.datamodel.strategies import BY_KEY
+from kdiag.errors import KdiagError
+
+# Upper bounds that catch a typo (1e9 for 1) before it turns into a run that never ends.
+MAX_BUDGET_S = 600.0
+MAX_MIN_CALLS = 100_000
+MAX_BATCH_SIZE = 2**31 - 1  # TensorFlow's dimensions are int32; memory is checked separately
+MAX_PROFILE_CALLS = 1_000
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything `kdiag inspect` was asked to do.
+
+    `model` is a path (str) or an in-memory Keras model; `inputs` a path to .npy/.npz, an
+    array, or a dict of arrays by input name; None for synthetic inputs.
+    """
+
+    model: Any = None
+    example: Optional[str] = None
+    inputs: Any = None
+    batch_size: Optional[int] = None
+    input_shapes: Mapping[str, Tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    strategies: Optional[Tuple[str, ...]] = None  # keys; None means all
+    budget_s: float = 1.0
+    min_calls: int = 5
+    max_wall_s: Optional[float] = None  # a slow strategy stops after this; None: 6x the budget
+    unsafe: bool = False
+    custom_objects: Optional[Mapping[str, Any]] = None
+    cpp: bool = False
+    profile: bool = True
+    profile_strategies: Tuple[str, ...] = ()
+    profile_calls: int = 10
+    command: str = ""  # how the run was started, for the report
+
+    def __post_init__(self):
+        if self.model is None and self.example is None:
+            raise KdiagError("no model given", "pass a .keras/.h5 file or SavedModel directory, or --example tiny")
+        if self.model is not None and self.example is not None:
+            raise KdiagError("give either a model path or --example, not both", "drop one of them")
+        _check_number("--budget", self.budget_s, low=0.0, high=MAX_BUDGET_S, fix="use e.g. --budget 1",
+                      low_inclusive=False)
+        _check_integer("--min-calls", self.min_calls, low=1, high=MAX_MIN_CALLS, fix="use e.g. --min-calls 5")
+        _check_integer("--profile-calls", self.profile_calls, low=1, high=MAX_PROFILE_CALLS,
+                       fix="use e.g. --profile-calls 10")
+        if self.batch_size is not None:
+            _check_integer("--batch-size", self.batch_size, low=1, high=MAX_BATCH_SIZE, fix="use e.g. --batch-size 1")
+        if self.max_wall_s is not None:
+            _check_number("max_wall_s", self.max_wall_s, low=0.0, high=6 * MAX_BUDGET_S,
+                          fix="leave it unset for 6x the budget", low_inclusive=False)
+        # Tuples, so the frozen config cannot change under the run, whatever sequence was passed.
+        if self.strategies is not None:
+            object.__setattr__(self, "strategies", tuple(self.strategies))
+            check_strategy_keys(self.strategies)
+        object.__setattr__(self, "profile_strategies", tuple(self.profile_strategies))
+        check_strategy_keys(self.profile_strategies)
+
+    @property
+    def wall_cap_s(self) -> float:
+        """Wall time after which a slow strategy stops early: `max_wall_s`, or 6x the budget."""
+        return self.max_wall_s if self.max_wall_s is not None else 6 * self.budget_s
+
+    @property
+    def model_label(self) -> str:
+        """What the model is called in progress lines and run folder names."""
+        if self.example is not None:
+            return self.example
+        if isinstance(self.model, str):
+            return self.model.rstrip("/").rsplit("/", 1)[-1].split(".")[0] or "model"
+        return getattr(self.model, "name", None) or "model"
+
+
+def check_strategy_keys(keys) -> None:
+    unknown = [k for k in keys if k not in BY_KEY]
+    if unknown:
+        raise KdiagError(f"unknown strategy {', '.join(map(repr, unknown))}", f"choose from: {', '.join(BY_KEY)}")
+
+
+def parse_shape_overrides(items) -> Dict[str, Tuple[int, ...]]:
+    """`NAME=D1,D2` (dims after the batch axis) → {NAME: (D1, D2)}; a bare `D1,D2` gets name ''."""
+    overrides = {}
+    for item in items:
+        name, _, dims = item.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.split(",") if d.strip())
+        except ValueError:
+            shape = ()
+        if not shape or any(d <= 0 for d in shape):
+            raise KdiagError(
+                f"--input-shape {item!r} is not NAME=D1,D2,... with positive integers",
+                "write it like --input-shape tokens=128 (the dimensions after the batch axis)",
+            )
+        overrides[name] = shape
+    return overrides
+
+
+def _check_number(option: str, value, *, low: float, high: float, fix: str, low_inclusive: bool = True) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value >= low if low_inclusive else value > low) and value <= high
+    if not ok:
+        bound = f"{'at least' if low_inclusive else 'above'} {low:g} and at most {high:g}"
+        raise KdiagError(f"{option} must be a finite number {bound}, not {value!r}", fix)
+
+
+def _check_integer(option: str, value, *, low: int, high: int, fix: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise KdiagError(f"{option} must be a whole number from {low} to {high:,}, not {value!r}", fix)

@@ -1,0 +1,206 @@
+"""Derived facts of a Report, one definition each.
+
+Findings (`kdiag.analysis`), `kdiag compare` and every renderer read these instead of
+working them out again, so the terminal, the Markdown report, the JSON findings and a
+comparison can never disagree on what "measured", "outputs match", "fastest" or "beyond
+the noise" mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable, List, Optional
+
+from kdiag.datamodel.profile import ProfileResult
+from kdiag.datamodel.report import OutputCheck, Report, StrategyResult
+from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED
+from kdiag.format import duration
+
+# --- strategies -------------------------------------------------------------------------
+
+
+def median(result: Optional[StrategyResult]) -> Optional[float]:
+    """The median of a strategy that was measured: available, timed calls, positive and finite; else None."""
+    if result is None or not result.available or result.measurement is None or not result.measurement.count:
+        return None
+    value = result.measurement.median_s
+    return value if value > 0 and math.isfinite(value) else None
+
+
+def iqr(result: StrategyResult) -> float:
+    """The IQR of a measured strategy; 0 where the samples give none (a single call)."""
+    value = result.measurement.iqr_s if result.measurement is not None else math.nan
+    return value if math.isfinite(value) else 0.0
+
+
+def timed(report: Report, name: str) -> Optional[StrategyResult]:
+    """The strategy called `name` when it was measured (see `median`)."""
+    result = report.strategy(name)
+    return result if median(result) is not None else None
+
+
+def measured(report: Report) -> List[StrategyResult]:
+    """Every measured strategy, fastest first."""
+    return sorted((r for r in report.strategies if median(r) is not None), key=lambda r: median(r))
+
+
+def outputs_match(result: StrategyResult) -> bool:
+    """Its outputs were checked against the reference and match; the reference itself matches.
+
+    A strategy whose outputs were never checked does not match: it is never recommended.
+    """
+    check = result.outputs
+    return check is not None and (check.matches or check.reference == result.name)
+
+
+def outputs_differ(result: StrategyResult) -> bool:
+    """Checked, and different from the reference (the reference never differs from itself)."""
+    check = result.outputs
+    return check is not None and not check.matches and check.reference != result.name
+
+
+def usable(report: Report, name: str) -> Optional[StrategyResult]:
+    """Measured and matching: only these are ever recommended."""
+    result = timed(report, name)
+    return result if result is not None and outputs_match(result) else None
+
+
+def fastest_usable(report: Report, names: Iterable[str]) -> Optional[StrategyResult]:
+    candidates = [r for r in (usable(report, n) for n in names) if r is not None]
+    return min(candidates, key=lambda r: median(r)) if candidates else None
+
+
+def fastest_matching(report: Report) -> Optional[StrategyResult]:
+    """The fastest measured strategy whose outputs match the reference."""
+    return next((r for r in measured(report) if outputs_match(r)), None)
+
+
+def reference_check(report: Report) -> Optional[OutputCheck]:
+    """The outputs check of the run (its reference and tolerance), when any ran."""
+    return next((s.outputs for s in report.strategies if s.outputs is not None), None)
+
+
+def beyond_noise(a: StrategyResult, b: StrategyResult, iqrs: float = 1.0) -> bool:
+    """The one noise rule: the medians differ by more than `iqrs` times the sum of both IQRs."""
+    return abs(median(a) - median(b)) > iqrs * (iqr(a) + iqr(b))
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyRow:
+    result: StrategyResult
+    vs_predict: Optional[float]  # predict's median / this median: >1 means faster than predict
+    vs_fastest: Optional[float]  # this median / the fastest median: 1.0 for the fastest
+
+
+def strategy_rows(report: Report) -> List[StrategyRow]:
+    """Measured strategies fastest first, then the rest (not measured) in report order."""
+    done = measured(report)
+    predict_median = median(report.strategy(PREDICT.name))
+    fastest = median(done[0]) if done else None
+    rows = [StrategyRow(r, predict_median / median(r) if predict_median else None, median(r) / fastest)
+            for r in done]
+    return rows + [StrategyRow(r, None, None) for r in report.strategies if r not in done]
+
+
+def floor_gaps(report: Report) -> List[str]:
+    """How far predict and the best Python path are from the C++ floor, when it was measured."""
+    floor = timed(report, CPP.name)
+    if floor is None:
+        return []
+    if outputs_differ(floor):
+        return [f"{CPP.name}: its outputs differ, so it is not used as the floor."]
+    lines = []
+    predict = timed(report, PREDICT.name)
+    if predict is not None:
+        lines.append(f"predict takes {median(predict) / median(floor):,.0f}x the C++ floor "
+                     f"({duration(median(predict))} vs {duration(median(floor))} per call): "
+                     "that much is Python and Keras.")
+    python = [r for r in measured(report) if r.name != CPP.name and outputs_match(r)]
+    if python:
+        best = python[0]
+        lines.append(f"The best Python path, {best.name}, takes {median(best) / median(floor):.2f}x the C++ floor "
+                     f"({duration(median(best))} vs {duration(median(floor))}).")
+    return lines
+
+
+# --- phases -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseDelta:
+    """One phase's change between two profiles of the same scenario kind (ms per call)."""
+
+    phase: str
+    before_ms: float
+    after_ms: float
+    share_before: float
+    share_after: float
+    noise_ms: Optional[float]  # None when a side has no timing measurement to take an IQR from
+
+    @property
+    def delta_ms(self) -> float:
+        return self.after_ms - self.before_ms
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.noise_ms is not None and abs(self.delta_ms) > self.noise_ms
+
+    @property
+    def text(self) -> str:
+        """"+1.20 ms" beyond the noise; "~0 (±0.35 ms noise)" within it; "+1.20 ms (noise unknown)"."""
+        if self.noise_ms is None:
+            return f"{self.delta_ms:+.2f} ms (noise unknown)"
+        if not self.beyond_noise:
+            return f"~0 (±{self.noise_ms:.2f} ms noise)"
+        return f"{self.delta_ms:+.2f} ms"
+
+
+def phase_deltas(before: ProfileResult, before_result: Optional[StrategyResult],
+                 after: ProfileResult, after_result: Optional[StrategyResult]) -> List[PhaseDelta]:
+    """Per phase, after minus before, with its noise band.
+
+    A phase's milliseconds are its profiled share times the scenario's unprofiled median, so
+    its noise is each side's share times that side's IQR, summed (the one noise rule, per phase).
+    """
+    known = median(before_result) is not None and median(after_result) is not None
+    rows_after = {p.name: p for p in after.phases}
+    deltas = []
+    for b in before.phases:
+        a = rows_after.get(b.name)
+        if a is None:
+            continue
+        noise = (b.share * iqr(before_result) + a.share * iqr(after_result)) * 1e3 if known else None
+        deltas.append(PhaseDelta(b.name, b.ms_per_call, a.ms_per_call, b.share, a.share, noise))
+    return deltas
+
+
+def compile_phase_deltas(report: Report) -> List[PhaseDelta]:
+    """What compile() changed per phase of predict; empty unless both predicts were profiled."""
+    before, after = report.profile(PREDICT.name), report.profile(PREDICT_COMPILED.name)
+    if before is None or after is None:
+        return []
+    return phase_deltas(before, report.strategy(PREDICT.name), after, report.strategy(PREDICT_COMPILED.name))
+
+
+def compile_total_delta(report: Report) -> Optional[PhaseDelta]:
+    """predict's whole profiled time per call, before and after compile(), with the same noise rule."""
+    before, after = report.profile(PREDICT.name), report.profile(PREDICT_COMPILED.name)
+    if before is None or after is None:
+        return None
+    plain, compiled = report.strategy(PREDICT.name), report.strategy(PREDICT_COMPILED.name)
+    known = median(plain) is not None and median(compiled) is not None
+    return PhaseDelta("total", sum(p.ms_per_call for p in before.phases), sum(p.ms_per_call for p in after.phases),
+                      1.0, 1.0, (iqr(plain) + iqr(compiled)) * 1e3 if known else None)
+
+
+def inflation_text(profile: ProfileResult) -> str:
+    """cProfile's effect on the time, in words: a factor below 1 is not an inflation."""
+    factor = profile.inflation
+    if factor is None:
+        return "no unprofiled median to compare with"
+    if factor >= 1.0:
+        return f"cProfile made the calls {factor:.2f}x slower"
+    # The profiled pass ran on a fresh instance at another moment; a machine that drifted
+    # faster, or a noisy median, can make it come out quicker than the timing pass.
+    return f"the profiled calls ran {1 / factor:.2f}x faster than the timing pass (machine drift or noise)"
