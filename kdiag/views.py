@@ -16,6 +16,7 @@ from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import OutputCheck, Report, StrategyResult
 from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED
 from kdiag.format import duration
+from kdiag.format import ratio as fmt_ratio
 
 # --- strategies -------------------------------------------------------------------------
 
@@ -84,6 +85,51 @@ def reference_check(report: Report) -> Optional[OutputCheck]:
 def beyond_noise(a: StrategyResult, b: StrategyResult, iqrs: float = 1.0) -> bool:
     """The one noise rule: the medians differ by more than `iqrs` times the sum of both IQRs."""
     return abs(median(a) - median(b)) > iqrs * (iqr(a) + iqr(b))
+
+
+#: Below this many timed calls on either side, no comparison is judged either way: an IQR
+#: of one or two samples is no noise band.
+MIN_CALLS_FOR_VERDICT = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """Strategy `slow` against strategy `fast`: how much slower, and whether the data can say so."""
+
+    slow: StrategyResult
+    fast: StrategyResult
+    ratio: float  # median(slow) / median(fast): above 1 when `slow` really is the slower
+    gap_s: float  # median(slow) - median(fast)
+    noise_s: float  # the sum of both IQRs, times the rule's multiple
+    enough_calls: bool
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.enough_calls and abs(self.gap_s) > self.noise_s
+
+    @property
+    def calls_text(self) -> str:
+        """"n=3 and n=12": the call counts behind the judgement."""
+        return f"n={self.slow.measurement.count} and n={self.fast.measurement.count}"
+
+    @property
+    def not_enough_text(self) -> str:
+        return (f"not enough calls to judge ({self.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each are needed "
+                "for a noise band): re-run with a larger --budget or --min-calls")
+
+
+def judge(slow: StrategyResult, fast: StrategyResult, iqrs: float = 1.0) -> Judgement:
+    """Compare two measured strategies under the one noise rule, refusing a verdict on too few calls."""
+    enough = min(slow.measurement.count, fast.measurement.count) >= MIN_CALLS_FOR_VERDICT
+    return Judgement(slow, fast, median(slow) / median(fast), median(slow) - median(fast),
+                     iqrs * (iqr(slow) + iqr(fast)), enough)
+
+
+def times_text(ratio: float) -> str:
+    """A ratio of two times in words that never reads "0.21x the time": "4.8x slower" / "3.10x faster"."""
+    if ratio >= 1.0:
+        return f"{fmt_ratio(ratio)} slower"
+    return f"{fmt_ratio(1.0 / ratio)} faster"
 
 
 @dataclasses.dataclass(frozen=True)

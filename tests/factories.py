@@ -20,9 +20,12 @@ RTOL = 1e-4
 
 
 def measurement(name: str, median_ms: float, iqr_ms: float = 0.0, first_call_ms: Optional[float] = None,
-                source: str = "python") -> Measurement:
+                source: str = "python", calls: int = 5) -> Measurement:
     m, q = median_ms / 1e3, iqr_ms / 1e3
-    samples = (m - q, m - q / 2, m, m + q / 2, m + q)
+    if calls == 5:
+        samples = (m - q, m - q / 2, m, m + q / 2, m + q)
+    else:  # evenly spread over [m - q, m + q]: the median stays m
+        samples = tuple(m - q + 2 * q * i / (calls - 1) for i in range(calls)) if calls > 1 else (m,)
     first = (first_call_ms if first_call_ms is not None else median_ms * 10) / 1e3
     return Measurement(strategy=name, first_call_s=first, samples_s=samples, source=source)
 
@@ -34,7 +37,7 @@ def check(reference: str = "predict", max_abs_diff: float = 0.0, matches: bool =
 def strategy(name: str, median_ms: Optional[float] = None, iqr_ms: float = 0.0, *, matches: Optional[bool] = True,
              max_abs_diff: float = 0.0, reference: str = "predict", snippet: Optional[str] = None,
              available: bool = True, reason: str = "", detail: str = "", notes: Sequence[str] = (),
-             first_call_ms: Optional[float] = None) -> StrategyResult:
+             first_call_ms: Optional[float] = None, calls: int = 5) -> StrategyResult:
     """A measured strategy (median_ms given), or an unavailable one (available=False, reason).
 
     matches: True/False for an outputs check; None for "not checked".
@@ -43,7 +46,8 @@ def strategy(name: str, median_ms: Optional[float] = None, iqr_ms: float = 0.0, 
         return StrategyResult(name, snippet or f"# {name}", False, reason or "not available: test")
     outputs = None if matches is None else check(reference, max_abs_diff, matches, detail)
     return StrategyResult(name, snippet if snippet is not None else f"run_{_ident(name)}(x)", True,
-                          measurement=measurement(name, median_ms, iqr_ms, first_call_ms), outputs=outputs,
+                          measurement=measurement(name, median_ms, iqr_ms, first_call_ms, calls=calls),
+                          outputs=outputs,
                           notes=list(notes))
 
 

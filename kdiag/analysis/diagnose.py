@@ -10,8 +10,13 @@ check why a finding fired. Two rules hold for every finding:
 * A finding whose evidence is absent (strategy not measured, unavailable, no profile) is
   silent: nothing is estimated to fill the gap.
 
-Findings come out ordered by measured gain (`measured_speedup`, largest first), then the
-ones without a speed-up by severity.
+Findings come out in the order a user needs them (`FINDING_ORDER`): correctness first
+(outputs that differ, the training flag), then the user's own path (predict against the best
+path that matches), then advice that backfires on this model, then compile(), retracing and
+eager calls, then floors, then noise; within one kind by severity, then measured gain.
+
+No comparison is judged on fewer than `views.MIN_CALLS_FOR_VERDICT` timed calls a side: the
+`not-enough-calls` finding says so instead of a claim in either direction.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import TRACING, ProfileResult
 from kdiag.datamodel.report import Finding, Report, StrategyResult
 from kdiag.datamodel.strategies import (COMPUTE_ALTERNATIVES, CPP, DIRECT_PATHS, EAGER, FLOORS, GRAPH_PATHS,
-                                        KERAS_PATHS, PREDICT, PREDICT_COMPILED, PREDICT_SCENARIOS, TF_FUNCTION)
+                                        KERAS_PATHS, PREDICT, PREDICT_COMPILED, PREDICT_ON_BATCH, PREDICT_SCENARIOS,
+                                        SAVEDMODEL, TF_FUNCTION, XLA)
 from kdiag.format import diff as fmt_diff
 from kdiag.format import duration
 from kdiag.format import ratio as fmt_ratio
@@ -33,10 +39,22 @@ from kdiag.views import fastest_usable, outputs_match, timed, usable
 SEVERITIES = ("high", "medium", "low", "info")
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
-FINDING_IDS = (
-    "predict-overhead", "compile-slowdown", "compile-no-effect", "retracing", "eager-slow",
-    "training-dependent-layers", "compute-bound", "floor-gap", "noisy", "outputs-differ",
+#: Every finding, in the order a user needs them (see the module docstring).
+FINDING_ORDER = (
+    "outputs-differ", "training-dependent-layers",
+    "predict-overhead",
+    "advice-backfires",
+    "compile-slowdown", "retracing", "eager-slow", "compile-no-effect",
+    "compute-bound", "floor-gap",
+    "not-enough-calls", "noisy",
 )
+FINDING_IDS = FINDING_ORDER
+_ORDER_RANK = {fid: i for i, fid in enumerate(FINDING_ORDER)}
+
+#: What predict is compared with: every Python path a user can call on a batch in memory.
+PREDICT_ALTERNATIVES = DIRECT_PATHS + (XLA.name, SAVEDMODEL.name)
+#: The usual advice for a slow predict; a warning when it is slower than predict on this model.
+USUAL_ADVICE = ((EAGER.name, "calling model(x) directly"), (PREDICT_ON_BATCH.name, "predict_on_batch(x)"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +66,16 @@ class Threshold:
 
 
 THRESHOLDS: Tuple[Threshold, ...] = (
-    Threshold("predict-overhead", "min_ratio", 3.0,
-              "predict's median / the fastest matching direct path's median must reach this"),
+    Threshold("predict-overhead", "min_ratio", 1.2,
+              "predict's median / the fastest matching Python path's median must reach this"),
     Threshold("predict-overhead", "min_gap_s", 1e-3,
               "and predict's median must exceed that path's by at least this many seconds"),
+    Threshold("predict-overhead", "noise_iqrs", 1.0,
+              "and the difference of medians must exceed this many times the sum of both IQRs"),
     Threshold("predict-overhead", "high_ratio", 10.0,
-              "at or above this ratio the finding is severity high (else medium)"),
+              "at or above this ratio the finding is severity high"),
+    Threshold("predict-overhead", "medium_ratio", 2.0,
+              "at or above this ratio (and below high_ratio) severity medium; below it, low"),
     Threshold("predict-overhead", "dominant_phase_share", 0.10,
               "phases of predict's profile with at least this share are cited as evidence"),
     Threshold("compile-slowdown", "min_ratio", 1.2,
@@ -65,8 +87,13 @@ THRESHOLDS: Tuple[Threshold, ...] = (
               "than this is retracing"),
     Threshold("retracing", "high_traces_per_call", 1.0,
               "at or above this many traces per warm call the finding is severity high (else medium)"),
+    Threshold("advice-backfires", "min_ratio", 1.1,
+              "model(x) eager's or predict_on_batch's median / predict's median must reach this"),
+    Threshold("advice-backfires", "noise_iqrs", 1.0,
+              "and the difference of medians must exceed this many times the sum of both IQRs"),
     Threshold("eager-slow", "min_ratio", 2.0,
-              "model(x) eager's median / the fastest matching graph path's median must reach this"),
+              "model(x) eager's median / the fastest matching graph path's median must reach this "
+              "(only when model(x) is not slower than predict: then advice-backfires says it)"),
     Threshold("compute-bound", "max_ratio_to_floor", 1.5,
               "the best Keras path's median / the fastest matching floor's median must be at most this"),
     Threshold("compute-bound", "min_per_call_s", 5e-3,
@@ -81,7 +108,7 @@ THRESHOLDS: Tuple[Threshold, ...] = (
     Threshold("floor-gap", "noise_iqrs", 1.0,
               "and the difference of medians must exceed this many times the sum of both IQRs"),
     Threshold("noisy", "iqr_over_median", NOISE_THRESHOLD,
-              "a measurement whose IQR / median exceeds this is noisy (kdiag.engine.measure.NOISE_THRESHOLD)"),
+              "a measurement whose IQR / median exceeds this is noisy (kdiag.datamodel.measurement.NOISE_THRESHOLD)"),
 )
 
 _THRESHOLD_VALUES: Dict[Tuple[str, str], float] = {(t.finding_id, t.name): t.value for t in THRESHOLDS}
@@ -98,7 +125,7 @@ def thresholds_table() -> List[Tuple[str, str, str, str]]:
 
 
 def diagnose(report: Report) -> List[Finding]:
-    """Every finding the report's measurements support, largest measured gain first."""
+    """Every finding the report's measurements support, in the order a user needs them."""
     findings: List[Finding] = []
     for rule in RULES:
         findings.extend(rule(report))
@@ -106,12 +133,12 @@ def diagnose(report: Report) -> List[Finding]:
 
 
 def sort_findings(findings: Iterable[Finding]) -> List[Finding]:
-    """Measured speed-up, largest first; then findings without one, by severity (stable)."""
+    """By kind (FINDING_ORDER), then severity, then measured speed-up, largest first (stable)."""
     indexed = list(enumerate(findings))
     indexed.sort(key=lambda item: (
-        item[1].measured_speedup is None,
-        -(item[1].measured_speedup or 0.0),
+        _ORDER_RANK.get(item[1].id, len(FINDING_ORDER)),
         _SEVERITY_RANK.get(item[1].severity, len(SEVERITIES)),
+        -(item[1].measured_speedup or 0.0),
         item[0],
     ))
     return [f for _, f in indexed]
@@ -154,20 +181,21 @@ def _phase_list(rows, min_share: float = 0.0, limit: Optional[int] = None) -> st
 def predict_overhead(report: Report) -> List[Finding]:
     fid = "predict-overhead"
     predict = timed(report, PREDICT.name)
-    best = fastest_usable(report, DIRECT_PATHS)
+    best = fastest_usable(report, PREDICT_ALTERNATIVES)
     if predict is None or best is None:
         return []
-    speedup = predict.median_s / best.median_s
-    gap = predict.median_s - best.median_s
-    if speedup < threshold(fid, "min_ratio") or gap < threshold(fid, "min_gap_s"):
+    judged = views.judge(predict, best, threshold(fid, "noise_iqrs"))
+    speedup, gap = judged.ratio, judged.gap_s
+    if (not judged.beyond_noise or speedup < threshold(fid, "min_ratio")
+            or gap < threshold(fid, "min_gap_s")):
         return []
     evidence = [
         f"predict: median {_med(predict)} per call.",
         f"{best.name}: median {_med(best)} per call, {fmt_ratio(speedup)} faster; {_match_text(best)}.",
     ]
-    for name in DIRECT_PATHS:
+    for name in PREDICT_ALTERNATIVES:
         other = usable(report, name)
-        if other is not None and other is not best:
+        if other is not None and other is not best and other.median_s < predict.median_s:
             evidence.append(f"{other.name}: median {_ms(other.median_s)}, "
                             f"{fmt_ratio(predict.median_s / other.median_s)} faster than predict.")
     eager_line = _eager_mention(report, predict)
@@ -184,15 +212,17 @@ def predict_overhead(report: Report) -> List[Finding]:
                    "predict's own overhead, not a retracing of your model")
             evidence.append(f"predict created {profile.traces_per_call:.3g} concrete functions per warm call "
                             f"({profile.cold_traces} on its first call){why}.")
-    high = speedup >= threshold(fid, "high_ratio")
+    severity = ("high" if speedup >= threshold(fid, "high_ratio") else
+                "medium" if speedup >= threshold(fid, "medium_ratio") else "low")
     return [Finding(
         id=fid,
-        severity="high" if high else "medium",
+        severity=severity,
         title=f"model.predict takes {fmt_ratio(speedup)} the time of {best.name} per call",
         evidence=evidence,
         advice=(f"For a batch already in memory, call {best.name} instead of model.predict: measured "
-                f"{fmt_ratio(speedup)} faster on this model, with matching outputs. predict sets up a data "
-                "pipeline on every call; that pays off for large datasets fed in many batches, not for one."),
+                f"{fmt_ratio(speedup)} faster on this model ({duration(gap)} saved per call), with matching "
+                "outputs. predict sets up a data pipeline on every call; that pays off for large datasets fed "
+                "in many batches, not for one."),
         snippet=best.snippet,
         strategy=best.name,
         measured_speedup=speedup,
@@ -211,13 +241,47 @@ def _eager_mention(report: Report, predict: StrategyResult) -> str:
             "were not shown to match the reference, so it is not recommended.")
 
 
+def advice_backfires(report: Report) -> List[Finding]:
+    """The usual advice for a slow predict (model(x), predict_on_batch) measured slower than predict."""
+    fid = "advice-backfires"
+    predict = timed(report, PREDICT.name)
+    if predict is None:
+        return []
+    findings = []
+    for name, advice_text in USUAL_ADVICE:
+        other = timed(report, name)
+        if other is None:
+            continue
+        judged = views.judge(other, predict, threshold(fid, "noise_iqrs"))
+        if not judged.beyond_noise or judged.ratio < threshold(fid, "min_ratio"):
+            continue
+        best = fastest_usable(report, PREDICT_ALTERNATIVES)
+        better = ""
+        if best is not None and best.median_s < predict.median_s:
+            better = (f" If predict is too slow, {best.name} measured {fmt_ratio(predict.median_s / best.median_s)} "
+                      "faster than predict, with matching outputs.")
+        findings.append(Finding(
+            id=fid,
+            severity="medium",
+            title=f"{advice_text[0].upper()}{advice_text[1:]}, the usual advice, is {fmt_ratio(judged.ratio)} slower "
+                  "than predict here",
+            evidence=[f"{other.name}: median {_med(other)} per call.",
+                      f"predict: median {_med(predict)} per call.",
+                      f"The difference, {duration(judged.gap_s)}, is beyond the noise (±{duration(judged.noise_s)}, "
+                      "the sum of both IQRs)."],
+            advice=f"Do not replace predict with {other.name} on this model: it is slower here.{better}",
+            snippet="",
+        ))
+    return findings
+
+
 def compile_effect(report: Report) -> List[Finding]:
     """compile-slowdown when compile() slows predict beyond the noise, else compile-no-effect."""
     fid = "compile-slowdown"
     plain = timed(report, PREDICT.name)
     compiled = timed(report, PREDICT_COMPILED.name)
-    if plain is None or compiled is None:
-        return []
+    if plain is None or compiled is None or not views.judge(compiled, plain).enough_calls:
+        return []  # too few calls: the not-enough-calls finding says so
     ratio = compiled.median_s / plain.median_s
     difference = compiled.median_s - plain.median_s
     noise = threshold(fid, "noise_iqrs") * (views.iqr(plain) + views.iqr(compiled))
@@ -248,19 +312,24 @@ def compile_effect(report: Report) -> List[Finding]:
     percent = (ratio - 1.0) * 100.0
     noise_percent = noise / plain.median_s * 100.0
     within = abs(difference) <= noise
-    evidence.insert(0, f"Not reproduced: compile() changed predict by {percent:+.1f}% "
+    evidence.insert(0, f"compile() changed predict by {percent:+.1f}% "
                        f"({'within' if within else 'outside'} the noise of ±{noise_percent:.1f}%, "
                        "the sum of both IQRs).")
     if within:
+        title = "compile() had no measurable effect on predict"
         advice = (f"No effect of compile() could be measured at this noise level (±{noise_percent:.1f}%); "
                   "for a tighter bound, re-run on a quiet machine with a larger --budget.")
+    elif difference > 0:
+        title = (f"compile() made predict {percent:.1f}% slower: measurable, but below the "
+                 f"{threshold(fid, 'min_ratio'):g}x slow-down worth acting on")
+        advice = "Nothing worth changing: loading with compile=False would save too little to matter."
     else:
-        advice = (f"compile() changed predict by {percent:+.1f}%, below the {threshold(fid, 'min_ratio'):g}x "
-                  "slow-down this finding needs: nothing worth changing.")
+        title = f"predict was {-percent:.1f}% faster after compile(): nothing to change"
+        advice = "compile() does not slow predict down on this model."
     return [Finding(
         id="compile-no-effect",
         severity="info",
-        title="compile() did not slow predict down beyond the noise",
+        title=title,
         evidence=evidence,
         advice=advice,
         snippet="",
@@ -313,15 +382,19 @@ def eager_slow(report: Report) -> List[Finding]:
     fid = "eager-slow"
     eager = timed(report, EAGER.name)
     best = fastest_usable(report, GRAPH_PATHS)
+    predict = timed(report, PREDICT.name)
     if eager is None or best is None:
         return []
-    speedup = eager.median_s / best.median_s
-    if speedup < threshold(fid, "min_ratio"):
+    if predict is not None and eager.median_s > predict.median_s:
+        return []  # slower than predict: advice-backfires says what matters
+    judged = views.judge(eager, best)
+    speedup = judged.ratio
+    if not judged.beyond_noise or speedup < threshold(fid, "min_ratio"):
         return []
     return [Finding(
         id=fid,
-        severity="medium",
-        title=f"Calling the model eagerly takes {fmt_ratio(speedup)} the time of {best.name}",
+        severity="low",
+        title=f"If you call model(x) directly, {best.name} is {fmt_ratio(speedup)} faster",
         evidence=[
             f"model(x) eager: median {_med(eager)} per call.",
             f"{best.name}: median {_med(best)} per call; {_match_text(best)}.",
@@ -377,20 +450,28 @@ def compute_bound(report: Report) -> List[Finding]:
     if base is None or floor is None:
         return []
     to_floor = base.median_s / floor.median_s
-    if base.median_s < threshold(fid, "min_per_call_s") or to_floor > threshold(fid, "max_ratio_to_floor"):
+    if (base.median_s < threshold(fid, "min_per_call_s") or to_floor > threshold(fid, "max_ratio_to_floor")
+            or not views.judge(base, floor).enough_calls):
         return []
-    evidence = [
-        f"The best Keras path, {base.name}, takes {_med(base)} per call.",
-        f"The fastest floor measured, {floor.name}, takes {_med(floor)}: the Keras path is "
-        f"{fmt_ratio(to_floor)} of it, so Python and Keras overhead is not what makes this model slow.",
-    ]
+    evidence = [f"The best Keras path, {base.name}, takes {_med(base)} per call."]
+    if to_floor >= 1.0:
+        evidence.append(f"The fastest path without Python, {floor.name}, takes {_med(floor)}: {base.name} takes "
+                        f"{fmt_ratio(to_floor)} its time, so Python and Keras overhead is not what makes this "
+                        "model slow.")
+        title = f"Compute-bound: {base.name} is within {fmt_ratio(to_floor)} of the fastest path ({floor.name})"
+    else:
+        # A runtime without Python that is slower than Keras is no floor: say it plainly.
+        evidence.append(f"{floor.name}, which runs without Python, takes {_med(floor)}: "
+                        f"{views.times_text(1.0 / to_floor)} than {base.name}, so Python and Keras overhead is not "
+                        "what makes this model slow.")
+        title = f"Compute-bound: {base.name} is the fastest path measured"
     best_alt, best_speedup = None, 0.0
     for name in COMPUTE_ALTERNATIVES:
         alt = usable(report, name)
         if alt is None:
             continue
         speedup = base.median_s / alt.median_s
-        evidence.append(f"{alt.name}: median {_med(alt)}, {fmt_ratio(speedup)} the speed of {base.name}; "
+        evidence.append(f"{alt.name}: median {_med(alt)}, {views.times_text(1.0 / speedup)} than {base.name}; "
                         f"{_match_text(alt)}.")
         clear = (speedup >= threshold(fid, "min_alternative_speedup")
                  and views.beyond_noise(base, alt, threshold(fid, "noise_iqrs")))
@@ -405,7 +486,7 @@ def compute_bound(report: Report) -> List[Finding]:
     return [Finding(
         id=fid,
         severity="low" if best_alt is not None else "info",
-        title=f"Compute-bound: {base.name} takes {fmt_ratio(to_floor)} the time of the fastest floor ({floor.name})",
+        title=title,
         evidence=evidence,
         advice=advice,
         snippet=best_alt.snippet if best_alt is not None else "",
@@ -422,7 +503,10 @@ def floor_gap(report: Report) -> List[Finding]:
     best = fastest_usable(report, python_names)
     if floor is None or best is None:
         return []
-    gap = best.median_s / floor.median_s
+    judged = views.judge(best, floor, threshold(fid, "noise_iqrs"))
+    if not judged.enough_calls:
+        return []
+    gap = judged.ratio
     evidence = [f"The best Python path, {best.name}: median {_med(best)} per call."]
     for name in FLOORS:
         result = timed(report, name)
@@ -436,14 +520,16 @@ def floor_gap(report: Report) -> List[Finding]:
     if floor.name == CPP.name:
         evidence.append(f"{CPP.name} ran in its own process after the Python strategies (not interleaved with them), "
                         "so machine drift between the two is not cancelled out.")
-    significant = gap >= threshold(fid, "min_ratio") and views.beyond_noise(best, floor, threshold(fid, "noise_iqrs"))
+    significant = gap >= threshold(fid, "min_ratio") and judged.beyond_noise
     if significant:
         title = f"{floor.name} runs this model {fmt_ratio(gap)} faster than the best Python path ({best.name})"
         advice = (f"If that gap matters, serve the model with {floor.name}: measured {fmt_ratio(gap)} faster than "
                   f"{best.name}, with matching outputs.")
     else:
-        title = f"The best Python path ({best.name}) takes {fmt_ratio(gap)} the time of the fastest floor ({floor.name})"
-        advice = "Leaving Python would not buy a measurable speed-up on this model."
+        # Not a floor unless it is faster: never "takes 0.21x the time of the floor".
+        title = f"Leaving Python would not make this model measurably faster than {best.name}"
+        advice = (f"{floor.name} ran {views.times_text(1.0 / gap)} than {best.name}"
+                  + ("" if judged.beyond_noise else ", within the noise") + ": stay with the Python path.")
     return [Finding(
         id=fid,
         severity="low" if significant else "info",
@@ -454,6 +540,28 @@ def floor_gap(report: Report) -> List[Finding]:
         strategy=floor.name if significant else None,
         measured_speedup=gap if significant else None,
         outputs_match=True if significant else None,
+    )]
+
+
+def not_enough_calls(report: Report) -> List[Finding]:
+    """Strategies timed too few times to be compared: no verdict in either direction rests on them."""
+    fid = "not-enough-calls"
+    few = [r for r in views.measured(report) if r.measurement.count < views.MIN_CALLS_FOR_VERDICT]
+    if not few:
+        return []
+    stopped = [r.name for r in few if r.measurement.stopped_early]
+    evidence = [f"{r.name}: n={r.measurement.count}, median {_ms(r.median_s)}" for r in few]
+    if stopped:
+        evidence.append(f"Stopped early at the wall cap ({report.settings.max_wall_s:g} s): {', '.join(stopped)}.")
+    return [Finding(
+        id=fid,
+        severity="info",
+        title=f"Not enough calls to judge {len(few)} strateg{'ies' if len(few) != 1 else 'y'} "
+              f"(fewer than {views.MIN_CALLS_FOR_VERDICT} timed calls)",
+        evidence=evidence,
+        advice=("No finding compares these: with so few calls there is no noise band to tell a real difference "
+                "from chance. Re-run with a larger --budget or --min-calls to judge them."),
+        snippet="",
     )]
 
 
@@ -505,8 +613,8 @@ def outputs_differ(report: Report) -> List[Finding]:
     )]
 
 
-#: The rules in the order they run (the output order is by measured gain, not this).
+#: The rules in the order they run (the output order is FINDING_ORDER, not this).
 RULES: Tuple[Callable[[Report], List[Finding]], ...] = (
-    predict_overhead, compile_effect, retracing, eager_slow, training_dependent_layers,
-    compute_bound, floor_gap, noisy, outputs_differ,
+    predict_overhead, advice_backfires, compile_effect, retracing, eager_slow, training_dependent_layers,
+    compute_bound, floor_gap, not_enough_calls, noisy, outputs_differ,
 )
