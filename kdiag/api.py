@@ -17,6 +17,7 @@ from kdiag.measure import MeasureSettings, MeasurementInterrupted, measure_inter
 from kdiag.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
 from kdiag.tf import native_stderr_captured
 from kdiag.profiling import ProfileResult
+from kdiag.signals import stop_cause
 from kdiag.strategies import BY_KEY, BY_NAME, PREDICT, PREDICT_COMPILED, STRATEGIES, Strategy, StrategyContext
 
 # Reference for the outputs check, in order of preference.
@@ -33,6 +34,15 @@ class RunInterrupted(KeyboardInterrupt):
         super().__init__("interrupted")
         self.results = results
         self.report: Optional[Report] = None
+
+
+class RunFailed(Exception):
+    """A failure after timing (a full disk while profiling, say); `report` (marked incomplete) holds
+    what was measured, `__cause__` the failure."""
+
+    def __init__(self, report: Report):
+        super().__init__("the run failed after timing")
+        self.report = report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,9 +110,14 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
     def interrupted(results, when: str) -> RunInterrupted:
         stop = RunInterrupted(results)
         stop.report = build_report(results, incomplete=True, notes=[
-            f"Interrupted by Ctrl-C {when}: the figures are those measured before the interruption; "
+            f"Interrupted by {stop_cause()} {when}: the figures are those measured before the interruption; "
             "the report holds no profiles."] + loaded.load_notes + ctx.timing_warnings)
         return stop
+
+    def failed(results, exc: Exception) -> RunFailed:
+        return RunFailed(build_report(results, incomplete=True, notes=[
+            f"Stopped after timing by {type(exc).__name__}: {first_line(exc)}; the figures are those measured "
+            "before it; the report holds no profiles."] + loaded.load_notes + ctx.timing_warnings))
 
     with _work_dir(work_dir) as scratch:
         ctx = StrategyContext(loaded, model_inputs, Path(scratch))
@@ -118,12 +133,14 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
                 profile_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-profiles-"))
                 profiles = run_profiles(ctx, results, profile_scenarios(results, opts.profile_strategies),
                                         profile_dir, opts.profile_calls, say)
-        except KeyboardInterrupt:
-            raise interrupted(results, "after timing (C++ floor or profiling)") from None
-        layers, training_diff = training_mode_check(ctx)
-    model = dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
-                                training_true_max_abs_diff=training_diff)
-    return build_report(results, profiles, model, notes=loaded.load_notes + ctx.timing_warnings)
+            layers, training_diff = training_mode_check(ctx)
+            model = dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
+                                        training_true_max_abs_diff=training_diff)
+            return build_report(results, profiles, model, notes=loaded.load_notes + ctx.timing_warnings)
+        except KeyboardInterrupt:  # what was timed is kept, however late the Ctrl-C
+            raise interrupted(results, "after timing (C++ floor, profiling or the report)") from None
+        except Exception as exc:  # and however late the failure
+            raise failed(results, exc) from exc
 
 
 def select_strategies(keys: Optional[Sequence[str]]) -> List[Strategy]:
@@ -183,7 +200,7 @@ def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Mea
             continue
         outcome = timed[name]
         if interrupted is not None and outcome.measurement.count == 0:
-            results.append(StrategyResult(name, strategy.snippet, False, "not measured: interrupted (Ctrl-C)",
+            results.append(StrategyResult(name, strategy.snippet, False, f"not measured: interrupted ({stop_cause()})",
                                           notes=notes[name]))
             continue
         if outcome.error:

@@ -17,7 +17,8 @@ from typing import Optional, Sequence, TextIO, Tuple
 from kdiag import __version__
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import FORMATS
-from kdiag.runfolder import discard, new_run_folder, write_atomic
+from kdiag.runfolder import OUT_FIX, RunFolder, write_atomic
+from kdiag.signals import StopSignals, Terminated, active_stop
 
 # The keys of kdiag.strategies.STRATEGIES, repeated here so `kdiag --help` needs no NumPy
 # import; tests/test_cli.py checks that the two lists agree.
@@ -133,7 +134,8 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
         return ExitStatus.OK
     try:
         if args.command == "inspect":
-            return run_inspect(config_from_args(args, argv), env)
+            with StopSignals(env.stderr):  # SIGTERM stops like Ctrl-C; a second signal waits for the save
+                return run_inspect(config_from_args(args, argv), env)
         if args.command == "examples":
             return run_examples(env)
         if args.command == "cpp":
@@ -154,9 +156,10 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
             traceback.print_exc(file=env.stderr)
         print(f"kdiag: error: {error.message}", file=env.stderr)
         return ExitStatus.BAD_INPUT
-    except KeyboardInterrupt:
-        print("kdiag: interrupted", file=env.stderr)
-        return ExitStatus.INTERRUPTED
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print("kdiag: terminated (SIGTERM)" if terminated else "kdiag: interrupted", file=env.stderr)
+        return ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED
     return ExitStatus.ERROR
 
 
@@ -213,29 +216,27 @@ def run_inspect(config: RunConfig, env: Env) -> int:
         profile_calls=config.profile_calls,
         command=config.command,
     )
-    from kdiag.api import RunInterrupted, select_strategies
+    from kdiag.api import RunFailed, RunInterrupted, select_strategies
 
     select_strategies(config.strategies)  # refuse unknown names before any work or folder
     select_strategies(config.profile_strategies)
-    given_folder_existed = bool(config.out) and Path(config.out).exists()
-    folder = new_run_folder(_model_name(config), Path(config.out) if config.out else None)
+    run = RunFolder.claim(_model_name(config), Path(config.out) if config.out else None)
+    folder = run.path
     progress = _progress(env)
     try:
-        try:
-            report = inspect(config.model_path, inputs=config.inputs, example=config.example, progress=progress,
-                             out_dir=folder, **options)
-        except RunInterrupted as stop:
-            progress.close()
-            save_run(stop.report, folder)  # keep what was measured, marked incomplete
-            print(f"kdiag: interrupted; what was measured is saved, marked incomplete, in {folder}/",
-                  file=env.stderr)
-            return ExitStatus.INTERRUPTED
-        save_run(report, folder)
+        report = inspect(config.model_path, inputs=config.inputs, example=config.example, progress=progress,
+                         out_dir=folder, **options)
+    except (RunInterrupted, RunFailed) as stopped:  # stopped once timing began: what was measured is kept
+        progress.close()
+        return run.keep_measured(stopped, save_run, env.stderr)
     except BaseException:
-        discard(folder, keep_folder=given_folder_existed)  # nothing half-written
+        run.discard()  # nothing was measured, so nothing is left behind
         raise
     finally:
         progress.close()
+    saved = run.save(report, save_run)
+    if saved.refused_by is not None:
+        raise KdiagError(f"the report is saved {saved.where()}", "next time " + OUT_FIX)
     if config.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
 
@@ -244,7 +245,7 @@ def run_inspect(config: RunConfig, env: Env) -> int:
         env.stdout.write(_printable(render(report, config.format), env.stdout))
     print(f"kdiag: run saved in {folder}/ (report.json, report.md" +
           (", .prof files: open one with `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
-    return ExitStatus.OK
+    return active_stop().exit_status  # a Ctrl-C or SIGTERM during the save waited for it
 
 
 def _printable(text: str, stream) -> str:
