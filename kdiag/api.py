@@ -27,6 +27,7 @@ from kdiag.engine.measure import MeasureSettings, MeasurementInterrupted, Timed,
 from kdiag.engine.strategies import BY_KEY, BY_NAME, STRATEGIES, Outputs, Strategy, StrategyContext, to_host
 from kdiag.engine.tf import native_stderr_captured
 from kdiag.errors import KdiagError, NotApplicable, first_line
+from kdiag.signals import stop_cause
 
 # Progress callback: (stage, detail), e.g. ("measure", "predict: 12 calls").
 Progress = Callable[[str, str], None]
@@ -39,10 +40,19 @@ TRAINING_DEPENDENT = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "Spatia
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; `report` (marked incomplete) holds what was measured."""
+    """Ctrl-C or SIGTERM during a run; `report` (marked incomplete) holds what was measured."""
 
     def __init__(self, report: Report):
         super().__init__("interrupted")
+        self.report = report
+
+
+class RunFailed(Exception):
+    """A failure after timing (a full disk while profiling, say); `report` (marked incomplete) holds
+    what was measured, `__cause__` the failure."""
+
+    def __init__(self, report: Report):
+        super().__init__("the run failed after timing")
         self.report = report
 
 
@@ -138,8 +148,8 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     with _scratch_dir(work_dir) as scratch:
         ctx = StrategyContext(loaded, state.inputs, Path(scratch))
         if not time_strategies(ctx, selected, settings, state, say):
-            state.notes.insert(0, "Interrupted by Ctrl-C while timing: the figures are those measured before the "
-                                  "interruption; the report holds no profiles.")
+            state.notes.insert(0, f"Interrupted by {stop_cause()} while timing: the figures are those measured "
+                                  "before the interruption; the report holds no profiles.")
             raise RunInterrupted(state.report(incomplete=True))
         try:
             if config.cpp:
@@ -151,12 +161,19 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
                 state.profiles = run_profiles(ctx, state.results, scenarios, profile_dir, config.profile_calls, say)
             layers, stray = training_mode_check(ctx, state.reference_outputs)
             state.training_dependent_layers, state.training_true_max_abs_diff = layers, stray
+            return state.report()
+        # What was timed is kept, however late the stop or the failure (the report itself included).
         except KeyboardInterrupt:
-            state.notes.insert(0, "Interrupted by Ctrl-C after timing (C++ floor or profiling): the figures are "
-                                  "those measured before the interruption; the report holds no profiles.")
+            state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling or the "
+                                  "report): the figures are those measured before the interruption; the report "
+                                  "holds no profiles.")
             state.profiles = []
             raise RunInterrupted(state.report(incomplete=True)) from None
-    return state.report()
+        except Exception as exc:
+            state.notes.insert(0, f"Stopped after timing by {type(exc).__name__}: {first_line(exc)}; the figures "
+                                  "are those measured before it; the report holds no profiles.")
+            state.profiles = []
+            raise RunFailed(state.report(incomplete=True)) from exc
 
 
 def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
@@ -212,7 +229,7 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Ti
         return StrategyResult(identity.name, identity.snippet, False, unavailable[strategy.name], notes=notes)
     outcome = timed[strategy.name]
     if not completed and outcome.measurement.count == 0:
-        return StrategyResult(identity.name, identity.snippet, False, "not measured: interrupted (Ctrl-C)",
+        return StrategyResult(identity.name, identity.snippet, False, f"not measured: interrupted ({stop_cause()})",
                               notes=notes)
     if outcome.error:
         return StrategyResult(identity.name, identity.snippet, False, f"failed when called: {outcome.error}",

@@ -19,7 +19,8 @@ from kdiag.datamodel.config import RunConfig, parse_shape_overrides
 from kdiag.datamodel.strategies import BY_KEY
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import FORMATS
-from kdiag.runfolder import discard, new_run_folder, write_atomic
+from kdiag.runfolder import OUT_FIX, RunFolder, write_atomic
+from kdiag.signals import StopSignals, Terminated, active_stop
 
 @dataclasses.dataclass
 class Env:
@@ -106,7 +107,8 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
         return ExitStatus.OK
     try:
         if args.command == "inspect":
-            return run_inspect(request_from_args(args, argv), env)
+            with StopSignals(env.stderr):  # SIGTERM stops like Ctrl-C; a second signal waits for the save
+                return run_inspect(request_from_args(args, argv), env)
         if args.command == "examples":
             return run_examples(env)
         if args.command == "cpp":
@@ -129,9 +131,10 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
             traceback.print_exc(file=env.stderr)
         print(f"kdiag: error: {error.message}", file=env.stderr)
         return ExitStatus.BAD_INPUT
-    except KeyboardInterrupt:
-        print("kdiag: interrupted", file=env.stderr)
-        return ExitStatus.INTERRUPTED
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print("kdiag: terminated (SIGTERM)" if terminated else "kdiag: interrupted", file=env.stderr)
+        return ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED
     return ExitStatus.ERROR
 
 
@@ -175,27 +178,26 @@ def _keys(text: str) -> Tuple[str, ...]:
 
 
 def run_inspect(request: InspectRequest, env: Env) -> int:
-    from kdiag.api import RunInterrupted, run
+    from kdiag.api import RunFailed, RunInterrupted, run
     from kdiag.render import render
 
     config = request.config
-    given_folder_existed = bool(request.out) and Path(request.out).exists()
-    folder = new_run_folder(config.model_label, Path(request.out) if request.out else None)
+    run_folder = RunFolder.claim(config.model_label, Path(request.out) if request.out else None)
+    folder = run_folder.path
     progress = _progress(env)
     try:
         try:
-            report, interrupted = run(config, progress=progress, out_dir=folder), False
-        except RunInterrupted as stop:
-            report, interrupted = stop.report, True  # what was measured, marked incomplete
+            report = run(config, progress=progress, out_dir=folder)
         finally:
             progress.close()
-        save_run(report, folder)
+    except (RunInterrupted, RunFailed) as stopped:  # stopped once timing began: what was measured is kept
+        return run_folder.keep_measured(stopped, save_run, env.stderr)
     except BaseException:
-        discard(folder, keep_folder=given_folder_existed)  # nothing half-written
+        run_folder.discard()  # nothing was measured, so nothing is left behind
         raise
-    if interrupted:
-        print(f"kdiag: interrupted; what was measured is saved, marked incomplete, in {folder}/", file=env.stderr)
-        return ExitStatus.INTERRUPTED
+    saved = run_folder.save(report, save_run)
+    if saved.refused_by is not None:
+        raise KdiagError(f"the report is saved {saved.where()}", "next time " + OUT_FIX)
     if request.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
 
@@ -204,7 +206,7 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
         env.stdout.write(_printable(render(report, request.format), env.stdout))
     print(f"kdiag: run saved in {folder}/ (report.json, report.md" +
           (", .prof files: open one with `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
-    return ExitStatus.OK
+    return active_stop().exit_status  # a Ctrl-C or SIGTERM during the save waited for it
 
 
 def _printable(text: str, stream) -> str:

@@ -9,6 +9,7 @@ class ExitStatus(enum.IntEnum):
     BAD_INPUT = 2  # the user's input or options are wrong: one line, no traceback
     REGRESSION = 3  # `kdiag compare --fail-above` found a regression
     INTERRUPTED = 130  # Ctrl-C
+    TERMINATED = 143  # SIGTERM (docker stop, CI cancellation, timeout): 128 + 15, as a shell reports it
 
 
 class KdiagError(Exception):
