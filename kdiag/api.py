@@ -69,6 +69,11 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
     say("load", str(model_or_path if example is None else f"example {example}"))
     loaded = _load(model_or_path, example, opts)
     model_inputs = _make_inputs(loaded, inputs, opts)
+    from kdiag.limits import PROFILE_KEY, memory_plan_for
+
+    # Strategies whose copies of the weights and inputs would not fit get a "not measured" row.
+    memory = memory_plan_for(loaded, model_inputs.arrays, [s.key for s in selected], profile=opts.profile)
+    memory_notes = [memory.skip[PROFILE_KEY]] if PROFILE_KEY in memory.skip else []
     settings = MeasureSettings(
         budget_s=opts.budget_s,
         min_calls=opts.min_calls,
@@ -107,14 +112,14 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
     with _work_dir(work_dir) as scratch:
         ctx = StrategyContext(loaded, model_inputs, Path(scratch))
         try:
-            results = run_strategies(ctx, selected, settings, say)
+            results = run_strategies(ctx, selected, settings, say, skip=memory.skip)
         except RunInterrupted as stop:
             raise interrupted(stop.results, "while timing") from None
         try:
             if opts.cpp:
                 results.append(run_cpp_floor(ctx, settings, results, say))
             profiles = []
-            if opts.profile:
+            if opts.profile and PROFILE_KEY not in memory.skip:
                 profile_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-profiles-"))
                 profiles = run_profiles(ctx, results, profile_scenarios(results, opts.profile_strategies),
                                         profile_dir, opts.profile_calls, say)
@@ -123,7 +128,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None,
         layers, training_diff = training_mode_check(ctx)
     model = dataclasses.replace(model_info(loaded, model_inputs), training_dependent_layers=layers,
                                 training_true_max_abs_diff=training_diff)
-    return build_report(results, profiles, model, notes=loaded.load_notes + ctx.timing_warnings)
+    return build_report(results, profiles, model, notes=loaded.load_notes + memory_notes + ctx.timing_warnings)
 
 
 def select_strategies(keys: Optional[Sequence[str]]) -> List[Strategy]:
@@ -139,13 +144,17 @@ def select_strategies(keys: Optional[Sequence[str]]) -> List[Strategy]:
 
 
 def run_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
-                   say: Progress) -> List[StrategyResult]:
+                   say: Progress, skip: Optional[Dict[str, str]] = None) -> List[StrategyResult]:
+    """`skip`: strategy key -> why it is not measured (kdiag.limits.MemoryPlan.skip)."""
     prepared: Dict[str, Callable] = {}
     unavailable: Dict[str, str] = {}
     notes: Dict[str, List[str]] = {}
     for strategy in selected:
         if strategy.needs_keras and not ctx.loaded.is_keras:
             unavailable[strategy.name] = "not applicable: needs a Keras model; this is a plain SavedModel"
+            continue
+        if skip and strategy.key in skip:
+            unavailable[strategy.name] = skip[strategy.key]
             continue
         say("prepare", strategy.name)
         with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
@@ -341,10 +350,10 @@ def _make_inputs(loaded: LoadedModel, inputs, opts: InspectOptions) -> ModelInpu
         checked = {s.name: check_user_array(s, arrays[s.name]) for s in specs}
         return ModelInputs(checked, {n: "user data" for n in checked})
     batch = _batch_size(loaded, opts.batch_size)
-    from kdiag.limits import check_input_memory
+    from kdiag.limits import check_input_memory, estimate_output_bytes
 
     shapes = resolve_shapes(specs, batch, opts.input_shapes)
-    check_input_memory(specs, shapes)
+    check_input_memory(specs, shapes, estimate_output_bytes(loaded, batch))
     return synthetic_inputs(specs, shapes)
 
 

@@ -18,6 +18,7 @@ from typing import Callable, List, Optional
 from kdiag.errors import KdiagError, first_line
 from kdiag.h5probe import probe
 from kdiag.inputs import InputSpec
+from kdiag.limits import check_model_file_memory
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 DEFAULT_COMPILE = dict(optimizer="rmsprop", loss="mse")
@@ -58,6 +59,7 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     path = Path(path)
     if not path.exists():
         raise KdiagError(f"{path} does not exist", "check the path, or try --example tiny")
+    check_model_file_memory(path)  # .keras and SavedModel; an .h5's datasets are sized by its probe
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
             return _load_saved_model(path)
