@@ -108,22 +108,27 @@ def _profile(path: Path) -> Path:
 
 
 def _wait_for_line(process, words, timeout=30.0):
-    """Lines of the process's stdout up to the first holding every word (None at the timeout)."""
-    import selectors
+    """Lines of the process's stdout up to the first holding every word (fails at the timeout).
 
+    A thread reads them: select() on a buffered text stream misses lines already in its buffer."""
+    import queue
+    import threading
+
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] + [lines.put(None)],
+                     daemon=True).start()
     seen = []
     deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(max(0.0, deadline - time.monotonic())):
-                break
-            line = process.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if all(word in line for word in words):
-                return seen
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if all(word in line for word in words):
+            return seen
     pytest.fail(f"no line with {words} in {seen}")
 
 
@@ -146,5 +151,5 @@ def test_view_serves_a_dash_named_profile_isolated_and_prints_the_port_it_took(t
                 assert response.status == 200 and "snakeviz" in response.read().decode().lower()
         finally:
             process.terminate()
-            process.communicate(timeout=20)
+            process.wait(timeout=20)
     assert markers(folder) == []  # neither snakeviz.py nor tornado.py from the profile's folder
