@@ -145,16 +145,22 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     state = _RunState(config, loaded, _make_inputs(loaded, config),
                       started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
     settings = MeasureSettings(budget_s=config.budget_s, min_calls=config.min_calls, max_wall_s=config.wall_cap_s)
+    from kdiag.engine.limits import PROFILE_KEY, memory_plan_for
+
+    # Strategies whose copies of the weights and inputs would not fit get a "not measured" row.
+    memory = memory_plan_for(loaded, state.inputs.arrays, [s.identity.key for s in selected], profile=config.profile)
+    if PROFILE_KEY in memory.skip:
+        state.notes.append(memory.skip[PROFILE_KEY])
     with _scratch_dir(work_dir) as scratch:
         ctx = StrategyContext(loaded, state.inputs, Path(scratch))
-        if not time_strategies(ctx, selected, settings, state, say):
+        if not time_strategies(ctx, selected, settings, state, say, skip=memory.skip):
             state.notes.insert(0, f"Interrupted by {stop_cause()} while timing: the figures are those measured "
                                   "before the interruption; the report holds no profiles.")
             raise RunInterrupted(state.report(incomplete=True))
         try:
             if config.cpp:
                 state.results.append(run_cpp_floor(ctx, settings, state.reference_name, state.reference_outputs, say))
-            if config.profile:
+            if config.profile and PROFILE_KEY not in memory.skip:
                 profile_dir = Path(out_dir) if out_dir is not None else Path(
                     tempfile.mkdtemp(prefix="kdiag-profiles-"))
                 scenarios = profile_scenarios(state.results, config.profile_strategies)
@@ -177,11 +183,12 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
 
 
 def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
-                    state: _RunState, say: Progress) -> bool:
+                    state: _RunState, say: Progress, skip: Optional[Dict[str, str]] = None) -> bool:
     """Prepare and time every selected strategy, then check their outputs against the reference.
 
     Adds a StrategyResult per strategy to `state` and sets its reference outputs. Returns
-    False when Ctrl-C cut the timing short (what was measured is kept).
+    False when Ctrl-C cut the timing short (what was measured is kept). `skip`: strategy
+    key -> why it is not measured (kdiag.engine.limits.MemoryPlan.skip).
     """
     prepared: Dict[str, Callable] = {}
     unavailable: Dict[str, str] = {}
@@ -189,6 +196,9 @@ def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Me
     for strategy in selected:
         if strategy.needs_keras and not ctx.loaded.is_keras:
             unavailable[strategy.name] = "not applicable: needs a Keras model; this is a plain SavedModel"
+            continue
+        if skip and strategy.identity.key in skip:
+            unavailable[strategy.name] = skip[strategy.identity.key]
             continue
         say("prepare", strategy.name)
         with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
@@ -359,10 +369,10 @@ def _make_inputs(loaded: LoadedModel, config: RunConfig) -> ModelInputs:
         checked = {s.name: check_user_array(s, arrays[s.name]) for s in specs}
         return ModelInputs(checked, {n: "user data" for n in checked})
     batch = _batch_size(loaded, config.batch_size)
-    from kdiag.engine.limits import check_input_memory
+    from kdiag.engine.limits import check_input_memory, estimate_output_bytes
 
     shapes = resolve_shapes(specs, batch, config.input_shapes)
-    check_input_memory(specs, shapes)
+    check_input_memory(specs, shapes, estimate_output_bytes(loaded, batch))
     return synthetic_inputs(specs, shapes)
 
 

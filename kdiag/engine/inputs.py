@@ -8,12 +8,16 @@ Embedding's vocabulary), so a lookup cannot fail or read out of range.
 from __future__ import annotations
 
 import dataclasses
+import math
+import zipfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from kdiag.engine import limits
 from kdiag.errors import KdiagError
+from kdiag.engine.limits import size_text
 
 DEFAULT_INT_RANGE = (0, 10)  # when no consuming layer says otherwise: small, valid for most lookups
 SEED = 0
@@ -85,6 +89,8 @@ def resolve_shapes(
 
 
 def synthetic_inputs(specs: Sequence[InputSpec], shapes: Mapping[str, Tuple[int, ...]]) -> ModelInputs:
+    """Arrays drawn straight into the input's own dtype: a float64 draw cast down would need
+    three times a float32 batch's memory at its peak."""
     rng = np.random.default_rng(SEED)
     arrays, descriptions = {}, {}
     for spec in specs:
@@ -92,14 +98,16 @@ def synthetic_inputs(specs: Sequence[InputSpec], shapes: Mapping[str, Tuple[int,
         dtype = np.dtype(spec.dtype)
         if dtype.kind in "iu":
             low, high = spec.int_range or DEFAULT_INT_RANGE
-            arrays[spec.name] = rng.integers(low, high, size=shape).astype(dtype)
+            bounds = np.iinfo(dtype)  # a range wider than the dtype would wrap round
+            low, high = max(low, int(bounds.min)), min(high, int(bounds.max) + 1)
+            arrays[spec.name] = rng.integers(low, high, size=shape, dtype=dtype)
             why = spec.range_reason or "no consuming layer limits it"
             descriptions[spec.name] = f"integers in [{low}, {high}) ({why})"
         elif dtype.kind == "b":
-            arrays[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
+            arrays[spec.name] = rng.integers(0, 2, size=shape, dtype=bool)
             descriptions[spec.name] = "random booleans"
         elif dtype.kind == "f":
-            arrays[spec.name] = rng.random(shape, dtype=np.float64).astype(dtype)
+            arrays[spec.name] = _uniform_floats(rng, shape, dtype)
             descriptions[spec.name] = "uniform floats in [0, 1)"
         else:
             raise KdiagError(
@@ -109,8 +117,28 @@ def synthetic_inputs(specs: Sequence[InputSpec], shapes: Mapping[str, Tuple[int,
     return ModelInputs(arrays, descriptions)
 
 
+DRAW_CHUNK = 1 << 20  # elements drawn at a time for dtypes NumPy cannot draw directly
+
+
+def _uniform_floats(rng, shape, dtype: np.dtype) -> np.ndarray:
+    array = np.empty(shape, dtype)
+    if dtype in (np.float32, np.float64):
+        rng.random(dtype=dtype, out=array)
+        return array
+    # float16 and the like: drawn as float32 a chunk at a time, so the peak stays near the final size.
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, DRAW_CHUNK):
+        stop = min(start + DRAW_CHUNK, flat.size)
+        flat[start:stop] = rng.random(stop - start, dtype=np.float32)
+    return array
+
+
 def load_user_inputs(path: Path, specs: Sequence[InputSpec]) -> ModelInputs:
-    """`.npy` for a single-input model, `.npz` keyed by input name (or arr_0, arr_1 in order)."""
+    """`.npy` for a single-input model, `.npz` keyed by input name (or arr_0, arr_1 in order).
+
+    Sizes are checked before any array is read: each array's .npy header against the bytes that
+    hold it, a compressed entry's expansion, and the total against the memory available.
+    """
     path = Path(path)
     if not path.is_file():
         raise KdiagError(f"--inputs file {path} does not exist", "check the path")
@@ -121,11 +149,15 @@ def load_user_inputs(path: Path, specs: Sequence[InputSpec]) -> ModelInputs:
                     f"--inputs {path.name} holds one array but the model has {len(specs)} inputs",
                     "save them with numpy.savez(FILE, **{name: array}) and pass the .npz",
                 )
+            with open(path, "rb") as handle:
+                header = _npy_header(handle, path.stat().st_size, path.name)
+            _check_arrays_fit(path, {specs[0].name: header}, specs)
             loaded = {specs[0].name: np.load(path, allow_pickle=False)}
         elif path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
-                loaded = {k: archive[k] for k in archive.files}
-            loaded = _match_npz_keys(loaded, specs, path)
+                keys = _match_npz_keys(archive.files, specs, path)
+                _check_arrays_fit(path, _npz_headers(path, keys), specs)
+                loaded = {name: archive[key] for name, key in keys.items()}
         else:
             raise KdiagError(
                 f"--inputs {path.name} is not a .npy or .npz file",
@@ -150,17 +182,88 @@ def load_user_inputs(path: Path, specs: Sequence[InputSpec]) -> ModelInputs:
     return ModelInputs(arrays, {name: f"user data from {path.name}" for name in arrays})
 
 
-def _match_npz_keys(loaded: Dict[str, np.ndarray], specs: Sequence[InputSpec], path: Path):
+def _match_npz_keys(files: Sequence[str], specs: Sequence[InputSpec], path: Path) -> Dict[str, str]:
+    """{input name: archive key}, from the archive's names alone (nothing read yet)."""
     names = [s.name for s in specs]
-    if set(names) <= set(loaded):
-        return loaded
+    if set(names) <= set(files):
+        return {name: name for name in names}
     positional = [f"arr_{i}" for i in range(len(specs))]
-    if set(positional) <= set(loaded):
-        return {name: loaded[key] for name, key in zip(names, positional)}
+    if set(positional) <= set(files):
+        return dict(zip(names, positional))
     raise KdiagError(
-        f"--inputs {path.name} has arrays {sorted(loaded)} but the model's inputs are {names}",
+        f"--inputs {path.name} has arrays {sorted(files)} but the model's inputs are {names}",
         "save them with numpy.savez(FILE, **{name: array}) using the input names",
     )
+
+
+# A compressed entry that expands past this size by more than this factor is a zip bomb, not
+# measurement data (the thresholds Keras applies to .keras archives, with a lower floor: an input
+# batch is far smaller than a model's weights). Refused before a byte is decompressed.
+NPZ_BOMB_FLOOR_BYTES = 1 << 30
+NPZ_MAX_EXPANSION = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class NpyHeader:
+    shape: Tuple[int, ...]
+    dtype: np.dtype
+    data_bytes: int  # what the header declares: the memory the array will take
+
+
+def _npy_header(handle, stored_bytes: int, what: str) -> NpyHeader:
+    """Read a .npy header (a few hundred bytes) and check the data after it is the size it declares."""
+    version = np.lib.format.read_magic(handle)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read_header(handle)
+    header_bytes = handle.tell()
+    data_bytes = math.prod(shape) * dtype.itemsize
+    # Object arrays hold pickles of any length; np.load refuses them (allow_pickle=False) unread.
+    if not dtype.hasobject and header_bytes + data_bytes != stored_bytes:
+        raise KdiagError(
+            f"--inputs {what} is damaged: its header declares {size_text(data_bytes)} of data "
+            f"(shape {tuple(shape)}, {dtype}) but {size_text(max(0, stored_bytes - header_bytes))} follow it",
+            "save it again with numpy.save / numpy.savez",
+        )
+    return NpyHeader(tuple(shape), dtype, data_bytes)
+
+
+def _npz_headers(path: Path, keys: Mapping[str, str]) -> Dict[str, NpyHeader]:
+    headers = {}
+    with zipfile.ZipFile(path) as archive:
+        members = set(archive.namelist())
+        for name, key in keys.items():
+            info = archive.getinfo(f"{key}.npy" if f"{key}.npy" in members else key)
+            what = f"{path.name} entry {info.filename}"
+            if (info.file_size > NPZ_BOMB_FLOOR_BYTES
+                    and info.file_size > NPZ_MAX_EXPANSION * max(info.compress_size, 1)):
+                raise KdiagError(
+                    f"--inputs {what} expands from {size_text(info.compress_size)} to {size_text(info.file_size)} "
+                    f"({info.file_size // max(info.compress_size, 1)}x): a zip bomb, not input data",
+                    "save real inputs with numpy.savez (uncompressed)",
+                )
+            with archive.open(info) as member:
+                headers[name] = _npy_header(member, info.file_size, what)
+    return headers
+
+
+def _check_arrays_fit(path: Path, headers: Mapping[str, NpyHeader], specs: Sequence[InputSpec]) -> None:
+    """The arrays as stored, their copies in the model's dtypes, and one call's tensors must fit."""
+    stored = sum(h.data_bytes for h in headers.values())
+    need = stored
+    for spec in specs:
+        header = headers[spec.name]
+        final = math.prod(header.shape) * np.dtype(spec.dtype).itemsize
+        need += final  # the tensors one call converts them to
+        if header.dtype != np.dtype(spec.dtype):
+            need += final  # check_user_array's cast to the model's dtype
+    available = limits.available_memory_bytes()
+    if need > available:
+        raise KdiagError(
+            f"--inputs {path.name} holds {size_text(stored)} of arrays, and reading and using them "
+            f"{limits.needs_line(need, available)}",
+            "pass fewer rows (a smaller batch)",
+        )
 
 
 def check_user_array(spec: InputSpec, array: np.ndarray) -> np.ndarray:

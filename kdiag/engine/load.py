@@ -18,6 +18,7 @@ from typing import Callable, List, Optional
 from kdiag.errors import KdiagError, first_line
 from kdiag.engine.h5probe import probe
 from kdiag.engine.inputs import InputSpec
+from kdiag.engine.limits import check_model_file_memory
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 DEFAULT_COMPILE = dict(optimizer="rmsprop", loss="mse")
@@ -45,6 +46,18 @@ class LoadedModel:
     def is_keras(self) -> bool:
         return self.model is not None
 
+    def output_specs(self) -> List[tuple]:
+        """(shape, dtype) of each declared output; raises when the model declares none (subclassed)."""
+        if self.model is not None:
+            return [(tuple(t.shape), t.dtype) for t in self.model.outputs]
+        if self.saved_model is not None:
+            from kdiag.engine.tf import tf_and_keras
+
+            tf, _ = tf_and_keras()
+            structure = serving_signature(self.saved_model, self.source).structured_outputs
+            return [(tuple(s.shape), s.dtype) for s in tf.nest.flatten(structure)]
+        return []
+
     def parameter_count(self) -> Optional[int]:
         if self.model is not None:
             return int(self.model.count_params())
@@ -58,6 +71,7 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     path = Path(path)
     if not path.exists():
         raise KdiagError(f"{path} does not exist", "check the path, or try --example tiny")
+    check_model_file_memory(path)  # .keras and SavedModel; an .h5's datasets are sized by its probe
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
             return _load_saved_model(path)
