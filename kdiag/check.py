@@ -39,12 +39,12 @@ def compare(reference_name: str, reference: List[np.ndarray], candidate: List[np
             continue
         if not (_numeric(ref) and _numeric(got)):
             if _numeric(ref) or _numeric(got):
-                return OutputCheck(reference_name, float("inf"), atol, rtol, False,
-                                   f"output {index} is not comparable: {_kind(got)} here, {_kind(ref)} in the reference")
+                return OutputCheck(reference_name, float("inf"), atol, rtol, False, f"output {index} is not "
+                                   f"comparable: {_kind(got)} here, {_kind(ref)} in the reference")
             differing = sum(a != b for a, b in zip(_texts(ref), _texts(got)))
             if differing:
-                return OutputCheck(reference_name, float("inf"), atol, rtol, False,
-                                   f"output {index} holds {_kind(ref)}: {differing} of {ref.size} differ from the reference")
+                return OutputCheck(reference_name, float("inf"), atol, rtol, False, f"output {index} holds "
+                                   f"{_kind(ref)}: {differing} of {ref.size} differ from the reference")
             continue
         wide = np.complex128 if np.iscomplexobj(ref) or np.iscomplexobj(got) else np.float64
         ref64 = ref.astype(wide)

@@ -305,13 +305,15 @@ def refusal(file_name: str, findings: List[ConfigFinding]) -> KdiagError:
         first = (lambdas or same)[0]
         if lambdas:
             return lambda_refusal(file_name, _places(lambdas), len(_unique(_place(f.where) for f in lambdas)))
-        return KdiagError(
-            f"{file_name} contains {first.what}{_place(first.where)}, Python code or a non-computation "
-            "call that Keras would run while loading", UNSAFE_FIX)
+        place = f" in layer{_place(first.where)}" if first.where else ""
+        return KdiagError(f"{file_name} holds code that Keras would run while loading: {first.what}{place}",
+                          UNSAFE_FIX)
     if kind == "file":
         first = same[0]
-        return file_read_refusal(file_name, first.what + _place(first.where), first.path)
-    return custom_object_refusal(file_name, ", ".join(_unique(f.what + _place(f.where) for f in same)))
+        return file_read_refusal(file_name, first.what + _place(first.where), first.path,
+                                 vocabulary="TFSMLayer" not in first.what)
+    return custom_object_refusal(
+        file_name, ", ".join(_unique(f.what + (f" in layer{_place(f.where)}" if f.where else "") for f in same)))
 
 
 def lambda_refusal(file_name: str, where: str = "", count: int = 1) -> KdiagError:
@@ -324,19 +326,23 @@ def custom_object_refusal(file_name: str, detail: str) -> KdiagError:
     return KdiagError(f"{file_name} needs a custom object that is not registered ({detail[:200]})", CUSTOM_FIX)
 
 
-def file_read_refusal(file_name: str, what: str, path: str) -> KdiagError:
-    return KdiagError(
-        f"{file_name} has {what} that would read {path!r} from disk while loading (a file outside the model "
-        "file, which a downloaded model should not choose)",
-        "if that file is one you mean it to read, re-run with --unsafe (it also allows Lambda code); or save "
-        "the model with the vocabulary in it (layer.set_vocabulary(terms) before model.save)")
+def file_read_refusal(file_name: str, what: str, path: str, vocabulary: bool = True) -> KdiagError:
+    """A layer that would open a path its config names: not a Lambda, and --unsafe is not the only way out."""
+    fix = ("if you mean it to read that file, re-run with --unsafe (which also lets Lambda code run); better, "
+           "save the model with the vocabulary inside it (layer.set_vocabulary(terms) before model.save)"
+           if vocabulary else "if you trust this file and that path, re-run with --unsafe")
+    return KdiagError(f"{file_name} has {what} that would read {path!r} from disk while loading (a path named "
+                      "in the model's config, outside the model file)", fix)
 
 
 def _place(where: Tuple[str, ...]) -> str:
     if not where:
         return ""
     layer, outer = where[-1], where[:-1]
-    return f" '{layer}'" + (f" (inside {' > '.join(repr(name) for name in outer)})" if outer else "")
+    shown = " > ".join(repr(name) for name in outer[-3:])  # a deep config would make a page-long line
+    if len(outer) > 3:
+        shown = "... > " + shown
+    return f" '{layer}'" + (f" (inside {shown})" if outer else "")
 
 
 def _places(findings: List[ConfigFinding]) -> str:
@@ -357,11 +363,12 @@ def explain_keras_refusal(file_name: str, exc: BaseException) -> Optional[KdiagE
     the error is something else."""
     text = str(exc)
     lowered = text.lower()
-    if "vocabulary file" in lowered:
+    if "vocabulary file outside" in lowered:
         match = re.search(r"Vocabulary file:? '?([^'\n]*)'?", text)
         return file_read_refusal(file_name, "a lookup layer", match.group(1) if match else "a vocabulary file")
     if "TFSMLayer" in text:
-        return file_read_refusal(file_name, "a TFSMLayer (it loads and runs another SavedModel)", "a SavedModel")
+        return KdiagError(f"{file_name} has a TFSMLayer, which loads and runs another SavedModel from disk",
+                          "if you trust this file and that SavedModel, re-run with --unsafe")
     if "safe_mode" in text or ("unsafe" in lowered and "lambda" in lowered):
         return lambda_refusal(file_name)
     if "Could not locate" in text or "Unknown layer" in text or ("Unknown " in text and "custom" in lowered):
