@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from kdiag import safety
 from kdiag.errors import KdiagError, first_line
 from kdiag.engine.h5probe import probe
 from kdiag.engine.inputs import InputSpec
@@ -74,6 +75,7 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     check_model_file_memory(path)  # .keras and SavedModel; an .h5's datasets are sized by its probe
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+            safety.check_saved_model(path, unsafe=unsafe)  # its graph, before TensorFlow runs any of it
             return _load_saved_model(path)
         raise KdiagError(
             f"{path} is a directory but not a SavedModel (no saved_model.pb in it)",
@@ -93,6 +95,8 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     else:
         compile_config = _check_h5(path)
         fmt = "h5"
+    # Before Keras sees the file: tf-keras' HDF5 loader would run a Lambda's bytecode even in safe_mode.
+    safety.check_keras_file(path, unsafe=unsafe, custom_objects=custom_objects)
     loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects)  # noqa: E731
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -259,18 +263,10 @@ def _keras_load(path: Path, compile: bool, unsafe: bool, custom_objects: Optiona
 
 
 def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
-    text = str(exc)
+    refused = safety.explain_keras_refusal(path.name, exc)  # Keras' own safe_mode, worded as kdiag's
+    if refused is not None:
+        return refused
     first = first_line(exc)
-    if "safe_mode" in text or "unsafe" in text.lower() and "lambda" in text.lower():
-        return KdiagError(
-            f"{path.name} contains a Lambda layer, whose Python code Keras will not run without consent",
-            "if you trust this file, re-run with --unsafe",
-        )
-    if "Could not locate" in text or "Unknown layer" in text:
-        return KdiagError(
-            f"{path.name} needs a custom object that is not registered ({first[:160]})",
-            "pass the module that defines it with --custom-objects module.py (its code will run)",
-        )
     return KdiagError(
         f"{path.name} could not be loaded by Keras ({type(exc).__name__}: {first[:200]})",
         "check that the file is complete and was saved by Keras; --debug shows the traceback",
