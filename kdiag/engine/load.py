@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from kdiag import safety
+from kdiag.engine import safety
 from kdiag.errors import KdiagError, first_line
 from kdiag.engine.h5probe import probe
 from kdiag.engine.inputs import InputSpec

@@ -529,7 +529,7 @@ def check_saved_model(path: Path, *, unsafe: bool = False) -> None:
 
 def read_saved_model(path: Path):
     """The SavedModel protocol buffer (saved_model.pb, or saved_model.pbtxt)."""
-    from kdiag.tf import tf_and_keras
+    from kdiag.engine.tf import tf_and_keras
 
     tf_and_keras()  # TensorFlow's import, with its native start-up noise held back
     from google.protobuf import message, text_format
