@@ -1,8 +1,15 @@
-"""The rich terminal report, and progress on stderr. The only module that imports rich."""
+"""The rich terminal report, and progress on stderr. The only module that imports rich.
+
+Model names, file names, layer names and error messages come from the user's files, so no
+string is ever read as rich markup: every console here has markup=False, and panel titles
+(which rich parses as markup whatever the console says) are Text objects.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import re
 import sys
 from typing import Optional
 
@@ -21,16 +28,37 @@ from kdiag.datamodel.report import Report
 def render(report: Report, width: int = 120, color: bool = False) -> str:
     """The report as text, for tests and for writing to a file."""
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, color_system="standard" if color else None,
+    console = Console(file=buffer, width=width, color_system="standard" if color else None, markup=False,
                       force_terminal=color, highlight=False)
     print_report(report, console)
     return buffer.getvalue()
 
 
 def print_report(report: Report, console: Optional[Console] = None) -> None:
-    console = console or Console(highlight=False)
-    for part in report_parts(report):
+    console = console or Console(highlight=False, markup=False)
+    for part in report_parts(scrubbed(report)):
         console.print(part)
+
+
+# C0 and C1 control characters but tab and newline: an ESC from a file name could recolour,
+# move the cursor or retitle the user's terminal. They are shown as \x1b instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def scrubbed(value):
+    """The Report (or any part of it) with every string passed through `visible`."""
+    if isinstance(value, str):
+        return visible(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: scrubbed(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrubbed(v) for v in value)
+    return value
 
 
 def report_parts(report: Report):
@@ -53,10 +81,10 @@ def report_parts(report: Report):
         yield _findings(report)
     notes = list(_notes(report))
     if notes:
-        yield Panel(Group(*[Text(n) for n in notes]), title="Notes", title_align="left", border_style="yellow")
+        yield Panel(Group(*[Text(n) for n in notes]), title=Text("Notes"), title_align="left", border_style="yellow")
     best = views.fastest_matching(report)
     if best is not None and not report.findings:
-        yield Panel(Text(best.snippet), title=f"Fastest with matching outputs: {best.name}",
+        yield Panel(Text(best.snippet), title=Text(f"Fastest with matching outputs: {best.name}"),
                     title_align="left", border_style="green")
 
 
@@ -204,7 +232,7 @@ def _findings(report: Report) -> Group:
         body = [Text(line) for line in finding.evidence] + [Text(finding.advice, style="bold")]
         if finding.snippet:
             body.append(Text(finding.snippet, style="cyan"))
-        parts.append(Panel(Group(*body), title=f"[{finding.severity}] {finding.title}{gain}", title_align="left",
+        parts.append(Panel(Group(*body), title=Text(f"[{finding.severity}] {finding.title}{gain}"), title_align="left",
                            border_style={"high": "red", "medium": "yellow"}.get(finding.severity, "blue")))
     return Group(*parts)
 
@@ -243,7 +271,7 @@ class StderrProgress:
     """Progress on stderr: a live status line on a terminal, stage lines otherwise."""
 
     def __init__(self, stream=None):
-        self.console = Console(file=stream or sys.stderr, highlight=False)
+        self.console = Console(file=stream or sys.stderr, highlight=False, markup=False)
         self.status = None
         self.last_stage = None
 
@@ -252,9 +280,9 @@ class StderrProgress:
             if self.status is None:
                 self.status = self.console.status("")
                 self.status.start()
-            self.status.update(f"[dim]{stage}[/]: {detail}")
+            self.status.update(Text.assemble((stage, "dim"), f": {visible(detail)}"))
         elif stage != self.last_stage:  # a log, not a live line: one line per stage
-            self.console.print(f"kdiag: {stage}: {detail}" + (" ..." if stage == "measure" else ""))
+            self.console.print(f"kdiag: {stage}: {visible(detail)}" + (" ..." if stage == "measure" else ""))
         self.last_stage = stage
 
     def close(self) -> None:
