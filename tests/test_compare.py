@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import factories as fx  # noqa: E402
 from kdiag.analysis import compare as cmp  # noqa: E402
 from kdiag.datamodel.report import read_report  # noqa: E402
 from kdiag.render.comparison import render as render_comparison  # noqa: E402
+from kdiag.render.json import render as render_json_report  # noqa: E402
 from kdiag.analysis.diagnose import diagnose  # noqa: E402
 from kdiag.errors import ExitStatus, KdiagError  # noqa: E402
 from kdiag.datamodel.report import Report  # noqa: E402
@@ -167,7 +169,7 @@ def test_loaded_reports_compare(tmp_path):
     ("{not json", "is not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
     ("[1, 2]", "is not a kdiag report"),
     ('{"schema_version": 99}', "report schema_version 99 is not the 1 this kdiag reads"),
-    ('{"schema_version": 1, "settings": {}}', "does not have the fields of a kdiag report"),
+    ('{"schema_version": 1, "settings": {}}', "is not a kdiag report: report.settings has no command"),
 ])
 def test_read_report_errors_are_one_line(tmp_path, content, problem):
     path = tmp_path / "report.json"
@@ -189,3 +191,49 @@ def test_read_report_on_a_directory(tmp_path):
 def test_round_trip_of_report_objects_in_memory():
     report = run()
     assert Report.from_dict(report.to_dict()) == report
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda d: d.update(strategies=None), "report.strategies is null"),
+    (lambda d: d.update(settings="fast"), "report.settings should be an object, not str"),
+    (lambda d: d["strategies"][1].update(available="yes"), "report.strategies[1].available should be bool, not str"),
+    (lambda d: d["model"].pop("name"), "report.model has no name"),
+])
+def test_read_report_refuses_wrong_field_types_with_one_line(tmp_path, change, problem):
+    data = json.loads(render_json_report(fx.report(fx.typical_keras3())))
+    change(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(KdiagError, match=re.escape(problem)):
+        read_report(path)
+
+
+def test_read_report_refuses_deeply_nested_json(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(KdiagError, match="nests deeper than any kdiag report"):
+        read_report(path)
+
+
+def test_read_report_checks_the_types_inside_strategies(tmp_path):
+    good = json.loads(render_json_report(fx.report(fx.typical_keras3())))
+    good["strategies"][0]["measurement"]["samples_s"] = ["fast", "slow"]
+    path = tmp_path / "typed.json"
+    path.write_text(json.dumps(good))
+    with pytest.raises(KdiagError, match=r"report\.strategies\[0\]\.measurement\.samples_s should be a list of numbers"):
+        read_report(path)
+
+
+def test_read_report_refuses_a_device_without_reading_it():
+    with pytest.raises(KdiagError, match="not a regular file"):
+        read_report("/dev/zero")  # reading it would never end
+
+
+def test_read_report_refuses_a_file_larger_than_any_report(tmp_path, monkeypatch):
+    from kdiag.datamodel import report as report_module
+
+    path = tmp_path / "huge.json"
+    path.write_text("{}" + " " * 2048)
+    monkeypatch.setattr(report_module, "MAX_REPORT_BYTES", 1024)
+    with pytest.raises(KdiagError, match="larger than any kdiag report"):
+        read_report(path)

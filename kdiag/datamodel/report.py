@@ -146,11 +146,20 @@ class Report:
         return _from_jsonable(cls, data)
 
 
+#: report.json of a long run with every raw sample stays far below this; a larger file is not ours.
+MAX_REPORT_BYTES = 256 << 20
+
+
 def read_report(path: Union[str, Path]) -> Report:
     """A Report from a JSON file written by kdiag; KdiagError (one line) when it cannot be read."""
     path = Path(path)
     fix = "give the report.json that `kdiag inspect` saved in its run folder"
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise KdiagError(f"{path} is not a regular file (a device, pipe or socket)", fix)
+        if path.is_file() and path.stat().st_size > MAX_REPORT_BYTES:
+            raise KdiagError(f"{path} is {path.stat().st_size / (1 << 20):,.0f} MiB, larger than any kdiag report "
+                             f"(at most {MAX_REPORT_BYTES >> 20} MiB)", fix)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise KdiagError(f"{path}: no such file", fix) from None
@@ -163,12 +172,18 @@ def read_report(path: Union[str, Path]) -> Report:
     except json.JSONDecodeError as exc:
         raise KdiagError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
                          fix) from None
+    except RecursionError:
+        raise KdiagError(f"{path} nests deeper than any kdiag report", fix) from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise KdiagError(f"{path} is not a kdiag report (no schema_version)", fix)
     try:
         return Report.from_dict(data)
     except KdiagError as exc:
         raise KdiagError(f"{path}: {exc.problem}", exc.fix) from None
+    except ReportFieldError as exc:
+        raise KdiagError(f"{path} is not a kdiag report: {exc}", fix) from None
+    except RecursionError:
+        raise KdiagError(f"{path} nests deeper than any kdiag report", fix) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise KdiagError(f"{path} does not have the fields of a kdiag report ({first_line(exc, 200)})",
                          fix) from None
@@ -215,26 +230,52 @@ def _float(x: float) -> Optional[float]:
     return float(x)
 
 
-def _from_jsonable(tp: Any, data: Any) -> Any:
-    if data is None:
-        return None
+class ReportFieldError(ValueError):
+    """A field of a saved report has the wrong type; the message names the field."""
+
+
+def _from_jsonable(tp: Any, data: Any, where: str = "report") -> Any:
+    """Rebuild `tp` from parsed JSON, checking every type on the way (a report is untrusted input)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Union:  # Optional[X]
+        if data is None:
+            return None
         inner = [a for a in args if a is not type(None)]
-        return _from_jsonable(inner[0], data)
+        return _from_jsonable(inner[0], data, where)
+    if tp is float:  # JSON has no NaN: None stands for "no value"
+        if data is None:
+            return float("nan")
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            raise ReportFieldError(f"{where} should be a number, not {type(data).__name__}")
+        return float(data)
+    if data is None:
+        raise ReportFieldError(f"{where} is null")
     if origin in (list, List):
-        return [_from_jsonable(args[0] if args else Any, v) for v in data]
+        if not isinstance(data, list):
+            raise ReportFieldError(f"{where} should be a list, not {type(data).__name__}")
+        return [_from_jsonable(args[0] if args else Any, v, f"{where}[{i}]") for i, v in enumerate(data)]
+    if origin in (dict, Dict):
+        if not isinstance(data, dict):
+            raise ReportFieldError(f"{where} should be an object, not {type(data).__name__}")
+        return dict(data)
     if dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise ReportFieldError(f"{where} should be an object, not {type(data).__name__}")
         hints = typing.get_type_hints(tp)
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in data:
-                kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name])
+                kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ReportFieldError(f"{where} has no {f.name}")
         return tp(**kwargs)
     if tp is tuple:
+        if not isinstance(data, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 for v in data):
+            raise ReportFieldError(f"{where} should be a list of numbers")
         return tuple(data)
-    if tp is float:
-        return float("nan") if data is None else float(data)
+    expected = {str: str, int: int, bool: bool}.get(tp)
+    if expected is not None and (not isinstance(data, expected) or (expected is int and isinstance(data, bool))):
+        raise ReportFieldError(f"{where} should be {expected.__name__}, not {type(data).__name__}")
     return data
-
