@@ -76,3 +76,12 @@ def test_damaged_npy_is_refused(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(KdiagError, match="could not be read"):
         load_user_inputs(tmp_path / "bad.npy", [InputSpec("a", (None, 3), "float32")])
+
+
+def test_a_string_input_is_refused_with_one_line_not_a_traceback():
+    from kdiag.engine.limits import check_input_memory
+
+    spec = InputSpec("text", (None, 1), "string", None, "")
+    check_input_memory([spec], {"text": (4, 1)})  # no NumPy size for "string": estimated, not a crash
+    with pytest.raises(KdiagError, match="input 'text' has dtype string, which kdiag cannot synthesise"):
+        synthetic_inputs([spec], {"text": (4, 1)})

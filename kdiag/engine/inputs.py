@@ -95,7 +95,10 @@ def synthetic_inputs(specs: Sequence[InputSpec], shapes: Mapping[str, Tuple[int,
     arrays, descriptions = {}, {}
     for spec in specs:
         shape = shapes[spec.name]
-        dtype = np.dtype(spec.dtype)
+        try:
+            dtype = np.dtype(spec.dtype)
+        except TypeError:  # "string" (a StringLookup model's input) has no NumPy dtype to draw from
+            dtype = np.dtype(object)
         if dtype.kind in "iu":
             low, high = spec.int_range or DEFAULT_INT_RANGE
             bounds = np.iinfo(dtype)  # a range wider than the dtype would wrap round
