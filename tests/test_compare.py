@@ -237,3 +237,17 @@ def test_read_report_refuses_a_file_larger_than_any_report(tmp_path, monkeypatch
     monkeypatch.setattr(report_module, "MAX_REPORT_BYTES", 1024)
     with pytest.raises(KdiagError, match="larger than any kdiag report"):
         read_report(path)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "1e9"])
+def test_fail_above_rejects_nan_infinity_negative_and_absurd_values(tmp_path, value):
+    import io
+
+    from kdiag.cli import Env, main
+
+    path = tmp_path / "r.json"
+    path.write_text(render_json_report(fx.report(fx.typical_keras3())))
+    err = io.StringIO()
+    assert main(["compare", str(path), str(path), "--fail-above", value], Env(io.StringIO(), err)) == 2
+    assert err.getvalue().startswith("kdiag: error: --fail-above must be a percentage from 0 to 10,000")
+    assert len(err.getvalue().splitlines()) == 1
