@@ -207,11 +207,14 @@ def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Me
                 prepared[strategy.name] = strategy.prepare(ctx)
             except NotApplicable as exc:
                 unavailable[strategy.name] = f"not available: {exc}"
-            except KdiagError:
-                raise
+            except KdiagError as exc:  # one strategy that cannot run never sinks the run
+                unavailable[strategy.name] = f"failed to prepare: {exc.message}"
             except Exception as exc:
                 unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {first_line(exc)}"
         notes[strategy.name] = _unique_warnings(caught)
+    users_path = PREDICT.name if ctx.loaded.is_keras else REFERENCE_ORDER[1]
+    if users_path in unavailable:  # fail before spending time on the others
+        _refuse_unmeasurable(users_path, unavailable[users_path])
 
     from kdiag.engine.profiling import capture_tf_warnings
 
@@ -229,7 +232,23 @@ def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Me
     for strategy in selected:
         state.results.append(_result(strategy, unavailable, timed, notes.get(strategy.name, []), completed,
                                      state.reference_name, state.reference_outputs))
+    if completed:
+        _require_the_users_path(ctx, state.results)
     return completed
+
+
+def _require_the_users_path(ctx: StrategyContext, results: List[StrategyResult]) -> None:
+    """Exit 2 is for a run that cannot measure the user's own path at all: predict, or for a
+    plain SavedModel its serving signature. Every other failure is a row of the report."""
+    name = PREDICT.name if ctx.loaded.is_keras else REFERENCE_ORDER[1]
+    result = next((r for r in results if r.name == name), None)
+    if result is not None and not result.available:
+        _refuse_unmeasurable(name, result.reason)
+
+
+def _refuse_unmeasurable(name: str, reason: str) -> None:
+    raise KdiagError(f"{name} could not be measured on this model ({reason})",
+                     "check the model and its inputs (--inputs, --input-shape); --debug shows the traceback")
 
 
 def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Timed], notes: List[str],

@@ -35,9 +35,14 @@ class LoadedModel:
     input_structure: str  # "single", "list" or "dict": how the Keras model takes its inputs
     load_time_s: float
     model: object = None  # Keras model loaded with compile=False; None for a plain SavedModel
-    compiled_factory: Optional[Callable[[], object]] = None  # a second, compiled instance
+    compiled_factory: Optional["CompiledFactory"] = None  # a second, compiled instance
     uncompiled_factory: Optional[Callable[[], object]] = None  # a fresh uncompiled one (profiling's cold call)
-    compile_config: str = ""
+    plain_compile_config: str = ""  # for a model with no compiled scenario (a plain SavedModel): why
+
+    @property
+    def compile_config(self) -> str:
+        """What predict (compiled) was compiled with (after it ran: what was actually used)."""
+        return self.compiled_factory.description if self.compiled_factory is not None else self.plain_compile_config
     saved_model: object = None  # tf.saved_model.load(...) result for SavedModel directories
     saved_model_dir: Optional[Path] = None
     default_batch_size: Optional[int] = None  # an example's batch size
@@ -103,8 +108,7 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
         warnings.simplefilter("always")
         model = loader(False)
     load_time = time.perf_counter() - start
-    factory, described = _compiled_factory(loader, compile_config)
-    return _from_keras(model, path.stem, str(path), fmt, load_time, factory, described,
+    return _from_keras(model, path.stem, str(path), fmt, load_time, _compiled_factory(loader, compile_config),
                        uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught))
 
 
@@ -121,8 +125,8 @@ def load_example(name: str) -> LoadedModel:
         twin.compile(**DEFAULT_COMPILE)
         return twin
 
-    return _from_keras(model, name, f"example:{name}", "example", load_time, compiled,
-                       f"the default {DEFAULT_COMPILE_TEXT}", uncompiled_factory=example.build,
+    return _from_keras(model, name, f"example:{name}", "example", load_time,
+                       CompiledFactory(compiled, f"the default {DEFAULT_COMPILE_TEXT}"), uncompiled_factory=example.build,
                        default_batch_size=example.batch_size)
 
 
@@ -142,8 +146,9 @@ def from_model(model) -> LoadedModel:
         twin.compile(**DEFAULT_COMPILE)
         return twin
 
-    return _from_keras(model, model.name, "in-memory", "in-memory", 0.0, compiled,
-                       f"a clone of the model with the default {DEFAULT_COMPILE_TEXT}", uncompiled_factory=clone)
+    return _from_keras(model, model.name, "in-memory", "in-memory", 0.0,
+                       CompiledFactory(compiled, f"a clone of the model with the default {DEFAULT_COMPILE_TEXT}"),
+                       uncompiled_factory=clone)
 
 
 # --- Keras files ------------------------------------------------------------------
@@ -284,22 +289,82 @@ def _weight_warnings(caught) -> List[str]:
     return notes
 
 
-def _compiled_factory(loader, compile_config: Optional[dict]):
-    if compile_config:
-        def compiled():
-            return loader(True)
+class CompiledFactory:
+    """Makes predict (compiled)'s own compiled instance; `description` says what it was compiled with.
 
-        return compiled, "the training config saved in the file"
+    A Keras 2-era file's saved training config may not restore under Keras 3 (an optimizer
+    argument such as `lr` or `decay` that Keras 3 renamed). Then the instance is compiled with
+    the file's saved loss and metrics and a default optimizer, and `description` (read when the
+    report is built, after the strategy ran) says exactly that. Only if that fails too does the
+    predict (compiled) row fail; nothing else of the run depends on it.
+    """
+
+    def __init__(self, make: Callable[[], object], description: str,
+                 substitute: Optional[Callable[[], object]] = None, saved: Optional[dict] = None):
+        self.make = make
+        self.description = description
+        self.substitute = substitute
+        self.saved = saved or {}
+
+    def __call__(self):
+        try:
+            return self.make()
+        except Exception as exc:
+            if self.substitute is None:
+                raise
+            reason = exc.__cause__ if isinstance(exc, KdiagError) and exc.__cause__ is not None else exc
+            model = self.substitute()
+            loss, metrics = self.saved.get("loss"), _metric_names(self.saved.get("metrics"))
+            self.description = (
+                f"the file's saved training config could not be restored under this Keras "
+                f"({type(reason).__name__}: {first_line(reason, 160)}); compiled instead with its saved loss "
+                f"{loss!r}, metrics {metrics!r} and the default optimizer 'rmsprop'")
+            return model
+
+
+def _compiled_factory(loader, compile_config: Optional[dict]) -> CompiledFactory:
+    if compile_config:
+        def substitute():
+            model = loader(False)
+            model.compile(optimizer=DEFAULT_COMPILE["optimizer"], loss=compile_config.get("loss"),
+                          loss_weights=compile_config.get("loss_weights"),
+                          metrics=_metric_names(compile_config.get("metrics")))
+            return model
+
+        return CompiledFactory(lambda: loader(True), "the training config saved in the file", substitute,
+                               compile_config)
 
     def default_compiled():
         model = loader(False)
         model.compile(**DEFAULT_COMPILE)
         return model
 
-    return default_compiled, f"the default {DEFAULT_COMPILE_TEXT} (the file has no training config)"
+    return CompiledFactory(default_compiled, f"the default {DEFAULT_COMPILE_TEXT} (the file has no training config)")
 
 
-def _from_keras(model, name, source, fmt, load_time, compiled_factory, compile_config, *,
+def _metric_names(metrics) -> Optional[list]:
+    """Saved metrics as names Keras 3 compiles: Keras 2 nests them per output ([['accuracy']]) and
+    may store a serialised wrapper ({'class_name': 'MeanMetricWrapper', 'config': {'name': 'accuracy'}})."""
+    if not metrics:
+        return None
+    names = []
+
+    def walk(item):
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, dict):
+            name = item.get("config", {}).get("name") if isinstance(item.get("config"), dict) else None
+            if isinstance(name, str):
+                names.append(name)
+        elif isinstance(item, (list, tuple)):
+            for child in item:
+                walk(child)
+
+    walk(metrics)
+    return list(dict.fromkeys(names)) or None
+
+
+def _from_keras(model, name, source, fmt, load_time, compiled_factory: CompiledFactory, *,
                 uncompiled_factory, load_notes=(), default_batch_size=None) -> LoadedModel:
     specs, structure = keras_input_specs(model)
     return LoadedModel(
@@ -312,7 +377,6 @@ def _from_keras(model, name, source, fmt, load_time, compiled_factory, compile_c
         model=model,
         compiled_factory=compiled_factory,
         uncompiled_factory=uncompiled_factory,
-        compile_config=compile_config,
         default_batch_size=default_batch_size,
         load_notes=list(load_notes),
     )
@@ -436,7 +500,7 @@ def _load_saved_model(path: Path) -> LoadedModel:
         input_specs=specs,
         input_structure="dict",
         load_time_s=load_time,
-        compile_config="not applicable: a SavedModel holds no Keras training config",
+        plain_compile_config="not applicable: a SavedModel holds no Keras training config",
         saved_model=loaded,
         saved_model_dir=path,
     )
