@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--custom-objects", metavar="MODULE.py",
                          help="a Python file defining the model's custom classes (its code runs)")
     inspect.add_argument("--out", metavar="DIR",
-                         help="run folder for report.md, report.json and the .prof files "
+                         help="run folder for report.html, report.md, report.json and the .prof files "
                               "(default: reports/<model>-<timestamp>/); never overwritten")
     inspect.add_argument("--profile", metavar="A,B", default="",
                          help="also profile these strategies (predict before and after compile() always are)")
@@ -71,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
-    view = commands.add_parser("view", help="open a .prof file in snakeviz",
-                               description="Open a profile in snakeviz, served on 127.0.0.1 unless --host says otherwise.")
-    view.add_argument("prof", help="a .prof file written by kdiag inspect")
+    view = commands.add_parser("view", help="open a run's report.html, or a .prof file in snakeviz",
+                               description="Open a run folder's report.html, or a profile in snakeviz, in the "
+                                           "browser, served on 127.0.0.1 unless --host says otherwise.")
+    view.add_argument("prof", metavar="RUN_OR_PROF", help="a run folder of kdiag inspect, or a .prof file from one")
     view.add_argument("--server", action="store_true", help="do not open a browser; print the URL and serve")
     view.add_argument("--host", default=None, metavar="ADDR",
                       help="address to bind (default 127.0.0.1; anything else exposes your profile to the network)")
@@ -189,7 +190,7 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
             report, interrupted = stop.report, True  # what was measured, marked incomplete
         finally:
             progress.close()
-        save_run(report, folder)
+        saved = save_run(report, folder)
     except BaseException:
         discard(folder, keep_folder=given_folder_existed)  # nothing half-written
         raise
@@ -201,9 +202,10 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
 
         print_report(report)
     else:
-        env.stdout.write(_printable(render(report, request.format), env.stdout))
-    print(f"kdiag: run saved in {folder}/ (report.json, report.md" +
-          (", .prof files: open one with `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
+        text = saved.get(request.format) or render(report, request.format)
+        env.stdout.write(_printable(text, env.stdout))
+    print(f"kdiag: run saved in {folder}/ (report.html: open it with `kdiag view {shlex.quote(str(folder))}`; "
+          "report.md, report.json" + (", .prof files: `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
     return ExitStatus.OK
 
 
@@ -213,11 +215,15 @@ def _printable(text: str, stream) -> str:
     return text.encode(encoding, errors="backslashreplace").decode(encoding)
 
 
-def save_run(report, folder: Path) -> None:
+def save_run(report, folder: Path) -> dict:
+    """Write the run's reports; returns their texts by format, so stdout need not render one twice."""
     from kdiag.render import render
 
-    write_atomic(folder / "report.json", render(report, "json"))
-    write_atomic(folder / "report.md", render(report, "markdown"))
+    texts = {fmt: render(report, fmt) for fmt in ("json", "markdown", "html")}
+    write_atomic(folder / "report.json", texts["json"])
+    write_atomic(folder / "report.md", texts["markdown"])
+    write_atomic(folder / "report.html", texts["html"])
+    return texts
 
 
 def run_examples(env: Env) -> int:
