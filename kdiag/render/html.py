@@ -72,7 +72,7 @@ RC = {
     "axes.titlelocation": "left",
 }
 WIDTH_IN = 10.0
-ICICLE_MAX_DEPTH = 40
+ICICLE_MAX_DEPTH = 32  # deeper levels are slivers; the call tree below has them
 #: A call tree node opens by default while it holds at least this share of the profile: the hot path.
 OPEN_SHARE = 0.15
 
@@ -274,6 +274,8 @@ def _strategy_chart(figure, report: Report) -> None:
         if row.vs_predict is not None and result.name != PREDICT.name:
             words.append(f"{fmt.ratio(row.vs_predict)} faster than predict" if row.vs_predict >= 1
                          else f"{fmt.ratio(1 / row.vs_predict)} slower than predict")
+        if result.measurement.stopped_early:
+            words.append(f"stopped early after {result.measurement.count} calls")
         if floor:
             words.append("floor")
         if label != "outputs match":
@@ -457,7 +459,7 @@ def _phases(report: Report, charts: Charts) -> str:
     parts = ['<section id="phases"><h2>Where the time goes: phases</h2>',
              charts.draw("phases per call", height, _phase_chart, report, profiles)]
     effects = "; ".join(f"{p.scenario}: {views.inflation_text(p)}" for p in profiles)
-    parts.append(f"<p class=\"meta\">From a separate cProfile pass ({e(effects)}). The milliseconds are the "
+    parts.append(f"<p class=\"meta\">From a separate cProfile pass; {e(effects)}. The milliseconds are the "
                  "profiled shares scaled to the unprofiled median from the timing pass; a phase's noise is its "
                  "share times each side's IQR, summed.</p>")
     deltas = {d.phase: d for d in views.compile_phase_deltas(report)}
