@@ -32,6 +32,7 @@ if [ "$1" = "--examples" ]; then
             > /dev/null
         reports+=("$runs/$example/report.html")
     done
+    echo "screenshots.sh: the runs are in $runs" >&2
 else
     reports=("$@")
 fi

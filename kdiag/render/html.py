@@ -57,8 +57,9 @@ DIFFER_COLOUR = "#C0392B"
 UNCHECKED_COLOUR = "#9E9E9E"
 COLD_COLOUR = "#C0392B"
 
-#: Samples drawn per strategy are not capped (the statistics use them all); the rcParams
-#: below keep the SVG small and reproducible: text as <text>, ids from a fixed salt.
+#: The charts draw statistics of the samples (all of them), never a mark per sample, so a
+#: page does not grow with the sample count; these rcParams keep the SVG small and the same
+#: for the same Report: text as <text>, ids from a fixed salt, no mathtext.
 RC = {
     "svg.fonttype": "none",
     "svg.hashsalt": "kdiag",
@@ -110,7 +111,7 @@ def e(value: object) -> str:
 
 
 class Charts:
-    """matplotlib, imported on first use; every chart comes back as inline SVG or a note saying why not."""
+    """matplotlib, imported when a page is rendered; every chart comes back as inline SVG or a note saying why not."""
 
     def __init__(self):
         self._figure = None
