@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--custom-objects", metavar="MODULE.py",
                          help="a Python file defining the model's custom classes (its code runs)")
     inspect.add_argument("--out", metavar="DIR",
-                         help="run folder for report.md, report.json and the .prof files "
+                         help="run folder for report.html, report.md, report.json and the .prof files "
                               "(default: reports/<model>-<timestamp>/); never overwritten")
     inspect.add_argument("--profile", metavar="A,B", default="",
                          help="also profile these strategies (predict before and after compile() always are)")
@@ -72,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
-    view = commands.add_parser("view", help="open a .prof file in snakeviz",
-                               description="Open a profile in snakeviz, served on 127.0.0.1 unless --host says otherwise.")
-    view.add_argument("prof", help="a .prof file written by kdiag inspect")
+    view = commands.add_parser("view", help="open a run's report.html, or a .prof file in snakeviz",
+                               description="Open a run folder's report.html, or a profile in snakeviz, in the "
+                                           "browser, served on 127.0.0.1 unless --host says otherwise.")
+    view.add_argument("prof", metavar="RUN_OR_PROF", help="a run folder of kdiag inspect, or a .prof file from one")
     view.add_argument("--server", action="store_true", help="do not open a browser; print the URL and serve")
     view.add_argument("--host", default=None, metavar="ADDR",
                       help="address to bind (default 127.0.0.1; anything else exposes your profile to the network)")
@@ -195,7 +196,13 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
     except BaseException:
         run_folder.discard()  # nothing was measured, so nothing is left behind
         raise
-    saved = run_folder.save(report, save_run)
+    rendered = {}  # the texts save_run wrote, so stdout need not render one twice
+
+    def write(report, folder):
+        rendered.clear()
+        rendered.update(save_run(report, folder))
+
+    saved = run_folder.save(report, write)
     if saved.refused_by is not None:
         raise KdiagError(f"the report is saved {saved.where()}", "next time " + OUT_FIX)
     if request.format == "terminal" and _is_terminal(env.stdout):
@@ -203,9 +210,10 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
 
         print_report(report)
     else:
-        env.stdout.write(_printable(render(report, request.format), env.stdout))
-    print(f"kdiag: run saved in {folder}/ (report.json, report.md" +
-          (", .prof files: open one with `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
+        text = rendered.get(request.format) or render(report, request.format)
+        env.stdout.write(_printable(text, env.stdout))
+    print(f"kdiag: run saved in {folder}/ (report.html: open it with `kdiag view {shlex.quote(str(folder))}`; "
+          "report.md, report.json" + (", .prof files: `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
     return active_stop().exit_status  # a Ctrl-C or SIGTERM during the save waited for it
 
 
@@ -215,11 +223,15 @@ def _printable(text: str, stream) -> str:
     return text.encode(encoding, errors="backslashreplace").decode(encoding)
 
 
-def save_run(report, folder: Path) -> None:
+def save_run(report, folder: Path) -> dict:
+    """Write the run's reports; returns their texts by format, so stdout need not render one twice."""
     from kdiag.render import render
 
-    write_atomic(folder / "report.json", render(report, "json"))
-    write_atomic(folder / "report.md", render(report, "markdown"))
+    texts = {fmt: render(report, fmt) for fmt in ("json", "markdown", "html")}
+    write_atomic(folder / "report.json", texts["json"])
+    write_atomic(folder / "report.md", texts["markdown"])
+    write_atomic(folder / "report.html", texts["html"])
+    return texts
 
 
 def run_examples(env: Env) -> int:

@@ -47,6 +47,25 @@ class TopFunction:
 
 
 @dataclasses.dataclass(frozen=True)
+class CallNode:
+    """One function on one call path of a warm profile: a node of its call tree.
+
+    cProfile keeps caller->callee edges, not stacks, so below the profile's roots a node's
+    times are its edge's times scaled by its parent's share of the function (as gprof and
+    snakeviz do): exact for a function called from one place, an estimate for one called
+    from several. Times are summed over the profiled calls, as cProfile saw them.
+    """
+
+    function: str  # qualified name, as in TopFunction
+    file: str  # relative to its package root; "~" for a built-in
+    line: int
+    phase: str  # the phase its own time belongs to on this path (the innermost landmark above it)
+    total_s: float  # itself and everything below it
+    own_s: float
+    children: List["CallNode"] = dataclasses.field(default_factory=list)  # the largest first; small ones pruned
+
+
+@dataclasses.dataclass(frozen=True)
 class PhaseRow:
     name: str
     share: float  # of the profiled warm total, 0..1
@@ -70,6 +89,8 @@ class ProfileResult:
     traces_per_call: float  # concrete functions created per warm call
     cold_traces: int  # concrete functions created by the first call
     retracing_warnings: List[str]
+    # The warm calls' call tree, pruned to a few hundred nodes; None in reports made before it existed.
+    call_tree: Optional[CallNode] = None
 
     @property
     def inflation(self) -> Optional[float]:

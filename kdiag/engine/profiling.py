@@ -19,6 +19,7 @@ from typing import Callable, Iterator, List, Optional
 
 from kdiag.datamodel.profile import PhaseRow, ProfileResult
 from kdiag.engine.phases import PhaseBreakdown, attribute, select_rules
+from kdiag.engine.phases.calltree import call_tree
 
 # Creating a concrete function always builds a FuncGraph here, in every TF 2.x.
 TRACE_LANDMARK = ("tensorflow/python/framework/func_graph.py", "func_graph_from_py_func")
@@ -70,6 +71,7 @@ def profile_scenario(
         traces_per_call=count_calls(warm_stats, *TRACE_LANDMARK) / warm_calls,
         cold_traces=count_calls(cold_stats, *TRACE_LANDMARK),
         retracing_warnings=[w for w in warnings_seen if "retracing" in w],
+        call_tree=call_tree(warm_stats, rules),
     )
 
 

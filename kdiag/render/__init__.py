@@ -1,9 +1,10 @@
 """One renderer per output format, each `render(report) -> str`.
 
-Only `terminal` imports rich; the others are plain text, safe to paste or parse.
+Only `terminal` imports rich; the others are plain text, safe to paste or parse. `html`
+imports matplotlib, when installed, only when it renders.
 """
 
-FORMATS = ("terminal", "json", "markdown")
+FORMATS = ("terminal", "json", "markdown", "html")
 
 
 def render(report, fmt: str, **options) -> str:
@@ -15,6 +16,10 @@ def render(report, fmt: str, **options) -> str:
         from kdiag.render.markdown import render as render_markdown
 
         return render_markdown(report)
+    if fmt == "html":
+        from kdiag.render.html import render as render_html
+
+        return render_html(report)
     from kdiag.render.terminal import render as render_terminal
 
     return render_terminal(report, **options)

@@ -150,6 +150,24 @@ class _Inflow:
         self.down = down_n or self.own
 
 
+def landmark_moves(keys, matcher: Matcher, rules: RuleSet) -> Dict:
+    """What each landmark among `keys` does to the phase arriving from above: a list that
+    maps the index of the phase above to the index of the phase below it."""
+    absorbing = frozenset(PHASE_INDEX[p] for p in rules.absorbing_phases)
+    weak = frozenset(PHASE_INDEX[p] for p in rules.weak_phases)
+    moves: Dict = {}
+    for key in keys:
+        lm = matcher.match(key)
+        if lm is None:
+            continue
+        phase = PHASE_INDEX[lm.phase]
+        moves[key] = [
+            q if (q in absorbing or (phase in weak and q != OTHER_INDEX)) else phase
+            for q in range(len(PHASES))
+        ]
+    return moves
+
+
 def attribute(stats: pstats.Stats, rules: RuleSet, calls: int = 1, top: int = 5) -> PhaseBreakdown:
     """Split the profiled time into phases by `rules` (see the module docstring).
 
@@ -161,22 +179,9 @@ def attribute(stats: pstats.Stats, rules: RuleSet, calls: int = 1, top: int = 5)
     keys = list(raw)
     matcher = Matcher(rules)
     n_phases = len(PHASES)
-    absorbing = frozenset(PHASE_INDEX[p] for p in rules.absorbing_phases)
-    weak = frozenset(PHASE_INDEX[p] for p in rules.weak_phases)
     origin = [0.0] * n_phases
     origin[OTHER_INDEX] = 1.0
-
-    # What each landmark does to the phase mix arriving from above.
-    moves: Dict = {}
-    for key in keys:
-        lm = matcher.match(key)
-        if lm is None:
-            continue
-        phase = PHASE_INDEX[lm.phase]
-        moves[key] = [
-            q if (q in absorbing or (phase in weak and q != OTHER_INDEX)) else phase
-            for q in range(n_phases)
-        ]
+    moves = landmark_moves(keys, matcher, rules)
 
     # Edges into each function.
     edges_of: Dict = {}
