@@ -216,10 +216,11 @@ def _printable(text: str, stream) -> str:
 
 
 def save_run(report, folder: Path) -> None:
-    from kdiag.render import render
+    from kdiag.render import render, repro
 
     write_atomic(folder / "report.json", render(report, "json"))
     write_atomic(folder / "report.md", render(report, "markdown"))
+    write_atomic(folder / repro.FILE_NAME, repro.render(report))  # standalone: TensorFlow alone runs it
 
 
 def run_examples(env: Env) -> int:

@@ -24,7 +24,9 @@ class StrategyIdentity:
 # Every Python snippet runs as pasted, given only `model` (the loaded Keras model) and `x`
 # (the batch as the user holds it: a NumPy array, or a list or dict of them), under Keras 3
 # and tf-keras alike: it imports what it uses, creates the files it reads, and leaves the
-# outputs in `y`. tests/test_snippets.py runs each on every built-in example.
+# outputs in `y`. Its last paragraph (after the last blank line) is one call, the rest is
+# set-up done once: repro.py times that paragraph alone. tests/test_snippets.py runs each
+# snippet on every built-in example.
 
 #: The input signature every traced snippet builds from `x`: the batch axis None, so one graph
 #: serves every batch size (a fixed shape would trace again for each new batch size).
@@ -38,6 +40,7 @@ import tensorflow as tf
 
 {_SIGNATURE}
 serve = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
+
 y = serve(x)"""
 
 CONCRETE_SNIPPET = f"""\
@@ -47,6 +50,7 @@ import tensorflow as tf
 serve = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
 fn = serve.get_concrete_function()
 x_t = tf.nest.map_structure(tf.constant, x)  # once: a concrete function takes tensors, not arrays
+
 y = fn(x_t)"""
 
 XLA_SNIPPET = f"""\
@@ -55,6 +59,7 @@ import tensorflow as tf
 {_SIGNATURE}
 serve = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False,
                     jit_compile=True)
+
 y = serve(x)  # the first call compiles with XLA"""
 
 SAVEDMODEL_SNIPPET = """\
@@ -64,6 +69,7 @@ import tensorflow as tf
 export_dir = tempfile.mkdtemp()
 model.export(export_dir)  # a SavedModel whose `serve` endpoint takes any batch size
 reloaded = tf.saved_model.load(export_dir)
+
 y = reloaded.serve(x)"""
 
 TFLITE_SNIPPET = """\
