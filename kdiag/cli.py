@@ -204,7 +204,7 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
         print_report(report)
     else:
         env.stdout.write(_printable(render(report, request.format), env.stdout))
-    print(f"kdiag: run saved in {folder}/ (report.json, report.md" +
+    print(f"kdiag: run saved in {folder}/ (report.json, report.md, repro.py" +
           (", .prof files: open one with `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
     return active_stop().exit_status  # a Ctrl-C or SIGTERM during the save waited for it
 

@@ -53,7 +53,7 @@ def run_script(path: Path, *args, timeout=300) -> subprocess.CompletedProcess:
 # --- the text -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("best", [s.name for s in ids.PYTHON_STRATEGIES])
+@pytest.mark.parametrize("best", [s.name for s in ids.PYTHON_STRATEGIES if s is not ids.PREDICT_COMPILED])
 def test_the_script_is_complete_python_whichever_path_is_recommended(best, tmp_path):
     figures = {name: (60.0, 1.0) for name in (s.name for s in ids.PYTHON_STRATEGIES)}
     figures[best] = (0.1, 0.001) if best != "predict" else (0.05, 0.001)
@@ -79,6 +79,8 @@ def test_the_free_name_check_sees_into_functions():
 def test_the_recommended_path_is_the_fastest_python_one_that_matches():
     report = fx.report(with_real_snippets(fx.typical_keras3() + [fx.strategy("C++ (TF C API)", 0.01, 0.001)]))
     assert repro.recommended(report).name == "TFLite"  # C++ was faster, but is a program of its own
+    compiled_first = typical(**{"predict (compiled)": (0.01, 0.001)})
+    assert repro.recommended(compiled_first).name == "TFLite"  # the script loads without compile()
     differs = fx.report(with_real_snippets(fx.typical_keras3(**{"TFLite": (0.05, 0.002)})))
     differs = dataclasses.replace(differs, strategies=[
         dataclasses.replace(s, outputs=fx.check(matches=False, max_abs_diff=1.0)) if s.name == "TFLite" else s

@@ -3,7 +3,8 @@
 Plain text, standard library only. The sections follow what a maintainer asks for first:
 the command, the environment (the fields of TensorFlow's issue template), the model, then
 the measurements, the phases, the findings, the top functions (folded in `<details>`
-blocks), how to reproduce, and the `.prof` files.
+blocks), how to reproduce, the standalone code to reproduce (repro.py, folded), and the
+`.prof` files.
 
 GitHub refuses an issue body over 65,536 characters. `render` shortens the longest parts
 first (top functions, then the raw tables and lists, then long cells) until the text fits,

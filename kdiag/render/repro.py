@@ -25,7 +25,7 @@ from typing import List, Optional, Tuple
 from kdiag import format as fmt
 from kdiag import views
 from kdiag.datamodel.report import InputInfo, Report, StrategyResult
-from kdiag.datamodel.strategies import BY_NAME, PREDICT
+from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED
 from kdiag.version import __version__
 
 FILE_NAME = "repro.py"
@@ -71,11 +71,19 @@ def render(report: Report) -> str:
 
 
 def recommended(report: Report) -> Optional[StrategyResult]:
-    """The fastest strategy with matching outputs that Python can run (the C++ floor is a program of its own)."""
+    """The fastest strategy with matching outputs (views.fastest_matching) that the script can run.
+
+    Not the C++ floor (a program of its own), nor predict after compile(): the script loads the
+    model without compiling it, and compiling only to call predict is nothing to recommend.
+    """
     best = views.fastest_matching(report)
-    if best is None or _language(best) == "python":
+    if best is None or _runnable(best):
         return best
-    return next((r for r in views.measured(report) if views.outputs_match(r) and _language(r) == "python"), None)
+    return next((r for r in views.measured(report) if views.outputs_match(r) and _runnable(r)), None)
+
+
+def _runnable(result: StrategyResult) -> bool:
+    return result.name != PREDICT_COMPILED.name and _language(result) == "python"
 
 
 def _language(result: StrategyResult) -> str:
@@ -133,7 +141,7 @@ def _docstring(report: Report, predict: StrategyResult, best: StrategyResult) ->
                     "the time, with matching outputs.")
     floor = views.fastest_matching(report)
     if floor is not None and floor is not best:
-        headline += f" ({floor.name} was faster still, but is not Python: see the report.)"
+        headline += f" ({floor.name} was faster still; this script does not run it: see the report.)"
     needs = "TensorFlow" + (" and tf-keras" if env.legacy_keras else "")
     if "litert" in best.snippet.lower():
         needs += " (and LiteRT, pip install ai-edge-litert, if you have it: else tf.lite runs it)"
