@@ -108,6 +108,23 @@ def test_inputs_are_the_reports_shapes_dtypes_and_integer_ranges(tmp_path):
     assert 0 <= arrays["tokens"].min() and arrays["tokens"].max() < 5000 and arrays["tokens"].max() >= 10
 
 
+def test_the_script_draws_the_very_values_kdiag_drew(tmp_path):
+    import numpy as np
+    from kdiag.engine.inputs import InputSpec, synthetic_inputs
+
+    specs = [InputSpec("image", (None, 5, 3), "float32"), InputSpec("tokens", (None, 7), "int32", (0, 300), "emb"),
+             InputSpec("ids", (None, 2), "int64"), InputSpec("mask", (None, 4), "bool"),
+             InputSpec("half", (None, 6), "float16"), InputSpec("byte", (None, 3), "uint8", (0, 1000), "wide")]
+    drawn = synthetic_inputs(specs, {s.name: (2,) + s.shape[1:] for s in specs})
+    infos = [fx.InputInfo(name, list(array.shape), str(array.dtype), drawn.descriptions[name])
+             for name, array in drawn.arrays.items()]
+    script = load_script(repro.render(dataclasses.replace(typical(), model=fx.model_info(inputs=infos))), tmp_path)
+    ours = script.make_inputs(None)
+    assert list(ours) == list(drawn.arrays)
+    for name, array in drawn.arrays.items():
+        assert ours[name].dtype == array.dtype and np.array_equal(ours[name], array), name
+
+
 def test_a_hostile_model_name_stays_inside_the_docstring_and_strings(tmp_path):
     name = 'evil"""\nimport os; os.system("touch pwned")\n"""\\'
     report = dataclasses.replace(typical(), model=fx.model_info(name=name))

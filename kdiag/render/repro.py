@@ -335,22 +335,31 @@ def make_inputs(inputs_file):
     import numpy as np
 
     if inputs_file is not None:
-        loaded = np.load(inputs_file)
-        arrays = dict(loaded) if hasattr(loaded, "files") else {INPUTS[0][0]: loaded}
-        missing = [name for name, *_ in INPUTS if name not in arrays]
-        if missing:
-            raise Refused(f"{inputs_file} has no array named {', '.join(missing)}")
-        return {name: np.asarray(arrays[name], dtype=dtype) for name, _, dtype, _, _ in INPUTS}
-    rng = np.random.default_rng(0)
+        try:
+            loaded = np.load(inputs_file)  # no pickles: allow_pickle stays False
+            arrays = dict(loaded) if hasattr(loaded, "files") else {INPUTS[0][0]: loaded}
+            missing = [name for name, *_ in INPUTS if name not in arrays]
+            if missing:
+                raise Refused(f"{inputs_file} has no array named {', '.join(missing)}")
+            return {name: np.asarray(arrays[name], dtype=dtype) for name, _, dtype, _, _ in INPUTS}
+        except (OSError, ValueError, TypeError) as exc:
+            raise Refused(f"cannot use {inputs_file} as inputs ({type(exc).__name__}: {exc})") from None
+    rng = np.random.default_rng(0)  # kdiag's seed, and its order of inputs: the same values kdiag used
     arrays = {}
     for name, shape, dtype, int_range, _ in INPUTS:
-        kind = np.dtype(dtype).kind
-        if kind in "iu":
-            arrays[name] = rng.integers(int_range[0], int_range[1], size=shape).astype(dtype)
-        elif kind == "b":
-            arrays[name] = rng.integers(0, 2, size=shape).astype(bool)
+        dtype = np.dtype(dtype)
+        if dtype.kind in "iu":
+            bounds = np.iinfo(dtype)
+            low, high = max(int_range[0], int(bounds.min)), min(int_range[1], int(bounds.max) + 1)
+            arrays[name] = rng.integers(low, high, size=shape, dtype=dtype)
+        elif dtype.kind == "b":
+            arrays[name] = rng.integers(0, 2, size=shape, dtype=bool)
+        elif dtype in (np.float32, np.float64):
+            arrays[name] = rng.random(shape, dtype=dtype)
+        elif dtype.kind == "f":  # float16 and the like: drawn as float32
+            arrays[name] = rng.random(shape, dtype=np.float32).astype(dtype)
         else:
-            arrays[name] = rng.random(shape).astype(dtype)
+            raise Refused(f"input {name!r} has dtype {dtype}, which this script cannot draw: pass --inputs FILE")
     return arrays
 
 
