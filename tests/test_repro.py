@@ -66,7 +66,7 @@ def test_the_script_is_complete_python_whichever_path_is_recommended(best, tmp_p
     assert module.BEST_NAME == (None if best == "predict" else best)
     if best != "predict":
         assert module.KDIAG_RATIO == pytest.approx(600.0)
-        setup, call = repro.split_snippet(ids.BY_NAME[best].snippet)
+        setup, call = ids.split_snippet(ids.BY_NAME[best].snippet)
         # the timed call is the report's own snippet's last paragraph, inside call()
         assert "    def call():\n" + textwrap.indent(call, " " * 8) + "\n        return y\n" in text
 
@@ -191,7 +191,8 @@ def test_a_damaged_or_weightless_file_is_one_line(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     (tmp_path / "arch.json").write_text("{}")
     for args, says in [(["broken.keras"], "cannot read the model config"), (["arch.json"], "add --synthetic"),
-                       (["--synthetic", "arch.json"], "holds no Keras model config"), (["missing.h5"], "does not exist")]:
+                       (["--synthetic", "arch.json"], "holds no Keras model config"),
+                       (["missing.h5"], "does not exist")]:
         result = run_script(path, *args, timeout=60)
         assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr, result.stderr
 

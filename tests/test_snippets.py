@@ -54,7 +54,9 @@ def free_names(code: str) -> Set[str]:
 def test_python_snippets_need_nothing_but_model_and_x(identity):
     compile(identity.snippet, identity.key, "exec")  # a SyntaxError fails here
     assert free_names(identity.snippet) <= GIVEN, f"{identity.key} uses undefined names"
-    assert re.search(r"^y = ", identity.snippet, re.M), "the outputs must end up in y"
+    setup, call = ids.split_snippet(identity.snippet)
+    assert re.search(r"^y = ", call, re.M), "the last paragraph is one call, and leaves the outputs in y"
+    assert not re.search(r"^y\b", setup, re.M), "the set-up computes no outputs"
     assert "..." not in identity.snippet and "path" not in free_names(identity.snippet)
 
 

@@ -28,6 +28,13 @@ class StrategyIdentity:
 # set-up done once: repro.py times that paragraph alone. tests/test_snippets.py runs each
 # snippet on every built-in example.
 
+
+def split_snippet(snippet: str) -> Tuple[str, str]:
+    """(set-up, one call): a Python snippet's last paragraph is the call, everything before it runs once."""
+    setup, _, call = snippet.strip("\n").rpartition("\n\n")
+    return setup, call
+
+
 #: The input signature every traced snippet builds from `x`: the batch axis None, so one graph
 #: serves every batch size (a fixed shape would trace again for each new batch size).
 _SIGNATURE = """\

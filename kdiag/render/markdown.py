@@ -479,8 +479,8 @@ def _standalone_repro(report: Report, w: _Writer) -> List[str]:
     why = repro.unavailable_reason(report)
     if why is not None:
         return lines + [f"No standalone script for this run: {text_escape(why)}."]
-    lines.append(f"`{repro.FILE_NAME}`, also in the run folder, needs only TensorFlow. `python {repro.FILE_NAME} MODEL` "
-                 f"times predict against {text_escape(repro.recommended(report).name)} on the model file, as kdiag "
+    lines.append(f"`{repro.FILE_NAME}`, also in the run folder, needs only TensorFlow. "
+                 f"`python {repro.FILE_NAME} MODEL` times predict against {text_escape(repro.recommended(report).name)} on the model file, as kdiag "
                  f"does, and prints both medians and their ratio; `python {repro.FILE_NAME} --synthetic MODEL` "
                  "rebuilds the model from its architecture config with random weights, so the user's weights are "
                  "not needed.")

@@ -25,7 +25,7 @@ from typing import List, Optional, Tuple
 from kdiag import format as fmt
 from kdiag import views
 from kdiag.datamodel.report import InputInfo, Report, StrategyResult
-from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED
+from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED, split_snippet
 from kdiag.version import __version__
 
 FILE_NAME = "repro.py"
@@ -89,12 +89,6 @@ def _runnable(result: StrategyResult) -> bool:
 def _language(result: StrategyResult) -> str:
     identity = BY_NAME.get(result.name)
     return identity.language if identity is not None else "python"
-
-
-def split_snippet(snippet: str) -> Tuple[str, str]:
-    """(set-up, one call): a snippet's last paragraph is the call, everything before it runs once."""
-    setup, _, call = snippet.strip("\n").rpartition("\n\n")
-    return setup, call
 
 
 def _prepared(function: str, result: StrategyResult) -> str:
