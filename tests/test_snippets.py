@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import symtable
+import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
@@ -237,3 +238,41 @@ def test_the_cpp_snippet_builds_with_its_own_command_and_runs_the_exported_tiny_
     value = float(re.search(r"y\[0\] = (\S+)", ran.stdout).group(1))
     expected = model.predict(np.full((32, 4), 0.5, np.float32), verbose=0)[0, 0]
     assert value == pytest.approx(float(expected), abs=1e-5)
+
+
+LEGACY_RUN = """
+import contextlib, io, sys
+from kdiag.datamodel import strategies as ids
+from kdiag.engine.check import compare
+from kdiag.engine.inputs import resolve_shapes, synthetic_inputs
+from kdiag.engine.load import load_example
+from kdiag.engine.strategies import StrategyContext, to_host
+from pathlib import Path
+
+loaded = load_example("tiny")
+assert type(loaded.model).__module__.startswith("tf_keras"), type(loaded.model)
+specs = loaded.input_specs
+x = StrategyContext(loaded, synthetic_inputs(specs, resolve_shapes(specs, loaded.default_batch_size, {})),
+                    Path(".")).keras_inputs()
+reference = to_host(loaded.model.predict(x, verbose=0))
+for identity in ids.PYTHON_STRATEGIES:
+    namespace = {"model": loaded.model, "x": x}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(identity.snippet, identity.key, "exec"), namespace)
+    check = compare("predict", reference, to_host(namespace["y"]))
+    print(identity.key, "match" if check.matches else f"DIFFER {check.max_abs_diff}")
+"""
+
+
+@pytest.mark.slow
+def test_every_snippet_runs_under_tf_keras_too(tmp_path):
+    """The snippets use no `keras` name, so they run unchanged on a tf-keras model (TF_USE_LEGACY_KERAS=1)."""
+    import os
+
+    root = str(Path(__file__).resolve().parent.parent)  # this checkout's kdiag, not an installed one
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root)
+    result = subprocess.run([sys.executable, "-c", LEGACY_RUN], capture_output=True, text=True, timeout=300,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.split(" ")[0] in ids.BY_KEY]
+    assert lines == [f"{s.key} match" for s in ids.PYTHON_STRATEGIES], result.stdout
