@@ -96,7 +96,9 @@ def test_inputs_are_the_reports_shapes_dtypes_and_integer_ranges(tmp_path):
         fx.InputInfo("tokens", [8, 16], "int32", "integers in [0, 5000) (Embedding 'emb' accepts indices below 5000)"),
         fx.InputInfo("flags", [8, 3], "int64", "user data"),
     ])
-    module = load_script(repro.render(fx.report(with_real_snippets(fx.typical_keras3()), model=model)), tmp_path)
+    text = repro.render(fx.report(with_real_snippets(fx.typical_keras3()), model=model))
+    assert "kdiag ran on the user's own data for flags: pass it with --inputs" in " ".join(text.split())
+    module = load_script(text, tmp_path)
     assert module.INPUTS == [
         ("pixels", (8, 28, 28), "float32", None, "uniform floats in [0, 1)"),
         ("tokens", (8, 16), "int32", (0, 5000), "integers in [0, 5000) (Embedding 'emb' accepts indices below 5000)"),
