@@ -213,7 +213,8 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
         text = rendered.get(request.format) or render(report, request.format)
         env.stdout.write(_printable(text, env.stdout))
     print(f"kdiag: run saved in {folder}/ (report.html: open it with `kdiag view {shlex.quote(str(folder))}`; "
-          "report.md, report.json" + (", .prof files: `kdiag view FILE`)" if report.profiles else ")"), file=env.stderr)
+          "report.md, report.json, repro.py" + (", .prof files: `kdiag view FILE`)" if report.profiles else ")"),
+          file=env.stderr)
     return active_stop().exit_status  # a Ctrl-C or SIGTERM during the save waited for it
 
 
@@ -224,13 +225,15 @@ def _printable(text: str, stream) -> str:
 
 
 def save_run(report, folder: Path) -> dict:
-    """Write the run's reports; returns their texts by format, so stdout need not render one twice."""
-    from kdiag.render import render
+    """Write the run's reports and repro.py; returns the reports' texts by format, so stdout need not
+    render one twice."""
+    from kdiag.render import render, repro
 
     texts = {fmt: render(report, fmt) for fmt in ("json", "markdown", "html")}
     write_atomic(folder / "report.json", texts["json"])
     write_atomic(folder / "report.md", texts["markdown"])
     write_atomic(folder / "report.html", texts["html"])
+    write_atomic(folder / repro.FILE_NAME, repro.render(report))  # standalone: TensorFlow alone runs it
     return texts
 
 

@@ -284,7 +284,7 @@ def test_training_dependent_layers_high_when_the_measured_diff_exceeds_the_toler
     assert finding.severity == "high"
     assert "dropout (Dropout), bn (BatchNormalization)" in finding.evidence[0]
     assert "max |diff| 3.0e-01, above the outputs tolerance (atol 1e-05)" in finding.evidence[1]
-    assert "training=False" in finding.advice and finding.snippet == "model(x, training=False)"
+    assert "training=False" in finding.advice and finding.snippet == "y = model(x, training=False)"
 
 
 def test_training_dependent_layers_low_within_tolerance_and_medium_when_unmeasured():

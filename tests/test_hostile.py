@@ -361,7 +361,7 @@ def test_valid_model_whose_file_name_is_not_utf8(model_files, tmp_path):
                                      "--format", "json", *SHORT)
     assert code == 0, stderr
     assert json.loads(stdout)["model"]["source"]
-    assert {p.name for p in (tmp_path / "run").iterdir()} == {"report.json", "report.md", "report.html"}
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"report.json", "report.md", "report.html", "repro.py"}
 
 
 # --- property: damaged valid files ------------------------------------------------
@@ -431,7 +431,7 @@ def test_damaged_model_files_are_run_or_refused_cleanly(originals, scratch, data
         if result.code == 0:  # the damage hit something harmless, e.g. a weight value
             assert json.loads(result.stdout)["strategies"], result.stdout
             assert "Traceback" not in result.stderr
-            assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "report.html"}
+            assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "report.html", "repro.py"}
             assert result.elapsed < REFUSAL_SECONDS, f"took {result.elapsed:.1f} s"
         else:
             assert_refused(result)

@@ -142,7 +142,7 @@ def test_github_renders_the_tables_and_the_details_blocks():
     assert [row[0] for row in environment[1:]] == [
         "TensorFlow version", "Keras version", "Python version", "OS", "CPU", "CPU cores", "Threads", "oneDNN",
         "CUDA/cuDNN build", "GPU"]
-    assert parsed.details == 2  # predict and predict (compiled) have top functions
+    assert parsed.details == 3  # predict and predict (compiled) have top functions; the standalone script
     top = [t for t in parsed.tables if t[0] == ["phase", "function", "file:line", "own ms per call"]]
     assert [len(t) for t in top] == [1 + 4, 1 + 2]
     assert ["other Python", "<lambda>", "keras/src/utils/traceback_utils.py:110", "3"] in top[0]

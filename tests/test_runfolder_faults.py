@@ -212,7 +212,7 @@ def test_a_late_ctrl_c_keeps_the_measurements(tmp_path, monkeypatch):
     assert f"saved, marked incomplete, in {out}/" in stderr
     report = json.loads((out / "report.json").read_text())
     assert report["incomplete"] is True and report["strategies"][0]["median_s"]
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]  # no lock left behind
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md", "repro.py"]  # no lock left behind
 
 
 @pytest.mark.slow
@@ -353,7 +353,7 @@ def test_two_cli_runs_on_one_out_started_together(tmp_path, _private_tmp):
     assert str(out) in line and "--out DIR" in line
     winner_stdout = next(stdout for run, (stdout, _) in zip(runs, results) if run.returncode == 0)
     assert json.loads((out / "report.json").read_text()) == json.loads(winner_stdout)
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md", "repro.py"]
 
 
 # --- 8. Signals ------------------------------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def test_sigterm_mid_measurement_saves_what_was_measured_and_exits_143(tmp_path,
     assert any(s["median_s"] for s in report["strategies"])
     assert any("SIGTERM" in note for note in report["notes"])
     assert kdiag_temp_folders(_private_tmp) == [], "temporary folders are removed"
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md", "repro.py"]
 
 
 @pytest.mark.slow
@@ -460,5 +460,5 @@ def test_a_ctrl_c_during_the_save_of_a_finished_run_keeps_it_whole(tmp_path, _pr
     assert "Traceback" not in stderr
     report = json.loads((out / "report.json").read_text())
     assert report["incomplete"] is False and report == json.loads(stdout)
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md", "repro.py"]
 

@@ -439,7 +439,7 @@ def training_dependent_layers(report: Report) -> List[Finding]:
         advice=("When you call the model directly, pass training=False (predict and predict_on_batch already "
                 "do). With training=True, Dropout drops units and BatchNormalization uses and updates batch "
                 "statistics, so the outputs change from call to call."),
-        snippet="model(x, training=False)",
+        snippet=EAGER.snippet,  # the direct call with training=False, as a complete statement
     )]
 
 

@@ -21,51 +21,184 @@ class StrategyIdentity:
     language: str = "python"  # of the snippet
 
 
-TF_FUNCTION_SNIPPET = """\
-serve = tf.function(lambda x: model(x, training=False),
-                    input_signature=[tf.TensorSpec(x.shape[1:] with None batch, x.dtype)])
-serve(x)"""
+# Every Python snippet runs as pasted, given only `model` (the loaded Keras model) and `x`
+# (the batch as the user holds it: a NumPy array, or a list or dict of them), under Keras 3
+# and tf-keras alike: it imports what it uses, creates the files it reads, and leaves the
+# outputs in `y`. Its last paragraph (after the last blank line) is one call, the rest is
+# set-up done once: repro.py times that paragraph alone. tests/test_snippets.py runs each
+# snippet on every built-in example.
 
+
+def split_snippet(snippet: str) -> Tuple[str, str]:
+    """(set-up, one call): a Python snippet's last paragraph is the call, everything before it runs once."""
+    setup, _, call = snippet.strip("\n").rpartition("\n\n")
+    return setup, call
+
+
+#: The input signature every traced snippet builds from `x`: the batch axis None, so one graph
+#: serves every batch size (a fixed shape would trace again for each new batch size).
+_SIGNATURE = """\
+spec = tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + tuple(a.shape[1:]), a.dtype), x)"""
+
+# autograph=False: the lambda only calls the model, so there is nothing for AutoGraph to
+# convert; kdiag's own tf.function is built the same way.
+TF_FUNCTION_SNIPPET = f"""\
+import tensorflow as tf
+
+{_SIGNATURE}
+serve = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
+
+y = serve(x)"""
+
+CONCRETE_SNIPPET = f"""\
+import tensorflow as tf
+
+{_SIGNATURE}
+serve = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
+fn = serve.get_concrete_function()
+x_t = tf.nest.map_structure(tf.constant, x)  # once: a concrete function takes tensors, not arrays
+
+y = fn(x_t)"""
+
+XLA_SNIPPET = f"""\
+import tensorflow as tf
+
+{_SIGNATURE}
+serve = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False,
+                    jit_compile=True)
+
+y = serve(x)  # the first call compiles with XLA"""
+
+SAVEDMODEL_SNIPPET = """\
+import tempfile
+import tensorflow as tf
+
+export_dir = tempfile.mkdtemp()
+model.export(export_dir)  # a SavedModel whose `serve` endpoint takes any batch size
+reloaded = tf.saved_model.load(export_dir)
+
+y = reloaded.serve(x)"""
+
+TFLITE_SNIPPET = """\
+import inspect
+import tempfile
+import tensorflow as tf
+try:
+    from ai_edge_litert.interpreter import Interpreter  # LiteRT: pip install ai-edge-litert
+except ImportError:
+    Interpreter = tf.lite.Interpreter  # deprecated since TensorFlow 2.20 in favour of LiteRT
+
+# Convert with the batch axis fixed to x's (Keras 3 LSTMs convert only so), each input named
+# so that its tensor can be found in the converted model.
+flat = tf.nest.flatten(x)
+spec = tf.nest.pack_sequence_as(
+    x, [tf.TensorSpec(a.shape, a.dtype, name=f"input_{i}") for i, a in enumerate(flat)])
+export_dir = tempfile.mkdtemp()
+if "input_signature" in inspect.signature(model.export).parameters:  # Keras 3
+    model.export(export_dir, input_signature=[spec], verbose=False)
+else:  # tf-keras, whose export() takes no signature
+    serve = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
+    tf.saved_model.save(model, export_dir, signatures=serve.get_concrete_function())
+interpreter = Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(export_dir).convert())
+interpreter.allocate_tensors()
+# Tensor indices looked up once, each call is then set_tensor, invoke, get_tensor. The signature
+# runners are dropped at once: while one is alive, invoke() refuses to run.
+inputs = interpreter.get_signature_runner().get_input_details()
+outputs = interpreter.get_signature_runner().get_output_details()
+input_indices = [inputs[f"input_{i}"]["index"] for i in range(len(flat))]
+output_indices = {name: d["index"] for name, d in outputs.items()}
+
+for index, array in zip(input_indices, tf.nest.flatten(x)):
+    interpreter.set_tensor(index, array)
+interpreter.invoke()
+y = {name: interpreter.get_tensor(index) for name, index in output_indices.items()}  # by output name"""
+
+#: A whole program: the C API has no notion of `model` or `x`, so it loads the exported SavedModel
+#: and builds its own input. The tensor names differ per model; saved_model_cli lists them.
 CPP_SNIPPET = """\
-TF_Graph* graph = TF_NewGraph();
-const char* tags[] = {"serve"};
-TF_Session* session = TF_LoadSessionFromSavedModel(
-    opts, nullptr, "saved_model_dir", tags, 1, graph, nullptr, status);
-TF_Output in{TF_GraphOperationByName(graph, "serving_default_x"), 0};
-TF_Output out{TF_GraphOperationByName(graph, "StatefulPartitionedCall_1"), 0};
-TF_Tensor* result = nullptr;
-TF_SessionRun(session, nullptr, &in, &x, 1, &out, &result, 1,
-              nullptr, 0, nullptr, status);  // synchronous: result is in host memory
-const float* y = static_cast<const float*>(TF_TensorData(result));"""
+// The SavedModel written by model.export("exported"), called through the TensorFlow C API
+// as kdiag's cpp_baseline/ does. Build it against the tensorflow wheel's own library:
+//   TF="$(python3 -c 'import tensorflow as tf; print(tf.sysconfig.get_lib())')"
+//   c++ -std=c++17 run.cc -o run -I"$TF/include" -L"$TF" -Wl,-rpath,"$TF" -l:libtensorflow_cc.so.2 -l:libtensorflow_framework.so.2
+#include <tensorflow/c/c_api.h>
+
+#include <cstdint>
+#include <cstdio>
+
+// The names and input shape of kdiag's tiny example (one float32 input x, batch 32 x 4
+// features), as Keras 3 exports it; list your model's with
+//   saved_model_cli show --dir exported --tag_set serve --signature_def serving_default
+const char* kInput = "serving_default_x";
+const char* kOutput = "StatefulPartitionedCall_1";
+const int64_t kDims[] = {32, 4};
+
+static bool Check(TF_Status* status) {
+  if (TF_GetCode(status) == TF_OK) return true;
+  std::fprintf(stderr, "%s\\n", TF_Message(status));
+  return false;
+}
+
+int main() {
+  TF_Status* status = TF_NewStatus();
+  TF_SessionOptions* opts = TF_NewSessionOptions();
+  TF_Graph* graph = TF_NewGraph();
+  const char* tags[] = {"serve"};
+  TF_Session* session =
+      TF_LoadSessionFromSavedModel(opts, nullptr, "exported", tags, 1, graph, nullptr, status);
+  if (!Check(status)) return 1;
+
+  TF_Tensor* x = TF_AllocateTensor(TF_FLOAT, kDims, 2, kDims[0] * kDims[1] * sizeof(float));
+  float* data = static_cast<float*>(TF_TensorData(x));
+  for (int64_t i = 0; i < kDims[0] * kDims[1]; ++i) data[i] = 0.5f;  // your batch, row-major
+
+  TF_Output in{TF_GraphOperationByName(graph, kInput), 0};
+  TF_Output out{TF_GraphOperationByName(graph, kOutput), 0};
+  if (in.oper == nullptr || out.oper == nullptr) {
+    std::fprintf(stderr, "no operation %s or %s in this SavedModel\\n", kInput, kOutput);
+    return 1;
+  }
+  TF_Tensor* y = nullptr;
+  TF_SessionRun(session, nullptr, &in, &x, 1, &out, &y, 1,
+                nullptr, 0, nullptr, status);  // synchronous: y is in host memory
+  if (!Check(status)) return 1;
+  std::printf("y[0] = %g\\n", static_cast<const float*>(TF_TensorData(y))[0]);
+
+  TF_DeleteTensor(y);
+  TF_DeleteTensor(x);
+  TF_CloseSession(session, status);
+  TF_DeleteSession(session, status);
+  TF_DeleteSessionOptions(opts);
+  TF_DeleteGraph(graph);
+  TF_DeleteStatus(status);
+  return 0;
+}"""
+
+#: Where the two predict scenarios' models come from; in a comment, since `model` is given.
+_LOAD_NOTE = ("# model = keras.models.load_model(path, compile=False): an inference-only model needs no\n"
+              "# optimizer, loss or metrics, and kdiag's `predict` row was timed on a model loaded so.\n")
 
 PREDICT = StrategyIdentity(
-    "predict", "predict", "model = keras.models.load_model(path, compile=False)\nmodel.predict(x, verbose=0)",
+    "predict", "predict", _LOAD_NOTE + "y = model.predict(x, verbose=0)",
     "Keras predict, model loaded without compile()")
 PREDICT_COMPILED = StrategyIdentity(
     "predict-compiled", "predict (compiled)",
-    "model = keras.models.load_model(path)  # compiled\nmodel.predict(x, verbose=0)", "Keras predict after compile()")
+    "# model = keras.models.load_model(path): compiled with the training config saved in the file\n"
+    "y = model.predict(x, verbose=0)", "Keras predict after compile()")
 PREDICT_ON_BATCH = StrategyIdentity(
-    "predict_on_batch", "predict_on_batch", "model.predict_on_batch(x)", "one batch, no data pipeline")
+    "predict_on_batch", "predict_on_batch", "y = model.predict_on_batch(x)", "one batch, no data pipeline")
 EAGER = StrategyIdentity(
-    "eager", "model(x) eager", "model(x, training=False)", "direct call, eager op-by-op execution")
+    "eager", "model(x) eager", "y = model(x, training=False)", "direct call, eager op-by-op execution")
 TF_FUNCTION = StrategyIdentity(
     "tf-function", "tf.function", TF_FUNCTION_SNIPPET, "direct call compiled to a graph, called with NumPy arrays")
 CONCRETE = StrategyIdentity(
-    "concrete", "concrete function", "fn = serve.get_concrete_function()\nx_t = tf.constant(x)\nfn(x_t)",
+    "concrete", "concrete function", CONCRETE_SNIPPET,
     "the traced graph called on tensors, no dispatch or conversion")
-XLA = StrategyIdentity(
-    "xla", "XLA (jit_compile)",
-    "serve = tf.function(lambda x: model(x, training=False), jit_compile=True,\n"
-    "                    input_signature=[...])\nserve(x)", "graph compiled by XLA")
+XLA = StrategyIdentity("xla", "XLA (jit_compile)", XLA_SNIPPET, "graph compiled by XLA")
 SAVEDMODEL = StrategyIdentity(
-    "savedmodel", "SavedModel serve",
-    "model.export('exported')\nreloaded = tf.saved_model.load('exported')\nreloaded.serve(x)",
+    "savedmodel", "SavedModel serve", SAVEDMODEL_SNIPPET,
     "the exported SavedModel's serving endpoint", needs_keras=False)
 TFLITE = StrategyIdentity(
-    "tflite", "TFLite",
-    "blob = tf.lite.TFLiteConverter.from_saved_model('exported').convert()\n"
-    "runner = tf.lite.Interpreter(model_content=blob).get_signature_runner()\n"
-    "runner(x=x)", "TFLite interpreter (XNNPACK on CPU)", needs_keras=False)
+    "tflite", "TFLite", TFLITE_SNIPPET, "TFLite interpreter (XNNPACK on CPU)", needs_keras=False)
 #: Not selectable with --strategies: `--cpp` adds it, timed in its own process.
 CPP = StrategyIdentity(
     "cpp", "C++ (TF C API)", CPP_SNIPPET, "the exported SavedModel through TF_SessionRun, from cpp_baseline/",

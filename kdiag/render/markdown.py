@@ -3,7 +3,8 @@
 Plain text, standard library only. The sections follow what a maintainer asks for first:
 the command, the environment (the fields of TensorFlow's issue template), the model, then
 the measurements, the phases, the findings, the top functions (folded in `<details>`
-blocks), how to reproduce, and the `.prof` files.
+blocks), how to reproduce, the standalone code to reproduce (repro.py, folded), and the
+`.prof` files.
 
 GitHub refuses an issue body over 65,536 characters. `render` shortens the longest parts
 first (top functions, then the raw tables and lists, then long cells) until the text fits,
@@ -25,6 +26,7 @@ from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import PHASES, ProfileResult, TopFunction
 from kdiag.datamodel.report import Finding, Report, StrategyResult
 from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED
+from kdiag.render import repro
 
 GITHUB_LIMIT = 65_536
 
@@ -95,7 +97,7 @@ def _render(report: Report, limits: Limits, limit: int) -> str:
     w = _Writer(limits, limit)
     body: List[str] = []
     for section in (_command, _environment, _model, _strategies, _phases, _traces, _findings,
-                    _top_functions, _reproduce, _prof_files):
+                    _top_functions, _reproduce, _standalone_repro, _prof_files):
         lines = section(report, w)
         if lines:
             body += lines + [""]
@@ -469,6 +471,25 @@ def _reproduce(report: Report, w: _Writer) -> List[str]:
     if needs:
         lines += ["", f"This needs {' and '.join(needs)}."]
     return lines
+
+
+def _standalone_repro(report: Report, w: _Writer) -> List[str]:
+    """repro.py, folded: what a maintainer runs with TensorFlow alone, without kdiag or the user's weights."""
+    lines = ["## Standalone code to reproduce", ""]
+    why = repro.unavailable_reason(report)
+    if why is not None:
+        return lines + [f"No standalone script for this run: {text_escape(why)}."]
+    lines.append(f"`{repro.FILE_NAME}`, also in the run folder, needs only TensorFlow. "
+                 f"`python {repro.FILE_NAME} MODEL` times predict against {text_escape(repro.recommended(report).name)} on the model file, as kdiag "
+                 f"does, and prints both medians and their ratio; `python {repro.FILE_NAME} --synthetic MODEL` "
+                 "rebuilds the model from its architecture config with random weights, so the user's weights are "
+                 "not needed.")
+    if w.limits.rows is not None:  # the report is being cut to fit: the script stays in the run folder
+        w.omitted.append(f"the script itself ({repro.FILE_NAME} is in the run folder)")
+        return lines + ["", f"*Left out to keep this report under GitHub's {w.limit:,}-character limit: attach "
+                            f"{repro.FILE_NAME} from the run folder.*"]
+    return lines + ["", f"<details><summary>standalone code to reproduce ({repro.FILE_NAME})</summary>", "",
+                    *fence(repro.render(report), "python"), "", "</details>"]
 
 
 def _prof_files(report: Report, w: _Writer) -> List[str]:
