@@ -125,3 +125,22 @@ def test_api_and_cli_refuse_a_bad_option_with_the_same_line(option, value, cli):
     err = io.StringIO()
     assert main(["inspect", "--example", "tiny", *cli], Env(io.StringIO(), err)) == 2
     assert err.getvalue() == f"kdiag: error: {refused.value.message}\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("litert", [True, False], ids=["LiteRT", "tf.lite fallback"])
+def test_tflite_row_calls_set_invoke_get_on_litert_or_tf_lite(monkeypatch, litert):
+    import sys
+
+    from kdiag.engine import strategies
+
+    if not litert:
+        monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if not installed
+        monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    used = []
+    real = strategies.tflite_interpreter
+    monkeypatch.setattr(strategies, "tflite_interpreter", lambda blob: used.append(real(blob)) or used[-1])
+    report = inspect(example="tiny", strategies=["predict", "tflite"], budget_s=0.05, min_calls=3, profile=False)
+    row = report.strategy("TFLite")
+    assert row.available and row.outputs.matches, row
+    assert used[0][1] == ("LiteRT" if litert else "tf.lite.Interpreter")
