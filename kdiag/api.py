@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
 from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED, REFERENCE_ORDER
@@ -29,8 +32,15 @@ from kdiag.engine.tf import native_stderr_captured
 from kdiag.errors import KdiagError, NotApplicable, first_line
 from kdiag.signals import stop_cause
 
-# Progress callback: (stage, detail), e.g. ("measure", "predict: 12 calls").
-Progress = Callable[[str, str], None]
+# Progress callback: one ProgressUpdate per step and per change within a step.
+Progress = Callable[[ProgressUpdate], None]
+
+# What the time limit keeps back for the steps after timing that it cannot skip: the findings,
+# the training-mode check's one call, and writing report.json, report.md and report.html
+# (about 2 s here, most of it drawing the HTML charts).
+REPORT_RESERVE_S = 5.0
+# cProfile makes Python-heavy calls about 1.2-2x slower (measured: 1.2-1.7x on the examples).
+PROFILE_INFLATION = 2.0
 
 # Profiled by default: the two scenarios of the TF 2.1-era "predict is slower after compile()" report.
 DEFAULT_PROFILES = (PREDICT.name, PREDICT_COMPILED.name)
@@ -60,8 +70,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             input_shapes: Optional[Mapping[str, Sequence[int]]] = None, strategies: Optional[Sequence[str]] = None,
             budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, unsafe: bool = False,
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
-            profile_strategies: Sequence[str] = (), profile_calls: int = 10, out_dir: Optional[Path] = None,
-            progress: Optional[Progress] = None) -> Report:
+            profile_strategies: Sequence[str] = (), profile_calls: int = 10, time_limit_s: float = 60.0,
+            out_dir: Optional[Path] = None, progress: Optional[Progress] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -77,8 +87,10 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     cpp: also time the C++ floor (builds cpp_baseline/ once).
     profile, profile_strategies, profile_calls: the cProfile pass over predict before and after
         compile(), plus these strategy keys, with this many warm calls each.
+    time_limit_s: the whole run, loading to report (0: none). Steps that would not fit are left out
+        and the report says which, with the limit that would let them run.
     out_dir: where the .prof files go (a new temporary folder, kept, when None).
-    progress: called with (stage, detail) as the run goes.
+    progress: called with a ProgressUpdate (step k of N, elapsed, time left) as the run goes.
 
     Options are checked exactly as the CLI checks them: a bad value raises KdiagError.
     """
@@ -87,9 +99,41 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         input_shapes=dict(input_shapes or {}), strategies=None if strategies is None else tuple(strategies),
         budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
-        profile_calls=profile_calls,
+        profile_calls=profile_calls, time_limit_s=time_limit_s,
     )
     return run(config, progress=progress, out_dir=out_dir)
+
+
+class _Steps:
+    """Counts the run's steps and tells `progress` each one, with the time spent and left."""
+
+    def __init__(self, progress: Optional[Progress], total: int, deadline: Optional[float], clock=time.perf_counter):
+        self.progress = progress
+        self.total = total
+        self.deadline = deadline
+        self.clock = clock
+        self.started = clock()
+        self.step = 0
+        self.stage = ""
+
+    def next(self, stage: str, detail: str) -> None:
+        self.step += 1
+        self.total = max(self.total, self.step)
+        self.stage = stage
+        self.update(detail)
+
+    def update(self, detail: str) -> None:
+        if self.progress is None:
+            return
+        now = self.clock()
+        left = max(0.0, self.deadline - now) if self.deadline is not None else None
+        self.progress(ProgressUpdate(self.step, self.total, self.stage, detail, now - self.started, left))
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def left(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - self.clock()
 
 
 @dataclasses.dataclass
@@ -100,6 +144,7 @@ class _RunState:
     loaded: LoadedModel
     inputs: ModelInputs
     started: str
+    steps: _Steps
     results: List[StrategyResult] = dataclasses.field(default_factory=list)
     reference_name: Optional[str] = None  # whose outputs every strategy is checked against
     reference_outputs: Optional[Outputs] = None
@@ -107,6 +152,8 @@ class _RunState:
     profiles: List[ProfileResult] = dataclasses.field(default_factory=list)
     training_dependent_layers: List[str] = dataclasses.field(default_factory=list)
     training_true_max_abs_diff: Optional[float] = None
+    time_notes: List[str] = dataclasses.field(default_factory=list)  # what the time limit cut, besides rows
+    time_needed_s: float = 0.0  # a time limit under which nothing would have been cut (an estimate)
 
     def report(self, incomplete: bool = False) -> Report:
         from kdiag.analysis.diagnose import diagnose
@@ -120,6 +167,8 @@ class _RunState:
                 max_wall_s=self.config.wall_cap_s,
                 batch_size=self.inputs.batch_size,
                 timestamp=self.started,
+                time_limit_s=self.config.time_limit_s,
+                elapsed_s=self.steps.elapsed(),
             ),
             environment=collect(),
             model=dataclasses.replace(
@@ -138,13 +187,21 @@ class _RunState:
 def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optional[Path] = None,
         work_dir: Optional[Path] = None) -> Report:
     """Carry out one validated RunConfig; see `inspect` for what each step does."""
-    say = progress or (lambda stage, detail: None)
     selected = [BY_KEY[k] for k in dict.fromkeys(config.strategies)] if config.strategies else list(STRATEGIES)
-    say("load", f"example {config.example}" if config.example else str(config.model))
+    deadline = time.perf_counter() + config.time_limit_s if config.time_limit_s else None
+    planned_profiles = (len(DEFAULT_PROFILES) + len(config.profile_strategies)) if config.profile else 0
+    steps = _Steps(progress, 2 + len(selected) + 1 + int(config.cpp) + planned_profiles + 2, deadline)
+    steps.next("load", f"example {config.example}" if config.example else str(config.model))
     loaded = _load(config)
+    steps.next("inputs", "building the input batch")
     state = _RunState(config, loaded, _make_inputs(loaded, config),
-                      started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
-    settings = MeasureSettings(budget_s=config.budget_s, min_calls=config.min_calls, max_wall_s=config.wall_cap_s)
+                      started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), steps=steps)
+    # Timing gets the time left but what the later steps need: the report always, and roughly
+    # what loading took again for each fresh profiled instance (a compute-bound model's profile
+    # then still gets its calls).
+    reserve = REPORT_RESERVE_S + (loaded.load_time_s * planned_profiles if config.profile else 0.0)
+    settings = MeasureSettings(budget_s=config.budget_s, min_calls=config.min_calls, max_wall_s=config.wall_cap_s,
+                               deadline=None if deadline is None else deadline - reserve)
     from kdiag.engine.limits import PROFILE_KEY, memory_plan_for
 
     # Strategies whose copies of the weights and inputs would not fit get a "not measured" row.
@@ -153,20 +210,26 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
         state.notes.append(memory.skip[PROFILE_KEY])
     with _scratch_dir(work_dir) as scratch:
         ctx = StrategyContext(loaded, state.inputs, Path(scratch))
-        if not time_strategies(ctx, selected, settings, state, say, skip=memory.skip):
+        if not time_strategies(ctx, selected, settings, state, steps, skip=memory.skip):
             state.notes.insert(0, f"Interrupted by {stop_cause()} while timing: the figures are those measured "
                                   "before the interruption; the report holds no profiles.")
             raise RunInterrupted(state.report(incomplete=True))
         try:
             if config.cpp:
-                state.results.append(run_cpp_floor(ctx, settings, state.reference_name, state.reference_outputs, say))
+                steps.next("cpp", "the C++ floor")
+                state.results.append(run_cpp_floor(ctx, settings, state, steps))
             if config.profile and PROFILE_KEY not in memory.skip:
                 profile_dir = Path(out_dir) if out_dir is not None else Path(
                     tempfile.mkdtemp(prefix="kdiag-profiles-"))
                 scenarios = profile_scenarios(state.results, config.profile_strategies)
-                state.profiles = run_profiles(ctx, state.results, scenarios, profile_dir, config.profile_calls, say)
+                steps.total -= planned_profiles - len(scenarios)
+                state.profiles = run_profiles(ctx, state, scenarios, profile_dir, steps)
+            steps.next("training check", "model(x, training=True) against predict")
             layers, stray = training_mode_check(ctx, state.reference_outputs)
             state.training_dependent_layers, state.training_true_max_abs_diff = layers, stray
+            steps.next("report", "findings")
+            if config.time_limit_s:
+                state.notes.insert(0, _time_limit_note(config, state))
             return state.report()
         # What was timed is kept, however late the stop or the failure (the report itself included).
         except KeyboardInterrupt:
@@ -182,8 +245,26 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
             raise RunFailed(state.report(incomplete=True)) from exc
 
 
+def _time_limit_note(config: RunConfig, state: _RunState) -> str:
+    """What the time limit left out, and the limit that would let it all run."""
+    left_out = [r.name for r in state.results if r.reason.startswith("not measured: would take")]
+    short = [r.name for r in state.results if r.available and r.measurement.stopped_early]
+    parts = [f"Time limit {config.time_limit_s:g} s (--time-limit; 0 for none); this run took "
+             f"{state.steps.elapsed():.0f} s."]
+    if left_out:
+        parts.append(f"Not started, for want of time: {', '.join(left_out)}.")
+    if short:
+        parts.append(f"Fewer than {config.min_calls} timed calls: {', '.join(short)}.")
+    parts += state.time_notes
+    if len(parts) == 1:
+        parts.append("Nothing was left out.")
+    elif state.time_needed_s:
+        parts.append(f"Rerun with --time-limit {math.ceil(state.time_needed_s / 10) * 10:.0f} to measure it all.")
+    return " ".join(parts)
+
+
 def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
-                    state: _RunState, say: Progress, skip: Optional[Dict[str, str]] = None) -> bool:
+                    state: _RunState, steps: _Steps, skip: Optional[Dict[str, str]] = None) -> bool:
     """Prepare and time every selected strategy, then check their outputs against the reference.
 
     Adds a StrategyResult per strategy to `state` and sets its reference outputs. Returns
@@ -194,13 +275,18 @@ def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Me
     unavailable: Dict[str, str] = {}
     notes: Dict[str, List[str]] = {}
     for strategy in selected:
+        if settings.deadline is not None and time.perf_counter() > settings.deadline and strategy.name != PREDICT.name:
+            unavailable[strategy.name] = ("not measured: the time limit was reached while preparing the strategies "
+                                          "before it; rerun with a larger --time-limit")
+            steps.total -= 1
+            continue
         if strategy.needs_keras and not ctx.loaded.is_keras:
             unavailable[strategy.name] = "not applicable: needs a Keras model; this is a plain SavedModel"
             continue
         if skip and strategy.identity.key in skip:
             unavailable[strategy.name] = skip[strategy.identity.key]
             continue
-        say("prepare", strategy.name)
+        steps.next("prepare", strategy.name + _PREPARE_DETAIL.get(strategy.identity.key, ""))
         with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
             warnings.simplefilter("always")
             try:
@@ -221,8 +307,9 @@ def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Me
     completed = True
     with capture_tf_warnings() as tf_warnings:  # retracing warnings go into the report, not the terminal
         try:
+            steps.next("measure", f"{len(prepared)} strategies, interleaved")
             timed = measure_interleaved(prepared, settings,
-                                        on_progress=lambda name, what: say("measure", f"{name}: {what}"),
+                                        on_progress=lambda name, what: steps.update(f"{name}: {what}"),
                                         around_first_call=native_stderr_captured)
         except MeasurementInterrupted as stop:
             timed, completed = stop.partial, False
@@ -247,8 +334,9 @@ def _require_the_users_path(ctx: StrategyContext, results: List[StrategyResult])
 
 
 def _refuse_unmeasurable(name: str, reason: str) -> None:
-    raise KdiagError(f"{name} could not be measured on this model ({reason})",
-                     "check the model and its inputs (--inputs, --input-shape); --debug shows the traceback")
+    fix = ("rerun with a larger --time-limit" if "time limit" in reason else
+           "check the model and its inputs (--inputs, --input-shape); --debug shows the traceback")
+    raise KdiagError(f"{name} could not be measured on this model ({reason})", fix)
 
 
 def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Timed], notes: List[str],
@@ -263,13 +351,20 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Ti
     if outcome.error:
         return StrategyResult(identity.name, identity.snippet, False, f"failed when called: {outcome.error}",
                               notes=notes)
+    if outcome.skipped:
+        return StrategyResult(identity.name, identity.snippet, False, outcome.skipped + "; rerun with a larger "
+                              "--time-limit", notes=notes)
+    if outcome.measurement.count == 0:
+        return StrategyResult(identity.name, identity.snippet, False, "not measured: the time limit was reached "
+                              "after its first call, before any timed call; rerun with a larger --time-limit",
+                              notes=notes)
     outputs = check.compare(reference_name, reference, outcome.first_output) if reference is not None else None
     return StrategyResult(identity.name, identity.snippet, True, measurement=outcome.measurement, outputs=outputs,
                           notes=notes)
 
 
-def run_cpp_floor(ctx: StrategyContext, settings: MeasureSettings, reference_name: Optional[str],
-                  reference: Optional[Outputs], say: Progress) -> StrategyResult:
+def run_cpp_floor(ctx: StrategyContext, settings: MeasureSettings, state: _RunState,
+                  steps: _Steps) -> StrategyResult:
     """The SavedModel run from C++ through the TF C API, checked against the same reference.
 
     It runs in its own process after the Python strategies, so it is not interleaved
@@ -282,11 +377,19 @@ def run_cpp_floor(ctx: StrategyContext, settings: MeasureSettings, reference_nam
     reason = cpp.unavailable_reason()
     if reason is not None:
         return StrategyResult(CPP.name, CPP.snippet, False, f"not available: {reason}")
+    # Its own process loads TensorFlow and the SavedModel (about 5-10 s here), then times for the budget.
+    needs = 10.0 + settings.budget_s + REPORT_RESERVE_S
+    if steps.left() < needs:
+        state.time_needed_s = max(state.time_needed_s, steps.elapsed() + needs)
+        return StrategyResult(CPP.name, CPP.snippet, False, f"not measured: would take ~{needs:.0f} s, and "
+                              f"{max(0.0, steps.left()):.0f} s of the time limit were left; rerun with a larger "
+                              "--time-limit")
+    reference_name, reference = state.reference_name, state.reference_outputs
     try:
-        say("cpp", "building cpp_baseline/ (cached per TensorFlow version)")
+        steps.update("building cpp_baseline/ (cached per TensorFlow version)")
         binary = cpp.build()
         directory = export_saved_model(ctx)
-        say("cpp", f"running {binary.name}")
+        steps.update(f"running {binary.name}")
         run_ = cpp.run_baseline(directory, ctx.inputs.arrays, settings, work_dir=ctx.work_dir / "cpp", binary=binary)
     except KdiagError as exc:
         return StrategyResult(CPP.name, CPP.snippet, False, f"not available: {exc.message}", notes=note)
@@ -303,16 +406,42 @@ def profile_scenarios(results: List[StrategyResult], extra_keys: Sequence[str]) 
     return [s for s in dict.fromkeys(wanted) if s.name in available]
 
 
-def run_profiles(ctx: StrategyContext, results: List[StrategyResult], scenarios: List[Strategy],
-                 out_dir: Path, warm_calls: int, say: Progress) -> List[ProfileResult]:
-    """A cProfile pass per scenario, each on a fresh model instance so its first call is cold."""
+def run_profiles(ctx: StrategyContext, state: _RunState, scenarios: List[Strategy], out_dir: Path,
+                 steps: _Steps) -> List[ProfileResult]:
+    """A cProfile pass per scenario, each on a fresh model instance so its first call is cold.
+
+    Under a time limit each pass gets an equal share of what is left: fewer warm calls (at least
+    one), or none and a note saying what it would have taken.
+    """
     from kdiag.engine.profiling import file_stem, profile_scenario
     from kdiag.engine.tf import legacy_keras_requested
 
-    medians = {r.name: r.median_s for r in results if r.available}
+    wanted_calls = state.config.profile_calls
+    results = {r.name: r for r in state.results if r.available}
     profiles = []
-    for strategy in scenarios:
-        say("profile", f"{strategy.name}: 1 cold + {warm_calls} warm calls under cProfile")
+    for index, strategy in enumerate(scenarios):
+        result = results[strategy.name]
+        median = result.median_s
+        # A fresh instance (about what loading took), its cold call and the warm calls, under cProfile.
+        start_cost = ctx.loaded.load_time_s + PROFILE_INFLATION * result.measurement.first_call_s
+        share = (steps.left() - REPORT_RESERVE_S) / (len(scenarios) - index)
+        calls = wanted_calls
+        if math.isfinite(share) and math.isfinite(start_cost):
+            calls = min(wanted_calls, int((share - start_cost) // (PROFILE_INFLATION * median)))
+        if calls < 1:
+            needs = start_cost + PROFILE_INFLATION * median * wanted_calls
+            state.time_needed_s = max(state.time_needed_s, steps.elapsed() + needs * (len(scenarios) - index)
+                                      + REPORT_RESERVE_S)
+            state.time_notes.append(f"Not profiled: {strategy.name} (would take ~{needs:.0f} s).")
+            steps.total -= 1
+            continue
+        if calls < wanted_calls:
+            needs = start_cost + PROFILE_INFLATION * median * wanted_calls
+            state.time_needed_s = max(state.time_needed_s, steps.elapsed() + needs * (len(scenarios) - index)
+                                      + REPORT_RESERVE_S)
+            state.time_notes.append(f"{strategy.name} was profiled over {calls} warm calls instead of "
+                                    f"{wanted_calls}.")
+        steps.next("profile", f"{strategy.name}: 1 cold + {calls} warm calls under cProfile")
         stem = file_stem(strategy.name)
 
         def make_call(strategy=strategy, stem=stem):
@@ -323,9 +452,14 @@ def run_profiles(ctx: StrategyContext, results: List[StrategyResult], scenarios:
             return strategy.prepare(fresh)
 
         with native_stderr_captured():
-            profiles.append(profile_scenario(strategy.name, make_call, out_dir, warm_calls,
-                                             medians.get(strategy.name), legacy_keras_requested(), stem))
+            profiles.append(profile_scenario(strategy.name, make_call, out_dir, calls, median,
+                                             legacy_keras_requested(), stem))
     return profiles
+
+
+# How the slow steps of preparing look while they run (the display keeps ticking meanwhile).
+_PREPARE_DETAIL = {"tflite": " (exporting and converting)", "xla": " (compiling with XLA)",
+                   "savedmodel": " (exporting)", "predict-compiled": " (loading a compiled instance)"}
 
 
 def training_mode_check(ctx: StrategyContext, reference: Optional[Outputs]):

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
                          help="timed seconds per strategy (default 1)")
     inspect.add_argument("--min-calls", type=int, default=5, metavar="N", help="timed calls at least (default 5)")
+    inspect.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
+                         help="for the whole run, loading to report (default 60; 0: none): what would not fit is "
+                              "left out and the report says what, and the limit that would fit it")
     inspect.add_argument("--format", choices=FORMATS, default="terminal", help="what to print on stdout")
     inspect.add_argument("--unsafe", action="store_true",
                          help="allow Lambda layers to be deserialised (runs code from the file)")
@@ -169,6 +172,7 @@ def request_from_args(args, argv) -> InspectRequest:
         profile=not args.no_profile,
         profile_strategies=_keys(args.profile),
         profile_calls=args.profile_calls,
+        time_limit_s=args.time_limit,
         command="kdiag " + " ".join(shlex.quote(a) for a in argv),
     )
     return InspectRequest(config, args.format, args.out)

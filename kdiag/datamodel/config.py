@@ -20,6 +20,7 @@ MAX_BUDGET_S = 600.0
 MAX_MIN_CALLS = 100_000
 MAX_BATCH_SIZE = 2**31 - 1  # TensorFlow's dimensions are int32; memory is checked separately
 MAX_PROFILE_CALLS = 1_000
+MAX_TIME_LIMIT_S = 86_400.0  # a day
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,7 @@ class RunConfig:
     profile: bool = True
     profile_strategies: Tuple[str, ...] = ()
     profile_calls: int = 10
+    time_limit_s: float = 60.0  # the whole run, loading to report; 0: no limit
     command: str = ""  # how the run was started, for the report
 
     def __post_init__(self):
@@ -59,6 +61,8 @@ class RunConfig:
                        fix="use e.g. --profile-calls 10")
         if self.batch_size is not None:
             _check_integer("--batch-size", self.batch_size, low=1, high=MAX_BATCH_SIZE, fix="use e.g. --batch-size 1")
+        _check_number("--time-limit", self.time_limit_s, low=0.0, high=MAX_TIME_LIMIT_S,
+                      fix="use e.g. --time-limit 60, or 0 for no limit")
         if self.max_wall_s is not None:
             _check_number("max_wall_s", self.max_wall_s, low=0.0, high=6 * MAX_BUDGET_S,
                           fix="leave it unset for 6x the budget", low_inclusive=False)

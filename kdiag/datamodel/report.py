@@ -112,6 +112,8 @@ class RunSettings:
     max_wall_s: float
     batch_size: int
     timestamp: str
+    time_limit_s: float = 0.0  # the whole run's limit; 0: none (and in reports from before it existed)
+    elapsed_s: Optional[float] = None  # loading to findings, as measured; the report's writing is not in it
 
 
 @dataclasses.dataclass(frozen=True)

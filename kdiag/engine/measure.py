@@ -28,6 +28,10 @@ class MeasureSettings:
     max_wall_s: float = 6.0  # ...unless this much wall time was spent: stop early, say so
     warmup_calls: int = 1
     rounds: int = 5  # the budget is spread over this many interleaved rounds
+    # A clock() value by which timing must end (the run's --time-limit, less what later steps need);
+    # None: no limit. Strategies whose first call would not fit are not started, and each
+    # strategy's share of the budget shrinks to fit what is left.
+    deadline: Optional[float] = None
 
 
 class _Timer:
@@ -45,6 +49,9 @@ class _Timer:
         self.first_output = None  # what the cold call returned, for the outputs check
         self._last_output = None
         self.error = ""  # set when the strategy raised: it is reported, not timed further
+        self.skipped = ""  # set when the time limit left no room to start it: why, with the time it needs
+        self.budget_s = settings.budget_s  # may shrink to fit the time limit
+        self.cold_s = math.nan  # first call plus warm-up: what starting this strategy cost
 
     def timed_call(self) -> float:
         start = self.clock()
@@ -52,6 +59,7 @@ class _Timer:
         return self.clock() - start
 
     def cold(self) -> None:
+        start = self.clock()
         try:
             self.first_call_s = self.timed_call()
             self.first_output = self._last_output
@@ -59,10 +67,11 @@ class _Timer:
                 self.spent_s += self.timed_call()
         except Exception as exc:  # one broken strategy must not sink the others
             self.error = f"{type(exc).__name__}: {first_line(exc)}"
+        self.cold_s = self.clock() - start
 
     @property
     def satisfied(self) -> bool:
-        return self.sampled_s >= self.settings.budget_s and len(self.samples) >= self.settings.min_calls
+        return self.sampled_s >= self.budget_s and len(self.samples) >= self.settings.min_calls
 
     @property
     def out_of_time(self) -> bool:
@@ -71,7 +80,7 @@ class _Timer:
     @property
     def done(self) -> bool:
         # The wall cap never leaves a strategy without a single timed call.
-        return bool(self.error) or self.satisfied or (self.out_of_time and bool(self.samples))
+        return bool(self.error or self.skipped) or self.satisfied or (self.out_of_time and bool(self.samples))
 
     def run_slice(self, slice_s: float) -> None:
         """At least one call, then more until this round's slice of the budget is spent."""
@@ -94,7 +103,7 @@ class _Timer:
             strategy=self.name,
             first_call_s=self.first_call_s,
             samples_s=tuple(self.samples),
-            stopped_early=self.out_of_time and len(self.samples) < self.settings.min_calls,
+            stopped_early=len(self.samples) < self.settings.min_calls,
         )
 
 
@@ -115,23 +124,72 @@ def measure_interleaved(
     """
     progress = on_progress or (lambda name, what: None)
     timers = [_Timer(name, call, settings, clock) for name, call in calls.items()]
+    deadline = settings.deadline
     try:
         for timer in timers:
+            needs = _start_estimate(timers)
+            if deadline is not None and needs is not None and clock() + needs > deadline:
+                timer.skipped = (f"not measured: would take ~{_seconds(needs)} to start (first call and warm-up, "
+                                 "estimated from the strategies before it) and the time limit is reached")
+                continue
             progress(timer.name, "first call")
             with around_first_call():
                 timer.cold()
-        slice_s = settings.budget_s / max(1, settings.rounds)
+        if deadline is not None:
+            _fit_budgets(timers, deadline - clock())
+        slice_fraction = 1.0 / max(1, settings.rounds)
+
+        def past_deadline() -> bool:
+            # Like the wall cap, the deadline never leaves a started strategy without a timed call.
+            return (deadline is not None and clock() >= deadline
+                    and all(t.samples or t.error or t.skipped for t in timers))
+
         while True:
             active = [t for t in timers if not t.done]
-            if not active:
+            if not active or past_deadline():
                 break
             for timer in active:
                 progress(timer.name, f"{len(timer.samples)} calls")
-                timer.run_slice(slice_s)
+                timer.run_slice(timer.budget_s * slice_fraction)
+                if past_deadline():
+                    break
     except KeyboardInterrupt:
         # Ctrl-C: what was measured so far is kept; the caller marks the run incomplete.
-        raise MeasurementInterrupted({t.name: Timed(t.result(), t.first_output, t.error) for t in timers}) from None
-    return {t.name: Timed(t.result(), t.first_output, t.error) for t in timers}
+        raise MeasurementInterrupted({t.name: _timed(t) for t in timers}) from None
+    return {t.name: _timed(t) for t in timers}
+
+
+def _timed(timer: _Timer) -> "Timed":
+    return Timed(timer.result(), timer.first_output, timer.error, timer.skipped)
+
+
+def _start_estimate(timers: List[_Timer]) -> Optional[float]:
+    """What starting one more strategy may cost: the slowest start so far (None before the first).
+
+    Without a measurement of its own, the strategies already started are the best evidence: on a
+    heavy model every path's first call (tracing, conversion, XLA compilation) takes seconds.
+    """
+    started = [t.cold_s for t in timers if not math.isnan(t.cold_s)]
+    return max(started) if started else None
+
+
+def _fit_budgets(timers: List[_Timer], left_s: float) -> None:
+    """Shrink each strategy's timed budget so that all of them fit in `left_s` together.
+
+    A round costs at least one call of each strategy, so a strategy whose call alone takes a large
+    part of what is left gets fewer calls: the report then says it stopped early, and no verdict
+    rests on fewer than five calls.
+    """
+    running = [t for t in timers if not (t.error or t.skipped)]
+    if not running:
+        return
+    share = max(0.0, left_s) / len(running)
+    for timer in running:
+        timer.budget_s = min(timer.budget_s, share)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
 class MeasurementInterrupted(KeyboardInterrupt):
@@ -147,3 +205,4 @@ class Timed:
     measurement: Measurement
     first_output: object
     error: str = ""
+    skipped: str = ""  # "not measured: would take ~N s ..." when the time limit left no room

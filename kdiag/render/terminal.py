@@ -11,6 +11,8 @@ import dataclasses
 import io
 import re
 import sys
+import threading
+import time
 from typing import Optional
 
 from rich import box
@@ -22,6 +24,7 @@ from rich.text import Text
 from kdiag import format as fmt
 from kdiag import views
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
+from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.datamodel.report import Report
 
 
@@ -268,24 +271,66 @@ def _notes(report: Report):
 
 
 class StderrProgress:
-    """Progress on stderr: a live status line on a terminal, stage lines otherwise."""
+    """Progress on stderr. On a terminal, rich's progress display: step k of N, what runs now, the
+    time spent and the time limit's remainder, redrawn several times a second by rich's own thread,
+    so it keeps moving while TensorFlow converts, compiles or loads. Elsewhere (a pipe, a CI log),
+    one timestamped line per step, and a "still ..." line when a step runs long."""
+
+    HEARTBEAT_S = 15.0
 
     def __init__(self, stream=None):
         self.console = Console(file=stream or sys.stderr, highlight=False, markup=False)
-        self.status = None
-        self.last_stage = None
+        self.progress = None
+        self.task = None
+        self.last: Optional[ProgressUpdate] = None
+        self.last_step = 0
+        self.last_line_at = 0.0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.heartbeat = None
 
-    def __call__(self, stage: str, detail: str) -> None:
-        if self.console.is_terminal:
-            if self.status is None:
-                self.status = self.console.status("")
-                self.status.start()
-            self.status.update(Text.assemble((stage, "dim"), f": {visible(detail)}"))
-        elif stage != self.last_stage:  # a log, not a live line: one line per stage
-            self.console.print(f"kdiag: {stage}: {visible(detail)}" + (" ..." if stage == "measure" else ""))
-        self.last_stage = stage
+    def __call__(self, update: ProgressUpdate) -> None:
+        with self.lock:
+            self.last = update
+            if self.console.is_terminal:
+                self._draw(update)
+            elif update.step != self.last_step:  # a log, not a live line: one line per step
+                self._print(update, "")
+            self.last_step = update.step
+        if not self.console.is_terminal and self.heartbeat is None:
+            self.heartbeat = threading.Thread(target=self._beat, name="kdiag-progress", daemon=True)
+            self.heartbeat.start()
+
+    def _draw(self, update: ProgressUpdate) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if self.progress is None:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=12),
+                                     TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
+                                     console=self.console, transient=True, refresh_per_second=4)
+            self.progress.start()
+            self.task = self.progress.add_task("", total=update.total_steps, left="")
+        left = f"≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
+        self.progress.update(self.task, description=visible(update.line), completed=update.step - 1,
+                             total=update.total_steps, left=left)
+
+    def _print(self, update: ProgressUpdate, prefix: str) -> None:
+        left = f", ≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
+        self.console.print(f"kdiag: [{update.elapsed_s:6.1f} s{left}] {prefix}{visible(update.line)}",
+                           soft_wrap=True)
+        self.last_line_at = time.monotonic()
+
+    def _beat(self) -> None:
+        """A line now and then during a long step, so a log never looks stuck."""
+        while not self.stop.wait(self.HEARTBEAT_S / 3):
+            with self.lock:
+                if self.last is not None and time.monotonic() - self.last_line_at >= self.HEARTBEAT_S:
+                    since = time.monotonic() - self.last_line_at
+                    waited = dataclasses.replace(self.last, elapsed_s=self.last.elapsed_s + since)
+                    self._print(waited, "still at ")
 
     def close(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
+        self.stop.set()
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,114 @@
+"""--time-limit: the timing loop on a fake clock, the run's steps, and what the report says it left out."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from kdiag.datamodel.progress import ProgressUpdate
+from kdiag.engine.measure import MeasureSettings, measure_interleaved
+from kdiag.render.terminal import StderrProgress
+from test_measure import FakeClock
+
+
+def test_a_strategy_whose_start_would_pass_the_deadline_is_not_started():
+    clock = FakeClock()
+    # predict starts in 4 s (cold 3 s + warm-up 1 s); 5 s are left for everything.
+    calls = {"predict": clock.strategy("predict", [3.0] + [1.0] * 100),
+             "xla": clock.strategy("xla", [3.0] + [1.0] * 100)}
+    timed = measure_interleaved(calls, MeasureSettings(budget_s=10.0, min_calls=5, deadline=5.0), clock=clock)
+    assert timed["xla"].skipped.startswith("not measured: would take ~4.0 s to start")
+    assert "xla" not in clock.order
+    assert timed["predict"].measurement.count >= 1  # the first strategy always gets its calls
+
+
+def test_budgets_shrink_to_fit_and_rounds_stop_at_the_deadline():
+    clock = FakeClock()
+    calls = {name: clock.strategy(name, [0.01] * 10_000) for name in ("a", "b", "c")}
+    timed = measure_interleaved(calls, MeasureSettings(budget_s=100.0, min_calls=5, deadline=3.0), clock=clock)
+    assert clock.now <= 3.0 + 0.01 * 3  # at most one call of each past the deadline
+    for name in calls:
+        m = timed[name].measurement
+        assert m.count >= 5 and not m.stopped_early
+        assert sum(m.samples_s) < 1.1  # a third of what was left, not the 100 s budget
+
+
+def test_no_deadline_keeps_the_budget():
+    clock = FakeClock()
+    timed = measure_interleaved({"a": clock.strategy("a", [0.1] * 1000)}, MeasureSettings(budget_s=2.0), clock=clock)
+    assert sum(timed["a"].measurement.samples_s) == pytest.approx(2.0, abs=0.11)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e9"])
+def test_time_limit_rejects_bad_values_in_cli_and_api(value):
+    import kdiag
+    from kdiag.cli import Env, main
+    from kdiag.errors import KdiagError
+
+    with pytest.raises(KdiagError) as refused:
+        kdiag.inspect(example="tiny", time_limit_s=float(value))
+    err = io.StringIO()
+    assert main(["inspect", "--example", "tiny", "--time-limit", value], Env(io.StringIO(), err)) == 2
+    assert err.getvalue() == f"kdiag: error: {refused.value.message}\n"
+    assert "--time-limit" in refused.value.message
+
+
+def test_progress_lines_off_a_terminal_are_timestamped_steps():
+    stream = io.StringIO()
+    progress = StderrProgress(stream)
+    progress(ProgressUpdate(1, 3, "load", "model.keras", 0.0, 60.0))
+    progress(ProgressUpdate(2, 3, "measure", "predict: first call", 4.25, 55.75))
+    progress(ProgressUpdate(2, 3, "measure", "predict: 12 calls", 5.0, 55.0))  # same step: no new line
+    progress.close()
+    assert stream.getvalue().splitlines() == [
+        "kdiag: [   0.0 s, ≤ 60 s left] [1/3] load: model.keras",
+        "kdiag: [   4.2 s, ≤ 56 s left] [2/3] measure: predict: first call",
+    ]
+
+
+def test_a_long_step_gets_a_still_line_in_a_log(monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr(StderrProgress, "HEARTBEAT_S", 0.3)
+    progress = StderrProgress(stream)
+    progress(ProgressUpdate(5, 9, "prepare", "TFLite (exporting and converting)", 10.0, None))
+    import time
+
+    time.sleep(0.8)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "kdiag: [  10.0 s] [5/9] prepare: TFLite (exporting and converting)"
+    assert any(line.startswith("kdiag: [") and "still at [5/9] prepare: TFLite" in line for line in lines[1:])
+
+
+@pytest.mark.slow
+def test_a_short_limit_leaves_steps_out_and_says_which(tmp_path):
+    import kdiag
+
+    updates = []
+    report = kdiag.inspect(example="tiny", budget_s=1.0, time_limit_s=4.0, profile_calls=10,
+                           progress=updates.append)
+    assert report.settings.time_limit_s == 4.0
+    note = report.notes[0]
+    assert note.startswith("Time limit 4 s (--time-limit; 0 for none); this run took ")
+    left_out = [s for s in report.strategies if s.reason.startswith("not measured: would take")]
+    cut = left_out or [s for s in report.strategies if s.available and s.measurement.stopped_early]
+    assert cut or "Not profiled" in note or "instead of 10" in note, note
+    assert "Rerun with --time-limit" in note or "Nothing was left out." not in note
+    # Progress: steps counted up to the total, elapsed never going back.
+    assert [u.step for u in updates] == sorted(u.step for u in updates)
+    assert updates[-1].step == updates[-1].total_steps
+    assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(updates, updates[1:]))
+    assert all(u.left_s is not None for u in updates)
+
+
+@pytest.mark.slow
+def test_no_limit_runs_everything_and_says_nothing_about_time():
+    import kdiag
+
+    report = kdiag.inspect(example="tiny", budget_s=0.05, min_calls=5, time_limit_s=0, profile_calls=2)
+    assert not any(n.startswith("Time limit") for n in report.notes)
+    assert all(s.available for s in report.strategies)
+    assert report.settings.elapsed_s > 0
