@@ -90,10 +90,10 @@ class _Timer:
                 return
 
     def result(self) -> Measurement:
-        return Measurement(
+        return Measurement.from_samples(
             strategy=self.name,
             first_call_s=self.first_call_s,
-            samples_s=tuple(self.samples),
+            samples=self.samples,
             stopped_early=self.out_of_time and len(self.samples) < self.settings.min_calls,
         )
 
