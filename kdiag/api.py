@@ -61,7 +61,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, unsafe: bool = False,
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, out_dir: Optional[Path] = None,
-            progress: Optional[Progress] = None) -> Report:
+            redact: bool = True, progress: Optional[Progress] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -77,8 +77,13 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     cpp: also time the C++ floor (builds cpp_baseline/ once).
     profile, profile_strategies, profile_calls: the cProfile pass over predict before and after
         compile(), plus these strategy keys, with this many warm calls each.
-    out_dir: where the .prof files go (a new temporary folder, kept, when None).
+    out_dir: a folder to keep the .prof files in (with path-redacted copies in out_dir/redacted/);
+        when None they are profiled in a temporary folder that is removed, and the Report's
+        profiles hold the phases but no file paths.
+    redact: report.to_markdown() shows local paths as ~, <python> and <model-dir> (default).
     progress: called with (stage, detail) as the run goes.
+
+    The Report renders itself: report.print(), report.to_markdown(), report.to_json().
 
     Options are checked exactly as the CLI checks them: a bad value raises KdiagError.
     """
@@ -87,7 +92,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         input_shapes=dict(input_shapes or {}), strategies=None if strategies is None else tuple(strategies),
         budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
-        profile_calls=profile_calls,
+        profile_calls=profile_calls, redact=redact,
     )
     return run(config, progress=progress, out_dir=out_dir)
 
@@ -120,6 +125,7 @@ class _RunState:
                 max_wall_s=self.config.wall_cap_s,
                 batch_size=self.inputs.batch_size,
                 timestamp=self.started,
+                redact_paths=self.config.redact,
             ),
             environment=collect(),
             model=dataclasses.replace(
@@ -161,13 +167,19 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
             if config.cpp:
                 state.results.append(run_cpp_floor(ctx, settings, state.reference_name, state.reference_outputs, say))
             if config.profile and PROFILE_KEY not in memory.skip:
-                profile_dir = Path(out_dir) if out_dir is not None else Path(
-                    tempfile.mkdtemp(prefix="kdiag-profiles-"))
+                # Without out_dir the .prof files live and die with the scratch folder: the Report
+                # then names no file, rather than files that are gone.
+                profile_dir = Path(out_dir) if out_dir is not None else Path(scratch) / "profiles"
                 scenarios = profile_scenarios(state.results, config.profile_strategies)
-                state.profiles = run_profiles(ctx, state.results, scenarios, profile_dir, config.profile_calls, say)
+                profiles = run_profiles(ctx, state.results, scenarios, profile_dir, config.profile_calls, say)
+                state.profiles = profiles if out_dir is not None else [
+                    dataclasses.replace(p, prof_path="", cold_prof_path="") for p in profiles]
             layers, stray = training_mode_check(ctx, state.reference_outputs)
             state.training_dependent_layers, state.training_true_max_abs_diff = layers, stray
-            return state.report()
+            report = state.report()
+            if report.settings.redact_paths and out_dir is not None:
+                write_redacted_profiles(report)
+            return report
         # What was timed is kept, however late the stop or the failure (the report itself included).
         except KeyboardInterrupt:
             state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling or the "
@@ -309,6 +321,19 @@ def run_profiles(ctx: StrategyContext, results: List[StrategyResult], scenarios:
     return profiles
 
 
+def write_redacted_profiles(report: Report) -> None:
+    """A copy of each .prof file with local paths redacted, in `redacted/` beside it: the files
+    report.md tells users to attach to an issue."""
+    from kdiag.datamodel.redaction import Redactor, redacted_prof_path
+    from kdiag.engine.profiling import write_redacted
+
+    redactor = Redactor.for_report(report)
+    for profile in report.profiles:
+        for path in (profile.prof_path, profile.cold_prof_path):
+            if path:
+                write_redacted(Path(path), Path(redacted_prof_path(path)), redactor.redact)
+
+
 def training_mode_check(ctx: StrategyContext, reference: Optional[Outputs]):
     """Layers that behave differently when training, and how far model(x, training=True) strays.
 
@@ -405,7 +430,15 @@ def model_info(loaded: LoadedModel, inputs: ModelInputs) -> ModelInfo:
         load_time_s=loaded.load_time_s,
         compile_config=loaded.compile_config,
         keras_model=loaded.is_keras,
+        directory=_model_directory(loaded),
     )
+
+
+def _model_directory(loaded: LoadedModel) -> str:
+    """The absolute folder holding the model file or SavedModel; "" for an example or an object."""
+    if loaded.format in ("example", "in-memory"):
+        return ""
+    return str(Path(loaded.source).resolve().parent)
 
 
 class _scratch_dir:

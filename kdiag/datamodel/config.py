@@ -45,6 +45,7 @@ class RunConfig:
     profile: bool = True
     profile_strategies: Tuple[str, ...] = ()
     profile_calls: int = 10
+    redact: bool = True  # report.md and redacted/*.prof show local paths as ~, <python>, <model-dir>
     command: str = ""  # how the run was started, for the report
 
     def __post_init__(self):
