@@ -52,5 +52,5 @@ def test_progress_lines_render_hostile_file_names_as_text(detail):
 
 def test_a_file_named_with_closing_markup_is_shown_as_named():
     report = _hostile_report("a[/x]", "dense[bold]", "bad [/] value")
-    text = render(report, width=100)
+    text = render(report, width=100, verbose=True)  # verbose: the model section names the layers
     assert "a[/x]" in text and "dense[bold]" in text and "bad [/] value" in text
