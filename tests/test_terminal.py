@@ -189,3 +189,15 @@ def test_prof_files_not_kept_are_not_named():
                                                  for p in report.profiles])
     text = render(gone, width=80, verbose=True)
     assert "Profiles (" not in text and "Where the time goes" in text
+
+
+def test_long_notes_are_clipped_to_two_lines_unless_verbose():
+    warning = ("TensorFlow warned while timing: 5 out of the last 13 calls to <function f at 0x7f> triggered "
+               "tf.function retracing. Tracing is expensive and the excessive number of tracings could be due to "
+               "(1) creating @tf.function repeatedly in a loop, (2) passing tensors with different shapes.")
+    report = fx.report(fx.typical_keras3(), notes=[f"{warning} #{i}" for i in range(6)])
+    short = _section(render(report, width=80), "Notes (in full: --verbose)")
+    assert len(short) == 4 * 2 + 1 and short[-1] == "- 2 more notes: --verbose, or report.md."
+    assert all(line.endswith(" …") for line in short[1:8:2])
+    full = " ".join(" ".join(_section(render(report, width=80, verbose=True), "Notes")).split())
+    assert all(f"{warning} #{i}" in full.replace("- ", "") for i in range(6))

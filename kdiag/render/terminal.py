@@ -18,6 +18,7 @@ import dataclasses
 import io
 import re
 import sys
+import textwrap
 from typing import Callable, List, Optional, Sequence
 
 from rich import box
@@ -53,8 +54,16 @@ def render(report: Report, width: int = 80, color: bool = False, verbose: bool =
 
 def print_report(report: Report, console: Optional[Console] = None, verbose: bool = False, saved: bool = False,
                  file=None) -> None:
-    """Print the report; `saved`: a run folder holds report.md (the verdict says so)."""
-    console = console or Console(file=file, highlight=False, markup=False, emoji=False)
+    """Print the report; `saved`: a run folder holds report.md (the verdict says so).
+
+    Without a console: on a terminal, in colour and as wide as it is; to a file or a pipe, as
+    `render` lays it out (COLUMNS wide, else 80; no trailing spaces).
+    """
+    if console is None:
+        console = Console(file=file, highlight=False, markup=False, emoji=False)
+        if not console.is_terminal:
+            console.file.write(render(report, width=console.width, verbose=verbose, saved=saved))
+            return
     report = scrubbed(report)
     for part in report_parts(report, console.width, verbose):
         console.print(part)
@@ -139,14 +148,27 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
         yield from _section("Not measured", [_bullets([f"{r.name}: {r.reason}" for r in unavailable])])
     notes = list(_notes(report))
     if notes:
-        shown = notes if verbose else notes[:NOTES_SHOWN]
+        # Unless verbose, a few notes of two lines at most: TensorFlow's own warnings run long.
+        shown = notes if verbose else [_clipped(n, width - 2) for n in notes[:NOTES_SHOWN]]
         if len(notes) > len(shown):
-            shown.append(f"… {len(notes) - len(shown)} more notes: --verbose, or report.md.")
-        yield from _section("Notes", [_bullets(shown)])
+            shown.append(f"{len(notes) - len(shown)} more notes: --verbose, or report.md.")
+        yield from _section("Notes" if verbose or shown == notes else "Notes (in full: --verbose)",
+                            [_bullets(shown)])
     kept = [p for p in report.profiles if p.prof_path]
     if kept:
         yield from _section("Profiles (kdiag view FILE opens one in snakeviz)", [_profile_files(kept, verbose)])
     yield Text("")
+
+
+def _clipped(text: str, width: int, lines: int = 2) -> str:
+    """`text` as at most `lines` lines of `width` (wrapped greedily at spaces, as rich does), … when cut."""
+    wrapped = textwrap.wrap(text, width, break_on_hyphens=False)
+    if len(wrapped) <= lines:
+        return text
+    kept = wrapped[:lines]
+    while len(kept[-1]) + 2 > width and " " in kept[-1]:
+        kept[-1] = kept[-1].rsplit(" ", 1)[0]
+    return " ".join(kept) + " …"
 
 
 def _section(title: str, parts: Sequence[RenderableType]):
