@@ -435,10 +435,14 @@ def model_info(loaded: LoadedModel, inputs: ModelInputs) -> ModelInfo:
 
 
 def _model_directory(loaded: LoadedModel) -> str:
-    """The absolute folder holding the model file or SavedModel; "" for an example or an object."""
+    """The absolute folder holding the model file or SavedModel; "" for an example or an object.
+
+    Absolute but not resolved: a symlinked folder stays as the user typed it, which is how it
+    appears in the command that report.md shows.
+    """
     if loaded.format in ("example", "in-memory"):
         return ""
-    return str(Path(loaded.source).resolve().parent)
+    return str(Path(loaded.source).absolute().parent)
 
 
 class _scratch_dir:
