@@ -71,7 +71,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, unsafe: bool = False,
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, time_limit_s: float = 60.0,
-            out_dir: Optional[Path] = None, progress: Optional[Progress] = None) -> Report:
+            out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -89,8 +89,13 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         compile(), plus these strategy keys, with this many warm calls each.
     time_limit_s: the whole run, loading to report (0: none). Steps that would not fit are left out
         and the report says which, with the limit that would let them run.
-    out_dir: where the .prof files go (a new temporary folder, kept, when None).
+    out_dir: a folder to keep the .prof files in (with path-redacted copies in out_dir/redacted/);
+        when None they are profiled in a temporary folder that is removed, and the Report's
+        profiles hold the phases but no file paths.
+    redact: report.to_markdown() shows local paths as ~, <python> and <model-dir> (default).
     progress: called with a ProgressUpdate (step k of N, elapsed, time left) as the run goes.
+
+    The Report renders itself: report.print(), report.to_markdown(), report.to_json().
 
     Options are checked exactly as the CLI checks them: a bad value raises KdiagError.
     """
@@ -99,7 +104,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         input_shapes=dict(input_shapes or {}), strategies=None if strategies is None else tuple(strategies),
         budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
-        profile_calls=profile_calls, time_limit_s=time_limit_s,
+        profile_calls=profile_calls, time_limit_s=time_limit_s, redact=redact,
     )
     return run(config, progress=progress, out_dir=out_dir)
 
@@ -169,6 +174,7 @@ class _RunState:
                 timestamp=self.started,
                 time_limit_s=self.config.time_limit_s,
                 elapsed_s=self.steps.elapsed(),
+                redact_paths=self.config.redact,
             ),
             environment=collect(),
             model=dataclasses.replace(
@@ -219,18 +225,24 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
                 steps.next("cpp", "the C++ floor")
                 state.results.append(run_cpp_floor(ctx, settings, state, steps))
             if config.profile and PROFILE_KEY not in memory.skip:
-                profile_dir = Path(out_dir) if out_dir is not None else Path(
-                    tempfile.mkdtemp(prefix="kdiag-profiles-"))
+                # Without out_dir the .prof files live and die with the scratch folder: the Report
+                # then names no file, rather than files that are gone.
+                profile_dir = Path(out_dir) if out_dir is not None else Path(scratch) / "profiles"
                 scenarios = profile_scenarios(state.results, config.profile_strategies)
                 steps.total -= planned_profiles - len(scenarios)
-                state.profiles = run_profiles(ctx, state, scenarios, profile_dir, steps)
+                profiles = run_profiles(ctx, state, scenarios, profile_dir, steps)
+                state.profiles = profiles if out_dir is not None else [
+                    dataclasses.replace(p, prof_path="", cold_prof_path="") for p in profiles]
             steps.next("training check", "model(x, training=True) against predict")
             layers, stray = training_mode_check(ctx, state.reference_outputs)
             state.training_dependent_layers, state.training_true_max_abs_diff = layers, stray
             steps.next("report", "findings")
             if config.time_limit_s:
                 state.notes.insert(0, _time_limit_note(config, state))
-            return state.report()
+            report = state.report()
+            if report.settings.redact_paths and out_dir is not None:
+                write_redacted_profiles(report)
+            return report
         # What was timed is kept, however late the stop or the failure (the report itself included).
         except KeyboardInterrupt:
             state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling or the "
@@ -457,6 +469,19 @@ def run_profiles(ctx: StrategyContext, state: _RunState, scenarios: List[Strateg
     return profiles
 
 
+def write_redacted_profiles(report: Report) -> None:
+    """A copy of each .prof file with local paths redacted, in `redacted/` beside it: the files
+    report.md tells users to attach to an issue."""
+    from kdiag.datamodel.redaction import Redactor, redacted_prof_path
+    from kdiag.engine.profiling import write_redacted
+
+    redactor = Redactor.for_report(report)
+    for profile in report.profiles:
+        for path in (profile.prof_path, profile.cold_prof_path):
+            if path:
+                write_redacted(Path(path), Path(redacted_prof_path(path)), redactor.redact)
+
+
 # How the slow steps of preparing look while they run (the display keeps ticking meanwhile).
 _PREPARE_DETAIL = {"tflite": " (exporting and converting)", "xla": " (compiling with XLA)",
                    "savedmodel": " (exporting)", "predict-compiled": " (loading a compiled instance)"}
@@ -558,7 +583,19 @@ def model_info(loaded: LoadedModel, inputs: ModelInputs) -> ModelInfo:
         load_time_s=loaded.load_time_s,
         compile_config=loaded.compile_config,
         keras_model=loaded.is_keras,
+        directory=_model_directory(loaded),
     )
+
+
+def _model_directory(loaded: LoadedModel) -> str:
+    """The absolute folder holding the model file or SavedModel; "" for an example or an object.
+
+    Absolute but not resolved: a symlinked folder stays as the user typed it, which is how it
+    appears in the command that report.md shows.
+    """
+    if loaded.format in ("example", "in-memory"):
+        return ""
+    return str(Path(loaded.source).absolute().parent)
 
 
 class _scratch_dir:

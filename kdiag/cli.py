@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="for the whole run, loading to report (default 60; 0: none): what would not fit is "
                               "left out and the report says what, and the limit that would fit it")
     inspect.add_argument("--format", choices=FORMATS, default="terminal", help="what to print on stdout")
+    inspect.add_argument("--verbose", action="store_true",
+                         help="terminal: every section and column (environment, top functions, p99, first call)")
+    inspect.add_argument("--no-redact", action="store_true",
+                         help="keep local paths in report.md (default: ~, <python>, <model-dir>) and write no "
+                              "redacted/ copies of the .prof files")
     inspect.add_argument("--unsafe", action="store_true",
                          help="allow Lambda layers to be deserialised (runs code from the file)")
     inspect.add_argument("--custom-objects", metavar="MODULE.py",
@@ -149,6 +155,7 @@ class InspectRequest:
     config: RunConfig
     format: str
     out: Optional[str]
+    verbose: bool = False
 
 
 def request_from_args(args, argv) -> InspectRequest:
@@ -173,9 +180,10 @@ def request_from_args(args, argv) -> InspectRequest:
         profile_strategies=_keys(args.profile),
         profile_calls=args.profile_calls,
         time_limit_s=args.time_limit,
+        redact=not args.no_redact,
         command="kdiag " + " ".join(shlex.quote(a) for a in argv),
     )
-    return InspectRequest(config, args.format, args.out)
+    return InspectRequest(config, args.format, args.out, args.verbose)
 
 
 def _keys(text: str) -> Tuple[str, ...]:
@@ -209,16 +217,22 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
     saved = run_folder.save(report, write)
     if saved.refused_by is not None:
         raise KdiagError(f"the report is saved {saved.where()}", "next time " + OUT_FIX)
+    # Said before the report, so that the report's verdict is the last line on the screen.
+    print(f"kdiag: run saved in {folder}/ (report.html: open it with `kdiag view {shlex.quote(str(folder))}`; "
+          "report.md, report.json, repro.py" + (", .prof files" if any(p.prof_path for p in report.profiles) else "")
+          + ")", file=env.stderr)
+    env.stderr.flush()
     if request.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
 
-        print_report(report)
+        print_report(report, verbose=request.verbose, saved=True)
+    elif request.format == "terminal":  # piped: as wide as COLUMNS says, else 80, and no colour
+        width = shutil.get_terminal_size((80, 24)).columns
+        env.stdout.write(_printable(render(report, "terminal", width=width, verbose=request.verbose, saved=True),
+                                    env.stdout))
     else:
         text = rendered.get(request.format) or render(report, request.format)
         env.stdout.write(_printable(text, env.stdout))
-    print(f"kdiag: run saved in {folder}/ (report.html: open it with `kdiag view {shlex.quote(str(folder))}`; "
-          "report.md, report.json, repro.py" + (", .prof files: `kdiag view FILE`)" if report.profiles else ")"),
-          file=env.stderr)
     return active_stop().exit_status  # a Ctrl-C or SIGTERM during the save waited for it
 
 

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from kdiag.datamodel.redaction import REDACTED_FOLDER
 from kdiag.errors import ExitStatus, KdiagError, first_line
 
 DEFAULT_ROOT = Path("reports")
@@ -246,10 +247,18 @@ def _refuse_unusable(out: Path) -> None:
 
 
 def _move_profiles(report, old: Path, new: Path):
-    """Move the run's .prof files to `new` and point the report at them (best effort: they are extras)."""
+    """Move the run's .prof files to `new` and point the report at them (best effort: they are extras).
+
+    Their redacted copies (`redacted/`, which report.md names) move along.
+    """
     profiles = getattr(report, "profiles", None)
     if not profiles:
         return report
+    if (old / REDACTED_FOLDER).is_dir():
+        try:
+            shutil.move(str(old / REDACTED_FOLDER), str(new / REDACTED_FOLDER))
+        except OSError:
+            pass
     moved = []
     for profile in profiles:
         paths = {}

@@ -17,6 +17,8 @@ from kdiag.datamodel.report import (Environment, Finding, InputInfo, ModelInfo, 
 
 ATOL = 1e-5
 RTOL = 1e-4
+#: The home folder of the factory environment (report.md shows it as ~).
+HOME = "/home/alice"
 
 
 def measurement(name: str, median_ms: float, iqr_ms: float = 0.0, first_call_ms: Optional[float] = None,
@@ -64,8 +66,8 @@ def profile(scenario: str, shares: Dict[str, float], median_ms: Optional[float],
     for name in PHASES:
         share = shares.get(name, 0.0)
         scale = median_ms if median_ms else profiled_ms
-        rows.append(PhaseRow(name, share, share * scale, share * profiled_ms))
-    cold = [PhaseRow(r.name, r.share, r.profiled_ms_per_call * 5, r.profiled_ms_per_call * 5) for r in rows]
+        rows.append(PhaseRow(name, share, share * scale / 1e3, share * profiled_ms / 1e3))
+    cold = [PhaseRow(r.name, r.share, r.profiled_per_call_s * 5, r.profiled_per_call_s * 5) for r in rows]
     stem = scenario.replace(" ", "-").replace("(", "").replace(")", "")
     return ProfileResult(
         scenario=scenario,
@@ -73,7 +75,7 @@ def profile(scenario: str, shares: Dict[str, float], median_ms: Optional[float],
         cold_prof_path=f"/runs/tiny/{stem}.cold.prof",
         calls=calls,
         ruleset="keras3-tensorflow",
-        profiled_s_per_call=profiled_ms / 1e3,
+        profiled_per_call_s=profiled_ms / 1e3,
         unprofiled_median_s=median_ms / 1e3 if median_ms else None,
         cold_call_profiled_s=profiled_ms * 5 / 1e3,
         phases=rows,
@@ -96,6 +98,9 @@ def environment(**changes) -> Environment:
         tensorflow="2.21.0", tensorflow_git="v2.21.0-0-gabcdef", keras="3.15.0", keras_backend="tensorflow",
         legacy_keras=False, intra_op_threads=0, inter_op_threads=0,
         onednn="default (on for x86 Linux builds since TF 2.9)", cuda_build="not a CUDA build", gpus=[],
+        os_distribution="Debian GNU/Linux 12 (bookworm)", tensorflow_install="binary (pip, tensorflow)", numpy="2.4.6",
+        gpu_models=[], home=HOME, python_paths=[f"{HOME}/.venv/lib/python3.11/site-packages", "/usr/lib/python3.11",
+                                                f"{HOME}/.venv"],
     )
     fields.update(changes)
     return Environment(**fields)

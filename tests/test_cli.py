@@ -65,7 +65,7 @@ def test_inspect_example_in_process_json(tmp_path):
     assert len(measured) >= 8
     assert all(s["outputs_match"] for s in measured)
     assert data["settings"]["command"].startswith("kdiag inspect --example tiny")
-    assert "kdiag: load" in err  # progress goes to stderr, never into the JSON
+    assert "] load: example tiny" in err  # progress goes to stderr, never into the JSON
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
     assert saved["strategies"] == data["strategies"]
     assert (tmp_path / "run" / "report.md").read_text().startswith("#")
@@ -74,11 +74,12 @@ def test_inspect_example_in_process_json(tmp_path):
 @pytest.mark.slow
 def test_inspect_as_subprocess_terminal_report(model_files, tmp_path):
     result = run_subprocess("inspect", str(model_files / "tiny.keras"), "--strategies",
-                            "predict,predict-compiled,tf-function", "--out", str(tmp_path / "run"), *FAST_ARGS)
+                            "predict,predict-compiled,tf-function", "--out", str(tmp_path / "run"), "--verbose",
+                            *FAST_ARGS)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for text in ("Environment", "TensorFlow", "Strategies", "predict (compiled)", "tf.function", "match",
-                 "the training config saved in the file"):
+                 "the training config saved in the file"):  # --verbose: the environment and model sections
         assert text in out
     assert "Traceback" not in result.stderr
     assert "cuInit" not in result.stderr  # native start-up noise is held back

@@ -168,7 +168,7 @@ def test_loaded_reports_compare(tmp_path):
     (None, "no such file"),
     ("{not json", "is not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
     ("[1, 2]", "is not a kdiag report"),
-    ('{"schema_version": 99}', "report schema_version 99 is not the 1 this kdiag reads"),
+    ('{"schema_version": 99}', "report schema_version 99 is not one this kdiag reads (1, 2)"),
     ('{"schema_version": 1, "settings": {}}', "is not a kdiag report: report.settings has no command"),
 ])
 def test_read_report_errors_are_one_line(tmp_path, content, problem):

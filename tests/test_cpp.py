@@ -143,7 +143,7 @@ def test_tiny_model_outputs_match_predict(binary, tiny, tmp_path):
     m = run.measurement
     assert (m.strategy, m.source) == (CPP.name, "cpp")
     assert m.count >= 5 and not m.stopped_early
-    assert sum(m.samples_s) >= 0.1
+    assert m.mean_s * m.count >= 0.1  # the budget, over every timed call (samples_s may be a subset)
     assert all(s > 0 for s in m.samples_s) and m.first_call_s > 0
     assert m.median_s < 0.05  # a 4-2-1 MLP through TF_SessionRun is far below predict's cost
     assert run.load_s > 0 and run.tf_version

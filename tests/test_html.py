@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import factories as fx
+from kdiag.datamodel.measurement import Measurement
 from checks import assert_refused
 from kdiag import views
 from kdiag.analysis.diagnose import diagnose
@@ -86,7 +87,9 @@ def sampled(result, n: int = 2000, spread: float = 0.15, seed: int = 0):
     median_s = result.measurement.median_s
     rng = random.Random(seed)
     samples = tuple(median_s * math.exp(rng.gauss(0.0, spread)) for _ in range(n))
-    return dataclasses.replace(result, measurement=dataclasses.replace(result.measurement, samples_s=samples))
+    m = result.measurement
+    return dataclasses.replace(result, measurement=Measurement.from_samples(m.strategy, m.first_call_s, samples,
+                                                                             max_samples=len(samples)))
 
 
 def synthetic_tree(total_s: float, depth: int = 5, fanout: int = 3) -> CallNode:
@@ -114,7 +117,7 @@ def realistic_report(model_name: str = "tiny", samples: int = 2000, call_trees: 
             fx.top_function(TFDATA, "OwnedIterator._create_iterator", 300.0),
             fx.top_function(TRACING, "trace_function", 200.0, file="tensorflow/python/eager/x.py")])
         if call_trees:
-            profile = dataclasses.replace(profile, call_tree=synthetic_tree(profile.profiled_s_per_call * 10))
+            profile = dataclasses.replace(profile, call_tree=synthetic_tree(profile.profiled_per_call_s * 10))
         profiles.append(profile)
     report = fx.report(strategies, profiles, model=fx.model_info(name=model_name), **changes)
     return dataclasses.replace(report, findings=diagnose(report))

@@ -8,6 +8,7 @@ intended change to the renderer, regenerate it and review the diff:
 
 from __future__ import annotations
 
+import dataclasses
 import html.parser
 import os
 import subprocess
@@ -111,9 +112,18 @@ def golden_report():
                 ["Not reproduced: compile() changed predict by +3.8% (within the noise of ±11.6%)."],
                 "Nothing to change.", ""),
     ]
+    # Run in a folder under the home folder, with a warning that names a file in site-packages:
+    # report.md shows both redacted.
+    run_folder = f"{fx.HOME}/runs/tiny"
+    profiles = [dataclasses.replace(p, prof_path=p.prof_path.replace("/runs/tiny", run_folder),
+                                    cold_prof_path=p.cold_prof_path.replace("/runs/tiny", run_folder))
+                for p in profiles]
     model = fx.model_info(training_dependent_layers=["dropout (Dropout)"], training_true_max_abs_diff=0.042)
     return fx.report(strategies, profiles=profiles, findings=findings, model=model,
-                     notes=["C++ (TF C API): not requested <use --cpp>"])
+                     notes=["C++ (TF C API): not requested <use --cpp>",
+                            f"warning: {fx.HOME}/.venv/lib/python3.11/site-packages/keras/src/ops.py:12: "
+                            "UserWarning: a warning from a package"],
+                     command=f"kdiag inspect --example tiny --out {run_folder}")
 
 
 def test_golden_file():
@@ -128,24 +138,119 @@ def test_github_renders_the_tables_and_the_details_blocks():
     report = golden_report()
     text = md.render(report)
     parsed = parse(text)
-    by_header = {tuple(t[0]): t for t in parsed.tables}
-    strategies = next(t for h, t in by_header.items() if h[:2] == ("strategy", "median"))
-    assert len(strategies) == 1 + len(views.measured(report))  # header + one row per measured strategy
-    assert all(len(row) == 10 for row in strategies)
-    xla = next(row for row in strategies if row[0] == "XLA (jit_compile)")
+    narrow = next(t for t in parsed.tables if tuple(t[0]) == md.NARROW_HEADER)
+    assert len(narrow) == 1 + len(views.measured(report))  # header + one row per measured strategy
+    assert {row[0]: row[-1] for row in narrow[1:]}["XLA (jit_compile)"] == "differ"
+    full = next(t for t in parsed.tables if tuple(t[0]) == md.FULL_HEADER)
+    assert len(full) == len(narrow)
+    assert all(len(row) == 10 for row in full)
+    xla = next(row for row in full if row[0] == "XLA (jit_compile)")
     assert xla[-1] == "differ (max |diff| 2.0e-03): output 0 | shape (8, 1)"  # the escaped | stays in its cell
-    phases = next(t for h, t in by_header.items() if h[0] == "phase" and "compile() Δ ms/call" in h)
+    phases = next(t for t in parsed.tables if t[0][0] == "phase" and "compile() Δ ms/call" in t[0])
     assert len(phases) == 1 + 8 + 1  # header, every phase, total
     # 63.5 - 61.2 ms is inside the noise of the two timing passes (IQRs 3.1 + 4.0 ms): no change claimed.
     assert phases[-1] == ["total", "61.2", "100%", "63.5", "100%", "~0 (±7.10 ms noise)"]
     environment = next(t for t in parsed.tables if t[0] == ["field", "value"] and t[1][0] == "TensorFlow version")
-    assert [row[0] for row in environment[1:]] == [
-        "TensorFlow version", "Keras version", "Python version", "OS", "CPU", "CPU cores", "Threads", "oneDNN",
-        "CUDA/cuDNN build", "GPU"]
-    assert parsed.details == 3  # predict and predict (compiled) have top functions; the standalone script
+    assert [row[0] for row in environment[1:]] == list(md.ENVIRONMENT_FIELDS)
+    # Folded: the full strategies table, predict's and predict (compiled)'s top functions, the standalone script.
+    assert parsed.details == 4
     top = [t for t in parsed.tables if t[0] == ["phase", "function", "file:line", "own ms per call"]]
     assert [len(t) for t in top] == [1 + 4, 1 + 2]
     assert ["other Python", "<lambda>", "keras/src/utils/traceback_utils.py:110", "3"] in top[0]
+
+
+#: Widths of text in GitHub's issue column, over-estimated: 9 px a character (GitHub's 14 px
+#: system font averages about 7), 26 px of padding and border per cell.
+CHAR_PX, CELL_PX, ISSUE_COLUMN_PX = 9, 26, 780
+
+
+def test_the_narrow_strategy_table_fits_an_issue_column_without_wrapping():
+    # The longest strategy name, a noisy median in seconds and a five-digit speed-up: the widest cells.
+    strategies = [fx.strategy("predict", 1234.0, 400.0), fx.strategy("predict (compiled)", 0.0123, 0.004),
+                  fx.strategy("XLA (jit_compile)", 1.0, matches=False, max_abs_diff=0.5),
+                  fx.strategy("TFLite", 2.0, matches=None)]
+    for report in (golden_report(), fx.report(strategies)):
+        narrow = next(t for t in parse(md.render(report)).tables if tuple(t[0]) == md.NARROW_HEADER)
+        widths = [max(len(row[i]) for row in narrow) for i in range(len(narrow[0]))]
+        assert sum(w * CHAR_PX + CELL_PX for w in widths) <= ISSUE_COLUMN_PX, (widths, narrow)
+
+
+def test_the_environment_has_every_field_of_tensorflows_bug_template():
+    env = fx.environment(gpu_models=["NVIDIA H100 80GB HBM3, 81559 MiB"], cuda_build="CUDA 12.5.1, cuDNN 9",
+                         gpus=["/physical_device:GPU:0"])
+    user_model = fx.model_info(name="net", source="/data/models/net.keras", format="keras",
+                               directory="/data/models")
+    for model, custom in ((fx.model_info(), "No: kdiag's built-in example tiny"),
+                          (user_model, "Yes: the user's own model")):
+        table = next(t for t in parse(md.render(fx.report(fx.typical_keras3(), model=model, env=env))).tables
+                     if t[0] == ["field", "value"] and t[1][0] == "TensorFlow version")
+        rows = dict(table[1:])
+        assert rows["TensorFlow installed from"] == "binary (pip, tensorflow)"
+        assert rows["Custom code"] == custom
+        assert rows["OS platform and distribution"].startswith("Debian GNU/Linux 12 (bookworm); Linux-")
+        assert rows["NumPy version"] == "2.4.6"
+        assert rows["CUDA/cuDNN version"].startswith("CUDA 12.5.1, cuDNN 9")
+        assert rows["GPU model and memory"] == "NVIDIA H100 80GB HBM3, 81559 MiB"
+
+
+def test_a_report_saved_before_the_template_fields_says_not_recorded():
+    old = fx.environment(os_distribution="", tensorflow_install="", numpy="", home="", python_paths=[])
+    table = next(t for t in parse(md.render(fx.report(fx.typical_keras3(), env=old))).tables
+                 if t[0] == ["field", "value"] and t[1][0] == "TensorFlow version")
+    rows = dict(table[1:])
+    assert rows["TensorFlow installed from"] == rows["NumPy version"] == "not recorded"
+    assert rows["OS platform and distribution"] == old.os
+
+
+def _report_from_home(redact=True):
+    """A user model in /home/alice/Projects/alice-secret/, run into a folder under home, with paths
+    of site-packages in a warning, a failure reason and a top function's file."""
+    home = fx.HOME
+    folder = f"{home}/Projects/alice-secret"
+    site = f"{home}/.venv/lib/python3.11/site-packages"
+    model = fx.model_info(name="net", source=f"{folder}/net.keras", format="keras", directory=folder)
+    strategies = fx.typical_keras3()
+    strategies[-1] = fx.strategy("TFLite", available=False,
+                                 reason=f"failed to prepare: OSError: {site}/tensorflow/lite/x.so: cannot open")
+    run = f"{home}/runs/net-1"
+    profiles = [dataclasses.replace(fx.profile("predict", {"other Python": 1.0}, 60.0),
+                                    prof_path=f"{run}/predict.prof", cold_prof_path=f"{run}/predict.cold.prof")]
+    report = fx.report(strategies, profiles=profiles, model=model,
+                       notes=[f"warning: {site}/keras/src/saving/x.py:3: UserWarning: old file"],
+                       command=f"kdiag inspect {folder}/net.keras --out {run}")
+    return dataclasses.replace(report, settings=dataclasses.replace(report.settings, redact_paths=redact))
+
+
+def test_report_md_shows_no_local_path_and_names_the_redacted_prof_copies():
+    text = md.render(_report_from_home())
+    assert "alice" not in text and "site-packages" not in text and "/home/" not in text
+    assert "```sh\nkdiag inspect <model-dir>/net.keras --out ~/runs/net-1\n```" in text
+    assert "`<model-dir>/net.keras` (keras)" in text
+    assert "&lt;python>/keras/src/saving/x.py:3" in text  # free text: < escaped, shown as <python>
+    assert "kdiag view ~/runs/net-1/redacted/predict.prof" in text  # ~ outside quotes: the shell expands it
+    assert "These are the copies in `redacted/`" in text
+
+
+def test_no_redact_keeps_the_paths_and_names_the_original_prof_files():
+    report = _report_from_home(redact=False)
+    text = md.render(report)
+    assert f"{fx.HOME}/Projects/alice-secret/net.keras" in text and "site-packages" in text
+    assert f"kdiag view {fx.HOME}/runs/net-1/predict.prof" in text and "redacted/" not in text
+    # Redacting a --no-redact run afterwards hides the paths, but it wrote no redacted copies to name.
+    again = md.render(report, redact=True)
+    assert "alice" not in again and "redacted/" not in again and "kdiag view ~/runs/net-1/predict.prof" in again
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/home/alice/x /home/alicex/y /a/home/alice/z", "~/x /home/alicex/y /a/home/alice/z"),
+    ("'/home/alice' (/home/alice/Projects/alice-secret/m.keras)", "'~' (<model-dir>/m.keras)"),
+    ("file:///home/alice/.venv/lib/python3.11/site-packages/tf", "file://<python>/tf"),
+    ("/usr/lib/python3.11/json/x.py /usr/lib/x86_64/libc.so", "<python>/json/x.py /usr/lib/x86_64/libc.so"),
+])
+def test_paths_are_replaced_only_whole_and_the_most_specific_first(text, expected):
+    from kdiag.datamodel.redaction import Redactor
+
+    assert Redactor.for_report(_report_from_home()).redact(text) == expected
 
 
 def test_text_that_looks_like_html_is_shown_not_swallowed():
@@ -156,12 +261,12 @@ def test_text_that_looks_like_html_is_shown_not_swallowed():
 
 def test_sections_the_issue_needs_are_there():
     text = md.render(golden_report())
-    for needle in ("```sh\nkdiag inspect --example tiny\n```",
+    for needle in ("```sh\nkdiag inspect --example tiny --out ~/runs/tiny\n```",
                    "ms per call are the profiled shares scaled to the unprofiled median",
                    "predict: cProfile made the calls 1.70x slower; predict (compiled): cProfile made the calls 1.65x slower",
                    "```python\nfn = serve.get_concrete_function()\nfn(tf.constant(x))\n```",
                    'pip install "tensorflow==2.21.0" "keras==3.15.0"',
-                   "kdiag view /runs/tiny/predict.prof", "snakeviz /runs/tiny/predict.prof",
+                   "kdiag view ~/runs/tiny/redacted/predict.prof", "snakeviz ~/runs/tiny/redacted/predict.prof",
                    "| C++ (TF C API) | not available: cmake not found |"):
         assert needle in text
     assert "Shortened" not in text

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import factories as fx
 from kdiag.analysis.diagnose import diagnose
+from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.render.terminal import StderrProgress, render, visible
 
 MARKUP = ["[", "]", "[/", "[/x]", "[bold]", "[link=https://example.com]x[/link]", "[/]", "\\[", "[red on",
@@ -43,14 +44,14 @@ def test_terminal_report_renders_hostile_names_as_text(name, layer, message):
 def test_progress_lines_render_hostile_file_names_as_text(detail):
     stream = io.StringIO()
     progress = StderrProgress(stream)
-    progress("load", detail)
+    progress(ProgressUpdate(1, 9, "load", detail, 0.0, None))
     progress.close()
     line = stream.getvalue()
-    assert line.startswith("kdiag: load: ")
+    assert line.startswith("kdiag: [   0.0 s] [1/9] load: ")
     assert "\x1b" not in line
 
 
 def test_a_file_named_with_closing_markup_is_shown_as_named():
     report = _hostile_report("a[/x]", "dense[bold]", "bad [/] value")
-    text = render(report, width=100)
+    text = render(report, width=100, verbose=True)  # verbose: the model section names the layers
     assert "a[/x]" in text and "dense[bold]" in text and "bad [/] value" in text

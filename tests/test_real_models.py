@@ -114,4 +114,4 @@ def test_predict_that_cannot_run_is_the_one_exit_2(monkeypatch):
     assert len(errors) == 1 and "Traceback" not in err.getvalue()
     assert errors[0].startswith("kdiag: error: predict could not be measured on this model "
                                 "(failed to prepare: RuntimeError: predict cannot run on this model)")
-    assert "kdiag: measure:" not in err.getvalue()  # refused before timing the others
+    assert "] measure: " not in err.getvalue()  # refused before timing the others

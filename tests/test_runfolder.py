@@ -57,9 +57,9 @@ def test_ctrl_c_keeps_what_was_measured_marked_incomplete_and_exits_130(tmp_path
     # Wait until timing has begun (progress on stderr), give it a moment to measure, then Ctrl-C.
     deadline = time.time() + 120
     seen = ""
-    while time.time() < deadline and "kdiag: measure" not in seen:
+    while time.time() < deadline and "] measure: " not in seen:
         seen += process.stderr.readline()
-    assert "kdiag: measure" in seen
+    assert "] measure: " in seen
     time.sleep(4)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)

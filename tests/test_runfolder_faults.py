@@ -392,7 +392,7 @@ def test_sigterm_mid_measurement_saves_what_was_measured_and_exits_143(tmp_path,
     out = tmp_path / "run"
     process = kdiag_process("inspect", "--example", "tiny", "--budget", "20", "--strategies", "predict,savedmodel",
                             "--no-profile", "--out", str(out), tmp=_private_tmp)
-    seen = wait_for(process, "kdiag: measure")
+    seen = wait_for(process, "] measure: ")
     assert kdiag_temp_folders(_private_tmp), "the run's scratch folder exists while it runs"
     time.sleep(2)
     process.send_signal(signal.SIGTERM)
@@ -412,7 +412,7 @@ def test_sigterm_mid_measurement_saves_what_was_measured_and_exits_143(tmp_path,
 def test_sigterm_before_anything_was_measured_leaves_nothing(tmp_path, _private_tmp):
     out = tmp_path / "run"
     process = kdiag_process("inspect", *FAST, "--out", str(out), tmp=_private_tmp)
-    wait_for(process, "kdiag: load")
+    wait_for(process, "] load: ")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == ExitStatus.TERMINATED, stderr
@@ -437,7 +437,7 @@ def test_a_second_ctrl_c_during_the_save_waits_for_it_and_exits_130(tmp_path, _p
     out = tmp_path / "run"
     process = kdiag_process("inspect", "--example", "tiny", "--budget", "20", "--strategies", "predict",
                             "--no-profile", "--out", str(out), tmp=_private_tmp, driver=CTRL_C_DURING_THE_SAVE)
-    seen = wait_for(process, "kdiag: measure")
+    seen = wait_for(process, "] measure: ")
     time.sleep(1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

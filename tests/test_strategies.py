@@ -46,13 +46,13 @@ def test_predict_is_slower_than_the_fastest_strategy(tiny_report):
 @pytest.mark.slow
 def test_json_has_the_documented_fields_and_round_trips(tiny_report):
     data = json.loads(render_json(tiny_report))
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     predict = next(s for s in data["strategies"] if s["name"] == "predict")
     for field in ("name", "available", "median_s", "p90_s", "first_call_s", "outputs_match", "max_abs_diff",
                   "snippet"):
         assert field in predict
     assert predict["outputs_match"] is True
-    assert len(predict["measurement"]["samples_s"]) == predict["measurement"]["count"]
+    assert 0 < len(predict["measurement"]["samples_s"]) <= predict["measurement"]["count"]
     again = Report.from_dict(data)
     assert again.strategy("predict").median_s == pytest.approx(tiny_report.strategy("predict").median_s)
     assert again == Report.from_dict(json.loads(render_json(again)))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import json
 
-import numpy as np
 import pytest
 
 from kdiag.datamodel.progress import ProgressUpdate

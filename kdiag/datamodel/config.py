@@ -47,6 +47,7 @@ class RunConfig:
     profile_strategies: Tuple[str, ...] = ()
     profile_calls: int = 10
     time_limit_s: float = 60.0  # the whole run, loading to report; 0: no limit
+    redact: bool = True  # report.md and redacted/*.prof show local paths as ~, <python>, <model-dir>
     command: str = ""  # how the run was started, for the report
 
     def __post_init__(self):

@@ -1,48 +1,81 @@
-"""Raw timing samples of one strategy, and the statistics computed from them."""
+"""Timing samples of one strategy, and their statistics computed from every sample.
+
+A long run times a fast strategy a hundred thousand times. The report keeps a uniform
+sample of at most MAX_SAMPLES of those calls, rounded to SAMPLE_DIGITS significant digits
+(what a clock read twice agrees on), so report.json stays small; the statistics are
+computed once, at measurement time, from *all* the calls at full precision, and stored.
+They stay exact however the samples were thinned.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 #: IQR/median above this makes a measurement "noisy" in every output.
 NOISE_THRESHOLD = 0.10
 
+#: At most this many samples are kept per strategy (a uniform sample, in call order).
+MAX_SAMPLES = 2000
+#: Significant digits kept of each sample: a perf_counter reading is not steadier than that.
+SAMPLE_DIGITS = 4
+
+_STATS = ("count", "median_s", "iqr_s", "p90_s", "p99_s", "min_s", "max_s", "mean_s")
+
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    """Raw samples of one strategy; statistics are computed from them, not stored."""
+    """The timed calls of one strategy.
+
+    `samples_s` is the record of the calls; the statistics are stored fields. Given only
+    samples (`Measurement(name, first, samples)`, as tests do), the statistics are computed
+    from them. `from_samples` computes them from every call first, then keeps a rounded,
+    capped sample: when `count` exceeds `len(samples_s)`, the samples are a subset and the
+    statistics still describe all `count` calls. Build a new Measurement rather than
+    `dataclasses.replace(m, samples_s=...)`, which would keep the old statistics.
+    """
 
     strategy: str
     first_call_s: float
-    samples_s: tuple  # seconds per timed call, in call order
+    samples_s: tuple  # seconds per timed call, in call order (rounded and thinned: see from_samples)
     stopped_early: bool = False  # hit the wall cap before min_calls
     source: str = "python"  # "python", or "cpp" for the C API baseline
+    # Statistics of every timed call, at full precision. None: compute them from samples_s.
+    count: Optional[int] = None
+    median_s: Optional[float] = None  # linear interpolation, as numpy.percentile's default
+    iqr_s: Optional[float] = None  # 75th minus 25th percentile
+    p90_s: Optional[float] = None
+    p99_s: Optional[float] = None
+    min_s: Optional[float] = None
+    max_s: Optional[float] = None
+    mean_s: Optional[float] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "samples_s", tuple(self.samples_s))
+        if self.count is None:
+            for name, value in summary(self.samples_s).items():
+                object.__setattr__(self, name, value)
+            return
+        if self.count < len(self.samples_s):
+            raise ValueError(f"measurement of {self.strategy!r} says count {self.count} but holds "
+                             f"{len(self.samples_s)} samples")
+        for name in _STATS[1:]:  # a report saved with a statistic missing: NaN, never a guess
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, math.nan)
+
+    @classmethod
+    def from_samples(cls, strategy: str, first_call_s: float, samples: Sequence[float], stopped_early: bool = False,
+                     source: str = "python", max_samples: int = MAX_SAMPLES) -> "Measurement":
+        """Statistics from every sample; then at most `max_samples` of them kept, rounded."""
+        stats = summary(samples)
+        kept = tuple(round_significant(s) for s in uniform_subset(samples, max_samples))
+        return cls(strategy, first_call_s, kept, stopped_early, source, **stats)
 
     @property
-    def count(self) -> int:
-        return len(self.samples_s)
-
-    @property
-    def median_s(self) -> float:
-        """Median of the timed calls (linear interpolation between the two middle samples)."""
-        return percentile(self.samples_s, 50)
-
-    @property
-    def p90_s(self) -> float:
-        """90th percentile, linear interpolation (numpy's default method)."""
-        return percentile(self.samples_s, 90)
-
-    @property
-    def p99_s(self) -> float:
-        """99th percentile, linear interpolation (numpy's default method)."""
-        return percentile(self.samples_s, 99)
-
-    @property
-    def iqr_s(self) -> float:
-        """Interquartile range: 75th minus 25th percentile."""
-        return percentile(self.samples_s, 75) - percentile(self.samples_s, 25)
+    def thinned(self) -> bool:
+        """True when samples_s holds only a uniform subset of the `count` timed calls."""
+        return self.count > len(self.samples_s)
 
     @property
     def calls_per_s(self) -> float:
@@ -56,11 +89,49 @@ class Measurement:
         return m > 0 and self.iqr_s / m > NOISE_THRESHOLD
 
 
+def summary(samples: Sequence[float]) -> dict:
+    """Every stored statistic of a Measurement, from all `samples` (NaN where there are none)."""
+    ordered = sorted(samples)
+    if not ordered:
+        return dict({name: math.nan for name in _STATS}, count=0)
+    return dict(
+        count=len(ordered),
+        median_s=_sorted_percentile(ordered, 50),
+        iqr_s=_sorted_percentile(ordered, 75) - _sorted_percentile(ordered, 25),
+        p90_s=_sorted_percentile(ordered, 90),
+        p99_s=_sorted_percentile(ordered, 99),
+        min_s=ordered[0],
+        max_s=ordered[-1],
+        mean_s=math.fsum(ordered) / len(ordered),
+    )
+
+
+def uniform_subset(samples: Sequence[float], limit: int) -> Sequence[float]:
+    """At most `limit` samples, evenly spaced in call order (all of them when there are fewer).
+
+    Evenly spaced rather than random: deterministic, and a drift over the run stays visible.
+    """
+    n = len(samples)
+    if n <= limit:
+        return samples
+    return [samples[i * n // limit] for i in range(limit)]
+
+
+def round_significant(value: float, digits: int = SAMPLE_DIGITS) -> float:
+    """`value` to `digits` significant digits (NaN and infinities as they are)."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    return float(f"{value:.{digits}g}")
+
+
 def percentile(samples: Sequence[float], q: float) -> float:
     """The q-th percentile with linear interpolation, as numpy.percentile's default."""
     if not samples:
         return math.nan
-    ordered = sorted(samples)
+    return _sorted_percentile(sorted(samples), q)
+
+
+def _sorted_percentile(ordered: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q / 100.0
     lo = math.floor(pos)
     hi = math.ceil(pos)

@@ -69,22 +69,27 @@ class CallNode:
 class PhaseRow:
     name: str
     share: float  # of the profiled warm total, 0..1
-    ms_per_call: float  # share x the unprofiled median (None-free: 0 when no median)
-    profiled_ms_per_call: float  # as cProfile saw it (inflated by the profiler)
+    per_call_s: float  # share x the unprofiled median (the profiled time when there is no median)
+    profiled_per_call_s: float  # as cProfile saw it (inflated by the profiler)
+
+    @property
+    def ms_per_call(self) -> float:
+        """per_call_s in milliseconds, as the tables show it (not stored: the JSON holds seconds)."""
+        return self.per_call_s * 1e3
 
 
 @dataclasses.dataclass(frozen=True)
 class ProfileResult:
     scenario: str  # the strategy's name, e.g. "predict", "predict (compiled)"
-    prof_path: str  # warm calls
-    cold_prof_path: str  # the first call of a fresh instance
+    prof_path: str  # warm calls; "" when the file was not kept (kdiag.inspect without out_dir)
+    cold_prof_path: str  # the first call of a fresh instance; "" when not kept
     calls: int  # warm calls profiled
     ruleset: str
-    profiled_s_per_call: float
+    profiled_per_call_s: float
     unprofiled_median_s: Optional[float]  # from the timing pass
     cold_call_profiled_s: float
     phases: List[PhaseRow]
-    cold_phases: List[PhaseRow]  # shares of the cold call (ms are profiled, not scaled)
+    cold_phases: List[PhaseRow]  # shares of the cold call (times are profiled, not scaled)
     top_functions: List[TopFunction]
     traces_per_call: float  # concrete functions created per warm call
     cold_traces: int  # concrete functions created by the first call
@@ -97,7 +102,7 @@ class ProfileResult:
         """Profiled time per call / unprofiled median: how much cProfile's overhead changed the time."""
         if not self.unprofiled_median_s:
             return None
-        return self.profiled_s_per_call / self.unprofiled_median_s
+        return self.profiled_per_call_s / self.unprofiled_median_s
 
     def phase(self, name: str) -> Optional[PhaseRow]:
         return next((p for p in self.phases if p.name == name), None)

@@ -15,8 +15,13 @@ from typing import Any, Dict, List, Optional, Union
 from kdiag.datamodel.measurement import Measurement
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.errors import KdiagError, first_line
+from kdiag.version import __version__
 
-SCHEMA_VERSION = 1
+#: 2: times in seconds everywhere (PhaseRow.per_call_s, ProfileResult.profiled_per_call_s), the
+#: statistics of a Measurement stored (its samples may be a rounded subset), kdiag_version,
+#: and the environment fields of TensorFlow's issue template. Schema 1 files still load.
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +74,9 @@ class ModelInfo:
     # far model(x, training=True) strays from the reference outputs: measured, not assumed.
     training_dependent_layers: List[str] = dataclasses.field(default_factory=list)
     training_true_max_abs_diff: Optional[float] = None
+    # The absolute folder holding the model file or SavedModel ("" for an example or an object),
+    # so report.md can show it as <model-dir>.
+    directory: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +108,17 @@ class Environment:
     intra_op_threads: int
     inter_op_threads: int
     onednn: str
-    cuda_build: str
+    cuda_build: str  # CUDA/cuDNN versions TensorFlow was built with (tf.sysconfig.get_build_info())
     gpus: List[str]
+    # Fields of TensorFlow's bug template ("" or empty: not recorded, e.g. a schema 1 report).
+    os_distribution: str = ""  # PRETTY_NAME of /etc/os-release, or the platform module's best
+    tensorflow_install: str = ""  # "binary (pip)", "binary (conda)", "source (...)": how TF was installed
+    numpy: str = ""
+    gpu_models: List[str] = dataclasses.field(default_factory=list)  # "name, memory" per GPU
+    # Where paths are redacted from in report.md: the home folder (~) and the Python install and
+    # site-packages folders (<python>). Recorded with the run so that rendering stays a pure function.
+    home: str = ""
+    python_paths: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +131,7 @@ class RunSettings:
     timestamp: str
     time_limit_s: float = 0.0  # the whole run's limit; 0: none (and in reports from before it existed)
     elapsed_s: Optional[float] = None  # loading to findings, as measured; the report's writing is not in it
+    redact_paths: bool = True  # report.md shows ~, <python> and <model-dir> for local paths (--no-redact)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +145,7 @@ class Report:
     notes: List[str] = dataclasses.field(default_factory=list)
     incomplete: bool = False
     schema_version: int = SCHEMA_VERSION
+    kdiag_version: str = __version__  # of the kdiag that measured it
 
     def strategy(self, name: str) -> Optional[StrategyResult]:
         return next((s for s in self.strategies if s.name == name), None)
@@ -139,13 +158,40 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Report":
+        """A Report from parsed report.json, of this schema or an older one (converted)."""
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMAS or isinstance(version, bool):
             raise KdiagError(
-                f"report schema_version {version!r} is not the {SCHEMA_VERSION} this kdiag reads",
+                f"report schema_version {version!r} is not one this kdiag reads "
+                f"({', '.join(map(str, READABLE_SCHEMAS))})",
                 "re-run `kdiag inspect` with this version to make a comparable report",
             )
+        if version == 1:
+            data = upgrade_schema_1(data)
         return _from_jsonable(cls, data)
+
+    # The renderers live above the data model; these import them only when called, so importing
+    # the data model stays standard-library only (pyproject.toml's import-linter contracts
+    # ignore exactly these imports, and say why).
+
+    def to_json(self) -> str:
+        """report.json's text: every figure, samples included (schema_version says which layout)."""
+        from kdiag.render import render
+
+        return render(self, "json")
+
+    def to_markdown(self, redact: Optional[bool] = None) -> str:
+        """report.md's text, for a GitHub issue. redact: show local paths as ~, <python> and
+        <model-dir> (default: as the run was asked, on unless --no-redact / redact=False)."""
+        from kdiag.render import render
+
+        return render(self, "markdown", redact=redact)
+
+    def print(self, verbose: bool = False, file=None) -> None:
+        """The terminal report on stdout (or `file`), in colour on a terminal, as `kdiag inspect` prints it."""
+        from kdiag.render import print_terminal
+
+        print_terminal(self, verbose=verbose, file=file)
 
 
 #: report.json of a long run with every raw sample stays far below this; a larger file is not ours.
@@ -191,24 +237,74 @@ def read_report(path: Union[str, Path]) -> Report:
                          fix) from None
 
 
+def upgrade_schema_1(data: Dict[str, Any]) -> Dict[str, Any]:
+    """A schema 1 report as schema 2 (a new dict): milliseconds to seconds, statistics from the samples.
+
+    Only what has the expected shape is converted; anything else is left for the type checks of
+    `_from_jsonable` to name.
+    """
+    data = dict(data, schema_version=2, kdiag_version=data.get("kdiag_version", "unknown (a schema 1 report)"))
+
+    def phase_row(row):
+        if not isinstance(row, dict):
+            return row
+        row = dict(row)
+        for old, new in (("ms_per_call", "per_call_s"), ("profiled_ms_per_call", "profiled_per_call_s")):
+            if old in row:
+                value = row.pop(old)
+                row[new] = value / 1e3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        return row
+
+    def profile(item):
+        if not isinstance(item, dict):
+            return item
+        item = dict(item)
+        if "profiled_s_per_call" in item:
+            item["profiled_per_call_s"] = item.pop("profiled_s_per_call")
+        for key in ("phases", "cold_phases"):
+            if isinstance(item.get(key), list):
+                item[key] = [phase_row(r) for r in item[key]]
+        return item
+
+    def strategy(item):
+        if not isinstance(item, dict) or not isinstance(item.get("measurement"), dict):
+            return item
+        # Schema 1 kept every sample and wrote its statistics only as a courtesy: computing them
+        # again from the samples gives the same figures, and the ones schema 1 did not write.
+        measurement = {k: v for k, v in item["measurement"].items()
+                       if k in ("strategy", "first_call_s", "samples_s", "stopped_early", "source")}
+        return dict(item, measurement=measurement)
+
+    if isinstance(data.get("profiles"), list):
+        data["profiles"] = [profile(p) for p in data["profiles"]]
+    if isinstance(data.get("strategies"), list):
+        data["strategies"] = [strategy(s) for s in data["strategies"]]
+    return data
+
+
 # --- (de)serialisation ------------------------------------------------------------
 # Generic over the dataclasses of the data model, driven by their
-# type hints, so adding a field needs no serialisation code. Derived statistics
-# (median, p90, ...) are written too, for readers of the JSON, and ignored on load.
+# type hints, so adding a field needs no serialisation code. Derived figures
+# (calls/s, inflation, ...) are written too, for readers of the JSON, and ignored on load.
 
 _DERIVED = {
-    Measurement: ("median_s", "p90_s", "p99_s", "iqr_s", "calls_per_s", "noisy", "count"),
+    Measurement: ("calls_per_s", "noisy"),
     ProfileResult: ("inflation",),
 }
+#: Written last, after the short fields, so a reader of the JSON sees the figures first.
+_LAST = {Measurement: ("samples_s",)}
 
 
 def _to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
-        out = {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        last = _LAST.get(type(value), ())
+        out = {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in last}
         for prop in _DERIVED.get(type(value), ()):
             out[prop] = _to_jsonable(getattr(value, prop))
+        for name in last:
+            out[name] = _to_jsonable(getattr(value, name))
         if isinstance(value, StrategyResult):
-            # Flat convenience fields that machines read first (schema v1 contract).
+            # Flat convenience fields that machines read first (since schema 1).
             m = value.measurement
             out["median_s"] = _float(m.median_s) if m and m.count else None
             out["p90_s"] = _float(m.p90_s) if m and m.count else None

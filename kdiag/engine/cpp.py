@@ -429,10 +429,10 @@ def run_baseline(
                 raise KdiagError(f"the C++ baseline did not return output '{key}' ({spec.name})")
             outputs[key] = fetched[name]
 
-    measurement = Measurement(
+    measurement = Measurement.from_samples(
         strategy=CPP.name,
         first_call_s=float(result["cold_s"]),
-        samples_s=tuple(float(s) for s in result["samples_s"]),
+        samples=[float(s) for s in result["samples_s"]],
         stopped_early=bool(result.get("stopped_early", False)),
         source="cpp",
     )

@@ -99,10 +99,10 @@ class _Timer:
                 return
 
     def result(self) -> Measurement:
-        return Measurement(
+        return Measurement.from_samples(
             strategy=self.name,
             first_call_s=self.first_call_s,
-            samples_s=tuple(self.samples),
+            samples=self.samples,
             stopped_early=len(self.samples) < self.settings.min_calls,
         )
 

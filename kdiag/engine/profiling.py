@@ -12,8 +12,11 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import logging
+import marshal
+import os
 import pstats
 import re
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
@@ -62,7 +65,7 @@ def profile_scenario(
         cold_prof_path=str(cold_path),
         calls=warm_calls,
         ruleset=rules.name,
-        profiled_s_per_call=warm_breakdown.per_call_s(),
+        profiled_per_call_s=warm_breakdown.per_call_s(),
         unprofiled_median_s=unprofiled_median_s,
         cold_call_profiled_s=cold_breakdown.total_s,
         phases=phase_rows(warm_breakdown, unprofiled_median_s),
@@ -78,7 +81,7 @@ def profile_scenario(
 def phase_rows(breakdown: PhaseBreakdown, unprofiled_median_s: Optional[float]) -> List[PhaseRow]:
     per_call = breakdown.per_call_s()
     scale = unprofiled_median_s if unprofiled_median_s else per_call
-    return [PhaseRow(p.name, p.share, p.share * scale * 1e3, p.share * per_call * 1e3) for p in breakdown.phases]
+    return [PhaseRow(p.name, p.share, p.share * scale, p.share * per_call) for p in breakdown.phases]
 
 
 def count_calls(stats: pstats.Stats, path_suffix: str, function: str) -> int:
@@ -114,6 +117,57 @@ def capture_tf_warnings() -> Iterator[List[str]]:
     finally:
         logger.handlers = saved_handlers
         logger.propagate = saved_propagate
+
+
+def write_redacted(source: Path, target: Path, redact: Callable[[str], str]) -> None:
+    """A copy of a .prof file whose file names (and function names) went through `redact`.
+
+    A .prof file is pstats' marshalled dict {(file, line, function): (cc, nc, tt, ct, callers)},
+    callers keyed the same way; only the keys change, so pstats and snakeviz read the copy as
+    they read the original. Two entries that redact to one key (never expected) are added up.
+    """
+    with open(source, "rb") as handle:
+        stats = marshal.load(handle)
+    # One object per distinct key, as in the original: marshal writes a repeated object once
+    # and refers back to it, so fresh equal strings would double the file's size.
+    keys = {}
+
+    def key(entry):
+        if entry not in keys:
+            file, line, name = entry
+            keys[entry] = (redact(file), line, redact(name))
+        return keys[entry]
+
+    def add(a, b):
+        return tuple(x + y for x, y in zip(a, b))
+
+    redacted = {}
+    for entry, (cc, nc, tt, ct, callers) in stats.items():
+        renamed = {}
+        for caller, figures in callers.items():
+            k = key(caller)
+            renamed[k] = add(renamed[k], figures) if k in renamed else figures
+        k = key(entry)
+        if k in redacted:
+            old = redacted[k]
+            merged = dict(old[4])
+            for caller, figures in renamed.items():
+                merged[caller] = add(merged[caller], figures) if caller in merged else figures
+            redacted[k] = (*add(old[:4], (cc, nc, tt, ct)), merged)
+        else:
+            redacted[k] = (cc, nc, tt, ct, renamed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            marshal.dump(redacted, handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o644 & ~umask)  # as readable as the original .prof (mkstemp made it private)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def file_stem(scenario: str) -> str:

@@ -490,7 +490,7 @@ def profile_tree(profile: ProfileResult) -> Tuple[CallNode, bool]:
     get phases -> their top functions (own time) instead, built from what the Report holds."""
     if profile.call_tree is not None:
         return profile.call_tree, True
-    total_s = profile.profiled_s_per_call * profile.calls
+    total_s = profile.profiled_per_call_s * profile.calls
     phases = []
     for row in profile.phases:
         if row.share <= 0:

@@ -2,9 +2,13 @@
 
 Plain text, standard library only. The sections follow what a maintainer asks for first:
 the command, the environment (the fields of TensorFlow's issue template), the model, then
-the measurements, the phases, the findings, the top functions (folded in `<details>`
-blocks), how to reproduce, the standalone code to reproduce (repro.py, folded), and the
-`.prof` files.
+the measurements (a narrow table that fits an issue column, the full one folded in a
+`<details>` block), the phases, the findings, the top functions (folded too), how to
+reproduce, the standalone code to reproduce (repro.py, folded), and the `.prof` files.
+
+Local paths are redacted unless the run said --no-redact: the home folder shows as `~`, the
+Python install as `<python>`, the model's folder as `<model-dir>`, and the .prof files named
+are the redacted copies in `redacted/` (kdiag.datamodel.redaction).
 
 GitHub refuses an issue body over 65,536 characters. `render` shortens the longest parts
 first (top functions, then the raw tables and lists, then long cells) until the text fits,
@@ -24,6 +28,7 @@ from kdiag import format as fmt
 from kdiag import views
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import PHASES, ProfileResult, TopFunction
+from kdiag.datamodel.redaction import HOME, MODEL_DIR, PYTHON, Redactor, redacted_prof_path
 from kdiag.datamodel.report import Finding, Report, StrategyResult
 from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED
 from kdiag.render import repro
@@ -53,22 +58,47 @@ LADDER: Tuple[Limits, ...] = (
 )
 
 
-def render(report: Report, limit: int = GITHUB_LIMIT) -> str:
-    """The Markdown report, at most `limit` characters."""
+def render(report: Report, limit: int = GITHUB_LIMIT, redact: Optional[bool] = None) -> str:
+    """The Markdown report, at most `limit` characters.
+
+    redact: local paths as ~, <python> and <model-dir> (None: as the run's settings say).
+    """
+    if redact is None:
+        redact = report.settings.redact_paths
+    # A run with redaction off wrote no redacted .prof copies to point at; a report saved before
+    # kdiag recorded its local paths has nothing to redact, and report.md does not claim otherwise.
+    redact = redact and bool(Redactor.for_report(report).replacements)
+    copies = redact and report.settings.redact_paths
+    if redact:
+        report = redacted(report)
     text = ""
     for limits in LADDER:
-        text = _render(report, limits, limit)
+        text = _render(report, limits, limit, redact, copies)
         if len(text) <= limit:
             return text
     return hard_cut(text, limit)
 
 
+def redacted(report: Report) -> Report:
+    """The report as report.md shows it by default: no local paths, and the .prof files named are
+    the redacted copies that a run with redaction on wrote in `redacted/`."""
+    if report.settings.redact_paths:
+        profiles = [dataclasses.replace(p, prof_path=redacted_prof_path(p.prof_path) if p.prof_path else "",
+                                        cold_prof_path=(redacted_prof_path(p.cold_prof_path)
+                                                        if p.cold_prof_path else ""))
+                    for p in report.profiles]
+        report = dataclasses.replace(report, profiles=profiles)
+    return Redactor.for_report(report).report(report)
+
+
 class _Writer:
     """Applies the limits, and remembers what they left out."""
 
-    def __init__(self, limits: Limits, limit: int):
+    def __init__(self, limits: Limits, limit: int, redacted: bool = False, redacted_copies: bool = False):
         self.limits = limits
         self.limit = limit
+        self.redacted = redacted  # local paths are shown as ~, <python>, <model-dir>
+        self.redacted_copies = redacted_copies  # the .prof files named are the copies in redacted/
         self.omitted: List[str] = []
 
     def take(self, items: Sequence, what: str, limit: Optional[int] = None) -> Tuple[list, str]:
@@ -93,8 +123,8 @@ class _Writer:
         return text_escape(text).replace("|", "\\|")
 
 
-def _render(report: Report, limits: Limits, limit: int) -> str:
-    w = _Writer(limits, limit)
+def _render(report: Report, limits: Limits, limit: int, redact: bool = False, copies: bool = False) -> str:
+    w = _Writer(limits, limit, redact, copies)
     body: List[str] = []
     for section in (_command, _environment, _model, _strategies, _phases, _traces, _findings,
                     _top_functions, _reproduce, _standalone_repro, _prof_files):
@@ -179,26 +209,53 @@ def _header(report: Report, w: _Writer) -> List[str]:
 
 
 def _command(report: Report, w: _Writer) -> List[str]:
-    return ["## Command", "", *fence(report.settings.command, "sh")]
+    lines = ["## Command", "", *fence(report.settings.command, "sh")]
+    if w.redacted:
+        lines += ["", f"*Local paths are shown as `{HOME}` (the home folder), `{PYTHON}` (the Python install and "
+                      f"its packages) and `{MODEL_DIR}` (the model's folder); `kdiag inspect --no-redact` keeps "
+                      "them.*"]
+    return lines
+
+
+#: The rows of the environment table: the fields of TensorFlow's bug template first, in its order.
+ENVIRONMENT_FIELDS = ("TensorFlow version", "TensorFlow installed from", "Custom code",
+                      "OS platform and distribution", "Python version", "Keras version", "NumPy version",
+                      "CUDA/cuDNN version", "GPU model and memory", "CPU", "CPU cores", "Threads", "oneDNN")
 
 
 def _environment(report: Report, w: _Writer) -> List[str]:
     env = report.environment
     keras = (f"tf-keras {env.keras} (legacy Keras 2, TF_USE_LEGACY_KERAS=1)" if env.legacy_keras
              else f"{env.keras}, backend {env.keras_backend}")
-    rows = [
-        ("TensorFlow version", f"{env.tensorflow} (git {env.tensorflow_git})"),
-        ("Keras version", keras),
-        ("Python version", env.python),
-        ("OS", env.os),
-        ("CPU", env.cpu_model),
-        ("CPU cores", str(env.cpu_cores)),
-        ("Threads", f"intra-op {fmt.threads(env.intra_op_threads)}, inter-op {fmt.threads(env.inter_op_threads)}"),
-        ("oneDNN", env.onednn),
-        ("CUDA/cuDNN build", env.cuda_build),
-        ("GPU", ", ".join(env.gpus) if env.gpus else "none"),
-    ]
-    return ["## Environment", "", *_table(("field", "value"), [(k, w.cell(v)) for k, v in rows])]
+    unknown = "not recorded"  # a report saved before kdiag recorded the field
+    distribution = f"{env.os_distribution}; {env.os}" if env.os_distribution else env.os
+    if env.gpu_models:
+        gpus = "; ".join(env.gpu_models)
+    else:
+        gpus = ", ".join(env.gpus) if env.gpus else "none"
+    values = (
+        f"{env.tensorflow} (git {env.tensorflow_git})",
+        env.tensorflow_install or unknown,
+        _custom_code(report),
+        distribution,
+        env.python,
+        keras,
+        env.numpy or unknown,
+        f"{env.cuda_build} (TensorFlow's build info)",
+        gpus,
+        env.cpu_model,
+        str(env.cpu_cores),
+        f"intra-op {fmt.threads(env.intra_op_threads)}, inter-op {fmt.threads(env.inter_op_threads)}",
+        env.onednn,
+    )
+    rows = [(k, w.cell(v)) for k, v in zip(ENVIRONMENT_FIELDS, values)]
+    return ["## Environment", "", *_table(("field", "value"), rows)]
+
+
+def _custom_code(report: Report) -> str:
+    if report.model.format == "example":
+        return f"No: kdiag's built-in example `{report.model.name}`"
+    return "Yes: the user's own model"
 
 
 def _model(report: Report, w: _Writer) -> List[str]:
@@ -243,21 +300,22 @@ def _strategies(report: Report, w: _Writer) -> List[str]:
                  f"measurement (IQR/median > {NOISE_THRESHOLD:.0%}); {tolerance}. A strategy whose outputs differ "
                  "is never recommended.")
     lines.append("")
-    header = ("strategy", "median", "IQR", "p90", "p99", "calls/s", "n", "first call", "speed-up vs predict",
-              "outputs")
     shown, more = w.take(measured, "measured strategies")
-    rows = []
+    narrow, full = [], []
     for result in shown:
         m = result.measurement
-        name = result.name + (" (stopped early)" if m.stopped_early else "")
-        rows.append((
-            w.cell(name), _ms(m.median_s) + (" ~" if m.noisy else ""), _ms(m.iqr_s), _ms(m.p90_s), _ms(m.p99_s),
-            _calls_per_s(m.calls_per_s), str(m.count), _ms(m.first_call_s),
-            fmt.ratio(predict.median_s / m.median_s) if predict is not None and m.median_s else "—",
-            _outputs_cell(result, w),
-        ))
-    if rows:
-        lines += _table(header, rows, align="lrrrrrrrrl")
+        name = w.cell(result.name + (" (stopped early)" if m.stopped_early else ""))
+        median = _ms(m.median_s) + (" ~" if m.noisy else "")
+        speedup = fmt.ratio(predict.median_s / m.median_s) if predict is not None and m.median_s else "—"
+        narrow.append((name, median, speedup, _outputs_word(result)))
+        full.append((name, median, _ms(m.iqr_s), _ms(m.p90_s), _ms(m.p99_s), _calls_per_s(m.calls_per_s),
+                     f"{m.count:,}", _ms(m.first_call_s), speedup, _outputs_cell(result, w)))
+    if narrow:
+        # Four short columns fit GitHub's issue column (~780 px) without wrapping a cell.
+        lines += _table(NARROW_HEADER, narrow, align="lrrl")
+        lines += ["", "<details><summary>All statistics: IQR, p90, p99, calls/s, calls timed, first call, "
+                      "max |diff|</summary>", "",
+                  *_table(FULL_HEADER, full, align="lrrrrrrrrl"), "", "</details>"]
     else:
         lines.append("No strategy was measured.")
     if more:
@@ -277,6 +335,20 @@ def _strategies(report: Report, w: _Writer) -> List[str]:
         if more_n:
             lines += ["", more_n]
     return lines
+
+
+NARROW_HEADER = ("strategy", "median", "speed-up", "outputs")
+FULL_HEADER = ("strategy", "median", "IQR", "p90", "p99", "calls/s", "n", "first call", "speed-up vs predict",
+               "outputs")
+
+
+def _outputs_word(result: StrategyResult) -> str:
+    check = result.outputs
+    if check is None:
+        return "not checked"
+    if check.reference == result.name:
+        return "reference"
+    return "match" if check.matches else "**differ**"
 
 
 def _outputs_cell(result: StrategyResult, w: _Writer) -> str:
@@ -495,18 +567,32 @@ def _standalone_repro(report: Report, w: _Writer) -> List[str]:
 def _prof_files(report: Report, w: _Writer) -> List[str]:
     if not report.profiles:
         return []
-    shown, more = w.take(report.profiles, "profile files")
+    kept = [p for p in report.profiles if p.prof_path]
+    lines = ["## Profiles (.prof files)", ""]
+    if not kept:
+        return lines + ["The .prof files were not kept (kdiag.inspect without out_dir): the phases above are all "
+                        "that remains of the profiling pass."]
+    shown, more = w.take(kept, "profile files")
     commands = []
     rows = []
     for p in shown:
         rows.append((w.cell(p.scenario), w.cell(p.prof_path, code=True), w.cell(p.cold_prof_path, code=True)))
-        commands += [f"kdiag view {shlex.quote(p.prof_path)}", f"snakeviz {shlex.quote(p.prof_path)}"]
-    lines = ["## Profiles (.prof files)", "",
-             "Each scenario was profiled on a fresh model: one cold call, then the warm calls. Open a file in a "
-             "browser with `kdiag view FILE` or `snakeviz FILE`; `python3 -m pstats FILE` reads it in a terminal. "
-             "Attach them to the issue if a maintainer asks.", "",
-             *_table(("scenario", "warm calls", "first call"), rows), "", *fence("\n".join(commands), "sh")]
+        commands += [f"kdiag view {_shell_path(p.prof_path)}", f"snakeviz {_shell_path(p.prof_path)}"]
+    attach = ("These are the copies in `redacted/`, whose file names show local paths as above: attach them to the "
+              "issue if a maintainer asks." if w.redacted_copies
+              else "Attach them to the issue if a maintainer asks.")
+    lines += ["Each scenario was profiled on a fresh model: one cold call, then the warm calls. Open a file in a "
+              "browser with `kdiag view FILE` or `snakeviz FILE`; `python3 -m pstats FILE` reads it in a terminal. "
+              + attach, "",
+              *_table(("scenario", "warm calls", "first call"), rows), "", *fence("\n".join(commands), "sh")]
     return lines + (["", more] if more else [])
+
+
+def _shell_path(path: str) -> str:
+    """Quoted for a shell, leaving a leading ~/ outside the quotes so that the shell still expands it."""
+    if path.startswith(HOME + "/"):
+        return HOME + "/" + shlex.quote(path[len(HOME) + 1:])
+    return shlex.quote(path)
 
 
 # --- the last resort ---------------------------------------------------------------------
