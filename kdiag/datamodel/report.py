@@ -69,6 +69,9 @@ class ModelInfo:
     # far model(x, training=True) strays from the reference outputs: measured, not assumed.
     training_dependent_layers: List[str] = dataclasses.field(default_factory=list)
     training_true_max_abs_diff: Optional[float] = None
+    # Why the file looks saved by Keras 2 (or 1), e.g. "its keras_version attribute is '2.2.4'";
+    # empty when nothing says so. Such a file may run differently under Keras 3: `--keras both`.
+    keras2_signs: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +128,11 @@ class Report:
     notes: List[str] = dataclasses.field(default_factory=list)
     incomplete: bool = False
     schema_version: int = SCHEMA_VERSION
+    # `--keras both`: the same model measured under the other Keras, in its own process. This
+    # report is then the Keras 3 run and `other_keras` the Keras 2 (tf-keras) one, with its own
+    # settings, environment, strategies, profiles and findings; the findings that compare the two
+    # are this report's. None for a run under one Keras (and in reports made before it existed).
+    other_keras: Optional[Report] = None
 
     def strategy(self, name: str) -> Optional[StrategyResult]:
         return next((s for s in self.strategies if s.name == name), None)
