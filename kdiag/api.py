@@ -61,7 +61,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, unsafe: bool = False,
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, out_dir: Optional[Path] = None,
-            progress: Optional[Progress] = None) -> Report:
+            progress: Optional[Progress] = None,
+            keras: Optional[str] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -79,6 +80,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         compile(), plus these strategy keys, with this many warm calls each.
     out_dir: where the .prof files go (a new temporary folder, kept, when None).
     progress: called with (stage, detail) as the run goes.
+    keras: "2" (tf-keras), "3" or "both" (side by side in one Report, `other_keras`); the other Keras
+        than this process's runs in a child process. None: this process's Keras.
 
     Options are checked exactly as the CLI checks them: a bad value raises KdiagError.
     """
@@ -87,7 +90,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         input_shapes=dict(input_shapes or {}), strategies=None if strategies is None else tuple(strategies),
         budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
-        profile_calls=profile_calls,
+        profile_calls=profile_calls, keras=keras,
     )
     return run(config, progress=progress, out_dir=out_dir)
 
@@ -138,6 +141,10 @@ class _RunState:
 def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optional[Path] = None,
         work_dir: Optional[Path] = None) -> Report:
     """Carry out one validated RunConfig; see `inspect` for what each step does."""
+    from kdiag.engine.keras_child import current_keras
+
+    if config.keras not in (None, current_keras()):  # --keras both, or the Keras this process does not run
+        return _run_keras_sides(config, progress, out_dir, work_dir)
     say = progress or (lambda stage, detail: None)
     selected = [BY_KEY[k] for k in dict.fromkeys(config.strategies)] if config.strategies else list(STRATEGIES)
     say("load", f"example {config.example}" if config.example else str(config.model))
@@ -180,6 +187,39 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
                                   "are those measured before it; the report holds no profiles.")
             state.profiles = []
             raise RunFailed(state.report(incomplete=True)) from exc
+
+
+def _run_keras_sides(config: RunConfig, progress: Optional[Progress], out_dir: Optional[Path],
+                     work_dir: Optional[Path]) -> Report:
+    """--keras 2|3|both: this process's Keras here, first (a refusal comes once, from it), the other
+    in a child process whose run folder is `keras-N/` inside this run's. Under both, the Keras 3 run
+    is the Report and the Keras 2 run its `other_keras`; a Keras that cannot measure the model after
+    the other did is a note, not a failure."""
+    from kdiag.analysis.diagnose import diagnose
+    from kdiag.engine import keras_child
+
+    keras_child.require_tf_keras(config.keras)
+    say = progress or (lambda stage, detail: None)
+    plan = keras_child.sides(config)
+    folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-keras-"))
+    if len(plan) == 1:  # --keras N, N not this process's
+        measured = keras_child.run_child(config, plan[0], folder / f"keras-{plan[0]}", say)
+        return dataclasses.replace(measured, settings=dataclasses.replace(measured.settings, command=config.command))
+    here, there = plan
+    report = run(dataclasses.replace(config, keras=None), progress, out_dir, work_dir)
+    try:
+        other = keras_child.run_child(config, there, folder / f"keras-{there}", say)
+    except KdiagError as exc:
+        note = f"--keras both: {exc.message}; this report holds the {keras_child.LABELS[here]} run only."
+        return dataclasses.replace(report, notes=[note] + report.notes)
+    except KeyboardInterrupt:
+        note = (f"Interrupted by {stop_cause()} while measuring under {keras_child.LABELS[there]}: this report "
+                f"holds the {keras_child.LABELS[here]} run only.")
+        raise RunInterrupted(dataclasses.replace(report, incomplete=True, notes=[note] + report.notes)) from None
+    keras3, keras2 = (report, other) if here == "3" else (other, report)
+    both = dataclasses.replace(keras3, other_keras=keras2,
+                               settings=dataclasses.replace(keras3.settings, command=config.command))
+    return dataclasses.replace(both, findings=diagnose(both))
 
 
 def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
@@ -424,6 +464,7 @@ def model_info(loaded: LoadedModel, inputs: ModelInputs) -> ModelInfo:
         load_time_s=loaded.load_time_s,
         compile_config=loaded.compile_config,
         keras_model=loaded.is_keras,
+        keras2_signs=list(loaded.keras2_signs),
     )
 
 
