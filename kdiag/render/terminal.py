@@ -23,6 +23,7 @@ from kdiag import format as fmt
 from kdiag import views
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.report import Report
+from kdiag.datamodel.strategies import PREDICT
 
 
 def render(report: Report, width: int = 120, color: bool = False) -> str:
@@ -69,6 +70,8 @@ def report_parts(report: Report):
     )
     yield _environment(report)
     yield _model(report)
+    if views.keras_sides(report) is not None:  # --keras both
+        yield _keras_sides(report)
     yield _strategies(report)
     unavailable = [s for s in report.strategies if not s.available]
     if unavailable:
@@ -153,6 +156,53 @@ def _strategies(report: Report) -> Table:
             _outputs_cell(result),
         )
     return table
+
+
+def _keras_sides(report: Report) -> Group:
+    """--keras both: every strategy's median and predict's phases under Keras 2 and Keras 3, side by side."""
+    sides = views.keras_sides(report)
+    old, new = views.keras_label(sides.keras2), views.keras_label(sides.keras3)
+    table = Table(box=box.SIMPLE_HEAD, title=f"{old} and {new} side by side: median per call",
+                  title_justify="left",
+                  caption="Each Keras timed the model in its own process, on the same inputs; ~ = noisy. The "
+                          f"sections below are the {new} run's; report.json holds the {old} run in full "
+                          "(other_keras), and the run in a child process saved its own reports in keras-N/ of the "
+                          "run folder.",
+                  caption_justify="left")
+    table.add_column("strategy", no_wrap=True, min_width=18)
+    for name in (old, "n", new, "n"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("Keras 3 vs Keras 2")
+    for pair in views.keras_pairs(sides):
+        table.add_row(pair.name, views.keras_cell(pair.keras2), _count(pair.keras2), views.keras_cell(pair.keras3),
+                      _count(pair.keras3), pair.verdict_text)
+    parts = [table]
+    deltas = views.keras_phase_deltas(sides)
+    if deltas:
+        phases = Table(box=box.SIMPLE_HEAD, title="predict's phases under each Keras: ms per warm call (cProfile "
+                       "shares scaled to each run's unprofiled median)", title_justify="left")
+        phases.add_column("phase", no_wrap=True)
+        for name in (old, new, "Keras 3 − Keras 2"):
+            phases.add_column(name, justify="right", no_wrap=True)
+        for delta in deltas:
+            phases.add_row(delta.phase, f"{delta.before_ms:.2f} ms {delta.share_before:>4.0%}",
+                           f"{delta.after_ms:.2f} ms {delta.share_after:>4.0%}", delta.text)
+        before, after = sides.keras2.profile(PREDICT.name), sides.keras3.profile(PREDICT.name)
+        phases.add_row("traces per call (first call)", f"{before.traces_per_call:g} ({before.cold_traces})",
+                       f"{after.traces_per_call:g} ({after.cold_traces})", "")
+        parts.append(phases)
+    if report.model.keras2_signs:
+        parts.append(Text("The file looks saved by Keras 2: " + "; ".join(report.model.keras2_signs) + "."))
+    findings = views.keras2_run_findings(sides)
+    if findings:
+        parts.append(Text(f"Findings of the {old} run: " + "; ".join(f"[{f.severity}] {f.title}" for f in findings)
+                          + "."))
+    return Group(*parts)
+
+
+def _count(result) -> str:
+    m = result.measurement if result is not None else None
+    return str(m.count) if m is not None and result.available and m.count else ""
 
 
 def _reference_name(report: Report) -> str:
