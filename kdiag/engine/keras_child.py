@@ -87,7 +87,8 @@ def run_child(config: RunConfig, keras: str, out_dir: Path, say: Progress) -> Re
     label = LABELS[keras]
     with tempfile.TemporaryDirectory(prefix="kdiag-keras-") as private:
         argv = child_arguments(config, keras, Path(out_dir), Path(private))
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1" if keras == "2" else "0"}
+        # COLUMNS: the child's progress lines arrive whole, not wrapped at rich's default 80 columns.
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1" if keras == "2" else "0", "COLUMNS": "1000"}
         say("load", f"{label}: starting a child process for it")
         child = subprocess.Popen(child_command(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, cwd=private, env=env, text=True, errors="replace")
@@ -100,7 +101,7 @@ def run_child(config: RunConfig, keras: str, out_dir: Path, say: Progress) -> Re
                     errors.append(line[len(ERROR_PREFIX):])
                 elif line.startswith("kdiag: ") and line.count(": ") >= 2 and "run saved in" not in line:
                     stage, detail = line[len("kdiag: "):].split(": ", 1)
-                    say(stage, f"{label}: {detail}")
+                    say(stage, f"{label}: {detail.removesuffix(' ...')}")
                 elif line.strip():
                     tail.append(line)
             child.wait()

@@ -19,6 +19,18 @@ OLD_BACKENDS = frozenset({"theano", "cntk"})
 
 def keras2_signs(path: Path) -> List[str]:
     """Why `path` looks saved by Keras 2 or 1, one phrase per sign; empty when nothing says so."""
+    read = _read(path)
+    return _signs(*read) if read is not None else []
+
+
+def saved_by_keras_version(path: Path) -> Optional[str]:
+    """The Keras version the file says wrote it ("3.15.1", "2.2.4"), when it says."""
+    read = _read(path)
+    return read[0] if read is not None and isinstance(read[0], str) else None
+
+
+def _read(path: Path):
+    """(keras_version, backend, model config, where the version was read) of a .keras or HDF5 file."""
     try:
         if path.suffix.lower() == ".keras":
             with zipfile.ZipFile(path) as archive:
@@ -26,19 +38,19 @@ def keras2_signs(path: Path) -> List[str]:
                 metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
                 config = json.loads(archive.read("config.json"))
             version = metadata.get("keras_version") if isinstance(metadata, dict) else None
-            return _signs(version, None, config, "metadata.json's keras_version")
+            return version, None, config, "metadata.json's keras_version"
         import h5py
 
         with h5py.File(path, "r") as handle:
             version, backend = _text(handle.attrs.get("keras_version")), _text(handle.attrs.get("backend"))
             raw = handle.attrs.get("model_config")
         config = json.loads(_text(raw)) if raw is not None else None
-        return _signs(version, backend, config, "its keras_version attribute")
-    except Exception:  # the loader has already judged the file; a sign it cannot read is no sign
-        return []
+        return version, backend, config, "its keras_version attribute"
+    except Exception:  # the loader has already judged the file; what cannot be read here says nothing
+        return None
 
 
-def _signs(version: Optional[str], backend: Optional[str], config, version_where: str) -> List[str]:
+def _signs(version, backend, config, version_where: str) -> List[str]:
     signs = []
     if isinstance(version, str) and version.split(".", 1)[0] in ("1", "2"):
         signs.append(f"{version_where} is {version!r}")
