@@ -302,16 +302,16 @@ class KerasPair:
 
     @property
     def verdict_text(self) -> str:
-        """"Keras 3 14.0x slower", "Keras 3 3.10x faster", "same within the noise (1.04x)", or why not judged."""
+        """"Keras 3 14.0x slower", "Keras 3 3.10x faster", "same within the noise", or why not judged: a
+        ratio only where the noise rule supports one, and never below 1."""
         judged = self.judgement()
         if judged is None:
             return "—"
-        ratio = self.keras3_over_keras2
         if not judged.enough_calls:
-            return f"{fmt_ratio(ratio)}, no verdict ({judged.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each)"
+            return f"no verdict ({judged.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each)"
         if not judged.beyond_noise:
-            return f"same within the noise ({fmt_ratio(ratio)})"
-        return f"Keras 3 {times_text(ratio)}"
+            return "same within the noise"
+        return f"Keras 3 {times_text(self.keras3_over_keras2)}"
 
 
 def keras_pairs(sides: KerasSides) -> List[KerasPair]:

@@ -132,6 +132,15 @@ def test_terminal_and_markdown_show_a_column_per_keras_and_predicts_phases_per_k
     assert views.keras_pairs(views.keras_sides(report))[0].name == "concrete function"  # fastest first
 
 
+def test_side_by_side_verdicts_never_show_a_ratio_below_one_nor_judge_few_calls():
+    faster = views.keras_pairs(views.keras_sides(both(4.7, 66.0)))
+    assert next(p for p in faster if p.name == "predict").verdict_text == "Keras 3 14.0x faster"
+    few = views.keras_pairs(views.keras_sides(both(66.0, 4.7, calls=3)))
+    assert next(p for p in few if p.name == "predict").verdict_text == "no verdict (n=3 and n=3; at least 5 each)"
+    noisy = views.keras_pairs(views.keras_sides(both(5.0, 4.0, predict_iqr_ms=2.0)))
+    assert next(p for p in noisy if p.name == "predict").verdict_text == "same within the noise"
+
+
 def test_kdiag_compare_works_on_both_reports_and_says_which_run_it_compared(tmp_path):
     report = both(66.0, 4.7)
     comparison = compare_reports(report, report, 10.0)
