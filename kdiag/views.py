@@ -302,15 +302,15 @@ class KerasPair:
 
     @property
     def verdict_text(self) -> str:
-        """"Keras 3 14.0x slower", "Keras 3 3.10x faster", "same within the noise", or why not judged: a
-        ratio only where the noise rule supports one, and never below 1."""
+        """"Keras 3 14.0x slower", "Keras 3 3.10x faster", "within the noise (±1.2 ms)", or why not judged:
+        a ratio only where the noise rule supports one, and never below 1."""
         judged = self.judgement()
         if judged is None:
             return "—"
         if not judged.enough_calls:
             return f"no verdict ({judged.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each)"
         if not judged.beyond_noise:
-            return "same within the noise"
+            return f"within the noise (±{duration(judged.noise_s)})"
         return f"Keras 3 {times_text(self.keras3_over_keras2)}"
 
 

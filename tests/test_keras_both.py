@@ -97,7 +97,8 @@ def test_keras_3_faster_is_said_as_faster_never_as_a_ratio_below_one():
 
 def test_equal_medians_and_few_calls_give_no_verdict_either_way():
     same = keras_finding(both(5.0, 5.0))
-    assert "same time" in same.title and "within the noise" in same.title and same.severity == "info"
+    assert "differ by less than the noise" in same.title and same.severity == "info"
+    assert "slower" not in same.title and "faster" not in same.title
     few = keras_finding(both(66.0, 4.7, calls=3))
     assert few.title.startswith("Not enough calls to compare predict") and "n=3" in few.title
     assert "slower" not in few.title and "faster" not in few.title and few.strategy is None
@@ -124,7 +125,7 @@ def test_terminal_and_markdown_show_a_column_per_keras_and_predicts_phases_per_k
     for text in (render(report, "terminal", width=200), render(report, "markdown")):
         assert "Keras 2 (tf-keras 2.21.0) and Keras 3 (3.15.1) side by side" in text
         assert "Keras 3 14.0x slower" in text  # predict's row
-        assert "same within the noise" in text  # predict_on_batch: the same figures on both sides
+        assert "within the noise (±40 µs)" in text  # predict_on_batch: the same figures on both sides
         assert "predict's phases under each Keras" in text
         assert "+" in text.split("predict's phases under each Keras")[1].split("tf.data pipeline")[1][:200]
         assert "model.predict takes 23x the time" in text  # the Keras 2 run's own findings
@@ -138,7 +139,7 @@ def test_side_by_side_verdicts_never_show_a_ratio_below_one_nor_judge_few_calls(
     few = views.keras_pairs(views.keras_sides(both(66.0, 4.7, calls=3)))
     assert next(p for p in few if p.name == "predict").verdict_text == "no verdict (n=3 and n=3; at least 5 each)"
     noisy = views.keras_pairs(views.keras_sides(both(5.0, 4.0, predict_iqr_ms=2.0)))
-    assert next(p for p in noisy if p.name == "predict").verdict_text == "same within the noise"
+    assert next(p for p in noisy if p.name == "predict").verdict_text == "within the noise (±4 ms)"
 
 
 def test_kdiag_compare_works_on_both_reports_and_says_which_run_it_compared(tmp_path):

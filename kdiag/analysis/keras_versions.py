@@ -78,10 +78,11 @@ def keras_versions(report: Report) -> List[Finding]:
     if not judged.beyond_noise:
         return [Finding(
             id=fid, severity="info",
-            title=f"predict takes the same time under Keras 3 as under Keras 2 (tf-keras), within the noise: "
-                  f"{figures}",
-            evidence=evidence,
-            advice="Upgrading from Keras 2 to Keras 3 did not change predict's cost on this model beyond the noise.",
+            title=f"predict under Keras 3 and under Keras 2 (tf-keras) differ by less than the noise: {figures}",
+            evidence=evidence + [f"The medians differ by {duration(abs(judged.gap_s))}, within the noise of "
+                                 f"±{duration(judged.noise_s)} (the sum of both IQRs)."],
+            advice=("No measurable change in predict's cost between Keras 2 and Keras 3 on this model; for firmer "
+                    "figures raise --budget."),
             snippet="")]
     if ratio < 1.0:
         return [Finding(
