@@ -71,7 +71,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, unsafe: bool = False,
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, time_limit_s: float = 60.0,
-            out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None) -> Report:
+            out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None,
+            keras: Optional[str] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -95,6 +96,9 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     redact: report.to_markdown() shows local paths as ~, <python> and <model-dir> (default).
     progress: called with a ProgressUpdate (step k of N, elapsed, time left) as the run goes.
 
+    keras: "2" (tf-keras), "3" or "both" (side by side in one Report, `other_keras`); the other Keras
+        than this process's runs in a child process. None: this process's Keras.
+
     The Report renders itself: report.print(), report.to_markdown(), report.to_json().
 
     Options are checked exactly as the CLI checks them: a bad value raises KdiagError.
@@ -104,7 +108,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         input_shapes=dict(input_shapes or {}), strategies=None if strategies is None else tuple(strategies),
         budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
-        profile_calls=profile_calls, time_limit_s=time_limit_s, redact=redact,
+        profile_calls=profile_calls, time_limit_s=time_limit_s, redact=redact, keras=keras,
     )
     return run(config, progress=progress, out_dir=out_dir)
 
@@ -193,6 +197,10 @@ class _RunState:
 def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optional[Path] = None,
         work_dir: Optional[Path] = None) -> Report:
     """Carry out one validated RunConfig; see `inspect` for what each step does."""
+    from kdiag.engine.keras_child import current_keras
+
+    if config.keras not in (None, current_keras()):  # --keras both, or the Keras this process does not run
+        return _run_keras_sides(config, progress, out_dir, work_dir)
     selected = [BY_KEY[k] for k in dict.fromkeys(config.strategies)] if config.strategies else list(STRATEGIES)
     deadline = time.perf_counter() + config.time_limit_s if config.time_limit_s else None
     planned_profiles = (len(DEFAULT_PROFILES) + len(config.profile_strategies)) if config.profile else 0
@@ -273,6 +281,47 @@ def _time_limit_note(config: RunConfig, state: _RunState) -> str:
     elif state.time_needed_s:
         parts.append(f"Rerun with --time-limit {math.ceil(state.time_needed_s / 10) * 10:.0f} to measure it all.")
     return " ".join(parts)
+
+
+def _run_keras_sides(config: RunConfig, progress: Optional[Progress], out_dir: Optional[Path],
+                     work_dir: Optional[Path]) -> Report:
+    """--keras 2|3|both: this process's Keras here, first (a refusal comes once, from it), the other
+    in a child process whose run folder is `keras-N/` inside this run's. Under both, the Keras 3 run
+    is the Report and the Keras 2 run its `other_keras`; a Keras that cannot measure the model after
+    the other did is a note, not a failure."""
+    from kdiag.analysis.diagnose import diagnose
+    from kdiag.engine import keras_child
+
+    keras_child.require_tf_keras(config.keras)
+    plan = keras_child.sides(config)
+    steps = _Steps(progress, 1, None)
+
+    def say(stage: str, detail: str) -> None:  # the child's own steps, as details of this one
+        steps.update(f"{stage}: {detail}")
+
+    folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-keras-"))
+    if len(plan) == 1:  # --keras N, N not this process's
+        steps.next(f"Keras {plan[0]}", "in a child process")
+        measured = keras_child.run_child(config, plan[0], folder / f"keras-{plan[0]}", say)
+        return dataclasses.replace(measured, settings=dataclasses.replace(measured.settings, command=config.command))
+    here, there = plan
+    report = run(dataclasses.replace(config, keras=None), progress, out_dir, work_dir)
+    # The other side gets what is left of the limit, and never less than a short run needs.
+    left = None if not config.time_limit_s else max(20.0, config.time_limit_s - (report.settings.elapsed_s or 0.0))
+    steps.next(f"Keras {there}", "in a child process")
+    try:
+        other = keras_child.run_child(config, there, folder / f"keras-{there}", say, left)
+    except KdiagError as exc:
+        note = f"--keras both: {exc.message}; this report holds the {keras_child.LABELS[here]} run only."
+        return dataclasses.replace(report, notes=[note] + report.notes)
+    except KeyboardInterrupt:
+        note = (f"Interrupted by {stop_cause()} while measuring under {keras_child.LABELS[there]}: this report "
+                f"holds the {keras_child.LABELS[here]} run only.")
+        raise RunInterrupted(dataclasses.replace(report, incomplete=True, notes=[note] + report.notes)) from None
+    keras3, keras2 = (report, other) if here == "3" else (other, report)
+    both = dataclasses.replace(keras3, other_keras=keras2,
+                               settings=dataclasses.replace(keras3.settings, command=config.command))
+    return dataclasses.replace(both, findings=diagnose(both))
 
 
 def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: MeasureSettings,
@@ -584,6 +633,7 @@ def model_info(loaded: LoadedModel, inputs: ModelInputs) -> ModelInfo:
         compile_config=loaded.compile_config,
         keras_model=loaded.is_keras,
         directory=_model_directory(loaded),
+        keras2_signs=list(loaded.keras2_signs),
     )
 
 

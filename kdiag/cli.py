@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence, TextIO, Tuple
 
 from kdiag.version import __version__
-from kdiag.datamodel.config import RunConfig, parse_shape_overrides
+from kdiag.datamodel.config import KERAS_CHOICES, RunConfig, parse_shape_overrides
 from kdiag.datamodel.strategies import BY_KEY
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import FORMATS
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--no-profile", action="store_true", help="skip the cProfile passes")
     inspect.add_argument("--cpp", action="store_true",
                          help="also time the C++ floor: the exported SavedModel through the TF C API (cpp_baseline/)")
+    inspect.add_argument("--keras", choices=KERAS_CHOICES, default=None,
+                         help="which Keras runs the model: 3 (the default; 2 under TF_USE_LEGACY_KERAS=1), 2 "
+                              "(tf-keras, in a child process), or both side by side in one report (needs tf-keras: "
+                              "pip install kdiag[legacy])")
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
@@ -159,6 +163,10 @@ class InspectRequest:
 
 
 def request_from_args(args, argv) -> InspectRequest:
+    if args.keras is not None:
+        from kdiag.engine.keras_child import require_tf_keras
+
+        require_tf_keras(args.keras)  # before anything is claimed or run
     custom_objects = None
     if args.custom_objects:
         from kdiag.engine.custom_objects import load_custom_objects
@@ -182,6 +190,8 @@ def request_from_args(args, argv) -> InspectRequest:
         time_limit_s=args.time_limit,
         redact=not args.no_redact,
         command="kdiag " + " ".join(shlex.quote(a) for a in argv),
+        keras=args.keras,
+        custom_objects_file=args.custom_objects,
     )
     return InspectRequest(config, args.format, args.out, args.verbose)
 

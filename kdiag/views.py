@@ -13,7 +13,7 @@ import math
 from typing import Iterable, List, Optional
 
 from kdiag.datamodel.profile import ProfileResult
-from kdiag.datamodel.report import OutputCheck, Report, StrategyResult
+from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult
 from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED
 from kdiag.format import duration
 from kdiag.format import ratio as fmt_ratio
@@ -250,3 +250,97 @@ def inflation_text(profile: ProfileResult) -> str:
     # The profiled pass ran on a fresh instance at another moment; a machine that drifted
     # faster, or a noisy median, can make it come out quicker than the timing pass.
     return f"the profiled calls ran {1 / factor:.2f}x faster than the timing pass (machine drift or noise)"
+
+
+# --- Keras 2 and Keras 3 side by side (--keras both) -------------------------------------
+
+
+def keras_label(report: Report) -> str:
+    """"Keras 2 (tf-keras 2.21.0)" or "Keras 3 (3.15.1)": which Keras a run measured."""
+    env = report.environment
+    return f"Keras 2 (tf-keras {env.keras})" if env.legacy_keras else f"Keras 3 ({env.keras})"
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasSides:
+    """One model measured under both Keras versions; the older first, as in "after upgrading"."""
+
+    keras2: Report
+    keras3: Report
+
+
+def keras_sides(report: Report) -> Optional[KerasSides]:
+    """The two runs of a `--keras both` report; None for a run under one Keras."""
+    other = report.other_keras
+    if other is None or other.environment.legacy_keras == report.environment.legacy_keras:
+        return None
+    return KerasSides(other, report) if other.environment.legacy_keras else KerasSides(report, other)
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasPair:
+    """One strategy under Keras 2 and under Keras 3 (None on a side that does not list it)."""
+
+    name: str
+    keras2: Optional[StrategyResult]
+    keras3: Optional[StrategyResult]
+
+    def judgement(self, iqrs: float = 1.0) -> Optional[Judgement]:
+        """Keras 3 against Keras 2 under the one noise rule; None unless both sides were timed."""
+        if median(self.keras2) is None or median(self.keras3) is None:
+            return None
+        if median(self.keras3) >= median(self.keras2):
+            return judge(self.keras3, self.keras2, iqrs)
+        return judge(self.keras2, self.keras3, iqrs)
+
+    @property
+    def keras3_over_keras2(self) -> Optional[float]:
+        """Keras 3's median / Keras 2's: above 1 when Keras 3 is the slower."""
+        if median(self.keras2) is None or median(self.keras3) is None:
+            return None
+        return median(self.keras3) / median(self.keras2)
+
+    @property
+    def verdict_text(self) -> str:
+        """"Keras 3 14.0x slower", "Keras 3 3.10x faster", "within the noise (±1.2 ms)", or why not judged:
+        a ratio only where the noise rule supports one, and never below 1."""
+        judged = self.judgement()
+        if judged is None:
+            return "—"
+        if not judged.enough_calls:
+            return f"no verdict ({judged.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each)"
+        if not judged.beyond_noise:
+            return f"within the noise (±{duration(judged.noise_s)})"
+        return f"Keras 3 {times_text(self.keras3_over_keras2)}"
+
+
+def keras_pairs(sides: KerasSides) -> List[KerasPair]:
+    """Every strategy of either run, in the Keras 3 run's order (fastest first), Keras 2-only ones last."""
+    names = [row.result.name for row in strategy_rows(sides.keras3)]
+    names += [r.name for r in sides.keras2.strategies if r.name not in names]
+    return [KerasPair(name, sides.keras2.strategy(name), sides.keras3.strategy(name)) for name in names]
+
+
+def keras2_run_findings(sides: KerasSides) -> List[Finding]:
+    """The Keras 2 run's own findings, less its advice to run --keras both (this is that run):
+    id "keras2-file" of kdiag.analysis.keras_versions, which sits above this module."""
+    return [f for f in sides.keras2.findings if f.id != "keras2-file"]
+
+
+def keras_cell(result: Optional[StrategyResult]) -> str:
+    """A strategy's median on one side, marked when noisy or when its outputs differ; why not, else."""
+    if result is None:
+        return "not run"
+    m = result.measurement
+    if not result.available or m is None or not m.count:
+        return result.reason.split(":", 1)[0] if result.reason else "not measured"
+    text = duration(m.median_s) + (" ~" if m.noisy else "")
+    return text + (" (outputs differ)" if outputs_differ(result) else "")
+
+
+def keras_phase_deltas(sides: KerasSides) -> List[PhaseDelta]:
+    """predict's phases under Keras 2 (before) and Keras 3 (after); empty unless both were profiled."""
+    before, after = sides.keras2.profile(PREDICT.name), sides.keras3.profile(PREDICT.name)
+    if before is None or after is None:
+        return []
+    return phase_deltas(before, sides.keras2.strategy(PREDICT.name), after, sides.keras3.strategy(PREDICT.name))

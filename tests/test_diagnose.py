@@ -49,10 +49,14 @@ def test_every_identity_in_the_data_model_has_code_that_prepares_it():
 
 
 def _threshold_references():
-    """(finding id, name) of every threshold(...) call in kdiag/diagnose.py, constants resolved."""
-    tree = ast.parse(inspect.getsource(dg))
+    """(finding id, name) of every threshold(...) call in kdiag/analysis/diagnose.py and the rule modules
+    whose thresholds its table holds, constants resolved."""
+    from kdiag.analysis import keras_versions
+
     found = set()
-    for func in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]:
+    functions = [n for module in (dg, keras_versions) for n in ast.walk(ast.parse(inspect.getsource(module)))
+                 if isinstance(n, ast.FunctionDef)]
+    for func in functions:
         local_ids = {}
         for node in ast.walk(func):
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):

@@ -116,4 +116,7 @@ def _warnings(before: Report, after: Report) -> List[str]:
     after_scenarios = [p.scenario for p in after.profiles]
     lines += [f"{s} was profiled only before" for s in before_scenarios if s not in after_scenarios]
     lines += [f"{s} was profiled only after" for s in after_scenarios if s not in before_scenarios]
+    lines += [f"the {which} report holds runs under two Keras versions (--keras both): its "
+              f"{views.keras_label(report)} run is the one compared"
+              for which, report in (("before", before), ("after", after)) if report.other_keras is not None]
     return lines

@@ -25,6 +25,7 @@ import dataclasses
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from kdiag import views
+from kdiag.analysis.keras_versions import KERAS2_FILE, KERAS_VERSIONS, THRESHOLD_ROWS, keras2_file, keras_versions
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import TRACING, ProfileResult
 from kdiag.datamodel.report import Finding, Report, StrategyResult
@@ -42,10 +43,10 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 #: Every finding, in the order a user needs them (see the module docstring).
 FINDING_ORDER = (
     "outputs-differ", "training-dependent-layers",
-    "predict-overhead",
+    "predict-overhead", KERAS_VERSIONS,
     "advice-backfires",
     "compile-slowdown", "retracing", "eager-slow", "compile-no-effect",
-    "compute-bound", "floor-gap",
+    "compute-bound", "floor-gap", KERAS2_FILE,
     "not-enough-calls", "noisy",
 )
 FINDING_IDS = FINDING_ORDER
@@ -110,6 +111,8 @@ THRESHOLDS: Tuple[Threshold, ...] = (
     Threshold("noisy", "iqr_over_median", NOISE_THRESHOLD,
               "a measurement whose IQR / median exceeds this is noisy (kdiag.datamodel.measurement.NOISE_THRESHOLD)"),
 )
+
+THRESHOLDS += tuple(Threshold(*row) for row in THRESHOLD_ROWS)  # Keras 2 against Keras 3 (keras_versions.py)
 
 _THRESHOLD_VALUES: Dict[Tuple[str, str], float] = {(t.finding_id, t.name): t.value for t in THRESHOLDS}
 
@@ -616,5 +619,5 @@ def outputs_differ(report: Report) -> List[Finding]:
 #: The rules in the order they run (the output order is FINDING_ORDER, not this).
 RULES: Tuple[Callable[[Report], List[Finding]], ...] = (
     predict_overhead, advice_backfires, compile_effect, retracing, eager_slow, training_dependent_layers,
-    compute_bound, floor_gap, not_enough_calls, noisy, outputs_differ,
+    compute_bound, floor_gap, not_enough_calls, noisy, outputs_differ, keras_versions, keras2_file,
 )

@@ -21,6 +21,9 @@ MAX_MIN_CALLS = 100_000
 MAX_BATCH_SIZE = 2**31 - 1  # TensorFlow's dimensions are int32; memory is checked separately
 MAX_PROFILE_CALLS = 1_000
 MAX_TIME_LIMIT_S = 86_400.0  # a day
+#: --keras: "2" (tf-keras), "3", or "both" side by side; None runs whatever Keras this process runs
+#: (Keras 3, or tf-keras under TF_USE_LEGACY_KERAS=1).
+KERAS_CHOICES = ("2", "3", "both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +52,10 @@ class RunConfig:
     time_limit_s: float = 60.0  # the whole run, loading to report; 0: no limit
     redact: bool = True  # report.md and redacted/*.prof show local paths as ~, <python>, <model-dir>
     command: str = ""  # how the run was started, for the report
+    keras: Optional[str] = None  # one of KERAS_CHOICES; None: this process's Keras
+    # The --custom-objects module file, so that a run under the other Keras (a child process) can
+    # load it too; `custom_objects` holds what it defined, for this process.
+    custom_objects_file: Optional[str] = None
 
     def __post_init__(self):
         if self.model is None and self.example is None:
@@ -73,6 +80,11 @@ class RunConfig:
             check_strategy_keys(self.strategies)
         object.__setattr__(self, "profile_strategies", tuple(self.profile_strategies))
         check_strategy_keys(self.profile_strategies)
+        if self.keras is not None:
+            object.__setattr__(self, "keras", str(self.keras))  # keras=2 from Python reads as "2"
+            if self.keras not in KERAS_CHOICES:
+                raise KdiagError(f"--keras must be one of {', '.join(KERAS_CHOICES)}, not {self.keras!r}",
+                                 "use --keras 2 (tf-keras), --keras 3 or --keras both")
 
     @property
     def wall_cap_s(self) -> float:

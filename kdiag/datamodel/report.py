@@ -77,6 +77,9 @@ class ModelInfo:
     # The absolute folder holding the model file or SavedModel ("" for an example or an object),
     # so report.md can show it as <model-dir>.
     directory: str = ""
+    # Why the file looks saved by Keras 2 (or 1), e.g. "its keras_version attribute is '2.2.4'";
+    # empty when nothing says so. Such a file may run differently under Keras 3: `--keras both`.
+    keras2_signs: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +149,11 @@ class Report:
     incomplete: bool = False
     schema_version: int = SCHEMA_VERSION
     kdiag_version: str = __version__  # of the kdiag that measured it
+    # `--keras both`: the same model measured under the other Keras, in its own process. This
+    # report is then the Keras 3 run and `other_keras` the Keras 2 (tf-keras) one, with its own
+    # settings, environment, strategies, profiles and findings; the findings that compare the two
+    # are this report's. None for a run under one Keras (and in reports made before it existed).
+    other_keras: Optional[Report] = None
 
     def strategy(self, name: str) -> Optional[StrategyResult]:
         return next((s for s in self.strategies if s.name == name), None)

@@ -19,6 +19,7 @@ from kdiag.engine import safety
 from kdiag.errors import KdiagError, first_line
 from kdiag.engine.h5probe import probe
 from kdiag.engine.inputs import InputSpec
+from kdiag.engine.keras_era import keras2_signs, saved_by_keras_version
 from kdiag.engine.limits import check_model_file_memory
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -47,6 +48,7 @@ class LoadedModel:
     saved_model_dir: Optional[Path] = None
     default_batch_size: Optional[int] = None  # an example's batch size
     load_notes: List[str] = dataclasses.field(default_factory=list)  # what Keras warned while loading
+    keras2_signs: List[str] = dataclasses.field(default_factory=list)  # why the file looks saved by Keras 2
 
     @property
     def is_keras(self) -> bool:
@@ -108,8 +110,9 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
         warnings.simplefilter("always")
         model = loader(False)
     load_time = time.perf_counter() - start
-    return _from_keras(model, path.stem, str(path), fmt, load_time, _compiled_factory(loader, compile_config),
-                       uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught))
+    loaded = _from_keras(model, path.stem, str(path), fmt, load_time, _compiled_factory(loader, compile_config),
+                         uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught))
+    return dataclasses.replace(loaded, keras2_signs=keras2_signs(path))
 
 
 def load_example(name: str) -> LoadedModel:
@@ -272,6 +275,24 @@ def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
     if refused is not None:
         return refused
     first = first_line(exc)
+    from kdiag.engine.tf import legacy_keras_requested
+
+    if legacy_keras_requested():
+        version = saved_by_keras_version(path)
+        if version is not None and version.startswith("3."):  # tf-keras cannot read what Keras 3 wrote
+            return KdiagError(
+                f"{path.name} could not be loaded by tf-keras (Keras 2): it was saved by Keras {version} "
+                f"({type(exc).__name__}: {first[:160]})",
+                "run it under Keras 3 with --keras 3; --debug shows the traceback",
+            )
+    else:
+        signs = keras2_signs(path)
+        if signs:  # Keras 3 reads most Keras 2 files, not all: tf-keras reads what Keras 2 wrote
+            return KdiagError(
+                f"{path.name} could not be loaded by Keras 3 ({type(exc).__name__}: {first[:200]}); it looks "
+                f"saved by Keras 2 ({signs[0]})",
+                "run it under tf-keras with --keras 2 (pip install kdiag[legacy]); --debug shows the traceback",
+            )
     return KdiagError(
         f"{path.name} could not be loaded by Keras ({type(exc).__name__}: {first[:200]})",
         "check that the file is complete and was saved by Keras; --debug shows the traceback",

@@ -26,7 +26,13 @@ def tf_and_keras():
             tf.config.list_physical_devices("GPU")
 
     if legacy_keras_requested():
-        import tf_keras as keras
+        try:
+            import tf_keras as keras
+        except ImportError as exc:  # TF_USE_LEGACY_KERAS=1 without tf-keras: one line, not a traceback
+            from kdiag.errors import KdiagError
+
+            raise KdiagError("TF_USE_LEGACY_KERAS=1 asks for tf-keras, which is not installed",
+                             "pip install kdiag[legacy], or unset TF_USE_LEGACY_KERAS") from exc
     else:
         import keras
     _quiet_absl()

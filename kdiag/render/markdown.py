@@ -126,7 +126,7 @@ class _Writer:
 def _render(report: Report, limits: Limits, limit: int, redact: bool = False, copies: bool = False) -> str:
     w = _Writer(limits, limit, redact, copies)
     body: List[str] = []
-    for section in (_command, _environment, _model, _strategies, _phases, _traces, _findings,
+    for section in (_command, _environment, _model, _keras_sides, _strategies, _phases, _traces, _findings,
                     _top_functions, _reproduce, _standalone_repro, _prof_files):
         lines = section(report, w)
         if lines:
@@ -283,6 +283,50 @@ def _model(report: Report, w: _Writer) -> List[str]:
                      "not measured" if stray is None else fmt.diff(stray)))
     lines = ["## Model", "", *_table(("field", "value"), rows)]
     return lines + (["", more] if more else [])
+
+
+def _keras_sides(report: Report, w: _Writer) -> List[str]:
+    """--keras both: every strategy's median and predict's phases under Keras 2 and Keras 3, side by side."""
+    sides = views.keras_sides(report)
+    if sides is None:
+        return []
+    old, new = views.keras_label(sides.keras2), views.keras_label(sides.keras3)
+    lines = [f"## {old} and {new} side by side", "",
+             f"Median per call; each Keras timed the model in its own process, on the same inputs; ~ marks a noisy "
+             f"measurement. The sections below are the {text_escape(new)} run's; report.json holds the "
+             f"{text_escape(old)} run in full (`other_keras`), and the run in a child process saved its own reports in "
+             "`keras-N/` of the run folder.", ""]
+    rows = []
+    for pair in views.keras_pairs(sides):
+        rows.append((w.cell(pair.name), w.cell(views.keras_cell(pair.keras2)), _count(pair.keras2),
+                     w.cell(views.keras_cell(pair.keras3)), _count(pair.keras3), w.cell(pair.verdict_text)))
+    lines += _table(("strategy", w.cell(old), "n", w.cell(new), "n", "Keras 3 vs Keras 2"), rows, "lrrrrl")
+    deltas = views.keras_phase_deltas(sides)
+    if deltas:
+        before, after = sides.keras2.profile(PREDICT.name), sides.keras3.profile(PREDICT.name)
+        lines += ["", "### predict's phases under each Keras", "",
+                  "ms per warm call: each run's cProfile shares scaled to its unprofiled median.", ""]
+        rows = [(w.cell(d.phase), _ms_value(d.before_ms), f"{d.share_before:.0%}", _ms_value(d.after_ms),
+                 f"{d.share_after:.0%}", w.cell(d.text)) for d in deltas]
+        rows.append(("traces per call (first call)", f"{before.traces_per_call:g} ({before.cold_traces})", "",
+                     f"{after.traces_per_call:g} ({after.cold_traces})", "", ""))
+        lines += _table(("phase", f"{w.cell(old)} ms", "share", f"{w.cell(new)} ms", "share",
+                         "Keras 3 − Keras 2"), rows, "lrrrrr")
+    if report.model.keras2_signs:
+        lines += ["", text_escape("The file looks saved by Keras 2: " + "; ".join(report.model.keras2_signs) + ".")]
+    findings = views.keras2_run_findings(sides)
+    if findings:
+        shown, more = w.take(findings, "findings of the Keras 2 run")
+        lines += ["", f"Findings of the {text_escape(old)} run:", "",
+                  *[f"- **{f.severity}** {text_escape(f.title)}" for f in shown]]
+        if more:
+            lines += ["", more]
+    return lines
+
+
+def _count(result: Optional[StrategyResult]) -> str:
+    m = result.measurement if result is not None else None
+    return str(m.count) if m is not None and result.available and m.count else ""
 
 
 def _strategies(report: Report, w: _Writer) -> List[str]:

@@ -137,6 +137,10 @@ def verdict(report: Report, width: int = 80, saved: bool = False) -> str:
 
 def report_parts(report: Report, width: int = 80, verbose: bool = False):
     yield from _header(report, verbose)
+    sides = views.keras_sides(report)
+    if sides is not None:  # --keras both
+        title = f"{views.keras_label(sides.keras2)} and {views.keras_label(sides.keras3)} side by side"
+        yield from _section(title, _keras_sides(report, verbose))
     yield from _section("Strategies", _strategies(report, width, verbose))
     if report.profiles:
         yield from _section("Where the time goes", _phases(report, width, verbose))
@@ -161,6 +165,50 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
     if kept:
         yield from _section("Profiles (kdiag view FILE opens one in snakeviz)", [_profile_files(kept, verbose)])
     yield Text("")
+
+
+def _keras_sides(report: Report, verbose: bool) -> List[RenderableType]:
+    """--keras both: every strategy's median and predict's phases under Keras 2 and Keras 3.
+
+    Call counts only with --verbose, so the table fits 80 columns; the verdict column wraps.
+    """
+    sides = views.keras_sides(report)
+    old, new = views.keras_label(sides.keras2), views.keras_label(sides.keras3)
+    table = Table(box=box.SIMPLE_HEAD, caption=f"Median per call, each Keras in its own process on the same "
+                  f"inputs; ~ = noisy. The sections below are the {new} run's; report.json holds the {old} "
+                  "run in full (other_keras), and its own reports are in keras-N/ of the run folder.",
+                  caption_justify="left")
+    table.add_column("strategy", no_wrap=True)
+    for name in ((old, "n", new, "n") if verbose else (old, new)):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("Keras 3 vs Keras 2")
+    for pair in views.keras_pairs(sides):
+        cells = ([views.keras_cell(pair.keras2), _count(pair.keras2), views.keras_cell(pair.keras3),
+                  _count(pair.keras3)] if verbose else [views.keras_cell(pair.keras2), views.keras_cell(pair.keras3)])
+        table.add_row(pair.name, *cells, pair.verdict_text)
+    parts: List[RenderableType] = [table]
+    deltas = views.keras_phase_deltas(sides)
+    if deltas:
+        phases = Table(box=box.SIMPLE_HEAD, title="predict's phases under each Keras: ms per warm call (cProfile "
+                       "shares scaled to each run's unprofiled median)", title_justify="left")
+        phases.add_column("phase", no_wrap=True)
+        for name in (old, new, "3 − 2"):
+            phases.add_column(name, justify="right", no_wrap=True)
+        for delta in deltas:
+            phases.add_row(delta.phase, f"{delta.before_ms:.2f} ms", f"{delta.after_ms:.2f} ms", delta.text)
+        parts.append(phases)
+    if report.model.keras2_signs:
+        parts.append(Text("The file looks saved by Keras 2: " + "; ".join(report.model.keras2_signs) + "."))
+    findings = views.keras2_run_findings(sides)
+    if findings:
+        parts.append(Text(f"Findings of the {old} run: " + "; ".join(f"[{f.severity}] {f.title}" for f in findings)
+                          + "."))
+    return parts
+
+
+def _count(result) -> str:
+    m = result.measurement if result is not None else None
+    return str(m.count) if m is not None and result.available and m.count else ""
 
 
 def _clipped(text: str, width: int, lines: int = 2) -> str:

@@ -1,0 +1,219 @@
+"""A run under the other Keras, in a child process: `kdiag inspect --keras 2|3|both`.
+
+Which Keras `tf.keras` and kdiag use is fixed when TensorFlow is imported (TF_USE_LEGACY_KERAS),
+so a run under the Keras this process does not run is a second, ordinary kdiag run in a child
+process: `python -I` with TF_USE_LEGACY_KERAS set for it, writing its own run folder, whose
+report.json this process reads back. Being an ordinary run, it goes through every check and
+refusal of kdiag.engine.safety before its Keras sees the file.
+
+`python -I` ignores PYTHON* variables, the user's site-packages and the working directory, so
+the child is handed this process's import path explicitly (the folder kdiag itself came from
+first): it imports the same kdiag, TensorFlow and tf-keras as this process. It runs from a
+private empty folder, with every path it is given made absolute.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel.report import Report, read_report
+from kdiag.errors import KdiagError
+
+# Progress callback, as kdiag.api's: (stage, detail).
+Progress = Callable[[str, str], None]
+
+LABELS = {"2": "Keras 2 (tf-keras)", "3": "Keras 3"}
+STOP_GRACE_S = 10.0  # between SIGTERM (the child saves what it measured) and SIGKILL
+ERROR_PREFIX = "kdiag: error: "
+
+# The child's first statement: this process's import path, then `python -m kdiag`.
+BOOTSTRAP = ("import json, runpy, sys; sys.path[:0] = json.loads(sys.argv.pop(1)); "
+             "runpy.run_module('kdiag', run_name='__main__', alter_sys=True)")
+
+
+def current_keras() -> str:
+    """"2" when this process runs tf-keras (TF_USE_LEGACY_KERAS=1), else "3"."""
+    from kdiag.engine.tf import legacy_keras_requested
+
+    return "2" if legacy_keras_requested() else "3"
+
+
+def tf_keras_installed() -> bool:
+    """Whether tf-keras can be imported, without importing it (nor TensorFlow)."""
+    try:
+        return importlib.util.find_spec("tf_keras") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require_tf_keras(keras: Optional[str]) -> None:
+    """Refuse --keras 2 or both, before anything runs, when tf-keras is missing."""
+    if keras in ("2", "both") and not tf_keras_installed():
+        raise KdiagError("tf-keras is not installed",
+                         "pip install kdiag[legacy] (--keras 2 and --keras both run the model under tf-keras)")
+
+
+def sides(config: RunConfig) -> List[str]:
+    """The Keras versions to run, the one this process runs first (a refusal comes from it, once)."""
+    here = current_keras()
+    if config.keras is None:
+        return [here]
+    if config.keras == "both":
+        return [here, "3" if here == "2" else "2"]
+    return [config.keras]
+
+
+def run_child(config: RunConfig, keras: str, out_dir: Path, say: Progress,
+              time_limit_s: Optional[float] = None) -> Report:
+    """Run `config` under Keras `keras` ("2" or "3") in a child process; its Report.
+
+    `out_dir` must not exist: the child's run folder (report.json, report.md, report.html,
+    repro.py, .prof files). The child's one-line refusal (exit 2) is raised here as a
+    KdiagError naming the Keras; any other failure as a RuntimeError with its last lines.
+    """
+    if keras == "2":
+        require_tf_keras(keras)
+    if not sys.executable:
+        raise KdiagError(f"--keras {config.keras} needs a child process, and this Python cannot start one",
+                         "run kdiag from a normal Python installation")
+    label = LABELS[keras]
+    with tempfile.TemporaryDirectory(prefix="kdiag-keras-") as private:
+        argv = child_arguments(config, keras, Path(out_dir), Path(private), time_limit_s)
+        # COLUMNS: the child's progress lines arrive whole, not wrapped at rich's default 80 columns.
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1" if keras == "2" else "0", "COLUMNS": "1000"}
+        say("load", f"{label}: starting a child process for it")
+        child = subprocess.Popen(child_command(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, cwd=private, env=env, text=True, errors="replace")
+        errors: List[str] = []
+        tail: deque = deque(maxlen=20)
+        try:
+            for line in child.stderr:
+                line = line.rstrip("\n")
+                if line.startswith(ERROR_PREFIX):
+                    errors.append(line[len(ERROR_PREFIX):])
+                elif _PROGRESS_LINE.match(line):
+                    stage, detail = _PROGRESS_LINE.match(line).groups()
+                    say(stage, f"{label}: {detail}")
+                elif line.strip():
+                    tail.append(line)
+            child.wait()
+        except BaseException:  # Ctrl-C, SIGTERM: the child stops too, saving what it measured
+            _stop(child)
+            raise
+        finally:
+            child.stderr.close()
+    if child.returncode == 2 and errors:
+        raise KdiagError(f"under {label}: {errors[-1]}")
+    if child.returncode != 0:
+        shown = "\n".join(list(tail)[-10:] + [ERROR_PREFIX + e for e in errors])
+        raise RuntimeError(f"the run under {label} (a child process) ended with exit status {child.returncode}:\n"
+                           f"{shown}")
+    return read_report(Path(out_dir) / "report.json")
+
+
+# The child's progress lines off a terminal: "kdiag: [  12.3 s, ≤ 48 s left] [3/16] prepare: predict".
+_PROGRESS_LINE = re.compile(r"^kdiag: \[[^\]]*\] (?:still at )?\[\d+/\d+\] ([^:]+): (.*)$")
+
+
+def child_command(argv: List[str]) -> List[str]:
+    return [sys.executable, "-I", "-c", BOOTSTRAP, json.dumps(import_path()), *argv]
+
+
+def import_path() -> List[str]:
+    """The folders this process imports from, kdiag's own first, the working directory left out (as
+    kdiag/__main__.py leaves it out: a `numpy.py` lying there must not be imported)."""
+    kdiag_root = str(Path(__file__).resolve().parents[2])
+    try:
+        cwd = os.path.realpath(os.getcwd())
+    except OSError:
+        cwd = None
+    entries = [kdiag_root]
+    for entry in sys.path:
+        if entry in ("", ".") or (cwd is not None and os.path.realpath(entry) == cwd) or entry in entries:
+            continue
+        entries.append(entry)
+    return entries
+
+
+def child_arguments(config: RunConfig, keras: str, out_dir: Path, private: Path,
+                    time_limit_s: Optional[float] = None) -> List[str]:
+    """`kdiag inspect` arguments that ask the child for what `config` asks, under Keras `keras`;
+    `time_limit_s`: the child's share of the time limit (default: the whole of it)."""
+    if config.model is not None and not isinstance(config.model, (str, os.PathLike)):
+        raise KdiagError(f"--keras {config.keras} needs a model file: an in-memory model cannot be loaded "
+                         f"under {LABELS[keras]}", "save it (model.save('model.keras')) and pass the path")
+    if config.custom_objects and not config.custom_objects_file:
+        raise KdiagError(f"--keras {config.keras} needs the custom objects as a module file for {LABELS[keras]}",
+                         "pass --custom-objects module.py (the file that defines them)")
+    argv = ["inspect"]
+    if config.example is not None:
+        argv += ["--example", config.example]
+    else:
+        argv.append(_absolute(config.model))
+    if config.inputs is not None:
+        argv += ["--inputs", _inputs_file(config.inputs, private)]
+    if config.batch_size is not None:
+        argv += ["--batch-size", str(config.batch_size)]
+    for name, dims in config.input_shapes.items():
+        shape = ",".join(str(d) for d in dims)
+        argv += ["--input-shape", f"{name}={shape}" if name else shape]
+    if config.strategies is not None:
+        argv += ["--strategies", ",".join(config.strategies)]
+    argv += ["--budget", repr(float(config.budget_s)), "--min-calls", str(config.min_calls)]
+    if config.unsafe:
+        argv.append("--unsafe")
+    if config.custom_objects_file:
+        argv += ["--custom-objects", _absolute(config.custom_objects_file)]
+    if config.cpp:
+        argv.append("--cpp")
+    if not config.profile:
+        argv.append("--no-profile")
+    if config.profile_strategies:
+        argv += ["--profile", ",".join(config.profile_strategies)]
+    argv += ["--profile-calls", str(config.profile_calls)]
+    limit = config.time_limit_s if time_limit_s is None else time_limit_s
+    argv += ["--time-limit", repr(float(limit))]
+    if not config.redact:
+        argv.append("--no-redact")
+    return argv + ["--keras", keras, "--format", "json", "--out", _absolute(out_dir)]
+
+
+def _absolute(path) -> str:
+    return str(Path(os.path.abspath(os.fspath(path))))
+
+
+def _inputs_file(inputs, private: Path) -> str:
+    """The user's inputs as a file the child can read: their own file, or arrays saved here."""
+    if isinstance(inputs, (str, os.PathLike)):
+        return _absolute(inputs)
+    import numpy as np
+
+    if isinstance(inputs, dict):
+        target = private / "inputs.npz"
+        np.savez(target, **{str(k): np.asarray(v) for k, v in inputs.items()})
+    else:
+        target = private / "inputs.npy"
+        np.save(target, np.asarray(inputs))
+    return str(target)
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """SIGTERM (the child saves what it measured and exits 143), then SIGKILL after a grace period."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
