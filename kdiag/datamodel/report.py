@@ -12,6 +12,8 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from kdiag.datamodel.beyond import (BatchSizeSweep, DataSizeSweep, MemoryLoop, MemoryLoops, OpBreakdown,
+                                    ThreadsEffect)
 from kdiag.datamodel.measurement import Measurement
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.errors import KdiagError, first_line
@@ -125,6 +127,12 @@ class Report:
     notes: List[str] = dataclasses.field(default_factory=list)
     incomplete: bool = False
     schema_version: int = SCHEMA_VERSION
+    # Beyond one batch (kdiag.datamodel.beyond); None when the step was off, or the report is older.
+    data_size_sweep: Optional[DataSizeSweep] = None
+    batch_size_sweep: Optional[BatchSizeSweep] = None
+    memory_loops: Optional[MemoryLoops] = None
+    op_breakdown: Optional[OpBreakdown] = None
+    threads_effect: Optional[ThreadsEffect] = None
 
     def strategy(self, name: str) -> Optional[StrategyResult]:
         return next((s for s in self.strategies if s.name == name), None)
@@ -197,6 +205,12 @@ def read_report(path: Union[str, Path]) -> Report:
 _DERIVED = {
     Measurement: ("median_s", "p90_s", "p99_s", "iqr_s", "calls_per_s", "noisy", "count"),
     ProfileResult: ("inflation",),
+    DataSizeSweep: ("crossover_samples", "spread_at_largest"),
+    BatchSizeSweep: ("knee_batch", "throughput"),
+    MemoryLoop: ("peak_rss_bytes", "growth_per_1000_calls_bytes", "growth_band_bytes", "total_growth_bytes",
+                 "growing"),
+    OpBreakdown: ("execution_share",),
+    ThreadsEffect: ("ratio",),
 }
 
 
