@@ -192,7 +192,7 @@ class BatchSizeSweep:
     strategy: str = ""
     points: List[tuple] = dataclasses.field(default_factory=list)  # (batch size, median seconds per call)
     runs_s: List[tuple] = dataclasses.field(default_factory=list)  # every timed call's seconds, per point
-    stopped_by: str = ""  # why the doubling stopped
+    stopped_by: str = ""  # why the doubling stopped: "batch 256 would take ~0.74 s, more than is left ..."
     budget_s: float = 0.0
     spent_s: float = 0.0
     reason: str = ""  # why no sweep ran
