@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
+from kdiag.datamodel.beyond import BatchSizeSweep, DataSizeSweep, MemoryLoops, OpBreakdown, ThreadsEffect
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
@@ -34,6 +35,13 @@ Progress = Callable[[str, str], None]
 
 # Profiled by default: the two scenarios of the TF 2.1-era "predict is slower after compile()" report.
 DEFAULT_PROFILES = (PREDICT.name, PREDICT_COMPILED.name)
+
+# Seconds each step beyond one batch may take (kdiag.engine.beyond); each step keeps to its own.
+DATA_SIZE_SWEEP_S = 6.0
+BATCH_SIZE_SWEEP_S = 2.0
+MEMORY_LOOPS_S = 10.0  # predict's loop and the best path's together
+OP_TRACE_S = 3.0
+THREADS_S = 12.0  # two child processes importing TensorFlow and loading the model included
 
 TRAINING_DEPENDENT = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
                       "GaussianDropout", "GaussianNoise", "BatchNormalization")
@@ -61,7 +69,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, unsafe: bool = False,
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, out_dir: Optional[Path] = None,
-            progress: Optional[Progress] = None) -> Report:
+            progress: Optional[Progress] = None, samples: Optional[Sequence[int]] = None, sweeps: bool = True,
+            memory_loops: bool = True, ops: bool = True) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -79,6 +88,9 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         compile(), plus these strategy keys, with this many warm calls each.
     out_dir: where the .prof files go (a new temporary folder, kept, when None).
     progress: called with (stage, detail) as the run goes.
+    samples, sweeps: the data-size sweep's sample counts (None: automatic), and whether to run the
+        data-size and batch-size sweeps at all; memory_loops: the sustained loops that watch RSS;
+        ops: the op breakdown (needs XProf: pip install kdiag[ops]) and the threads comparison.
 
     Options are checked exactly as the CLI checks them: a bad value raises KdiagError.
     """
@@ -87,7 +99,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         input_shapes=dict(input_shapes or {}), strategies=None if strategies is None else tuple(strategies),
         budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
-        profile_calls=profile_calls,
+        profile_calls=profile_calls, samples=None if samples is None else tuple(samples), sweeps=sweeps,
+        memory_loops=memory_loops, ops=ops,
     )
     return run(config, progress=progress, out_dir=out_dir)
 
@@ -107,6 +120,11 @@ class _RunState:
     profiles: List[ProfileResult] = dataclasses.field(default_factory=list)
     training_dependent_layers: List[str] = dataclasses.field(default_factory=list)
     training_true_max_abs_diff: Optional[float] = None
+    data_size_sweep: Optional[DataSizeSweep] = None
+    batch_size_sweep: Optional[BatchSizeSweep] = None
+    memory_loops: Optional[MemoryLoops] = None
+    op_breakdown: Optional[OpBreakdown] = None
+    threads_effect: Optional[ThreadsEffect] = None
 
     def report(self, incomplete: bool = False) -> Report:
         from kdiag.analysis.diagnose import diagnose
@@ -131,6 +149,11 @@ class _RunState:
             profiles=list(self.profiles),
             notes=list(self.loaded.load_notes) + self.notes,
             incomplete=incomplete,
+            data_size_sweep=self.data_size_sweep,
+            batch_size_sweep=self.batch_size_sweep,
+            memory_loops=self.memory_loops,
+            op_breakdown=self.op_breakdown,
+            threads_effect=self.threads_effect,
         )
         return dataclasses.replace(report, findings=diagnose(report))
 
@@ -165,6 +188,7 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
                     tempfile.mkdtemp(prefix="kdiag-profiles-"))
                 scenarios = profile_scenarios(state.results, config.profile_strategies)
                 state.profiles = run_profiles(ctx, state.results, scenarios, profile_dir, config.profile_calls, say)
+            beyond_one_batch(ctx, config, state, say)
             layers, stray = training_mode_check(ctx, state.reference_outputs)
             state.training_dependent_layers, state.training_true_max_abs_diff = layers, stray
             return state.report()
@@ -307,6 +331,33 @@ def run_profiles(ctx: StrategyContext, results: List[StrategyResult], scenarios:
             profiles.append(profile_scenario(strategy.name, make_call, out_dir, warm_calls,
                                              medians.get(strategy.name), legacy_keras_requested(), stem))
     return profiles
+
+
+def beyond_one_batch(ctx: StrategyContext, config: RunConfig, state: _RunState, say: Progress) -> None:
+    """The steps beyond one batch, each within its own budget: data size, batch size, memory over
+    many calls, and what the best path's execution is made of."""
+    from kdiag.engine import beyond
+
+    best = best_direct_path(state.results)
+    if config.sweeps:
+        state.data_size_sweep = beyond.data_size_step(ctx, state.results, best, config.samples,
+                                                      budget_s=DATA_SIZE_SWEEP_S, say=say)
+        state.batch_size_sweep = beyond.batch_size_step(ctx, best, budget_s=BATCH_SIZE_SWEEP_S, say=say)
+    if config.memory_loops:
+        state.memory_loops = beyond.memory_step(ctx, state.results, best, budget_s=MEMORY_LOOPS_S, say=say)
+    if config.ops:
+        state.op_breakdown = beyond.op_breakdown_step(ctx, best, budget_s=OP_TRACE_S, say=say)
+        state.threads_effect = beyond.threads_step(ctx, best, state.op_breakdown, budget_s=THREADS_S, say=say)
+
+
+def best_direct_path(results: List[StrategyResult]) -> Optional[StrategyResult]:
+    """The fastest path predict-overhead may recommend, measured and with matching outputs."""
+    from kdiag import views
+    from kdiag.analysis.diagnose import PREDICT_ALTERNATIVES
+
+    usable = [r for r in results if r.name in PREDICT_ALTERNATIVES and views.median(r) is not None
+              and views.outputs_match(r)]
+    return min(usable, key=views.median) if usable else None
 
 
 def training_mode_check(ctx: StrategyContext, reference: Optional[Outputs]):

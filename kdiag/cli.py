@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence, TextIO, Tuple
 
 from kdiag.version import __version__
-from kdiag.datamodel.config import RunConfig, parse_shape_overrides
+from kdiag.datamodel.config import RunConfig, parse_samples, parse_shape_overrides
 from kdiag.datamodel.strategies import BY_KEY
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import FORMATS
@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--no-profile", action="store_true", help="skip the cProfile passes")
     inspect.add_argument("--cpp", action="store_true",
                          help="also time the C++ floor: the exported SavedModel through the TF C API (cpp_baseline/)")
+    inspect.add_argument("--samples", metavar="N,N",
+                         help="sample counts for the data-size sweep (default: one batch, 256, 4096, 65536 "
+                              "as the time allows)")
+    inspect.add_argument("--no-sweeps", action="store_true",
+                         help="skip the data-size and batch-size sweeps")
+    inspect.add_argument("--no-memory-loop", action="store_true",
+                         help="skip the sustained loops that watch memory over many calls")
+    inspect.add_argument("--no-ops", action="store_true",
+                         help="skip the op breakdown (TensorFlow profiler + XProf) and the threads comparison")
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
@@ -169,6 +178,10 @@ def request_from_args(args, argv) -> InspectRequest:
         profile_strategies=_keys(args.profile),
         profile_calls=args.profile_calls,
         command="kdiag " + " ".join(shlex.quote(a) for a in argv),
+        samples=parse_samples(args.samples) if args.samples is not None else None,
+        sweeps=not args.no_sweeps,
+        memory_loops=not args.no_memory_loop,
+        ops=not args.no_ops,
     )
     return InspectRequest(config, args.format, args.out)
 

@@ -20,6 +20,8 @@ MAX_BUDGET_S = 600.0
 MAX_MIN_CALLS = 100_000
 MAX_BATCH_SIZE = 2**31 - 1  # TensorFlow's dimensions are int32; memory is checked separately
 MAX_PROFILE_CALLS = 1_000
+MAX_SAMPLE_COUNTS = 16  # --samples: counts in one sweep
+MAX_SAMPLES = 10**9  # --samples: one count; the memory each needs is checked separately
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,11 @@ class RunConfig:
     profile_strategies: Tuple[str, ...] = ()
     profile_calls: int = 10
     command: str = ""  # how the run was started, for the report
+    # Beyond one batch (kdiag.engine.beyond): the sweeps, the sustained memory loops, the op breakdown.
+    samples: Optional[Tuple[int, ...]] = None  # the data-size sweep's sample counts; None: automatic
+    sweeps: bool = True
+    memory_loops: bool = True
+    ops: bool = True
 
     def __post_init__(self):
         if self.model is None and self.example is None:
@@ -68,6 +75,11 @@ class RunConfig:
             check_strategy_keys(self.strategies)
         object.__setattr__(self, "profile_strategies", tuple(self.profile_strategies))
         check_strategy_keys(self.profile_strategies)
+        if self.samples is not None:
+            if not self.sweeps:
+                raise KdiagError("--samples sets the sweep that --no-sweeps turns off", "drop one of them")
+            check_sample_counts(self.samples)
+            object.__setattr__(self, "samples", tuple(sorted(set(self.samples))))
 
     @property
     def wall_cap_s(self) -> float:
@@ -88,6 +100,28 @@ def check_strategy_keys(keys) -> None:
     unknown = [k for k in keys if k not in BY_KEY]
     if unknown:
         raise KdiagError(f"unknown strategy {', '.join(map(repr, unknown))}", f"choose from: {', '.join(BY_KEY)}")
+
+
+def check_sample_counts(counts) -> None:
+    fix = "use e.g. --samples 32,256,4096"
+    if isinstance(counts, (str, bytes)) or not hasattr(counts, "__iter__"):
+        raise KdiagError(f"--samples must be a list of sample counts, not {counts!r}", fix)
+    counts = list(counts)
+    if not counts or len(counts) > MAX_SAMPLE_COUNTS:
+        raise KdiagError(f"--samples takes 1 to {MAX_SAMPLE_COUNTS} counts, not {len(counts)}", fix)
+    for count in counts:
+        _check_integer("--samples", count, low=1, high=MAX_SAMPLES, fix=fix)
+
+
+def parse_samples(text: str) -> Tuple[int, ...]:
+    """`--samples 256,4096` → (256, 4096); a count that is not a whole number gets one line."""
+    try:
+        counts = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise KdiagError(f"--samples {text!r} is not a list of whole numbers separated by commas",
+                         "use e.g. --samples 32,256,4096") from None
+    check_sample_counts(counts)
+    return counts
 
 
 def parse_shape_overrides(items) -> Dict[str, Tuple[int, ...]]:
