@@ -36,7 +36,9 @@ Progress = Callable[[str, str], None]
 # Profiled by default: the two scenarios of the TF 2.1-era "predict is slower after compile()" report.
 DEFAULT_PROFILES = (PREDICT.name, PREDICT_COMPILED.name)
 
-# Seconds each step beyond one batch may take (kdiag.engine.beyond); each step keeps to its own.
+# Seconds each step beyond one batch may take per second of --budget (kdiag.engine.beyond); each step
+# keeps to its own. At the default budget of 1 s they add about 20 s, plus the threads comparison on a
+# model whose time goes to graph execution.
 DATA_SIZE_SWEEP_S = 6.0
 BATCH_SIZE_SWEEP_S = 2.0
 MEMORY_LOOPS_S = 10.0  # predict's loop and the best path's together
@@ -339,15 +341,17 @@ def beyond_one_batch(ctx: StrategyContext, config: RunConfig, state: _RunState, 
     from kdiag.engine import beyond
 
     best = best_direct_path(state.results)
+    scale = config.budget_s  # the budgets above are per second of --budget
     if config.sweeps:
         state.data_size_sweep = beyond.data_size_step(ctx, state.results, best, config.samples,
-                                                      budget_s=DATA_SIZE_SWEEP_S, say=say)
-        state.batch_size_sweep = beyond.batch_size_step(ctx, best, budget_s=BATCH_SIZE_SWEEP_S, say=say)
+                                                      budget_s=DATA_SIZE_SWEEP_S * scale, say=say)
+        state.batch_size_sweep = beyond.batch_size_step(ctx, best, budget_s=BATCH_SIZE_SWEEP_S * scale, say=say)
     if config.memory_loops:
-        state.memory_loops = beyond.memory_step(ctx, state.results, best, budget_s=MEMORY_LOOPS_S, say=say)
+        state.memory_loops = beyond.memory_step(ctx, state.results, best, budget_s=MEMORY_LOOPS_S * scale, say=say)
     if config.ops:
-        state.op_breakdown = beyond.op_breakdown_step(ctx, best, budget_s=OP_TRACE_S, say=say)
-        state.threads_effect = beyond.threads_step(ctx, best, state.op_breakdown, budget_s=THREADS_S, say=say)
+        state.op_breakdown = beyond.op_breakdown_step(ctx, best, budget_s=OP_TRACE_S * scale, say=say)
+        state.threads_effect = beyond.threads_step(ctx, best, state.op_breakdown, budget_s=THREADS_S * scale,
+                                                   say=say)
 
 
 def best_direct_path(results: List[StrategyResult]) -> Optional[StrategyResult]:
