@@ -288,7 +288,7 @@ def _beyond_one_batch(report: Report):
         yield table
 
 
-def _data_size(sweep) -> Table:
+def _data_size(sweep):
     if sweep.reason or not sweep.counts:
         table = _kv_table("Data size: predict against loops, end to end")
         table.add_row("sweep", sweep.reason or "no sample count was measured")
@@ -296,10 +296,7 @@ def _data_size(sweep) -> Table:
             table.add_row("", line)
         return table
     table = Table(box=box.SIMPLE_HEAD, title=f"Data size: the whole array end to end, time per 1,000 samples "
-                  f"(chunks of {sweep.batch_size})", title_justify="left",
-                  caption=f"Crossover (predict within {CROSSOVER_WITHIN:.0%} of the fastest loop): "
-                          f"{views.crossover_text(sweep)}." + "".join(f" {line}." for line in sweep.skipped),
-                  caption_justify="left")
+                  f"(chunks of {sweep.batch_size})", title_justify="left")
     table.add_column("samples", justify="right", no_wrap=True)
     for series in sweep.series:
         table.add_column(series.strategy if series is sweep.predict else f"{series.strategy} loop", justify="right",
@@ -312,10 +309,12 @@ def _data_size(sweep) -> Table:
             cells.append(f"{fmt.duration(seconds * 1000 / n)} ({fmt.duration(seconds)})")
         cells.append(fmt.ratio(sweep.ratio_at(n)))
         table.add_row(*cells)
-    return table
+    # Below the table, not a caption: a caption wraps to the table's width.
+    notes = [f"Crossover (predict within {CROSSOVER_WITHIN:.0%} of the fastest loop): {views.crossover_text(sweep)}."]
+    return Group(table, *[Text(line) for line in notes + [f"{line}." for line in sweep.skipped]])
 
 
-def _batch_size(sweep) -> Table:
+def _batch_size(sweep):
     if sweep.reason or not sweep.points:
         table = _kv_table("Batch size")
         table.add_row(sweep.strategy or "best path", sweep.reason or "no batch size was measured")
@@ -324,14 +323,13 @@ def _batch_size(sweep) -> Table:
     where = (f"samples/s stop growing by more than {THROUGHPUT_GAIN:.0%} at batch {knee:,}: the batch a "
              f"server should collect" if knee is not None else
              f"samples/s were still growing at batch {sweep.points[-1][0]:,}")
-    table = Table(box=box.SIMPLE_HEAD, title=f"Batch size: {sweep.strategy}", min_width=60,
-                  title_justify="left", caption=f"{where}. The doubling stopped: {sweep.stopped_by}.", caption_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, title=f"Batch size: {sweep.strategy}", title_justify="left")
     for name in ("batch", "per call", "per sample", "samples/s"):
         table.add_column(name, justify="right", no_wrap=True)
     for (batch, seconds), (_, rate) in zip(sweep.points, sweep.throughput):
         table.add_row(f"{batch:,}" + (" ◀" if batch == knee else ""), fmt.duration(seconds),
                       fmt.duration(seconds / batch), f"{rate:,.0f}")
-    return table
+    return Group(table, Text(f"{where}. The doubling stopped: {sweep.stopped_by}."))
 
 
 def _memory_loops(loops) -> Table:
@@ -346,8 +344,8 @@ def _memory_loops(loops) -> Table:
         if loop.reason:
             table.add_row(loop.strategy, "", "", "", "", loop.reason)
             continue
-        table.add_row(loop.strategy, f"{loop.calls:,}", fmt.duration(loop.seconds), views.size_text(loop.peak_rss_bytes),
-                      views.growth_text(loop), views.memory_verdict(loop))
+        table.add_row(loop.strategy, f"{loop.calls:,}", fmt.duration(loop.seconds),
+                      views.size_text(loop.peak_rss_bytes), views.growth_text(loop), views.memory_verdict(loop))
     return table
 
 
