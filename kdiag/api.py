@@ -355,11 +355,13 @@ def beyond_one_batch(ctx: StrategyContext, config: RunConfig, state: _RunState, 
 
 
 def best_direct_path(results: List[StrategyResult]) -> Optional[StrategyResult]:
-    """The fastest path predict-overhead may recommend, measured and with matching outputs."""
+    """The fastest direct path (predict_on_batch, tf.function, the concrete function) measured with
+    matching outputs: the graph predict runs, called without predict's pipeline. XLA and the
+    SavedModel are other runtimes: their differences are not predict's overhead."""
     from kdiag import views
-    from kdiag.analysis.diagnose import PREDICT_ALTERNATIVES
+    from kdiag.datamodel.strategies import DIRECT_PATHS
 
-    usable = [r for r in results if r.name in PREDICT_ALTERNATIVES and views.median(r) is not None
+    usable = [r for r in results if r.name in DIRECT_PATHS and views.median(r) is not None
               and views.outputs_match(r)]
     return min(usable, key=views.median) if usable else None
 

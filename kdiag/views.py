@@ -280,14 +280,20 @@ def crossover_text(sweep: DataSizeSweep, within: float = CROSSOVER_WITHIN) -> st
 
 
 def growth_text(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> str:
-    """"+2.1 MB per 1,000 calls (95% band +1.9 MB to +2.3 MB) over 1,000 calls", or why there is no slope."""
+    """"2.1 MB per 1,000 calls (95% band 1.9 MB to 2.3 MB) over 1,000 calls", or why there is no slope.
+
+    A loop of fewer than 1,000 calls gives its fitted growth over the calls it made, not a figure
+    per 1,000 calls that it never reached.
+    """
     if loop.reason:
         return loop.reason
     band = loop.growth_band(confidence)
     if band is None:
         return f"no slope: {len(loop.points)} RSS samples over {loop.calls:,} calls are too few"
-    return (f"{size_text(loop.growth_per_1000_calls_bytes)} per 1,000 calls ({confidence:.0%} band "
-            f"{size_text(band[0])} to {size_text(band[1])}) over {loop.calls:,} calls")
+    per = 1000 if loop.calls >= 1000 else loop.calls
+    scale = per / 1000
+    return (f"{size_text(loop.growth_per_1000_calls_bytes * scale)} per {per:,} calls ({confidence:.0%} band "
+            f"{size_text(band[0] * scale)} to {size_text(band[1] * scale)}) over {loop.calls:,} calls")
 
 
 def memory_verdict(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> str:
