@@ -196,9 +196,9 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
             return state.report()
         # What was timed is kept, however late the stop or the failure (the report itself included).
         except KeyboardInterrupt:
-            state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling or the "
-                                  "report): the figures are those measured before the interruption; the report "
-                                  "holds no profiles.")
+            state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling, the steps "
+                                  "beyond one batch or the report): the figures are those measured before the "
+                                  "interruption; the report holds no profiles.")
             state.profiles = []
             raise RunInterrupted(state.report(incomplete=True)) from None
         except Exception as exc:

@@ -58,6 +58,11 @@ def test_a_short_budget_leaves_out_the_largest_counts_and_fills_in_the_largest_d
     assert "would take ~4.1 s" in skipped[0] and "3 s budget" in skipped[0]
 
 
+def test_a_fixed_batch_rounds_the_automatic_counts_up_to_whole_batches():
+    counts, _ = sweeps.plan_counts(None, 100, lambda n: 0.0, 10.0, no_memory_limit, multiple=100)
+    assert counts == [100, 300, 4100, 65600]
+
+
 def test_requested_counts_are_measured_as_asked_and_never_filled_in():
     counts, skipped = sweeps.plan_counts([1000, 10, 10], 32, lambda n: n * 1e-3, 2.0, no_memory_limit)
     assert counts == [10, 1000] and skipped == []

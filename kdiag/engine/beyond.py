@@ -87,7 +87,7 @@ def data_size_step(ctx: StrategyContext, results: Sequence[StrategyResult], best
             paths.append(sweeps.loop_path(name, _chunked(ctx, name), batch, _median(results, name)))
         memory = sweeps.memory_check(_per_sample_bytes(ctx))
         return sweeps.data_size_sweep(paths, ctx.inputs.arrays, batch, best.name, budget_s, samples, memory,
-                                      progress=lambda what: say("sweep", f"data size: {what}"))
+                                      progress=lambda what: say("sweep", f"data size: {what}"), multiple=fixed or 1)
     except Exception as exc:
         return DataSizeSweep(batch, best.name, reason=_failed("the data-size sweep", exc), budget_s=budget_s)
 

@@ -121,16 +121,18 @@ def round_seconds(paths: Sequence[SweepPath], samples: int, batch: int) -> float
 
 
 def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[int], float], budget_s: float,
-                memory: Callable[[int], Optional[str]]) -> Tuple[List[int], List[str]]:
+                memory: Callable[[int], Optional[str]], multiple: int = 1) -> Tuple[List[int], List[str]]:
     """The counts to measure, smallest first, and a line for each one left out.
 
     `cost(n)`: estimated seconds of one run of every path on n samples; `memory(n)`: why n samples
     do not fit, or None. With no `requested` counts the list is automatic: one batch, then
     DEFAULT_SAMPLE_COUNTS; when one of those does not fit the budget, the largest doubling of the
-    last count that does fit takes its place.
+    last count that does fit takes its place. `multiple`: a model whose batch size is fixed takes only
+    whole batches, so the automatic counts are rounded up to multiples of it.
     """
     automatic = requested is None
-    counts = sorted({batch, *DEFAULT_SAMPLE_COUNTS} if automatic else set(requested))
+    defaults = {batch, *(math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS)}
+    counts = sorted(defaults if automatic else set(requested))
     if automatic:
         counts = [n for n in counts if n >= batch]
     chosen: List[int] = []
@@ -191,11 +193,12 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
                     budget_s: float, requested: Optional[Sequence[int]] = None,
                     memory: Optional[Callable[[int], Optional[str]]] = None,
                     clock: Callable[[], float] = time.perf_counter,
-                    progress: Callable[[str], None] = lambda what: None) -> DataSizeSweep:
+                    progress: Callable[[str], None] = lambda what: None, multiple: int = 1) -> DataSizeSweep:
     """Time every path end to end at each planned count; predict is `paths[0]`."""
     start = clock()
     memory = memory or (lambda n: None)
-    counts, skipped = plan_counts(requested, batch, lambda n: round_seconds(paths, n, batch), budget_s, memory)
+    counts, skipped = plan_counts(requested, batch, lambda n: round_seconds(paths, n, batch), budget_s, memory,
+                                  multiple)
     runs: Dict[Tuple[int, int], List[float]] = {}
     measured: List[int] = []
     for position, samples in enumerate(counts):
