@@ -55,7 +55,7 @@ def test_the_children_take_turns_until_each_has_enough_calls_and_the_budget_is_s
     clock = FakeClock()
     child, log = fake_children(clock, {1: 0.02, 2: 0.01})
     monkeypatch.setattr(threads, "_Child", child)
-    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4), "float32")}, budget_s=3.0,
+    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4), "float32")}, budget_s=8.0,
                                     cores=2, clock=clock)
     assert effect.reason == ""
     assert effect.one.count >= threads.MIN_CALLS and effect.many.count >= threads.MIN_CALLS
@@ -63,7 +63,7 @@ def test_the_children_take_turns_until_each_has_enough_calls_and_the_budget_is_s
     assert effect.load_s == pytest.approx(1.0)
     assert [n for n, _ in log[:4]] == [1, 2, 1, 2]  # turns alternate
     assert log[0][1] == 1  # the first turn is one call: it sets the pace
-    assert clock.now >= 3.0
+    assert clock.now >= 8.0
 
 
 def test_one_thread_faster_beyond_the_noise_reads_as_faster():
@@ -83,9 +83,16 @@ def test_a_child_that_fails_to_load_leaves_the_effect_not_measured_with_its_reas
     clock = FakeClock()
     child, _ = fake_children(clock, {1: 0.02, 2: 0.01}, fail=2)
     monkeypatch.setattr(threads, "_Child", child)
-    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4))}, 3.0, cores=2, clock=clock)
+    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4))}, 8.0, cores=2, clock=clock)
     assert effect.reason == ("not measured: the child process with 2 threads failed: OSError: no such SavedModel")
     assert effect.one is None and effect.ratio is None
+
+
+def test_a_budget_too_small_for_two_tensorflow_starts_spends_nothing(monkeypatch, tmp_path):
+    monkeypatch.setattr(threads, "_Child", None)  # starting one would fail the test
+    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4))}, 2.4, cores=2)
+    assert effect.reason.startswith("not measured: two TensorFlow processes need ~6 s to start, and this step's "
+                                    "budget is 2.4 s")
 
 
 def test_a_slow_start_uses_up_the_budget_and_says_so(monkeypatch, tmp_path):
@@ -98,13 +105,13 @@ def test_a_slow_start_uses_up_the_budget_and_says_so(monkeypatch, tmp_path):
             return None
 
     monkeypatch.setattr(threads, "_Child", Silent)
-    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4))}, 4.0, cores=2, clock=clock)
-    assert effect.reason == ("not measured: the child processes did not load the model within 3 s of this step's "
-                             "4 s budget")
+    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4))}, 8.0, cores=2, clock=clock)
+    assert effect.reason == ("not measured: the child processes did not load the model within 6 s of this step's "
+                             "8 s budget")
 
 
 def test_one_core_has_nothing_to_compare(tmp_path):
-    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4))}, 4.0, cores=1)
+    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4))}, 8.0, cores=1)
     assert effect.reason == "not measured: one CPU core, so one thread is the core count"
 
 

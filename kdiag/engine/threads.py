@@ -35,12 +35,18 @@ TURN_SHARE = 0.1
 #: Loading may take this share of the budget at most.
 LOAD_SHARE = 0.75
 STOP_GRACE_S = 2.0
+#: Below this budget the children cannot even start (each imports TensorFlow): not measured, no time spent.
+MIN_BUDGET_S = 6.0
 
 
 def threads_effect(strategy: str, saved_model_dir: Path, arrays: Mapping[str, np.ndarray], budget_s: float,
                    cores: Optional[int] = None, clock: Callable[[], float] = time.monotonic) -> ThreadsEffect:
     """1 intra-op thread against `cores` (default: this machine's), on the SavedModel at `saved_model_dir`."""
     cores = cores or os.cpu_count() or 1
+    if budget_s < MIN_BUDGET_S:
+        return ThreadsEffect(strategy, cores, budget_s=budget_s,
+                             reason=f"not measured: two TensorFlow processes need ~{MIN_BUDGET_S:g} s to start, and "
+                                    f"this step's budget is {budget_s:.2g} s (a larger --budget gives it more)")
     if cores < 2:
         return ThreadsEffect(strategy, cores, budget_s=budget_s,
                              reason="not measured: one CPU core, so one thread is the core count")
