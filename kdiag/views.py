@@ -304,6 +304,9 @@ def memory_verdict(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> s
         return f"not judged: {len(loop.points)} RSS samples are too few for a slope"
     if loop.grows(confidence):
         return f"grows RSS by ~{size_text(loop.growth_per_1000_calls_bytes)} per 1,000 calls"
+    if loop.rises(confidence):
+        return (f"RSS rose by {size_text(loop.observed_growth_bytes)} over {loop.calls:,} calls in a few steps, not "
+                "steadily (as allocators and caches warm up): no steady growth measured")
     return f"no growth measured over {loop.calls:,} calls"
 
 

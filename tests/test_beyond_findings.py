@@ -121,6 +121,19 @@ def test_no_memory_finding_when_every_loop_stays_within_its_band():
     assert "no growth measured over 1,000 calls" in text
 
 
+def test_rss_that_rose_in_a_few_steps_is_said_so_and_is_no_finding():
+    points = [(c, 700_000_000 + 600_000 * (c >= 56) + 600_000 * (c >= 112)) for c in range(0, 192)]
+    stepped = b.MemoryLoop("concrete function", 191, 5.0, 20, 0.5, points)
+    report = with_parts(memory_loops=b.MemoryLoops([leak("predict", 0), stepped], 10.0))
+    assert "memory-growth" not in [f.id for f in report.findings]
+    assert ("RSS rose by 1.2 MB over 191 calls in a few steps, not steadily (as allocators and caches warm up): no "
+            "steady growth measured") in md.render(report)
+    # A growing predict next to it: the stepped loop is not offered as the flat alternative.
+    report = with_parts(memory_loops=b.MemoryLoops([leak("predict", 2100), stepped], 10.0))
+    finding = only(report, "memory-growth")
+    assert finding.title == "predict grows RSS by ~2.1 MB per 1,000 calls" and finding.strategy is None
+
+
 def threads(one, many):
     return b.ThreadsEffect("SavedModel serve (the exported graph)", 2,
                            Measurement("one", 0.1, tuple(one)), Measurement("many", 0.1, tuple(many)), 12.0, 5.0)

@@ -100,6 +100,24 @@ def test_growth_beyond_the_band_but_below_the_practical_floors_is_not_reported()
     assert short.grows(minimum_total=0)
 
 
+def test_growth_in_a_few_steps_rises_but_is_not_steady_growth():
+    # RSS as a TensorFlow loop shows it while its allocators warm up: two jumps of ~600 kB, flat between.
+    points = [(c, 700_000_000 + 600_000 * (c >= 56) + 600_000 * (c >= 112)) for c in range(0, 192)]
+    loop = b.MemoryLoop("concrete function", 191, 5.0, 20, 0.5, points)
+    assert loop.rises() and loop.growth_band_bytes[0] > 0
+    assert loop.steady_parts() == 2
+    assert not loop.grows()
+    steady = _loop(1024, jitter=40_000)
+    assert steady.steady_parts() == b.GROWTH_PARTS
+
+
+def test_a_leak_in_regular_chunks_is_steady_over_a_long_enough_loop():
+    # 1 MB kept every 56 calls: over 1,000 calls every fifth of the loop holds three or four of them.
+    points = [(c, 700_000_000 + 1_000_000 * (c // 56)) for c in range(0, 1001, 5)]
+    loop = b.MemoryLoop("predict", 1000, 5.0, 20, 0.5, points)
+    assert loop.grows()
+
+
 def test_too_few_samples_give_no_fit_and_no_verdict():
     loop = b.MemoryLoop("predict", 5, 1.0, 3, 0.1, [(i, 1000 * i) for i in range(5)])
     assert loop.fit is None and loop.growth_band_bytes is None and not loop.grows()

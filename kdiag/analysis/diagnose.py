@@ -25,8 +25,8 @@ import dataclasses
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from kdiag import views
-from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, MIN_GROWTH_PER_1000_CALLS,
-                                    MIN_TOTAL_GROWTH, per_1000)
+from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, GROWTH_PARTS, MIN_GROWTH_PER_1000_CALLS,
+                                    MIN_STEADY_PARTS, MIN_TOTAL_GROWTH, STEADY_SHARE, per_1000)
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import TRACING, ProfileResult
 from kdiag.datamodel.report import Finding, Report, StrategyResult
@@ -121,6 +121,11 @@ THRESHOLDS: Tuple[Threshold, ...] = (
               "and the slope is at least this many bytes per 1,000 calls"),
     Threshold("memory-growth", "min_total_growth", MIN_TOTAL_GROWTH,
               "and the fitted growth over the whole loop is at least this many bytes"),
+    Threshold("memory-growth", "min_steady_parts", MIN_STEADY_PARTS,
+              f"and at least this many of the loop's {GROWTH_PARTS} equal parts each grew by steady_share of their "
+              "even share of the fitted growth: a leak grows all through, allocators and caches in a few steps"),
+    Threshold("memory-growth", "steady_share", STEADY_SHARE,
+              "the share of its even part of the growth that a part of the loop must reach to count as growing"),
     Threshold("intra-op-threads", "min_ratio", 1.1,
               "the faster of 1 intra-op thread and one per core must be at least this much faster"),
     Threshold("intra-op-threads", "noise_iqrs", 1.0,
@@ -610,13 +615,16 @@ def memory_growth(report: Report) -> List[Finding]:
     if loops is None:
         return []
     confidence = threshold(fid, "confidence")
-    limits = (confidence, threshold(fid, "min_growth_per_1000_calls"), threshold(fid, "min_total_growth"))
+    limits = (confidence, threshold(fid, "min_growth_per_1000_calls"), threshold(fid, "min_total_growth"),
+              int(threshold(fid, "min_steady_parts")), threshold(fid, "steady_share"))
     growing = [loop for loop in loops.loops if not loop.reason and loop.grows(*limits)]
     if not growing:
         return []
-    steady = [loop for loop in loops.loops if not loop.reason and loop.fit is not None and not loop.grows(*limits)]
+    # What does not rise at all, not even in warm-up steps, is what can be called flat.
+    steady = [loop for loop in loops.loops if not loop.reason and loop.fit is not None and not loop.rises(*limits[:3])]
     evidence = [f"{loop.strategy}: RSS {views.growth_text(loop, confidence)} in {duration(loop.seconds)}, after "
-                f"{loop.warmup_calls} warm-up calls; peak {views.size_text(loop.peak_rss_bytes)}."
+                f"{loop.warmup_calls} warm-up calls; {loop.steady_parts(limits[4])} of its {GROWTH_PARTS} parts grew "
+                f"steadily; peak {views.size_text(loop.peak_rss_bytes)}."
                 for loop in loops.loops if not loop.reason]
     names = ", ".join(loop.strategy for loop in growing)
     title = "; ".join(f"{loop.strategy} grows RSS by ~{views.size_text(loop.growth_per_1000_calls_bytes)} per 1,000 "

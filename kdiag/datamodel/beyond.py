@@ -34,6 +34,12 @@ GROWTH_CONFIDENCE = 0.95
 MIN_GROWTH_PER_1000_CALLS = 128 * 1024
 #: Nor growth whose fitted total over the loop is below this: a few pages, whatever the slope says.
 MIN_TOTAL_GROWTH = 256 * 1024
+#: A leak grows all through the loop; allocator arenas and caches grow in a few steps while they warm up
+#: and then stop. So the loop is cut into GROWTH_PARTS equal parts, and at least MIN_STEADY_PARTS of them
+#: must each grow by STEADY_SHARE of their even share of the fitted growth or more.
+GROWTH_PARTS = 5
+MIN_STEADY_PARTS = 4
+STEADY_SHARE = 0.5
 #: Fewer RSS samples than this give no slope worth a band.
 MIN_RSS_SAMPLES = 10
 
@@ -272,13 +278,36 @@ class MemoryLoop:
         fit = self.fit
         return fit.slope * self.calls if fit is not None else None
 
-    def grows(self, confidence: float = GROWTH_CONFIDENCE, minimum: float = MIN_GROWTH_PER_1000_CALLS,
+    @property
+    def observed_growth_bytes(self) -> Optional[int]:
+        """RSS at the loop's last sample minus its first."""
+        return self.points[-1][1] - self.points[0][1] if self.points else None
+
+    def steady_parts(self, share: float = STEADY_SHARE, parts: int = GROWTH_PARTS) -> int:
+        """How many of the loop's `parts` equal parts (by RSS sample) grew by at least `share` of
+        their even share of the fitted growth."""
+        total = self.total_growth_bytes
+        if total is None or total <= 0 or len(self.points) < parts + 1:
+            return 0
+        last = len(self.points) - 1
+        bounds = [round(i * last / parts) for i in range(parts + 1)]
+        rss = [r for _, r in self.points]
+        return sum(1 for a, b in zip(bounds, bounds[1:]) if rss[b] - rss[a] >= share * total / parts)
+
+    def rises(self, confidence: float = GROWTH_CONFIDENCE, minimum: float = MIN_GROWTH_PER_1000_CALLS,
               minimum_total: float = MIN_TOTAL_GROWTH) -> bool:
         """The whole band lies above zero, the slope is at least `minimum` bytes per 1,000 calls, and
-        the fitted growth over the loop at least `minimum_total` bytes."""
+        the fitted growth over the loop at least `minimum_total` bytes: RSS rose, steadily or not."""
         band = self.growth_band(confidence)
         return (band is not None and band[0] > 0 and self.growth_per_1000_calls_bytes >= minimum
                 and self.total_growth_bytes >= minimum_total)
+
+    def grows(self, confidence: float = GROWTH_CONFIDENCE, minimum: float = MIN_GROWTH_PER_1000_CALLS,
+              minimum_total: float = MIN_TOTAL_GROWTH, steady_parts: int = MIN_STEADY_PARTS,
+              steady_share: float = STEADY_SHARE) -> bool:
+        """RSS rose (`rises`), and steadily: at least `steady_parts` of the loop's parts carried their share."""
+        return (self.rises(confidence, minimum, minimum_total)
+                and self.steady_parts(steady_share) >= steady_parts)
 
     @property
     def growing(self) -> bool:
