@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--inputs", metavar="FILE", help="your own inputs: .npy (one input) or .npz (by name)")
     inspect.add_argument("--strategies", metavar="A,B", help=f"only these: {','.join(BY_KEY)}")
     inspect.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
-                         help="timed seconds per strategy (default 1)")
+                         help="timed seconds per strategy (default 1); the sweeps, memory loops and op "
+                              "breakdown get their budgets in proportion")
     inspect.add_argument("--min-calls", type=int, default=5, metavar="N", help="timed calls at least (default 5)")
     inspect.add_argument("--format", choices=FORMATS, default="terminal", help="what to print on stdout")
     inspect.add_argument("--unsafe", action="store_true",

@@ -86,6 +86,11 @@ def test_a_slow_call_stops_at_its_budget_and_is_sampled_every_call():
     assert [c for c, _ in loop.points] == list(range(loop.calls + 1))
 
 
+def test_a_budget_too_small_for_a_slope_runs_nothing():
+    loop = sustained_loop("predict", lambda: pytest.fail("called"), budget_s=0.2)
+    assert loop.reason.startswith("not measured: a sustained loop needs 0.5 s at least, and its budget is 0.2 s")
+
+
 def test_the_loop_never_runs_past_ten_seconds_whatever_the_budget():
     clock = FakeClock()
 

@@ -90,6 +90,12 @@ def test_without_xprof_the_breakdown_names_the_extra_that_installs_it(monkeypatc
     assert breakdown.ops == [] and called == []  # nothing traced for nothing
 
 
+def test_a_budget_too_small_for_a_trace_traces_nothing(monkeypatch):
+    monkeypatch.setattr(ops, "xprof_version", lambda: "2.24.2")
+    breakdown = ops.op_breakdown("concrete function", lambda: pytest.fail("called"), budget_s=0.06)
+    assert breakdown.reason.startswith("not measured: a trace and its conversion take ~0.5 s, and this step's budget")
+
+
 @pytest.mark.slow
 def test_the_lstm_example_s_top_ops_cover_ninety_to_a_hundred_percent_of_its_traced_execution():
     pytest.importorskip("xprof", reason="XProf is in the test extra: pip install -e .[test]")

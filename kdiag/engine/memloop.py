@@ -18,6 +18,8 @@ from kdiag.datamodel.beyond import MemoryLoop
 TARGET_CALLS = 1000
 MAX_LOOP_S = 10.0
 TARGET_SAMPLES = 200
+#: Below this budget a loop gives too few calls for a slope: it is not run.
+MIN_BUDGET_S = 0.5
 #: The warm-up: this share of the budget, and at least this many calls.
 WARMUP_SHARE = 0.1
 MIN_WARMUP_CALLS = 3
@@ -34,6 +36,9 @@ def sustained_loop(strategy: str, call: Callable[[], object], budget_s: float, t
                    max_loop_s: float = MAX_LOOP_S, rss: Optional[Callable[[], int]] = None,
                    clock: Callable[[], float] = time.perf_counter) -> MemoryLoop:
     """Call `call` over and over, sampling RSS; the warm-up's calls and time count against `budget_s`."""
+    if budget_s < MIN_BUDGET_S:
+        return MemoryLoop(strategy, reason=f"not measured: a sustained loop needs {MIN_BUDGET_S:g} s at least, and its "
+                                           f"budget is {budget_s:.2g} s (a larger --budget gives it more)")
     rss = rss or process_rss()
     start = clock()
     warmup = 0

@@ -31,6 +31,8 @@ MIN_EXECUTION_SHARE = 0.5
 #: Traced calls at most; at least MIN_TRACED_CALLS whatever the budget.
 TRACED_CALLS = 5
 MIN_TRACED_CALLS = 2
+#: Starting and stopping the profiler and converting the trace take about this long whatever the calls.
+MIN_BUDGET_S = 0.5
 
 
 def xprof_version() -> Optional[str]:
@@ -54,6 +56,9 @@ def op_breakdown(strategy: str, call: Callable[[], object], budget_s: float, med
     version = xprof_version()
     if version is None:
         return OpBreakdown(strategy, reason=NOT_INSTALLED)
+    if budget_s < MIN_BUDGET_S:
+        return OpBreakdown(strategy, reason=f"not measured: a trace and its conversion take ~{MIN_BUDGET_S:g} s, and "
+                                            f"this step's budget is {budget_s:.2g} s (a larger --budget gives it more)")
     from kdiag.engine.tf import native_stderr_captured, tf_and_keras
 
     tf = tf_and_keras()[0]
