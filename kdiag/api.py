@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
+from kdiag.datamodel.beyond import BatchSizeSweep, DataSizeSweep, MemoryLoops, OpBreakdown, ThreadsEffect
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.datamodel.profile import ProfileResult
@@ -44,6 +45,15 @@ PROFILE_INFLATION = 2.0
 
 # Profiled by default: the two scenarios of the TF 2.1-era "predict is slower after compile()" report.
 DEFAULT_PROFILES = (PREDICT.name, PREDICT_COMPILED.name)
+
+# Seconds each step beyond one batch may take per second of --budget (kdiag.engine.beyond); each step
+# keeps to its own. At the default budget of 1 s they add about 20 s, plus the threads comparison on a
+# model whose time goes to graph execution.
+DATA_SIZE_SWEEP_S = 6.0
+BATCH_SIZE_SWEEP_S = 2.0
+MEMORY_LOOPS_S = 10.0  # predict's loop and the best path's together
+OP_TRACE_S = 3.0
+THREADS_S = 12.0  # two child processes importing TensorFlow and loading the model included
 
 TRAINING_DEPENDENT = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
                       "GaussianDropout", "GaussianNoise", "BatchNormalization")
@@ -72,7 +82,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, time_limit_s: float = 60.0,
             out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None,
-            keras: Optional[str] = None) -> Report:
+            keras: Optional[str] = None, samples: Optional[Sequence[int]] = None, sweeps: bool = True,
+            memory_loops: bool = True, ops: bool = True) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -98,6 +109,9 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
 
     keras: "2" (tf-keras), "3" or "both" (side by side in one Report, `other_keras`); the other Keras
         than this process's runs in a child process. None: this process's Keras.
+    samples, sweeps: the data-size sweep's sample counts (None: automatic), and whether to run the
+        data-size and batch-size sweeps at all; memory_loops: the sustained loops that watch RSS;
+        ops: the op breakdown (needs XProf: pip install kdiag[ops]) and the threads comparison.
 
     The Report renders itself: report.print(), report.to_markdown(), report.to_json().
 
@@ -109,6 +123,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
         profile_calls=profile_calls, time_limit_s=time_limit_s, redact=redact, keras=keras,
+        samples=None if samples is None else tuple(samples), sweeps=sweeps, memory_loops=memory_loops, ops=ops,
     )
     return run(config, progress=progress, out_dir=out_dir)
 
@@ -163,6 +178,11 @@ class _RunState:
     training_true_max_abs_diff: Optional[float] = None
     time_notes: List[str] = dataclasses.field(default_factory=list)  # what the time limit cut, besides rows
     time_needed_s: float = 0.0  # a time limit under which nothing would have been cut (an estimate)
+    data_size_sweep: Optional[DataSizeSweep] = None
+    batch_size_sweep: Optional[BatchSizeSweep] = None
+    memory_loops: Optional[MemoryLoops] = None
+    op_breakdown: Optional[OpBreakdown] = None
+    threads_effect: Optional[ThreadsEffect] = None
 
     def report(self, incomplete: bool = False) -> Report:
         from kdiag.analysis.diagnose import diagnose
@@ -190,6 +210,11 @@ class _RunState:
             profiles=list(self.profiles),
             notes=list(self.loaded.load_notes) + self.notes,
             incomplete=incomplete,
+            data_size_sweep=self.data_size_sweep,
+            batch_size_sweep=self.batch_size_sweep,
+            memory_loops=self.memory_loops,
+            op_breakdown=self.op_breakdown,
+            threads_effect=self.threads_effect,
         )
         return dataclasses.replace(report, findings=diagnose(report))
 
@@ -204,7 +229,8 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     selected = [BY_KEY[k] for k in dict.fromkeys(config.strategies)] if config.strategies else list(STRATEGIES)
     deadline = time.perf_counter() + config.time_limit_s if config.time_limit_s else None
     planned_profiles = (len(DEFAULT_PROFILES) + len(config.profile_strategies)) if config.profile else 0
-    steps = _Steps(progress, 2 + len(selected) + 1 + int(config.cpp) + planned_profiles + 2, deadline)
+    beyond = int(config.sweeps or config.memory_loops or config.ops)
+    steps = _Steps(progress, 2 + len(selected) + 1 + int(config.cpp) + planned_profiles + beyond + 2, deadline)
     steps.next("load", f"example {config.example}" if config.example else str(config.model))
     loaded = _load(config)
     steps.next("inputs", "building the input batch")
@@ -241,21 +267,24 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
                 profiles = run_profiles(ctx, state, scenarios, profile_dir, steps)
                 state.profiles = profiles if out_dir is not None else [
                     dataclasses.replace(p, prof_path="", cold_prof_path="") for p in profiles]
+            if config.sweeps or config.memory_loops or config.ops:
+                beyond_one_batch(ctx, config, state, steps)
             steps.next("training check", "model(x, training=True) against predict")
             layers, stray = training_mode_check(ctx, state.reference_outputs)
             state.training_dependent_layers, state.training_true_max_abs_diff = layers, stray
             steps.next("report", "findings")
-            if config.time_limit_s:
-                state.notes.insert(0, _time_limit_note(config, state))
+            note = _time_limit_note(config, state) if config.time_limit_s else ""
+            if note:
+                state.notes.insert(0, note)
             report = state.report()
             if report.settings.redact_paths and out_dir is not None:
                 write_redacted_profiles(report)
             return report
         # What was timed is kept, however late the stop or the failure (the report itself included).
         except KeyboardInterrupt:
-            state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling or the "
-                                  "report): the figures are those measured before the interruption; the report "
-                                  "holds no profiles.")
+            state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling, the steps "
+                                  "beyond one batch or the report): the figures are those measured before the "
+                                  "interruption; the report holds no profiles.")
             state.profiles = []
             raise RunInterrupted(state.report(incomplete=True)) from None
         except Exception as exc:
@@ -277,8 +306,8 @@ def _time_limit_note(config: RunConfig, state: _RunState) -> str:
         parts.append(f"Fewer than {config.min_calls} timed calls: {', '.join(short)}.")
     parts += state.time_notes
     if len(parts) == 1:
-        parts.append("Nothing was left out.")
-    elif state.time_needed_s:
+        return ""  # nothing was left out: the limit is in the report's settings
+    if state.time_needed_s:
         parts.append(f"Rerun with --time-limit {math.ceil(state.time_needed_s / 10) * 10:.0f} to measure it all.")
     return " ".join(parts)
 
@@ -534,6 +563,58 @@ def write_redacted_profiles(report: Report) -> None:
 # How the slow steps of preparing look while they run (the display keeps ticking meanwhile).
 _PREPARE_DETAIL = {"tflite": " (exporting and converting)", "xla": " (compiling with XLA)",
                    "savedmodel": " (exporting)", "predict-compiled": " (loading a compiled instance)"}
+
+
+def beyond_one_batch(ctx: StrategyContext, config: RunConfig, state: _RunState, steps: _Steps) -> None:
+    """The steps beyond one batch, each within its own budget: data size, batch size, memory over
+    many calls, and what the best path's execution is made of.
+
+    Under a time limit, each budget is also capped by its share of what is left (less the
+    report's reserve); a step whose share is gone is left out, and the report says so.
+    """
+    from kdiag.engine import beyond
+
+    steps.next("beyond one batch", "sweeps, memory over many calls, op breakdown")
+
+    def say(stage: str, detail: str) -> None:
+        steps.update(f"{stage}: {detail}")
+
+    best = best_direct_path(state.results)
+    wanted = {"sweeps": (DATA_SIZE_SWEEP_S + BATCH_SIZE_SWEEP_S) if config.sweeps else 0.0,
+              "memory": MEMORY_LOOPS_S if config.memory_loops else 0.0,
+              "ops": (OP_TRACE_S + THREADS_S) if config.ops else 0.0}
+    total = sum(wanted.values()) * config.budget_s  # the budgets above are per second of --budget
+    left = steps.left() - REPORT_RESERVE_S
+    scale = config.budget_s * min(1.0, max(0.0, left) / total) if total and math.isfinite(left) else config.budget_s
+    if scale < config.budget_s:
+        state.time_needed_s = max(state.time_needed_s, steps.elapsed() + total + REPORT_RESERVE_S)
+        state.time_notes.append(f"The steps beyond one batch ran on {scale / config.budget_s:.0%} of their "
+                                "budgets.")
+    if scale <= 0:
+        state.time_notes[-1] = "The steps beyond one batch were left out (no time left)."
+        return
+    if config.sweeps:
+        state.data_size_sweep = beyond.data_size_step(ctx, state.results, best, config.samples,
+                                                      budget_s=DATA_SIZE_SWEEP_S * scale, say=say)
+        state.batch_size_sweep = beyond.batch_size_step(ctx, best, budget_s=BATCH_SIZE_SWEEP_S * scale, say=say)
+    if config.memory_loops:
+        state.memory_loops = beyond.memory_step(ctx, state.results, best, budget_s=MEMORY_LOOPS_S * scale, say=say)
+    if config.ops:
+        state.op_breakdown = beyond.op_breakdown_step(ctx, best, budget_s=OP_TRACE_S * scale, say=say)
+        state.threads_effect = beyond.threads_step(ctx, best, state.op_breakdown, budget_s=THREADS_S * scale,
+                                                   say=say)
+
+
+def best_direct_path(results: List[StrategyResult]) -> Optional[StrategyResult]:
+    """The fastest direct path (predict_on_batch, tf.function, the concrete function) measured with
+    matching outputs: the graph predict runs, called without predict's pipeline. XLA and the
+    SavedModel are other runtimes: their differences are not predict's overhead."""
+    from kdiag import views
+    from kdiag.datamodel.strategies import DIRECT_PATHS
+
+    usable = [r for r in results if r.name in DIRECT_PATHS and views.median(r) is not None
+              and views.outputs_match(r)]
+    return min(usable, key=views.median) if usable else None
 
 
 def training_mode_check(ctx: StrategyContext, reference: Optional[Outputs]):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence, TextIO, Tuple
 
 from kdiag.version import __version__
-from kdiag.datamodel.config import KERAS_CHOICES, RunConfig, parse_shape_overrides
+from kdiag.datamodel.config import KERAS_CHOICES, RunConfig, parse_samples, parse_shape_overrides
 from kdiag.datamodel.strategies import BY_KEY
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import FORMATS
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--inputs", metavar="FILE", help="your own inputs: .npy (one input) or .npz (by name)")
     inspect.add_argument("--strategies", metavar="A,B", help=f"only these: {','.join(BY_KEY)}")
     inspect.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
-                         help="timed seconds per strategy (default 1)")
+                         help="timed seconds per strategy (default 1); the sweeps, memory loops and op "
+                              "breakdown get their budgets in proportion")
     inspect.add_argument("--min-calls", type=int, default=5, metavar="N", help="timed calls at least (default 5)")
     inspect.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
                          help="for the whole run, loading to report (default 60; 0: none): what would not fit is "
@@ -82,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="which Keras runs the model: 3 (the default; 2 under TF_USE_LEGACY_KERAS=1), 2 "
                               "(tf-keras, in a child process), or both side by side in one report (needs tf-keras: "
                               "pip install kdiag[legacy])")
+    inspect.add_argument("--samples", metavar="N,N",
+                         help="sample counts for the data-size sweep (default: one batch, 256, 4096, 65536 "
+                              "as the time allows)")
+    inspect.add_argument("--no-sweeps", action="store_true",
+                         help="skip the data-size and batch-size sweeps")
+    inspect.add_argument("--no-memory-loop", action="store_true",
+                         help="skip the sustained loops that watch memory over many calls")
+    inspect.add_argument("--no-ops", action="store_true",
+                         help="skip the op breakdown (TensorFlow profiler + XProf) and the threads comparison")
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
@@ -192,6 +202,10 @@ def request_from_args(args, argv) -> InspectRequest:
         command="kdiag " + " ".join(shlex.quote(a) for a in argv),
         keras=args.keras,
         custom_objects_file=args.custom_objects,
+        samples=parse_samples(args.samples) if args.samples is not None else None,
+        sweeps=not args.no_sweeps,
+        memory_loops=not args.no_memory_loop,
+        ops=not args.no_ops,
     )
     return InspectRequest(config, args.format, args.out, args.verbose)
 

@@ -10,9 +10,10 @@ def duration(seconds: Optional[float]) -> str:
     """Seconds as µs / ms / s with three significant figures."""
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return "—"
-    if seconds < 1e-3:
+    # Compared after rounding to three figures: 999.6 µs reads "1 ms", not "1e+03 µs".
+    if float(f"{seconds:.3g}") < 1e-3:
         return f"{seconds * 1e6:.3g} µs"
-    if seconds < 1:
+    if float(f"{seconds:.3g}") < 1:
         return f"{seconds * 1e3:.3g} ms"
     return f"{seconds:.3g} s"
 

@@ -12,6 +12,8 @@ import dataclasses
 import math
 from typing import Iterable, List, Optional
 
+from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, DataSizeSweep, MemoryLoop,
+                                    ThreadsEffect)
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult
 from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED
@@ -344,3 +346,90 @@ def keras_phase_deltas(sides: KerasSides) -> List[PhaseDelta]:
     if before is None or after is None:
         return []
     return phase_deltas(before, sides.keras2.strategy(PREDICT.name), after, sides.keras3.strategy(PREDICT.name))
+
+
+# --- beyond one batch -------------------------------------------------------------------
+
+
+def size_text(n: Optional[float]) -> str:
+    """A byte count with a sign where it has one: "+2.1 MB", "-512 kB" (decimal units, as RSS is quoted)."""
+    if n is None or n != n:
+        return "—"
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{sign}{n / scale:.3g} {unit}"
+    return f"{sign}{n:.0f} bytes"
+
+
+def crossover_text(sweep: DataSizeSweep, within: float = CROSSOVER_WITHIN) -> str:
+    """Where predict catches up with the best loop, in words: "from 4,096 samples" / "none up to 65,536 samples"."""
+    if sweep.largest is None:
+        return "not measured"
+    found = sweep.crossover(within)
+    if found is None:
+        return f"none up to {sweep.largest:,} samples"
+    return f"from {found:,} samples"
+
+
+def growth_text(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> str:
+    """"2.1 MB per 1,000 calls (95% band 1.9 MB to 2.3 MB) over 1,000 calls", or why there is no slope.
+
+    A loop of fewer than 1,000 calls gives its fitted growth over the calls it made, not a figure
+    per 1,000 calls that it never reached.
+    """
+    if loop.reason:
+        return loop.reason
+    band = loop.growth_band(confidence)
+    if band is None:
+        return f"no slope: {len(loop.points)} RSS samples over {loop.calls:,} calls are too few"
+    per = 1000 if loop.calls >= 1000 else loop.calls
+    scale = per / 1000
+    return (f"{size_text(loop.growth_per_1000_calls_bytes * scale)} per {per:,} calls ({confidence:.0%} band "
+            f"{size_text(band[0] * scale)} to {size_text(band[1] * scale)}) over {loop.calls:,} calls")
+
+
+def memory_verdict(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> str:
+    """What the loop shows: growth, or "no growth measured over N calls"."""
+    if loop.reason:
+        return loop.reason
+    if loop.fit is None:
+        return f"not judged: {len(loop.points)} RSS samples are too few for a slope"
+    if loop.grows(confidence):
+        return f"grows RSS by ~{size_text(loop.growth_per_1000_calls_bytes)} per 1,000 calls"
+    if loop.rises(confidence):
+        return (f"RSS rose by {size_text(loop.observed_growth_bytes)} over {loop.calls:,} calls in a few steps, not "
+                "steadily (as allocators and caches warm up): no steady growth measured")
+    return f"no growth measured over {loop.calls:,} calls"
+
+
+def threads_judgement(effect: Optional[ThreadsEffect], iqrs: float = 1.0) -> Optional[Judgement]:
+    """1 intra-op thread (`slow`) against the core count (`fast`) under the one noise rule; None unless both ran.
+
+    The ratio is above 1 when more threads help, below 1 when one thread is faster.
+    """
+    if effect is None or effect.one is None or effect.many is None or not effect.one.count or not effect.many.count:
+        return None
+    one = StrategyResult(effect.one.strategy, "", True, measurement=effect.one)
+    many = StrategyResult(effect.many.strategy, "", True, measurement=effect.many)
+    if median(one) is None or median(many) is None:
+        return None
+    return judge(one, many, iqrs)
+
+
+def threads_text(effect: ThreadsEffect, iqrs: float = 1.0) -> str:
+    """The threads effect with its noise band, or why it was not measured."""
+    if effect.reason:
+        return effect.reason
+    judged = threads_judgement(effect, iqrs)
+    if judged is None:
+        return "not measured"
+    one, many = median(judged.slow), median(judged.fast)
+    cores = f"{effect.cores} threads (one per core)"
+    head = (f"1 intra-op thread {duration(one)} vs {cores} {duration(many)} per call "
+            f"(n={judged.slow.measurement.count} and n={judged.fast.measurement.count})")
+    if not judged.enough_calls:
+        return f"{head}: {judged.not_enough_text}"
+    verdict = f"1 thread is {times_text(judged.ratio)}" if judged.beyond_noise else "within the noise"
+    return f"{head}: difference {duration(abs(judged.gap_s))}, noise band ±{duration(judged.noise_s)}: {verdict}"

@@ -9,8 +9,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Short budgets: tests check behaviour, not speed (speed lives in bench/).
-FAST = dict(budget_s=0.02, min_calls=2, max_wall_s=2.0, profile=False)
+# Short budgets: tests check behaviour, not speed (speed lives in bench/). The steps beyond one batch
+# have their own tests (test_beyond_*.py, test_sweeps.py, test_memloop.py, test_ops.py, test_threads.py).
+FAST = dict(budget_s=0.02, min_calls=2, max_wall_s=2.0, profile=False, sweeps=False, memory_loops=False, ops=False)
 
 
 @pytest.fixture(scope="session")

@@ -128,7 +128,9 @@ def test_sections_are_titled_and_set_apart():
     lines = text.splitlines()
     titles = [line.split(" ─")[0] for line in lines if re.match(r"^\S.* ─{3,}$", line)]
     assert titles == ["Strategies", "Where the time goes", "Findings, by measured gain (evidence, advice: --verbose)",
-                      "Not measured", "Notes", "Profiles (kdiag view FILE opens one in snakeviz)"]
+                      "Not measured", "Notes"]  # the .prof files: --verbose, and the line saying where the run was saved
+    verbose = render(_full_report(), width=80, verbose=True)
+    assert "Profiles (kdiag view FILE opens one in snakeviz) ─" in verbose
     for i, line in enumerate(lines):
         if line.split(" ─")[0] in titles:
             assert not lines[i - 1].strip(), f"no blank line before {line}"

@@ -94,7 +94,6 @@ def test_a_short_limit_leaves_steps_out_and_says_which(tmp_path):
     left_out = [s for s in report.strategies if s.reason.startswith("not measured: would take")]
     cut = left_out or [s for s in report.strategies if s.available and s.measurement.stopped_early]
     assert cut or "Not profiled" in note or "instead of 10" in note, note
-    assert "Rerun with --time-limit" in note or "Nothing was left out." not in note
     # Progress: steps counted up to the total, elapsed never going back.
     assert [u.step for u in updates] == sorted(u.step for u in updates)
     assert updates[-1].step == updates[-1].total_steps

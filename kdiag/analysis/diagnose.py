@@ -26,6 +26,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from kdiag import views
 from kdiag.analysis.keras_versions import KERAS2_FILE, KERAS_VERSIONS, THRESHOLD_ROWS, keras2_file, keras_versions
+from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, GROWTH_PARTS, MIN_GROWTH_PER_1000_CALLS,
+                                    MIN_STEADY_PARTS, MIN_TOTAL_GROWTH, STEADY_SHARE, per_1000)
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import TRACING, ProfileResult
 from kdiag.datamodel.report import Finding, Report, StrategyResult
@@ -45,8 +47,9 @@ FINDING_ORDER = (
     "outputs-differ", "training-dependent-layers",
     "predict-overhead", KERAS_VERSIONS,
     "advice-backfires",
-    "compile-slowdown", "retracing", "eager-slow", "compile-no-effect",
-    "compute-bound", "floor-gap", KERAS2_FILE,
+    "data-size",
+    "compile-slowdown", "retracing", "memory-growth", "eager-slow", "compile-no-effect",
+    "compute-bound", "intra-op-threads", "floor-gap", KERAS2_FILE,
     "not-enough-calls", "noisy",
 )
 FINDING_IDS = FINDING_ORDER
@@ -107,6 +110,26 @@ THRESHOLDS: Tuple[Threshold, ...] = (
               "best Python path's median / the fastest floor's median at or above this is a gap "
               "worth reporting (severity low, floor recommended); below it the finding is info"),
     Threshold("floor-gap", "noise_iqrs", 1.0,
+              "and the difference of medians must exceed this many times the sum of both IQRs"),
+    Threshold("data-size", "crossover_within", CROSSOVER_WITHIN,
+              "predict end to end within this fraction of the fastest loop's time has caught up with it; the "
+              "crossover is the smallest sample count from which it stays so at every larger count measured"),
+    Threshold("data-size", "high_ratio", 2.0,
+              "predict at or above this many times the fastest loop's time at the largest count: severity medium"),
+    Threshold("memory-growth", "confidence", GROWTH_CONFIDENCE,
+              "RSS grows when the whole band of the fitted slope (least squares, this confidence) lies above zero"),
+    Threshold("memory-growth", "min_growth_per_1000_calls", MIN_GROWTH_PER_1000_CALLS,
+              "and the slope is at least this many bytes per 1,000 calls"),
+    Threshold("memory-growth", "min_total_growth", MIN_TOTAL_GROWTH,
+              "and the fitted growth over the whole loop is at least this many bytes"),
+    Threshold("memory-growth", "min_steady_parts", MIN_STEADY_PARTS,
+              f"and at least this many of the loop's {GROWTH_PARTS} equal parts each grew by steady_share of their "
+              "even share of the fitted growth: a leak grows all through, allocators and caches in a few steps"),
+    Threshold("memory-growth", "steady_share", STEADY_SHARE,
+              "the share of its even part of the growth that a part of the loop must reach to count as growing"),
+    Threshold("intra-op-threads", "min_ratio", 1.1,
+              "the faster of 1 intra-op thread and one per core must be at least this much faster"),
+    Threshold("intra-op-threads", "noise_iqrs", 1.0,
               "and the difference of medians must exceed this many times the sum of both IQRs"),
     Threshold("noisy", "iqr_over_median", NOISE_THRESHOLD,
               "a measurement whose IQR / median exceeds this is noisy (kdiag.datamodel.measurement.NOISE_THRESHOLD)"),
@@ -480,9 +503,9 @@ def compute_bound(report: Report) -> List[Finding]:
                  and views.beyond_noise(base, alt, threshold(fid, "noise_iqrs")))
         if clear and speedup > best_speedup:
             best_alt, best_speedup = alt, speedup
-    evidence.append(f"Other batch sizes were not measured (this run used batch size {report.model.batch_size}).")
-    advice = ("The time goes into the model's own computation. A larger batch may give more samples per second; "
-              "kdiag did not measure that: re-run with --batch-size N to measure it.")
+    evidence += _execution_lines(report)
+    batch_line, advice = _batch_size_lines(report)
+    evidence.append(batch_line)
     if best_alt is not None:
         advice = (f"{best_alt.name} measured {fmt_ratio(best_speedup)} faster than {base.name} with matching "
                   "outputs. " + advice)
@@ -496,6 +519,174 @@ def compute_bound(report: Report) -> List[Finding]:
         strategy=best_alt.name if best_alt is not None else None,
         measured_speedup=best_speedup if best_alt is not None else None,
         outputs_match=True if best_alt is not None else None,
+    )]
+
+
+def _execution_lines(report: Report) -> List[str]:
+    """The op breakdown in a sentence, when one was listed."""
+    ops = report.op_breakdown
+    if ops is None or ops.reason or not ops.by_type:
+        return []
+    types = ", ".join(f"{t.name} {t.share:.0%}" for t in ops.by_type[:3])
+    return [f"Its execution by op type ({ops.calls} traced calls of {ops.strategy}, XProf): {types}."]
+
+
+def _batch_size_lines(report: Report) -> Tuple[str, str]:
+    """(evidence, advice) about other batch sizes: the sweep's answer, or that it was not measured."""
+    sweep = report.batch_size_sweep
+    if sweep is None or sweep.reason or len(sweep.points) < 2:
+        return (f"Other batch sizes were not measured (this run used batch size {report.model.batch_size}).",
+                "The time goes into the model's own computation. A larger batch may give more samples per second; "
+                "kdiag did not measure that: re-run with --batch-size N to measure it.")
+    rates = dict(sweep.throughput)
+    first, last = sweep.points[0][0], sweep.points[-1][0]
+    knee = sweep.knee()
+    line = (f"The batch-size sweep ran {sweep.strategy} from batch {first:,} ({rates[first]:,.0f} samples/s) to "
+            f"{last:,} ({rates[last]:,.0f} samples/s).")
+    if knee is None:
+        return line, (f"The time goes into the model's own computation. Samples/s were still growing at batch "
+                      f"{last:,}: a server that can collect larger batches gets more from each core.")
+    return line, (f"The time goes into the model's own computation. Samples/s stop growing by more than 10% at batch "
+                  f"{knee:,} ({rates[knee]:,.0f} samples/s): that is the batch size a server should collect.")
+
+
+def data_size(report: Report) -> List[Finding]:
+    """Where predict over a whole array catches up with a loop of the best path, by sample count."""
+    fid = "data-size"
+    sweep = report.data_size_sweep
+    if sweep is None or sweep.reason or not sweep.counts or sweep.predict is None:
+        return []
+    within = threshold(fid, "crossover_within")
+    counts, crossing = sweep.counts, sweep.crossover(within)
+    batch = sweep.batch_size
+    evidence = []
+    for n in counts:
+        best = sweep.best_at(n)
+        evidence.append(f"{n:,} samples: predict {duration(sweep.predict.seconds_at(n))} "
+                        f"({duration(per_1000(sweep.predict.seconds_at(n), n))} per 1,000), {best.strategy} loop "
+                        f"{duration(best.seconds_at(n))} ({duration(per_1000(best.seconds_at(n), n))} per 1,000): "
+                        f"predict takes {fmt_ratio(sweep.ratio_at(n))} its time.")
+    evidence += [f"{line}." for line in sweep.skipped]
+    recommended = usable(report, sweep.best_path)
+    largest = counts[-1]
+    ratio_largest = sweep.ratio_at(largest)
+    before = [n for n in counts if crossing is None or n < crossing]
+    fastest_gain = max((sweep.ratio_at(n) for n in before), default=None)
+    keep_for_bulk = f"keep it for bulk scoring of {crossing:,} samples or more" if crossing else ""
+    if crossing == counts[0]:
+        severity = "info"
+        title = (f"predict is within {within:.0%} of the fastest loop from {crossing:,} samples (one batch of "
+                 f"{batch}) up")
+        advice = (f"Keep predict for whole arrays: at every sample count measured (up to {largest:,}) it took "
+                  f"at most {1 + within:.2f}x the time of a loop of the fastest direct path.")
+    elif crossing is not None:
+        severity = "low"
+        title = (f"For fewer than {crossing:,} samples per call, {sweep.best_path} is up to {fmt_ratio(fastest_gain)} "
+                 f"faster; from {crossing:,} samples predict is within {within:.0%}")
+        at_crossing = (sweep.ratio_at(crossing) - 1) * 100
+        how_close = f"within {at_crossing:.0f}%" if at_crossing >= 0 else f"{-at_crossing:.0f}% faster"
+        advice = (f"For 1–{crossing - 1:,} samples per call, call {sweep.best_path} on chunks of {batch} (up to "
+                  f"{fmt_ratio(fastest_gain)} faster, measured end to end); from ~{crossing:,} samples predict is "
+                  f"{how_close} — {keep_for_bulk}.")
+    else:
+        severity = "medium" if ratio_largest >= threshold(fid, "high_ratio") else "low"
+        title = (f"predict stays {fmt_ratio(ratio_largest)} slower than a loop of {sweep.best_path} up to "
+                 f"{largest:,} samples: no crossover")
+        advice = (f"For every data size measured (up to {largest:,} samples), call {sweep.best_path} on chunks "
+                  f"of {batch} instead of predict: measured {fmt_ratio(fastest_gain)} faster at "
+                  f"{counts[0]:,} samples and {fmt_ratio(ratio_largest)} at {largest:,}.")
+    recommend = recommended is not None and crossing != counts[0]
+    if not recommend and crossing != counts[0]:
+        advice += f" ({sweep.best_path}'s outputs were not shown to match the reference, so it is not recommended.)"
+    return [Finding(
+        id=fid,
+        severity=severity,
+        title=title,
+        evidence=evidence,
+        advice=advice,
+        snippet=recommended.snippet if recommend else "",
+        strategy=sweep.best_path if recommend else None,
+        measured_speedup=fastest_gain if recommend else None,
+        outputs_match=True if recommend else None,
+    )]
+
+
+def memory_growth(report: Report) -> List[Finding]:
+    """RSS that grows over a sustained loop, beyond the fitted slope's band."""
+    fid = "memory-growth"
+    loops = report.memory_loops
+    if loops is None:
+        return []
+    confidence = threshold(fid, "confidence")
+    limits = (confidence, threshold(fid, "min_growth_per_1000_calls"), threshold(fid, "min_total_growth"),
+              int(threshold(fid, "min_steady_parts")), threshold(fid, "steady_share"))
+    growing = [loop for loop in loops.loops if not loop.reason and loop.grows(*limits)]
+    if not growing:
+        return []
+    # What does not rise at all, not even in warm-up steps, is what can be called flat.
+    steady = [loop for loop in loops.loops if not loop.reason and loop.fit is not None and not loop.rises(*limits[:3])]
+    evidence = [f"{loop.strategy}: RSS {views.growth_text(loop, confidence)} in {duration(loop.seconds)}, after "
+                f"{loop.warmup_calls} warm-up calls; {loop.steady_parts(limits[4])} of its {GROWTH_PARTS} parts grew "
+                f"steadily; peak {views.size_text(loop.peak_rss_bytes)}."
+                for loop in loops.loops if not loop.reason]
+    names = ", ".join(loop.strategy for loop in growing)
+    title = "; ".join(f"{loop.strategy} grows RSS by ~{views.size_text(loop.growth_per_1000_calls_bytes)} per 1,000 "
+                      "calls" for loop in growing)
+    if steady:
+        title += "; " + ", ".join(loop.strategy for loop in steady) + f" do{'es' if len(steady) == 1 else ''} not"
+    alternative = next((usable(report, loop.strategy) for loop in steady if usable(report, loop.strategy)), None)
+    advice = (f"{names} kept memory on every call of this loop, beyond the {confidence:.0%} band of the fit: in a "
+              "long-running process that adds up. ")
+    if alternative is not None:
+        steady_loop = next(loop for loop in steady if loop.strategy == alternative.name)
+        advice += (f"Call {alternative.name} in long-running loops instead: no growth measured over "
+                   f"{steady_loop.calls:,} calls, with matching outputs.")
+    else:
+        advice += "Re-run with a longer loop to see whether it levels off."
+    return [Finding(
+        id=fid,
+        severity="medium",
+        title=title,
+        evidence=evidence,
+        advice=advice,
+        snippet=alternative.snippet if alternative is not None else "",
+        strategy=alternative.name if alternative is not None else None,
+        outputs_match=True if alternative is not None else None,
+    )]
+
+
+def intra_op_threads(report: Report) -> List[Finding]:
+    """1 intra-op thread against one per core, when the difference is beyond the noise."""
+    fid = "intra-op-threads"
+    effect = report.threads_effect
+    judged = views.threads_judgement(effect, threshold(fid, "noise_iqrs"))
+    if judged is None or not judged.beyond_noise:
+        return []
+    ratio = judged.ratio
+    faster = max(ratio, 1 / ratio)
+    if faster < threshold(fid, "min_ratio"):
+        return []
+    evidence = [views.threads_text(effect, threshold(fid, "noise_iqrs")) + ".",
+                f"Measured on {effect.strategy} in two child processes taking turns (TensorFlow fixes its "
+                "thread pools when it starts)."]
+    if ratio > 1:
+        return [Finding(
+            id=fid,
+            severity="info",
+            title=f"{effect.cores} intra-op threads run the graph {fmt_ratio(ratio)} faster than 1",
+            evidence=evidence,
+            advice=("Keep TensorFlow's default of one intra-op thread per core. Processes that share this "
+                    "machine's cores share that gain too: give each server its own cores."),
+            snippet="",
+        )]
+    return [Finding(
+        id=fid,
+        severity="low",
+        title=f"1 intra-op thread runs the graph {fmt_ratio(1 / ratio)} faster than {effect.cores}",
+        evidence=evidence,
+        advice=("The ops are too small to gain from splitting across threads: set one intra-op thread before "
+                "TensorFlow starts."),
+        snippet="import tensorflow as tf\ntf.config.threading.set_intra_op_parallelism_threads(1)  # before any op",
     )]
 
 
@@ -620,4 +811,5 @@ def outputs_differ(report: Report) -> List[Finding]:
 RULES: Tuple[Callable[[Report], List[Finding]], ...] = (
     predict_overhead, advice_backfires, compile_effect, retracing, eager_slow, training_dependent_layers,
     compute_bound, floor_gap, not_enough_calls, noisy, outputs_differ, keras_versions, keras2_file,
+    data_size, memory_growth, intra_op_threads,
 )

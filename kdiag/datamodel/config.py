@@ -24,6 +24,8 @@ MAX_TIME_LIMIT_S = 86_400.0  # a day
 #: --keras: "2" (tf-keras), "3", or "both" side by side; None runs whatever Keras this process runs
 #: (Keras 3, or tf-keras under TF_USE_LEGACY_KERAS=1).
 KERAS_CHOICES = ("2", "3", "both")
+MAX_SAMPLE_COUNTS = 16  # --samples: counts in one sweep
+MAX_SAMPLES = 10**9  # --samples: one count; the memory each needs is checked separately
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,11 @@ class RunConfig:
     # The --custom-objects module file, so that a run under the other Keras (a child process) can
     # load it too; `custom_objects` holds what it defined, for this process.
     custom_objects_file: Optional[str] = None
+    # Beyond one batch (kdiag.engine.beyond): the sweeps, the sustained memory loops, the op breakdown.
+    samples: Optional[Tuple[int, ...]] = None  # the data-size sweep's sample counts; None: automatic
+    sweeps: bool = True
+    memory_loops: bool = True
+    ops: bool = True
 
     def __post_init__(self):
         if self.model is None and self.example is None:
@@ -85,6 +92,11 @@ class RunConfig:
             if self.keras not in KERAS_CHOICES:
                 raise KdiagError(f"--keras must be one of {', '.join(KERAS_CHOICES)}, not {self.keras!r}",
                                  "use --keras 2 (tf-keras), --keras 3 or --keras both")
+        if self.samples is not None:
+            if not self.sweeps:
+                raise KdiagError("--samples sets the sweep that --no-sweeps turns off", "drop one of them")
+            check_sample_counts(self.samples)
+            object.__setattr__(self, "samples", tuple(sorted(set(self.samples))))
 
     @property
     def wall_cap_s(self) -> float:
@@ -105,6 +117,28 @@ def check_strategy_keys(keys) -> None:
     unknown = [k for k in keys if k not in BY_KEY]
     if unknown:
         raise KdiagError(f"unknown strategy {', '.join(map(repr, unknown))}", f"choose from: {', '.join(BY_KEY)}")
+
+
+def check_sample_counts(counts) -> None:
+    fix = "use e.g. --samples 32,256,4096"
+    if isinstance(counts, (str, bytes)) or not hasattr(counts, "__iter__"):
+        raise KdiagError(f"--samples must be a list of sample counts, not {counts!r}", fix)
+    counts = list(counts)
+    if not counts or len(counts) > MAX_SAMPLE_COUNTS:
+        raise KdiagError(f"--samples takes 1 to {MAX_SAMPLE_COUNTS} counts, not {len(counts)}", fix)
+    for count in counts:
+        _check_integer("--samples", count, low=1, high=MAX_SAMPLES, fix=fix)
+
+
+def parse_samples(text: str) -> Tuple[int, ...]:
+    """`--samples 256,4096` → (256, 4096); a count that is not a whole number gets one line."""
+    try:
+        counts = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise KdiagError(f"--samples {text!r} is not a list of whole numbers separated by commas",
+                         "use e.g. --samples 32,256,4096") from None
+    check_sample_counts(counts)
+    return counts
 
 
 def parse_shape_overrides(items) -> Dict[str, Tuple[int, ...]]:

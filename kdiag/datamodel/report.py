@@ -12,6 +12,8 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
+from kdiag.datamodel.beyond import (BatchSizeSweep, DataSizeSweep, MemoryLoop, MemoryLoops, OpBreakdown,
+                                    ThreadsEffect)
 from kdiag.datamodel.measurement import Measurement
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.errors import KdiagError, first_line
@@ -154,6 +156,12 @@ class Report:
     # settings, environment, strategies, profiles and findings; the findings that compare the two
     # are this report's. None for a run under one Keras (and in reports made before it existed).
     other_keras: Optional[Report] = None
+    # Beyond one batch (kdiag.datamodel.beyond); None when the step was off, or the report is older.
+    data_size_sweep: Optional[DataSizeSweep] = None
+    batch_size_sweep: Optional[BatchSizeSweep] = None
+    memory_loops: Optional[MemoryLoops] = None
+    op_breakdown: Optional[OpBreakdown] = None
+    threads_effect: Optional[ThreadsEffect] = None
 
     def strategy(self, name: str) -> Optional[StrategyResult]:
         return next((s for s in self.strategies if s.name == name), None)
@@ -298,6 +306,12 @@ def upgrade_schema_1(data: Dict[str, Any]) -> Dict[str, Any]:
 _DERIVED = {
     Measurement: ("calls_per_s", "noisy"),
     ProfileResult: ("inflation",),
+    DataSizeSweep: ("crossover_samples", "spread_at_largest"),
+    BatchSizeSweep: ("knee_batch", "throughput"),
+    MemoryLoop: ("peak_rss_bytes", "growth_per_1000_calls_bytes", "growth_band_bytes", "total_growth_bytes",
+                 "growing"),
+    OpBreakdown: ("execution_share",),
+    ThreadsEffect: ("ratio",),
 }
 #: Written last, after the short fields, so a reader of the JSON sees the figures first.
 _LAST = {Measurement: ("samples_s",)}

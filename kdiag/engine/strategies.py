@@ -41,7 +41,11 @@ class StrategyContext:
 
     def keras_inputs(self):
         """The inputs packed as the Keras model takes them: one array, a list or a dict."""
-        arrays = self.inputs.arrays
+        return self.pack(self.inputs.arrays)
+
+    def pack(self, arrays: Dict[str, np.ndarray]):
+        """Arrays by input name (the run's inputs, or a chunk of other samples) packed as the Keras
+        model takes them: one array, a list or a dict."""
         names = [s.name for s in self.loaded.input_specs]
         if self.loaded.input_structure == "dict":
             return {n: arrays[n] for n in names}
@@ -70,12 +74,22 @@ class StrategyContext:
         return self._cache[key]
 
 
+#: A prepared call on a chunk of samples: arrays by input name (any batch size) -> outputs on the host.
+ChunkCall = Callable[[Dict[str, np.ndarray]], Outputs]
+
+
 @dataclasses.dataclass(frozen=True)
 class Strategy:
-    """A strategy's identity (from the data model) and the code that prepares its call."""
+    """A strategy's identity (from the data model) and the code that prepares its call.
+
+    `prepare_chunked`, where the strategy has one, prepares the same way of calling the model on
+    arrays given at each call, of any batch size: the data-size and batch-size sweeps feed it
+    chunks of other samples than the run's batch.
+    """
 
     identity: StrategyIdentity
     prepare: Callable[[StrategyContext], Callable[[], Outputs]]
+    prepare_chunked: Optional[Callable[[StrategyContext], ChunkCall]] = None
 
     @property
     def name(self) -> str:
@@ -193,6 +207,59 @@ def _xla(ctx):
     # call must include the XLA compilation, as it does for the user.
     fn = _serving_function(ctx, jit_compile=True)
     return lambda: to_host(fn(x))
+
+
+# --- the same strategies on chunks given at each call -------------------------------------
+# Each prepares what its zero-argument twin above prepares, and converts the chunk inside the
+# call, as a user feeding NumPy arrays must: a conversion is part of that path's cost.
+
+
+def _predict_on_batch_chunked(ctx) -> ChunkCall:
+    model = _require_keras(ctx, "predict_on_batch")
+    return lambda arrays: to_host(model.predict_on_batch(ctx.pack(arrays)))
+
+
+def _eager_chunked(ctx) -> ChunkCall:
+    model = _require_keras(ctx, "model(x)")
+    return lambda arrays: to_host(model(ctx.pack(arrays), training=False))
+
+
+def _tf_function_chunked(ctx) -> ChunkCall:
+    fn = ctx.cached("tf.function", lambda: _serving_function(ctx, jit_compile=False))
+    return lambda arrays: to_host(fn(ctx.pack(arrays)))
+
+
+def _concrete_chunked(ctx) -> ChunkCall:
+    tf = _tf()
+    concrete = _serving_function(ctx, jit_compile=False).get_concrete_function()
+    return lambda arrays: to_host(concrete(tf.nest.map_structure(tf.constant, ctx.pack(arrays))))
+
+
+def _xla_chunked(ctx) -> ChunkCall:
+    # XLA compiles once per input shape: a new chunk size pays a compilation on its first call.
+    fn = _serving_function(ctx, jit_compile=True)
+    return lambda arrays: to_host(fn(ctx.pack(arrays)))
+
+
+def _saved_model_chunked(ctx) -> ChunkCall:
+    if ctx.loaded.saved_model is not None:
+        signature = serving_signature(ctx.loaded.saved_model, ctx.loaded.source)
+        return lambda arrays: to_host(signature(**arrays))
+    try:
+        directory = export_saved_model(ctx)
+    except Exception as exc:
+        raise NotApplicable(f"model.export() failed: {first_line(exc)}") from exc
+    restored = _tf().saved_model.load(str(directory))
+    if getattr(restored, "serve", None) is not None:
+        return lambda arrays: to_host(restored.serve(ctx.pack(arrays)))
+    signature = serving_signature(restored, directory)
+    return lambda arrays: to_host(signature(**arrays))
+
+
+def predict_whole(ctx: StrategyContext, batch_size: int) -> ChunkCall:
+    """model.predict over a whole array, in batches of `batch_size`: the data-size sweep's baseline."""
+    model = _require_keras(ctx, "predict")
+    return lambda arrays: to_host(model.predict(ctx.pack(arrays), batch_size=batch_size, verbose=0))
 
 
 def export_saved_model(ctx: StrategyContext) -> Path:
@@ -335,12 +402,13 @@ def _resize_for_batch(interpreter, key, arrays) -> None:
 STRATEGIES: List[Strategy] = [
     Strategy(ids.PREDICT, _predict),
     Strategy(ids.PREDICT_COMPILED, _predict_compiled),
-    Strategy(ids.PREDICT_ON_BATCH, _predict_on_batch),
-    Strategy(ids.EAGER, _eager_call),
-    Strategy(ids.TF_FUNCTION, _tf_function),
-    Strategy(ids.CONCRETE, _concrete_function),
-    Strategy(ids.XLA, _xla),
-    Strategy(ids.SAVEDMODEL, _saved_model),
+    Strategy(ids.PREDICT_ON_BATCH, _predict_on_batch, _predict_on_batch_chunked),
+    Strategy(ids.EAGER, _eager_call, _eager_chunked),
+    Strategy(ids.TF_FUNCTION, _tf_function, _tf_function_chunked),
+    Strategy(ids.CONCRETE, _concrete_function, _concrete_chunked),
+    Strategy(ids.XLA, _xla, _xla_chunked),
+    Strategy(ids.SAVEDMODEL, _saved_model, _saved_model_chunked),
+    # TFLite's interpreter is resized and re-allocated for every new batch size: no chunked twin.
     Strategy(ids.TFLITE, _tflite),
 ]
 

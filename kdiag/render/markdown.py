@@ -26,6 +26,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 from kdiag.version import __version__
 from kdiag import format as fmt
 from kdiag import views
+from kdiag.datamodel.beyond import CROSSOVER_WITHIN, GROWTH_CONFIDENCE, THROUGHPUT_GAIN
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import PHASES, ProfileResult, TopFunction
 from kdiag.datamodel.redaction import HOME, MODEL_DIR, PYTHON, Redactor, redacted_prof_path
@@ -126,8 +127,8 @@ class _Writer:
 def _render(report: Report, limits: Limits, limit: int, redact: bool = False, copies: bool = False) -> str:
     w = _Writer(limits, limit, redact, copies)
     body: List[str] = []
-    for section in (_command, _environment, _model, _keras_sides, _strategies, _phases, _traces, _findings,
-                    _top_functions, _reproduce, _standalone_repro, _prof_files):
+    for section in (_command, _environment, _model, _keras_sides, _strategies, _phases, _traces, _beyond_one_batch,
+                    _findings, _top_functions, _reproduce, _standalone_repro, _prof_files):
         lines = section(report, w)
         if lines:
             body += lines + [""]
@@ -637,6 +638,104 @@ def _shell_path(path: str) -> str:
     if path.startswith(HOME + "/"):
         return HOME + "/" + shlex.quote(path[len(HOME) + 1:])
     return shlex.quote(path)
+
+
+# --- beyond one batch --------------------------------------------------------------------
+
+
+def _beyond_one_batch(report: Report, w: _Writer) -> List[str]:
+    """Data size, batch size, memory over many calls, the op breakdown and the threads effect."""
+    parts = [report.data_size_sweep, report.batch_size_sweep, report.memory_loops, report.op_breakdown,
+             report.threads_effect]
+    if all(part is None for part in parts):
+        return []
+    lines = ["## Beyond one batch", ""]
+    for section, part in zip((_data_size, _batch_size, _memory_loops, _op_breakdown, _threads), parts):
+        if part is not None:
+            lines += section(part, w) + [""]
+    return lines[:-1]
+
+
+def _data_size(sweep, w: _Writer) -> List[str]:
+    lines = ["### Data size: predict against loops, end to end", ""]
+    if sweep.reason or not sweep.counts:
+        lines.append(text_escape(sweep.reason or "No sample count was measured."))
+    else:
+        lines += [f"The whole array scored three ways, interleaved, at each sample count: "
+                  f"`model.predict(X, batch_size={sweep.batch_size})`, and loops over chunks of {sweep.batch_size}. "
+                  "Time per 1,000 samples (the whole array's time in brackets).", ""]
+        header = ["samples"] + [s.strategy if s is sweep.predict else f"{s.strategy} loop" for s in sweep.series]
+        rows = []
+        for n in sweep.counts:
+            cells = [f"{n:,}"]
+            for series in sweep.series:
+                seconds = series.seconds_at(n)
+                cells.append(f"{_ms(seconds * 1000 / n)} ({_ms(seconds)})")
+            rows.append(cells + [fmt.ratio(sweep.ratio_at(n))])
+        lines += _table([w.cell(h) for h in header] + ["predict / fastest loop"], rows, "r" * (len(header) + 1))
+        lines += ["", f"**Crossover** (predict within {CROSSOVER_WITHIN:.0%} of the fastest loop): "
+                      f"{views.crossover_text(sweep)}."]
+    if sweep.skipped:
+        shown, more = w.take(sweep.skipped, "left-out sample counts")
+        lines += ["", *[f"- {text_escape(line)}" for line in shown]] + (["", more] if more else [])
+    return lines
+
+
+def _batch_size(sweep, w: _Writer) -> List[str]:
+    lines = [f"### Batch size: {text_escape(sweep.strategy or 'the best path')}", ""]
+    if sweep.reason or not sweep.points:
+        return lines + [text_escape(sweep.reason or "No batch size was measured.")]
+    knee = sweep.knee()
+    shown, more = w.take(list(zip(sweep.points, sweep.throughput)), "batch sizes")
+    rows = [(f"**{batch:,}**" if batch == knee else f"{batch:,}", _ms(seconds), _ms(seconds / batch), f"{rate:,.0f}")
+            for (batch, seconds), (_, rate) in shown]
+    lines += _table(("batch", "per call", "per sample", "samples/s"), rows, "rrrr") + ([""] + [more] if more else [])
+    where = (f"Samples/s stop growing by more than {THROUGHPUT_GAIN:.0%} at batch **{knee:,}**: the batch size a "
+             "server should collect." if knee is not None else
+             f"Samples/s were still growing at batch {sweep.points[-1][0]:,}, the largest measured.")
+    return lines + ["", f"{where} The doubling stopped: {text_escape(sweep.stopped_by)}."]
+
+
+def _memory_loops(loops, w: _Writer) -> List[str]:
+    lines = ["### Memory over many calls", ""]
+    if loops.reason:
+        return lines + [text_escape(loops.reason)]
+    lines += [f"The process's RSS sampled over a sustained loop of calls (after a warm-up); growth is the "
+              f"least-squares slope with its {GROWTH_CONFIDENCE:.0%} band.", ""]
+    rows = []
+    for loop in loops.loops:
+        if loop.reason:
+            rows.append((w.cell(loop.strategy), "—", "—", "—", "—", w.cell(loop.reason)))
+            continue
+        rows.append((w.cell(loop.strategy), f"{loop.calls:,}", _ms(loop.seconds), views.size_text(loop.peak_rss_bytes),
+                     w.cell(views.growth_text(loop)), w.cell(views.memory_verdict(loop))))
+    return lines + _table(("strategy", "calls", "time", "peak RSS", "growth", "verdict"), rows, "lrrrll")
+
+
+def _op_breakdown(ops, w: _Writer) -> List[str]:
+    lines = [f"### What execution is made of: {text_escape(ops.strategy or 'the best path')}", ""]
+    if ops.reason:
+        return lines + [text_escape(ops.reason)]
+    share = ops.execution_share
+    parallel = " (ops ran on several threads at once)" if share is not None and share > 1 else ""
+    lines += [f"Ops by self time over {ops.calls} traced calls ({ops.where} ops, idle excluded), from a TensorFlow "
+              f"profiler trace converted by {text_escape(ops.converter)}. Graph execution was "
+              f"{'—' if share is None else f'{share:.0%}'} of the traced calls' time{parallel}.", ""]
+    shown, more = w.take(ops.ops, "ops")
+    rows = [(w.cell(op.name, code=True), w.cell(op.op_type), f"{op.occurrences:,}", _ms(op.self_s / ops.calls),
+             f"{op.share:.1%}") for op in shown]
+    if ops.other_ops:
+        rows.append((f"*{ops.other_ops} other ops*", "", "", "", f"{ops.other_share:.1%}"))
+    lines += _table(("op", "type", "count", "self time per call", "share"), rows, "llrrr")
+    if more:
+        lines += ["", more]
+    types = ", ".join(f"{_code_span(t.name)} {t.share:.0%}" for t in ops.by_type[:8])
+    return lines + ["", f"By op type: {types}."]
+
+
+def _threads(effect, w: _Writer) -> List[str]:
+    return ["### Intra-op threads", "",
+            f"{text_escape(effect.strategy or 'The best path')}: {text_escape(views.threads_text(effect))}."]
 
 
 # --- the last resort ---------------------------------------------------------------------

@@ -32,6 +32,7 @@ from rich.text import Text
 
 from kdiag import format as fmt
 from kdiag import views
+from kdiag.datamodel.beyond import CROSSOVER_WITHIN, GROWTH_CONFIDENCE, THROUGHPUT_GAIN
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.datamodel.report import Report, StrategyResult
@@ -153,6 +154,9 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
     unavailable = [s for s in report.strategies if not s.available]
     if unavailable:
         yield from _section("Not measured", [_bullets([f"{r.name}: {r.reason}" for r in unavailable])])
+    beyond = list(_beyond_one_batch(report)) if verbose else []  # by default, the findings say what matters
+    if beyond:
+        yield from _section("Beyond one batch", beyond)
     notes = list(_notes(report))
     if notes:
         # Unless verbose, a few notes of two lines at most: TensorFlow's own warnings run long.
@@ -162,7 +166,7 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
         yield from _section("Notes" if verbose or shown == notes else "Notes (in full: --verbose)",
                             [_bullets(shown)])
     kept = [p for p in report.profiles if p.prof_path]
-    if kept:
+    if kept and verbose:  # by default the line saying where the run was saved names the .prof files
         yield from _section("Profiles (kdiag view FILE opens one in snakeviz)", [_profile_files(kept, verbose)])
     yield Text("")
 
@@ -242,8 +246,8 @@ def _header(report: Report, verbose: bool):
         yield from _section("Model", [_model(report)])
 
 
-def _kv_table() -> Table:
-    table = Table(show_header=False, box=None, pad_edge=False)
+def _kv_table(title: Optional[str] = None) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     return table
@@ -521,6 +525,116 @@ def _notes(report: Report):
             yield f"{result.name}: {note}"
     yield from views.floor_gaps(report)
     yield from report.notes
+
+
+# --- beyond one batch -------------------------------------------------------------------
+
+
+def _beyond_one_batch(report: Report):
+    """The sweeps, the memory loops, the op breakdown and the threads effect: only what the run has."""
+    if report.data_size_sweep is not None:
+        yield _data_size(report.data_size_sweep)
+    if report.batch_size_sweep is not None:
+        yield _batch_size(report.batch_size_sweep)
+    if report.memory_loops is not None:
+        yield _memory_loops(report.memory_loops)
+    if report.op_breakdown is not None:
+        yield _op_breakdown(report.op_breakdown)
+    if report.threads_effect is not None:
+        table = _kv_table("Intra-op threads")
+        table.add_row(report.threads_effect.strategy or "best path", views.threads_text(report.threads_effect))
+        yield table
+
+
+def _data_size(sweep):
+    if sweep.reason or not sweep.counts:
+        table = _kv_table("Data size: predict against loops, end to end")
+        table.add_row("sweep", sweep.reason or "no sample count was measured")
+        for line in sweep.skipped:
+            table.add_row("", line)
+        return table
+    table = Table(box=box.SIMPLE_HEAD, title=f"Data size: the whole array end to end, time per 1,000 samples "
+                  f"(chunks of {sweep.batch_size})", title_justify="left")
+    table.add_column("samples", justify="right", no_wrap=True)
+    for series in sweep.series:
+        table.add_column(series.strategy if series is sweep.predict else f"{series.strategy} loop", justify="right",
+                         no_wrap=True)
+    table.add_column("predict / fastest loop", justify="right", no_wrap=True)
+    for n in sweep.counts:
+        cells = [f"{n:,}"]
+        for series in sweep.series:
+            seconds = series.seconds_at(n)
+            cells.append(f"{fmt.duration(seconds * 1000 / n)} ({fmt.duration(seconds)})")
+        cells.append(fmt.ratio(sweep.ratio_at(n)))
+        table.add_row(*cells)
+    # Below the table, not a caption: a caption wraps to the table's width.
+    notes = [f"Crossover (predict within {CROSSOVER_WITHIN:.0%} of the fastest loop): {views.crossover_text(sweep)}."]
+    return Group(table, *[Text(line) for line in notes + [f"{line}." for line in sweep.skipped]])
+
+
+def _batch_size(sweep):
+    if sweep.reason or not sweep.points:
+        table = _kv_table("Batch size")
+        table.add_row(sweep.strategy or "best path", sweep.reason or "no batch size was measured")
+        return table
+    knee = sweep.knee()
+    where = (f"samples/s stop growing by more than {THROUGHPUT_GAIN:.0%} at batch {knee:,}: the batch a "
+             f"server should collect" if knee is not None else
+             f"samples/s were still growing at batch {sweep.points[-1][0]:,}")
+    table = Table(box=box.SIMPLE_HEAD, title=f"Batch size: {sweep.strategy}", title_justify="left")
+    for name in ("batch", "per call", "per sample", "samples/s"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for (batch, seconds), (_, rate) in zip(sweep.points, sweep.throughput):
+        table.add_row(f"{batch:,}" + (" ◀" if batch == knee else ""), fmt.duration(seconds),
+                      fmt.duration(seconds / batch), f"{rate:,.0f}")
+    return Group(table, Text(f"{where}. The doubling stopped: {sweep.stopped_by}."))
+
+
+def _memory_loops(loops) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="Memory over many calls: RSS in a sustained loop (least-squares slope, "
+                  f"{GROWTH_CONFIDENCE:.0%} band)", title_justify="left")
+    for name, justify in (("strategy", "left"), ("calls", "right"), ("time", "right"), ("peak RSS", "right"),
+                          ("growth", "left"), ("verdict", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    if loops.reason:
+        table.add_row("—", "", "", "", "", loops.reason)
+    for loop in loops.loops:
+        if loop.reason:
+            table.add_row(loop.strategy, "", "", "", "", loop.reason)
+            continue
+        table.add_row(loop.strategy, f"{loop.calls:,}", fmt.duration(loop.seconds),
+                      views.size_text(loop.peak_rss_bytes), views.growth_text(loop), views.memory_verdict(loop))
+    return table
+
+
+def _op_breakdown(ops) -> Table:
+    if ops.reason:
+        table = _kv_table("What execution is made of")
+        table.add_row(ops.strategy or "best path", ops.reason)
+        return table
+    share = ops.execution_share
+    table = Table(box=box.SIMPLE_HEAD, title=f"What execution is made of: {ops.strategy}'s ops by self time "
+                  f"({ops.calls} traced calls)", title_justify="left",
+                  caption=f"Shares of the traced execution time ({ops.where} ops, idle excluded), converted by "
+                          f"{ops.converter}; graph execution was {_share_text(share)} of the traced calls' time. "
+                          "By type: " + ", ".join(f"{t.name} {t.share:.0%}" for t in ops.by_type[:5]) + ".",
+                  caption_justify="left")
+    for name, justify in (("op", "left"), ("type", "left"), ("count", "right"), ("self time per call", "right"),
+                          ("share", "right")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for op in ops.ops:
+        table.add_row(op.name, op.op_type, f"{op.occurrences:,}", fmt.duration(op.self_s / ops.calls),
+                      f"{op.share:.1%}")
+    if ops.other_ops:
+        table.add_row(f"{ops.other_ops} other ops", "", "", "", f"{ops.other_share:.1%}")
+    return table
+
+
+def _share_text(share) -> str:
+    if share is None:
+        return "—"
+    # Ops on several threads at once add up to more than the wall time.
+    return f"{share:.0%}" if share <= 1 else f"{share:.0%} (ops ran in parallel)"
 
 
 class StderrProgress:
