@@ -65,7 +65,7 @@ def test_traces_per_call_counts_concrete_functions(profiled):
 @pytest.mark.slow
 def test_terminal_shows_phases_side_by_side_with_the_compile_delta(profiled):
     report, _ = profiled
-    text = render(report, width=160)
+    text = render(report, width=160, verbose=True)  # the .prof files are listed with --verbose
     for phrase in ("Where the time goes", "tf.data pipeline", "predict (compiled)", "compile() Δ", "kdiag view"):
         assert phrase in text
     rows = compile_phase_deltas(report)
