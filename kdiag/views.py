@@ -17,7 +17,7 @@ from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, DataSiz
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult
 from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED
-from kdiag.format import duration
+from kdiag.format import diff, duration
 from kdiag.format import ratio as fmt_ratio
 
 # --- strategies -------------------------------------------------------------------------
@@ -61,6 +61,19 @@ def outputs_differ(result: StrategyResult) -> bool:
     """Checked, and different from the reference (the reference never differs from itself)."""
     check = result.outputs
     return check is not None and not check.matches and check.reference != result.name
+
+
+def outputs_text(result: StrategyResult) -> str:
+    """The outputs check in words, as every output shows it: "not checked", "reference",
+    "match (max |diff| 2.0e-08)" or "differ (max |diff| 0.5): output 0 | shape (8, 1)"."""
+    check = result.outputs
+    if check is None:
+        return "not checked"
+    if check.reference == result.name:
+        return "reference"
+    if check.matches:
+        return f"match (max |diff| {diff(check.max_abs_diff)})"
+    return f"differ (max |diff| {diff(check.max_abs_diff)})" + (f": {check.detail}" if check.detail else "")
 
 
 def usable(report: Report, name: str) -> Optional[StrategyResult]:

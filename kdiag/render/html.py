@@ -333,14 +333,8 @@ def _strategies(report: Report, charts: Charts) -> str:
 
 
 def _outputs_text(result: StrategyResult) -> str:
-    check = result.outputs
-    if check is None:
-        return "not checked"
-    if check.reference == result.name:
-        return "reference"
-    if check.matches:
-        return f"match (max |diff| {fmt.diff(check.max_abs_diff)})"
-    return f"DIFFER (max |diff| {fmt.diff(check.max_abs_diff)})" + (f": {check.detail}" if check.detail else "")
+    text = views.outputs_text(result)
+    return "DIFFER" + text[len("differ"):] if views.outputs_differ(result) else text  # capitals catch the eye
 
 
 # --- 3. latency distribution ------------------------------------------------------------------

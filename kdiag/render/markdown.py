@@ -397,15 +397,10 @@ def _outputs_word(result: StrategyResult) -> str:
 
 
 def _outputs_cell(result: StrategyResult, w: _Writer) -> str:
-    check = result.outputs
-    if check is None:
-        return "not checked"
-    if check.reference == result.name:
-        return "reference"
-    if check.matches:
-        return f"match (max \\|diff\\| {fmt.diff(check.max_abs_diff)})"
-    detail = f": {check.detail}" if check.detail else ""
-    return "**differ** " + w.cell(f"(max |diff| {fmt.diff(check.max_abs_diff)}){detail}")
+    text = views.outputs_text(result)
+    if views.outputs_differ(result):  # in bold, and its detail (user text) through the cell's escaping
+        return "**differ** " + w.cell(text[len("differ "):])
+    return text.replace("|", "\\|")
 
 
 def _phases(report: Report, w: _Writer) -> List[str]:
