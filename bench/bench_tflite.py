@@ -18,8 +18,8 @@ import numpy as np
 
 from kdiag.api import _make_inputs
 from kdiag.datamodel.config import RunConfig
-from kdiag.engine.load import load_example
-from kdiag.engine.strategies import BY_KEY, StrategyContext, _tflite_model, to_host
+from kdiag.engine.intake.load import load_example
+from kdiag.engine.runtimes.strategies import BY_KEY, StrategyContext, _tflite_model, to_host
 
 ROUNDS, CALLS_PER_ROUND = 40, 250
 

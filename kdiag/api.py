@@ -25,10 +25,10 @@ from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
 from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED, REFERENCE_ORDER
 from kdiag.engine import check
-from kdiag.engine.inputs import ModelInputs, check_user_array, load_user_inputs, resolve_shapes, synthetic_inputs
-from kdiag.engine.load import LoadedModel, from_model, load_example, load_path
+from kdiag.engine.intake.inputs import ModelInputs, check_user_array, load_user_inputs, resolve_shapes, synthetic_inputs
+from kdiag.engine.intake.load import LoadedModel, from_model, load_example, load_path
 from kdiag.engine.measure import MeasureSettings, MeasurementInterrupted, Timed, measure_interleaved
-from kdiag.engine.strategies import BY_KEY, BY_NAME, STRATEGIES, Outputs, Strategy, StrategyContext, to_host
+from kdiag.engine.runtimes.strategies import BY_KEY, BY_NAME, STRATEGIES, Outputs, Strategy, StrategyContext, to_host
 from kdiag.engine.tf import native_stderr_captured
 from kdiag.errors import KdiagError, NotApplicable, first_line
 from kdiag.signals import stop_cause
@@ -46,7 +46,7 @@ PROFILE_INFLATION = 2.0
 # Profiled by default: the two scenarios of the TF 2.1-era "predict is slower after compile()" report.
 DEFAULT_PROFILES = (PREDICT.name, PREDICT_COMPILED.name)
 
-# Seconds each step beyond one batch may take per second of --budget (kdiag.engine.beyond); each step
+# Seconds each step beyond one batch may take per second of --budget (kdiag.engine.beyond.steps); each step
 # keeps to its own. At the default budget of 1 s they add about 20 s, plus the threads comparison on a
 # model whose time goes to graph execution.
 DATA_SIZE_SWEEP_S = 6.0
@@ -242,7 +242,7 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     reserve = REPORT_RESERVE_S + (loaded.load_time_s * planned_profiles if config.profile else 0.0)
     settings = MeasureSettings(budget_s=config.budget_s, min_calls=config.min_calls, max_wall_s=config.wall_cap_s,
                                deadline=None if deadline is None else deadline - reserve)
-    from kdiag.engine.limits import PROFILE_KEY, memory_plan_for
+    from kdiag.engine.intake.limits import PROFILE_KEY, memory_plan_for
 
     # Strategies whose copies of the weights and inputs would not fit get a "not measured" row.
     memory = memory_plan_for(loaded, state.inputs.arrays, [s.identity.key for s in selected], profile=config.profile)
@@ -359,7 +359,7 @@ def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Me
 
     Adds a StrategyResult per strategy to `state` and sets its reference outputs. Returns
     False when Ctrl-C cut the timing short (what was measured is kept). `skip`: strategy
-    key -> why it is not measured (kdiag.engine.limits.MemoryPlan.skip).
+    key -> why it is not measured (kdiag.engine.intake.limits.MemoryPlan.skip).
     """
     prepared: Dict[str, Callable] = {}
     unavailable: Dict[str, str] = {}
@@ -392,7 +392,7 @@ def time_strategies(ctx: StrategyContext, selected: List[Strategy], settings: Me
     if users_path in unavailable:  # fail before spending time on the others
         _refuse_unmeasurable(users_path, unavailable[users_path])
 
-    from kdiag.engine.profiling import capture_tf_warnings
+    from kdiag.engine.phases.profiling import capture_tf_warnings
 
     completed = True
     with capture_tf_warnings() as tf_warnings:  # retracing warnings go into the report, not the terminal
@@ -460,8 +460,8 @@ def run_cpp_floor(ctx: StrategyContext, settings: MeasureSettings, state: _RunSt
     It runs in its own process after the Python strategies, so it is not interleaved
     with them; the report says so.
     """
-    from kdiag.engine import cpp
-    from kdiag.engine.strategies import export_saved_model
+    from kdiag.engine.runtimes import cpp
+    from kdiag.engine.runtimes.strategies import export_saved_model
 
     note = ["measured in its own process after the Python strategies (not interleaved with them)"]
     reason = cpp.unavailable_reason()
@@ -503,7 +503,7 @@ def run_profiles(ctx: StrategyContext, state: _RunState, scenarios: List[Strateg
     Under a time limit each pass gets an equal share of what is left: fewer warm calls (at least
     one), or none and a note saying what it would have taken.
     """
-    from kdiag.engine.profiling import file_stem, profile_scenario
+    from kdiag.engine.phases.profiling import file_stem, profile_scenario
     from kdiag.engine.tf import legacy_keras_requested
 
     wanted_calls = state.config.profile_calls
@@ -551,7 +551,7 @@ def write_redacted_profiles(report: Report) -> None:
     """A copy of each .prof file with local paths redacted, in `redacted/` beside it: the files
     report.md tells users to attach to an issue."""
     from kdiag.datamodel.redaction import Redactor, redacted_prof_path
-    from kdiag.engine.profiling import write_redacted
+    from kdiag.engine.phases.profiling import write_redacted
 
     redactor = Redactor.for_report(report)
     for profile in report.profiles:
@@ -572,7 +572,7 @@ def beyond_one_batch(ctx: StrategyContext, config: RunConfig, state: _RunState, 
     Under a time limit, each budget is also capped by its share of what is left (less the
     report's reserve); a step whose share is gone is left out, and the report says so.
     """
-    from kdiag.engine import beyond
+    from kdiag.engine.beyond import steps as beyond
 
     steps.next("beyond one batch", "sweeps, memory over many calls, op breakdown")
 
@@ -677,7 +677,7 @@ def _make_inputs(loaded: LoadedModel, config: RunConfig) -> ModelInputs:
         checked = {s.name: check_user_array(s, arrays[s.name]) for s in specs}
         return ModelInputs(checked, {n: "user data" for n in checked})
     batch = _batch_size(loaded, config.batch_size)
-    from kdiag.engine.limits import check_input_memory, estimate_output_bytes
+    from kdiag.engine.intake.limits import check_input_memory, estimate_output_bytes
 
     shapes = resolve_shapes(specs, batch, config.input_shapes)
     check_input_memory(specs, shapes, estimate_output_bytes(loaded, batch))

@@ -179,7 +179,7 @@ def request_from_args(args, argv) -> InspectRequest:
         require_tf_keras(args.keras)  # before anything is claimed or run
     custom_objects = None
     if args.custom_objects:
-        from kdiag.engine.custom_objects import load_custom_objects
+        from kdiag.engine.intake.custom_objects import load_custom_objects
 
         custom_objects = load_custom_objects(args.custom_objects)
     config = RunConfig(
@@ -280,7 +280,7 @@ def save_run(report, folder: Path) -> dict:
 
 
 def run_examples(env: Env) -> int:
-    from kdiag.engine.examples import all_examples
+    from kdiag.engine.intake.examples import all_examples
 
     for example in all_examples().values():
         print(f"{example.name:14} batch {example.batch_size:<3} {example.description}", file=env.stdout)
@@ -300,7 +300,7 @@ def run_compare(args, env: Env) -> int:
 
 
 def run_cpp_build(force: bool, env: Env) -> int:
-    from kdiag.engine import cpp
+    from kdiag.engine.runtimes import cpp
 
     binary = cpp.build(force=force)
     print(f"kdiag: C++ baseline built: {binary}", file=env.stdout)

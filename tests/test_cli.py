@@ -43,7 +43,7 @@ def test_help_is_instant_and_does_not_import_tensorflow():
 
 def test_help_lists_exactly_the_strategy_keys():
     from kdiag.cli import build_parser
-    from kdiag.engine.strategies import STRATEGIES
+    from kdiag.engine.runtimes.strategies import STRATEGIES
 
     inspect_parser = build_parser()._subparsers._group_actions[0].choices["inspect"]
     strategies_help = next(a.help for a in inspect_parser._actions if a.dest == "strategies")

@@ -41,7 +41,7 @@ def replace(strategies, name, **kwargs):
 
 def test_every_identity_in_the_data_model_has_code_that_prepares_it():
     from kdiag.datamodel import strategies as ids
-    from kdiag.engine import strategies
+    from kdiag.engine.runtimes import strategies
 
     assert tuple(s.identity for s in strategies.STRATEGIES) == ids.PYTHON_STRATEGIES
     assert ids.ALL_STRATEGIES == ids.PYTHON_STRATEGIES + (ids.CPP,)

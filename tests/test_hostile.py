@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import kdiag.engine.h5probe
-import kdiag.engine.load
+import kdiag.engine.intake.h5probe
+import kdiag.engine.intake.load
 from checks import REFUSAL_SECONDS, assert_refused
 from kdiag.cli import Env, main
 
@@ -162,7 +162,7 @@ def crafted_h5(path: Path, damage_at: int) -> Path:
 @pytest.mark.parametrize("how", sorted(HDF5_DAMAGE))
 def test_h5_that_hangs_or_crashes_the_hdf5_library(tmp_path, how):
     path = crafted_h5(tmp_path / f"{how}.h5", HDF5_DAMAGE[how])
-    with mock.patch.object(kdiag.engine.h5probe, "H5_PROBE_TIMEOUT_S", 3.0):
+    with mock.patch.object(kdiag.engine.intake.h5probe, "H5_PROBE_TIMEOUT_S", 3.0):
         line = assert_refused(inspect(path, tmp_path / "run"), f"{how}.h5", "damaged", "save the model again")
     assert "HDF5 library" in line or "model_config" in line, line
 
@@ -421,7 +421,7 @@ def test_damaged_model_files_are_run_or_refused_cleanly(originals, scratch, data
     model.write_bytes(content)
     faulthandler.dump_traceback_later(EXAMPLE_HANG_LIMIT_S, exit=True)
     try:
-        with mock.patch.object(kdiag.engine.h5probe, "H5_PROBE_TIMEOUT_S", 3.0):  # a hanging file costs 3 s, not 10
+        with mock.patch.object(kdiag.engine.intake.h5probe, "H5_PROBE_TIMEOUT_S", 3.0):  # a hanging file costs 3 s, not 10
             result = run("inspect", model, "--out", out, *PROPERTY_ARGS)
     finally:
         faulthandler.cancel_dump_traceback_later()

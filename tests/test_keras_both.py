@@ -24,7 +24,7 @@ from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.profile import GRAPH, TFDATA, TRACING
 from kdiag.datamodel.report import Report, read_report
 from kdiag.engine import keras_child
-from kdiag.engine.keras_era import keras2_signs
+from kdiag.engine.intake.keras_era import keras2_signs
 from kdiag.errors import KdiagError
 from kdiag.render import render
 

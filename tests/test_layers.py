@@ -38,17 +38,17 @@ def test_the_layering_contracts_hold():
 
 @pytest.mark.parametrize("module, wrong_import, broken", [
     # The data model must not reach the profiler (the old report.py imported measure and profiling).
-    ("datamodel/report.py", "import kdiag.engine.profiling", "kdiag is layered"),
+    ("datamodel/report.py", "import kdiag.engine.phases.profiling", "kdiag is layered"),
     # Report.to_markdown() may import kdiag.render lazily (an ignored import); a renderer module it is not.
     ("datamodel/report.py", "import kdiag.render.markdown", "kdiag is layered"),
     # A renderer reads only the Report, views and formatting.
-    ("render/markdown.py", "from kdiag.engine import load", "kdiag is layered"),
+    ("render/markdown.py", "from kdiag.engine.intake import load", "kdiag is layered"),
     # Standard library only at the bottom.
     ("views.py", "import numpy", "standard library only"),
     # rich belongs to the terminal renderer.
     ("render/markdown.py", "import rich", "rich only in the terminal renderer"),
     # Two modules of one package importing each other.
-    ("engine/load.py", "import kdiag.engine.strategies", "no two modules import each other"),  # strategies imports load
+    ("engine/intake/load.py", "import kdiag.engine.runtimes.strategies", "no two modules import each other"),  # strategies imports load
 ])
 def test_a_wrong_import_breaks_the_contract(tmp_path, module, wrong_import, broken):
     shutil.copytree(ROOT / "kdiag", tmp_path / "kdiag", ignore=shutil.ignore_patterns("__pycache__"))

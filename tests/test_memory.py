@@ -1,6 +1,6 @@
 """Memory is estimated before it is spent: refusals and skips with "needs ~N, M available".
 
-The available-memory figure is mocked (kdiag.engine.limits.available_memory_bytes), so every refusal here
+The available-memory figure is mocked (kdiag.engine.intake.limits.available_memory_bytes), so every refusal here
 is the same on a laptop and on a large CI runner; the hostile files are made in the tests, and the
 2 GiB zip bomb costs 2 MiB of disk and about a second to write.
 """
@@ -17,11 +17,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import kdiag.engine.limits
+import kdiag.engine.intake.limits
 from kdiag.cli import Env, main
 from kdiag.errors import KdiagError
-from kdiag.engine.inputs import InputSpec, load_user_inputs, synthetic_inputs
-from kdiag.engine.limits import (MemoryPlan, cgroup_headroom_bytes, check_input_memory, plan_memory)
+from kdiag.engine.intake.inputs import InputSpec, load_user_inputs, synthetic_inputs
+from kdiag.engine.intake.limits import (MemoryPlan, cgroup_headroom_bytes, check_input_memory, plan_memory)
 
 from conftest import FAST
 
@@ -34,7 +34,7 @@ def memory(monkeypatch):
     """Set the memory kdiag believes is available: memory(2 * GIB)."""
 
     def set_available(n_bytes):
-        monkeypatch.setattr(kdiag.engine.limits, "available_memory_bytes", lambda: int(n_bytes))
+        monkeypatch.setattr(kdiag.engine.intake.limits, "available_memory_bytes", lambda: int(n_bytes))
 
     return set_available
 
@@ -64,10 +64,10 @@ def test_available_memory_is_the_tighter_of_the_system_and_the_cgroup(monkeypatc
     import psutil
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=8 * GIB))
-    monkeypatch.setattr(kdiag.engine.limits, "cgroup_headroom_bytes", lambda: 2 * GIB)
-    assert kdiag.engine.limits.available_memory_bytes() == 2 * GIB
-    monkeypatch.setattr(kdiag.engine.limits, "cgroup_headroom_bytes", lambda: None)  # no cgroup limit
-    assert kdiag.engine.limits.available_memory_bytes() == 8 * GIB
+    monkeypatch.setattr(kdiag.engine.intake.limits, "cgroup_headroom_bytes", lambda: 2 * GIB)
+    assert kdiag.engine.intake.limits.available_memory_bytes() == 2 * GIB
+    monkeypatch.setattr(kdiag.engine.intake.limits, "cgroup_headroom_bytes", lambda: None)  # no cgroup limit
+    assert kdiag.engine.intake.limits.available_memory_bytes() == 8 * GIB
 
 
 def _write(path: Path, text: str) -> None:
@@ -312,13 +312,13 @@ def test_plain_savedmodel_counts_only_the_strategies_that_run_on_it():
 
 @pytest.mark.slow
 def test_memory_plan_of_a_loaded_model_uses_its_weights_and_output_shapes(keras):
-    from kdiag.engine.load import from_model
+    from kdiag.engine.intake.load import from_model
 
     inputs = keras.Input((256,), name="x")
     model = keras.Model(inputs, keras.layers.Dense(1024)(inputs))
     loaded = from_model(model)
     arrays = {"x": np.zeros((32, 256), "float32")}
-    plan = kdiag.engine.limits.memory_plan_for(loaded, arrays, KEYS, profile=True)
+    plan = kdiag.engine.intake.limits.memory_plan_for(loaded, arrays, KEYS, profile=True)
     assert plan.weights_bytes == (256 * 1024 + 1024) * 4
     assert plan.input_bytes == 32 * 256 * 4 and plan.output_bytes == 32 * 1024 * 4
     assert plan.available_bytes > 0
@@ -333,7 +333,7 @@ def test_inspect_reports_skipped_strategies_as_not_measured(monkeypatch):
             "tflite": "not measured: too little memory (needs ~54.0 GiB, 1.0 GiB available)",
             "profile": "profiling skipped: too little memory (needs ~27.0 GiB, 1.0 GiB available)"})
 
-    monkeypatch.setattr(kdiag.engine.limits, "plan_memory", plan)
+    monkeypatch.setattr(kdiag.engine.intake.limits, "plan_memory", plan)
     report = inspect(example="tiny", strategies=["predict", "tflite"], **{**FAST, "profile": True})
     rows = {r.name: r for r in report.strategies}
     assert rows["predict"].available

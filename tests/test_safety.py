@@ -24,8 +24,8 @@ from unittest import mock
 import numpy as np
 import pytest
 
-import kdiag.engine.load
-from kdiag.engine import safety
+import kdiag.engine.intake.load
+from kdiag.engine.intake import safety
 from kdiag.engine.check import compare
 from kdiag.cli import Env, main
 from kdiag.errors import KdiagError
@@ -271,7 +271,7 @@ def test_tf_keras_h5_lambda_does_write_its_marker_with_unsafe(legacy_lambda_file
     root, marker = legacy_lambda_files
     monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
     try:
-        loaded = kdiag.engine.load.load_path(root / "nested.h5", unsafe=True)
+        loaded = kdiag.engine.intake.load.load_path(root / "nested.h5", unsafe=True)
         assert type(loaded.model).__module__.startswith("tf_keras")
         assert marker.exists()
     finally:
@@ -294,7 +294,7 @@ def test_tfoplambda_calling_write_file_is_refused_in_legacy_mode(tmp_path, monke
         ops[0]["config"]["function"] = "io.write_file"
         handle.attrs["model_config"] = json.dumps(config)
     monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
-    with mock.patch.object(kdiag.engine.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
+    with mock.patch.object(kdiag.engine.intake.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
         assert_refused(run("inspect", tmp_path / "op.h5", "--out", tmp_path / "run", *SHORT),
                        "op.h5", "tf.io.write_file", "--unsafe")
 
@@ -325,7 +325,7 @@ def keras3_files(tmp_path_factory, keras):
 @pytest.mark.slow
 def test_keras3_lambda_in_a_wrapped_submodel_is_refused_before_keras_sees_it(keras3_files, tmp_path):
     root, marker = keras3_files
-    with mock.patch.object(kdiag.engine.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
+    with mock.patch.object(kdiag.engine.intake.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
         assert_refused(run("inspect", root / "wrapped.keras", "--out", tmp_path / "run", *SHORT),
                        "Lambda layer 'touch' (inside 'per_step' > 'inner')", "--unsafe", marker=marker)
 
@@ -333,7 +333,7 @@ def test_keras3_lambda_in_a_wrapped_submodel_is_refused_before_keras_sees_it(ker
 @pytest.mark.slow
 def test_custom_class_is_refused_then_loads_with_custom_objects(keras3_files, tmp_path):
     root, _ = keras3_files
-    with mock.patch.object(kdiag.engine.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
+    with mock.patch.object(kdiag.engine.intake.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
         assert_refused(run("inspect", root / "custom.keras", "--out", tmp_path / "refused", *SHORT),
                        "custom object", "Doubler", "--custom-objects")
     module = tmp_path / "layers.py"
@@ -360,7 +360,7 @@ def test_vocabulary_file_outside_the_archive_has_its_own_refusal(keras3_files, t
         return config
 
     path = keras_zip_with_config(root / "vocab.keras", tmp_path / "vocab.keras", point_at_a_file)
-    with mock.patch.object(kdiag.engine.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
+    with mock.patch.object(kdiag.engine.intake.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
         line = assert_refused(run("inspect", path, "--out", tmp_path / "run", *SHORT),
                               "StringLookup layer 'lookup'", f"would read {vocabulary!r} from disk", "--unsafe",
                               "set_vocabulary")
@@ -440,7 +440,7 @@ def hostile_savedmodels(tmp_path_factory, tf):
                                       ("const_path_table", "InitializeTableFromTextFileV2")])
 def test_savedmodel_with_non_computation_ops_is_refused(hostile_savedmodels, tmp_path, name, op):
     root, marker, printed = hostile_savedmodels
-    with mock.patch.object(kdiag.engine.load, "_load_saved_model", side_effect=AssertionError("TensorFlow loaded it")):
+    with mock.patch.object(kdiag.engine.intake.load, "_load_saved_model", side_effect=AssertionError("TensorFlow loaded it")):
         line = assert_refused(run("inspect", root / name, "--out", tmp_path / "run", *SHORT),
                               name, op, "not computation", "--unsafe", marker=marker)
     assert not printed.exists()

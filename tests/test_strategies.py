@@ -11,7 +11,7 @@ from kdiag.engine.check import compare
 from kdiag.errors import KdiagError
 from kdiag.render.json import render as render_json
 from kdiag.datamodel.report import Report
-from kdiag.engine.strategies import STRATEGIES
+from kdiag.engine.runtimes.strategies import STRATEGIES
 
 from conftest import FAST
 
@@ -132,7 +132,7 @@ def test_api_and_cli_refuse_a_bad_option_with_the_same_line(option, value, cli):
 def test_tflite_row_calls_set_invoke_get_on_litert_or_tf_lite(monkeypatch, litert):
     import sys
 
-    from kdiag.engine import strategies
+    from kdiag.engine.runtimes import strategies
 
     if not litert:
         monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if not installed

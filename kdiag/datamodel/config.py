@@ -58,7 +58,7 @@ class RunConfig:
     # The --custom-objects module file, so that a run under the other Keras (a child process) can
     # load it too; `custom_objects` holds what it defined, for this process.
     custom_objects_file: Optional[str] = None
-    # Beyond one batch (kdiag.engine.beyond): the sweeps, the sustained memory loops, the op breakdown.
+    # Beyond one batch (kdiag.engine.beyond.steps): the sweeps, the sustained memory loops, the op breakdown.
     samples: Optional[Tuple[int, ...]] = None  # the data-size sweep's sample counts; None: automatic
     sweeps: bool = True
     memory_loops: bool = True

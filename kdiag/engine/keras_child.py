@@ -4,7 +4,7 @@ Which Keras `tf.keras` and kdiag use is fixed when TensorFlow is imported (TF_US
 so a run under the Keras this process does not run is a second, ordinary kdiag run in a child
 process: `python -I` with TF_USE_LEGACY_KERAS set for it, writing its own run folder, whose
 report.json this process reads back. Being an ordinary run, it goes through every check and
-refusal of kdiag.engine.safety before its Keras sees the file.
+refusal of kdiag.engine.intake.safety before its Keras sees the file.
 
 `python -I` ignores PYTHON* variables, the user's site-packages and the working directory, so
 the child is handed this process's import path explicitly (the folder kdiag itself came from

@@ -30,7 +30,7 @@ from kdiag.version import __version__
 
 FILE_NAME = "repro.py"
 
-# kdiag's synthetic integers when no consuming layer bounds them (kdiag.engine.inputs.DEFAULT_INT_RANGE,
+# kdiag's synthetic integers when no consuming layer bounds them (kdiag.engine.intake.inputs.DEFAULT_INT_RANGE,
 # which a renderer may not import); the report states the range it used when a layer did.
 _DEFAULT_INT_RANGE = (0, 10)
 
@@ -317,10 +317,10 @@ def build_example(keras):
     if EXAMPLE is None:
         raise Refused("give the model file: python repro.py MODEL (or --synthetic MODEL)")
     try:
-        from kdiag.engine.examples import get_example
+        from kdiag.engine.intake.examples import get_example
     except ImportError:
         raise Refused(f"this run used kdiag's built-in example {EXAMPLE!r}: install kdiag, or save the example "
-                      "where kdiag is installed and pass the file: python -c \\"from kdiag.engine.examples import "
+                      "where kdiag is installed and pass the file: python -c \\"from kdiag.engine.intake.examples import "
                       f"get_example; get_example('{EXAMPLE}').build().save('{EXAMPLE}.keras')\\"") from None
     return get_example(EXAMPLE).build()
 

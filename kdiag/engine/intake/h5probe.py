@@ -177,13 +177,13 @@ def _parse_summary(line: bytes) -> Optional[H5Summary]:
 
 
 def _size_text(n: int) -> str:
-    from kdiag.engine.limits import size_text
+    from kdiag.engine.intake.limits import size_text
 
     return size_text(n)
 
 
 def _check_claims(what: str, summary: H5Summary) -> None:
-    from kdiag.engine import limits
+    from kdiag.engine.intake import limits
     from kdiag.errors import KdiagError
 
     if summary.file_bytes > 2 * summary.stored_bytes + H5_PADDING_ALLOWANCE:

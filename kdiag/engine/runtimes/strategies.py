@@ -19,8 +19,8 @@ import numpy as np
 
 from kdiag.datamodel import strategies as ids
 from kdiag.datamodel.strategies import StrategyIdentity
-from kdiag.engine.inputs import ModelInputs
-from kdiag.engine.load import LoadedModel, serving_signature
+from kdiag.engine.intake.inputs import ModelInputs
+from kdiag.engine.intake.load import LoadedModel, serving_signature
 from kdiag.errors import NotApplicable, first_line
 
 Outputs = List[np.ndarray]

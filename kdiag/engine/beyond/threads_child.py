@@ -1,4 +1,4 @@
-"""The child of kdiag.engine.threads: a SavedModel timed with a given number of intra-op threads.
+"""The child of kdiag.engine.beyond.threads: a SavedModel timed with a given number of intra-op threads.
 
 Run as `python -I THIS_FILE SAVED_MODEL_DIR INPUTS.npz THREADS`, from a private empty folder.
 TensorFlow fixes its thread pools when it initialises, so the count is set here, before the first

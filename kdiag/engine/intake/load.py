@@ -15,12 +15,12 @@ import zipfile
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from kdiag.engine import safety
+from kdiag.engine.intake import safety
 from kdiag.errors import KdiagError, first_line
-from kdiag.engine.h5probe import probe
-from kdiag.engine.inputs import InputSpec
-from kdiag.engine.keras_era import keras2_signs, saved_by_keras_version
-from kdiag.engine.limits import check_model_file_memory
+from kdiag.engine.intake.h5probe import probe
+from kdiag.engine.intake.inputs import InputSpec
+from kdiag.engine.intake.keras_era import keras2_signs, saved_by_keras_version
+from kdiag.engine.intake.limits import check_model_file_memory
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 DEFAULT_COMPILE = dict(optimizer="rmsprop", loss="mse")
@@ -116,7 +116,7 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
 
 
 def load_example(name: str) -> LoadedModel:
-    from kdiag.engine.examples import get_example
+    from kdiag.engine.intake.examples import get_example
 
     example = get_example(name)
     start = time.perf_counter()

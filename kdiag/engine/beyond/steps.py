@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Sequence
 from kdiag.datamodel.beyond import BatchSizeSweep, DataSizeSweep, MemoryLoop, MemoryLoops, OpBreakdown, ThreadsEffect
 from kdiag.datamodel.report import StrategyResult
 from kdiag.datamodel.strategies import PREDICT, PREDICT_ON_BATCH
-from kdiag.engine.strategies import BY_NAME, StrategyContext, predict_whole
+from kdiag.engine.runtimes.strategies import BY_NAME, StrategyContext, predict_whole
 from kdiag.errors import KdiagError, NotApplicable, first_line
 
 Say = Callable[[str, str], None]
@@ -38,7 +38,7 @@ def _fixed_batch(ctx: StrategyContext) -> Optional[int]:
 def _per_sample_bytes(ctx: StrategyContext) -> float:
     """A sample's share of the arrays a sweep holds: the tiled inputs, and its outputs three times
     (predict's joined result, the loop's pieces, and their join)."""
-    from kdiag.engine.limits import estimate_output_bytes
+    from kdiag.engine.intake.limits import estimate_output_bytes
 
     batch = ctx.inputs.batch_size
     inputs = sum(a.nbytes for a in ctx.inputs.arrays.values()) / batch
@@ -67,7 +67,7 @@ def _failed(what: str, exc: BaseException) -> str:
 def data_size_step(ctx: StrategyContext, results: Sequence[StrategyResult], best: Optional[StrategyResult],
                    samples: Optional[Sequence[int]], budget_s: float, say: Say) -> DataSizeSweep:
     """predict(X, batch_size=B), a predict_on_batch loop and a loop of the best path, end to end."""
-    from kdiag.engine import sweeps
+    from kdiag.engine.beyond import sweeps
 
     batch = ctx.inputs.batch_size
     predict_s = _median(results, PREDICT.name)
@@ -95,7 +95,7 @@ def data_size_step(ctx: StrategyContext, results: Sequence[StrategyResult], best
 def batch_size_step(ctx: StrategyContext, best: Optional[StrategyResult], budget_s: float,
                     say: Say) -> BatchSizeSweep:
     """The best path at batch 1, 2, 4, ... within the budget and the memory."""
-    from kdiag.engine import sweeps
+    from kdiag.engine.beyond import sweeps
 
     if best is None:
         return BatchSizeSweep(reason=NO_BEST_PATH, budget_s=budget_s)
@@ -115,7 +115,7 @@ def batch_size_step(ctx: StrategyContext, best: Optional[StrategyResult], budget
 def memory_step(ctx: StrategyContext, results: Sequence[StrategyResult], best: Optional[StrategyResult],
                 budget_s: float, say: Say) -> MemoryLoops:
     """A sustained loop of predict and one of the best path, RSS sampled; the budget split between them."""
-    from kdiag.engine.memloop import sustained_loop
+    from kdiag.engine.beyond.memloop import sustained_loop
 
     names: List[str] = [PREDICT.name] if _median(results, PREDICT.name) is not None else []
     if best is not None and best.name not in names:
@@ -139,7 +139,7 @@ def memory_step(ctx: StrategyContext, results: Sequence[StrategyResult], best: O
 def op_breakdown_step(ctx: StrategyContext, best: Optional[StrategyResult], budget_s: float,
                       say: Say) -> OpBreakdown:
     """The best path's ops by self time, from a profiler trace converted by XProf."""
-    from kdiag.engine.ops import op_breakdown
+    from kdiag.engine.beyond.ops import op_breakdown
 
     if best is None:
         return OpBreakdown("", reason=NO_BEST_PATH)
@@ -153,9 +153,9 @@ def op_breakdown_step(ctx: StrategyContext, best: Optional[StrategyResult], budg
 def threads_step(ctx: StrategyContext, best: Optional[StrategyResult], ops: Optional[OpBreakdown],
                  budget_s: float, say: Say) -> ThreadsEffect:
     """1 intra-op thread against the core count, when graph execution is what the best path spends."""
-    from kdiag.engine.ops import NOT_INSTALLED
-    from kdiag.engine.strategies import export_saved_model
-    from kdiag.engine.threads import threads_effect
+    from kdiag.engine.beyond.ops import NOT_INSTALLED
+    from kdiag.engine.runtimes.strategies import export_saved_model
+    from kdiag.engine.beyond.threads import threads_effect
 
     label = "SavedModel serve (the exported graph)"
     if best is None:

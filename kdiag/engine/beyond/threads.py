@@ -25,7 +25,7 @@ import numpy as np
 
 from kdiag.datamodel.beyond import ThreadsEffect
 from kdiag.datamodel.measurement import Measurement
-from kdiag.engine.limits import available_memory_bytes, needs_line
+from kdiag.engine.intake.limits import available_memory_bytes, needs_line
 
 CHILD = Path(__file__).with_name("threads_child.py")
 #: Timed calls a side at least: the noise rule judges nothing on fewer (kdiag.views.MIN_CALLS_FOR_VERDICT).

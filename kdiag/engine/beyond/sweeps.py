@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from kdiag.datamodel.beyond import THROUGHPUT_GAIN, BatchSizeSweep, DataSizeSweep, SweepSeries, median_of
-from kdiag.engine.limits import available_memory_bytes, needs_line
+from kdiag.engine.intake.limits import available_memory_bytes, needs_line
 
 #: The automatic sample counts after one batch; the largest ones are left out when the budget is short.
 DEFAULT_SAMPLE_COUNTS = (256, 4096, 65536)

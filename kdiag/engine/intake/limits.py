@@ -20,8 +20,8 @@ import numpy as np
 
 from kdiag.errors import KdiagError
 
-if TYPE_CHECKING:  # kdiag.engine.inputs imports this module
-    from kdiag.engine.inputs import InputSpec
+if TYPE_CHECKING:  # kdiag.engine.intake.inputs imports this module
+    from kdiag.engine.intake.inputs import InputSpec
 
 GIB = 1 << 30
 FREE_MEMORY_FIX = "free some memory, or run kdiag on a machine with more"
@@ -158,7 +158,7 @@ def model_file_weights_bytes(path: Path) -> Optional[int]:
     A .keras archive: the uncompressed size of its model.weights.h5 entry (from the zip directory,
     nothing decompressed). A SavedModel directory: its variables/ files plus saved_model.pb (a frozen
     graph keeps its weights there as constants). An .h5 file: None, since only the HDF5 probe reads
-    its dataset shapes, in a child process (kdiag.engine.h5probe).
+    its dataset shapes, in a child process (kdiag.engine.intake.h5probe).
     """
     path = Path(path)
     if path.is_dir():
@@ -225,7 +225,7 @@ class StrategyCost:
 
 
 # Why these factors:
-# - predict-compiled loads its own, compiled instance (kdiag.engine.load: compiled_factory), so nothing
+# - predict-compiled loads its own, compiled instance (kdiag.engine.intake.load: compiled_factory), so nothing
 #   is shared with predict's: one copy kept, and a second while loading (LOAD_COPIES).
 # - predict_on_batch, eager, tf.function and XLA call the instance already loaded: their graphs
 #   capture its variables as resources, they do not copy them.
@@ -306,7 +306,7 @@ def plan_memory(keys: Sequence[str], *, weights_bytes: int, input_bytes: int, ou
 
 def memory_plan_for(loaded, arrays: Mapping[str, np.ndarray], keys: Sequence[str],
                     profile: bool = False) -> MemoryPlan:
-    """`plan_memory` for a loaded model (kdiag.engine.load.LoadedModel) and its built inputs."""
+    """`plan_memory` for a loaded model (kdiag.engine.intake.load.LoadedModel) and its built inputs."""
     inputs = int(sum(a.nbytes for a in arrays.values()))
     batch = next(iter(arrays.values())).shape[0] if arrays else 1
     outputs = estimate_output_bytes(loaded, batch)

@@ -15,9 +15,9 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from kdiag.engine import limits
+from kdiag.engine.intake import limits
 from kdiag.errors import KdiagError
-from kdiag.engine.limits import size_text
+from kdiag.engine.intake.limits import size_text
 
 DEFAULT_INT_RANGE = (0, 10)  # when no consuming layer says otherwise: small, valid for most lookups
 SEED = 0

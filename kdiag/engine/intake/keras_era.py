@@ -2,7 +2,7 @@
 
 Most `.h5` files people have were written by Keras 2. Keras 3 reads them, but runs them through
 its own code, so predict's cost can change with the upgrade: the report says so and names
-`--keras both`. Read with h5py and zipfile only, after kdiag.engine.load has checked the file
+`--keras both`. Read with h5py and zipfile only, after kdiag.engine.intake.load has checked the file
 (the HDF5 probe, the safety scan); informational, so a file it cannot read has no signs.
 """
 

@@ -64,7 +64,7 @@ class _Toolchain:
 
 def source_dir() -> pathlib.Path:
     """Where `kdiag_cpp_baseline.cc` and its CMakeLists.txt live."""
-    return pathlib.Path(__file__).resolve().parents[2] / "cpp_baseline"  # kdiag/engine/cpp.py → the checkout
+    return pathlib.Path(__file__).resolve().parents[3] / "cpp_baseline"  # kdiag/engine/runtimes/cpp.py → the checkout
 
 
 def cache_root() -> pathlib.Path:
@@ -473,7 +473,7 @@ def _invoke(command: Sequence[str], timeout_s: float) -> dict:
     except (IndexError, ValueError, TypeError) as err:
         raise KdiagError(
             f"the C++ baseline printed unreadable JSON ({err}): {proc.stdout[:200]!r}",
-            "rebuild it with kdiag.engine.cpp.build(force=True)",
+            "rebuild it with kdiag.engine.runtimes.cpp.build(force=True)",
         ) from err
     return result
 
