@@ -18,20 +18,10 @@ import numpy as np
 from kdiag.engine.intake import limits
 from kdiag.errors import KdiagError
 from kdiag.engine.intake.limits import size_text
+from kdiag.engine.intake.specs import InputSpec  # noqa: F401 (also imported from here)
 
 DEFAULT_INT_RANGE = (0, 10)  # when no consuming layer says otherwise: small, valid for most lookups
 SEED = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """One model input as declared: shape includes the batch axis (None when dynamic)."""
-
-    name: str
-    shape: Tuple[Optional[int], ...]
-    dtype: str
-    int_range: Optional[Tuple[int, int]] = None  # [low, high) for integer inputs
-    range_reason: str = ""  # e.g. "Embedding 'emb' vocabulary 1000"
 
 
 @dataclasses.dataclass(frozen=True)

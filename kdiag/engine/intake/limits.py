@@ -14,14 +14,12 @@ from __future__ import annotations
 import dataclasses
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from kdiag.engine.intake.specs import InputSpec
 from kdiag.errors import KdiagError
-
-if TYPE_CHECKING:  # kdiag.engine.intake.inputs imports this module
-    from kdiag.engine.intake.inputs import InputSpec
 
 GIB = 1 << 30
 FREE_MEMORY_FIX = "free some memory, or run kdiag on a machine with more"
