@@ -22,7 +22,7 @@ from kdiag.datamodel.beyond import BatchSizeSweep, DataSizeSweep, MemoryLoops, O
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.datamodel.profile import ProfileResult
-from kdiag.datamodel.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
+from kdiag.datamodel.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult, read_report  # noqa: F401 (kdiag.read_report)
 from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED, REFERENCE_ORDER
 from kdiag.engine import check
 from kdiag.engine.intake.inputs import ModelInputs, check_user_array, load_user_inputs, resolve_shapes, synthetic_inputs
@@ -57,6 +57,21 @@ THREADS_S = 12.0  # two child processes importing TensorFlow and loading the mod
 
 TRAINING_DEPENDENT = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
                       "GaussianDropout", "GaussianNoise", "BatchNormalization")
+
+
+def render_report(report: Report, fmt: str = "markdown", **options) -> str:
+    """The report as one of kdiag.render.FORMATS: "markdown" (report.md; redact=False keeps local paths),
+    "json" (report.json), "html" (report.html), "terminal" (width=, verbose=) or "repro" (repro.py)."""
+    from kdiag.render import render as render_format
+
+    return render_format(report, fmt, **options)
+
+
+def print_report(report: Report, verbose: bool = False, file=None) -> None:
+    """The terminal report on stdout (or `file`), in colour on a terminal, as `kdiag inspect` prints it."""
+    from kdiag.render.terminal import print_report as print_terminal
+
+    print_terminal(report, verbose=verbose, file=file)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -104,7 +119,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     out_dir: a folder to keep the .prof files in (with path-redacted copies in out_dir/redacted/);
         when None they are profiled in a temporary folder that is removed, and the Report's
         profiles hold the phases but no file paths.
-    redact: report.to_markdown() shows local paths as ~, <python> and <model-dir> (default).
+    redact: report.md shows local paths as ~, <python> and <model-dir> (default).
     progress: called with a ProgressUpdate (step k of N, elapsed, time left) as the run goes.
 
     keras: "2" (tf-keras), "3" or "both" (side by side in one Report, `other_keras`); the other Keras
@@ -113,7 +128,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         data-size and batch-size sweeps at all; memory_loops: the sustained loops that watch RSS;
         ops: the op breakdown (needs XProf: pip install kdiag[ops]) and the threads comparison.
 
-    The Report renders itself: report.print(), report.to_markdown(), report.to_json().
+    The Report is data: `print_report(report)`, `render_report(report, "markdown")` and `render_report(report, "json")`
+    show it.
 
     Options are checked exactly as the CLI checks them: a bad value raises KdiagError.
     """

@@ -19,8 +19,8 @@ from kdiag.version import __version__
 from kdiag.datamodel.config import KERAS_CHOICES, RunConfig, parse_samples, parse_shape_overrides
 from kdiag.datamodel.strategies import BY_KEY
 from kdiag.errors import ExitStatus, KdiagError
-from kdiag.render import FORMATS
-from kdiag.runfolder import OUT_FIX, RunFolder, write_atomic
+from kdiag.render import STDOUT_FORMATS
+from kdiag.runfolder import OUT_FIX, RunFolder, save_run, saved_files
 from kdiag.signals import StopSignals, Terminated, active_stop
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
                          help="for the whole run, loading to report (default 60; 0: none): what would not fit is "
                               "left out and the report says what, and the limit that would fit it")
-    inspect.add_argument("--format", choices=FORMATS, default="terminal", help="what to print on stdout")
+    inspect.add_argument("--format", choices=STDOUT_FORMATS, default="terminal", help="what to print on stdout")
     inspect.add_argument("--verbose", action="store_true",
                          help="terminal: every section and column (environment, top functions, p99, first call)")
     inspect.add_argument("--no-redact", action="store_true",
@@ -242,9 +242,9 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
     if saved.refused_by is not None:
         raise KdiagError(f"the report is saved {saved.where()}", "next time " + OUT_FIX)
     # Said before the report, so that the report's verdict is the last line on the screen.
-    print(f"kdiag: run saved in {folder}/ (report.html: open it with `kdiag view {shlex.quote(str(folder))}`; "
-          "report.md, report.json, repro.py" + (", .prof files" if any(p.prof_path for p in report.profiles) else "")
-          + ")", file=env.stderr)
+    page, *others = saved_files() + ([".prof files"] if any(p.prof_path for p in report.profiles) else [])
+    print(f"kdiag: run saved in {folder}/ ({page}: open it with `kdiag view {shlex.quote(str(folder))}`; "
+          f"{', '.join(others)})", file=env.stderr)
     env.stderr.flush()
     if request.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
@@ -264,19 +264,6 @@ def _printable(text: str, stream) -> str:
     """Text the stream can encode: a lone surrogate from a non-UTF-8 file name becomes an escape."""
     encoding = getattr(stream, "encoding", None) or "utf-8"
     return text.encode(encoding, errors="backslashreplace").decode(encoding)
-
-
-def save_run(report, folder: Path) -> dict:
-    """Write the run's reports and repro.py; returns the reports' texts by format, so stdout need not
-    render one twice."""
-    from kdiag.render import render, repro
-
-    texts = {fmt: render(report, fmt) for fmt in ("json", "markdown", "html")}
-    write_atomic(folder / "report.json", texts["json"])
-    write_atomic(folder / "report.md", texts["markdown"])
-    write_atomic(folder / "report.html", texts["html"])
-    write_atomic(folder / repro.FILE_NAME, repro.render(report))  # standalone: TensorFlow alone runs it
-    return texts
 
 
 def run_examples(env: Env) -> int:

@@ -218,7 +218,7 @@ def test_report_md_leaves_the_script_out_before_cutting_anything_else_when_it_mu
 
 
 def test_save_run_writes_repro_py_next_to_the_reports(tmp_path):
-    from kdiag.cli import save_run
+    from kdiag.runfolder import save_run
 
     report = typical()
     save_run(report, tmp_path)

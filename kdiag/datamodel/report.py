@@ -1,7 +1,8 @@
 """The Report: everything one run measured, serialisable to and from JSON.
 
-Renderers only read a Report; `kdiag compare` rebuilds Reports from saved JSON with
-`Report.from_dict`, so nothing is re-run to re-render.
+Renderers only read a Report, and a Report renders nothing: `kdiag.render_report(report, "markdown")`
+and `kdiag.print_report(report)` sit at the top (kdiag.api). `kdiag compare` rebuilds Reports from
+saved JSON with `Report.from_dict`, so nothing is re-run to re-render.
 """
 
 from __future__ import annotations
@@ -185,29 +186,6 @@ class Report:
         if version == 1:
             data = upgrade_schema_1(data)
         return _from_jsonable(cls, data)
-
-    # The renderers live above the data model; these import them only when called, so importing
-    # the data model stays standard-library only (pyproject.toml's import-linter contracts
-    # ignore exactly these imports, and say why).
-
-    def to_json(self) -> str:
-        """report.json's text: every figure, samples included (schema_version says which layout)."""
-        from kdiag.render import render
-
-        return render(self, "json")
-
-    def to_markdown(self, redact: Optional[bool] = None) -> str:
-        """report.md's text, for a GitHub issue. redact: show local paths as ~, <python> and
-        <model-dir> (default: as the run was asked, on unless --no-redact / redact=False)."""
-        from kdiag.render import render
-
-        return render(self, "markdown", redact=redact)
-
-    def print(self, verbose: bool = False, file=None) -> None:
-        """The terminal report on stdout (or `file`), in colour on a terminal, as `kdiag inspect` prints it."""
-        from kdiag.render import print_terminal
-
-        print_terminal(self, verbose=verbose, file=file)
 
 
 #: report.json of a long run with every raw sample stays far below this; a larger file is not ours.
