@@ -13,11 +13,12 @@ import shutil
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional, Sequence, TextIO, Tuple
+from typing import Optional, Sequence, TextIO
 
 from kdiag.version import __version__
-from kdiag.datamodel.config import KERAS_CHOICES, RunConfig, parse_samples, parse_shape_overrides
-from kdiag.datamodel.strategies import BY_KEY
+from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel.config import add_arguments as add_run_options
+from kdiag.datamodel.config import from_arguments as run_config_from
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import STDOUT_FORMATS
 from kdiag.runfolder import OUT_FIX, RunFolder, save_run, saved_files
@@ -43,55 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="measure every way of calling a model",
                                   description="Load a model, time every way of calling it, check their outputs.")
-    inspect.add_argument("model", nargs="?", help=".keras or .h5/.hdf5 file, or a SavedModel directory")
-    inspect.add_argument("--example", metavar="NAME",
-                         help="a built-in example instead of a file: tiny, mnist-softmax, mnist-cnn, lstm")
-    inspect.add_argument("--batch-size", type=int, metavar="N",
-                         help="batch size (default: the model's fixed one, else the example's, else 1)")
-    inspect.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
-                         help="size of dynamic axes after the batch axis, per input (repeatable)")
-    inspect.add_argument("--inputs", metavar="FILE", help="your own inputs: .npy (one input) or .npz (by name)")
-    inspect.add_argument("--strategies", metavar="A,B", help=f"only these: {','.join(BY_KEY)}")
-    inspect.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
-                         help="timed seconds per strategy (default 1); the sweeps, memory loops and op "
-                              "breakdown get their budgets in proportion")
-    inspect.add_argument("--min-calls", type=int, default=5, metavar="N", help="timed calls at least (default 5)")
-    inspect.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
-                         help="for the whole run, loading to report (default 60; 0: none): what would not fit is "
-                              "left out and the report says what, and the limit that would fit it")
+    add_run_options(inspect)  # every RunConfig option, spelled once in kdiag.datamodel.config
     inspect.add_argument("--format", choices=STDOUT_FORMATS, default="terminal", help="what to print on stdout")
     inspect.add_argument("--verbose", action="store_true",
                          help="terminal: every section and column (environment, top functions, p99, first call)")
-    inspect.add_argument("--no-redact", action="store_true",
-                         help="keep local paths in report.md (default: ~, <python>, <model-dir>) and write no "
-                              "redacted/ copies of the .prof files")
-    inspect.add_argument("--unsafe", action="store_true",
-                         help="allow Lambda layers to be deserialised (runs code from the file)")
-    inspect.add_argument("--custom-objects", metavar="MODULE.py",
-                         help="a Python file defining the model's custom classes (its code runs)")
     inspect.add_argument("--out", metavar="DIR",
                          help="run folder for report.html, report.md, report.json and the .prof files "
                               "(default: reports/<model>-<timestamp>/); never overwritten")
-    inspect.add_argument("--profile", metavar="A,B", default="",
-                         help="also profile these strategies (predict before and after compile() always are)")
-    inspect.add_argument("--profile-calls", type=int, default=10, metavar="N",
-                         help="warm calls per cProfile pass (default 10)")
-    inspect.add_argument("--no-profile", action="store_true", help="skip the cProfile passes")
-    inspect.add_argument("--cpp", action="store_true",
-                         help="also time the C++ floor: the exported SavedModel through the TF C API (cpp_baseline/)")
-    inspect.add_argument("--keras", choices=KERAS_CHOICES, default=None,
-                         help="which Keras runs the model: 3 (the default; 2 under TF_USE_LEGACY_KERAS=1), 2 "
-                              "(tf-keras, in a child process), or both side by side in one report (needs tf-keras: "
-                              "pip install kdiag[legacy])")
-    inspect.add_argument("--samples", metavar="N,N",
-                         help="sample counts for the data-size sweep (default: one batch, 256, 4096, 65536 "
-                              "as the time allows)")
-    inspect.add_argument("--no-sweeps", action="store_true",
-                         help="skip the data-size and batch-size sweeps")
-    inspect.add_argument("--no-memory-loop", action="store_true",
-                         help="skip the sustained loops that watch memory over many calls")
-    inspect.add_argument("--no-ops", action="store_true",
-                         help="skip the op breakdown (TensorFlow profiler + XProf) and the threads comparison")
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
@@ -178,40 +137,13 @@ def request_from_args(args, argv) -> InspectRequest:
 
         require_tf_keras(args.keras)  # before anything is claimed or run
     custom_objects = None
-    if args.custom_objects:
+    if args.custom_objects_file:
         from kdiag.engine.intake.custom_objects import load_custom_objects
 
-        custom_objects = load_custom_objects(args.custom_objects)
-    config = RunConfig(
-        model=args.model,
-        example=args.example,
-        inputs=args.inputs,
-        batch_size=args.batch_size,
-        input_shapes=parse_shape_overrides(args.input_shape),
-        strategies=_keys(args.strategies) if args.strategies else None,
-        budget_s=args.budget,
-        min_calls=args.min_calls,
-        unsafe=args.unsafe,
-        custom_objects=custom_objects,
-        cpp=args.cpp,
-        profile=not args.no_profile,
-        profile_strategies=_keys(args.profile),
-        profile_calls=args.profile_calls,
-        time_limit_s=args.time_limit,
-        redact=not args.no_redact,
-        command="kdiag " + " ".join(shlex.quote(a) for a in argv),
-        keras=args.keras,
-        custom_objects_file=args.custom_objects,
-        samples=parse_samples(args.samples) if args.samples is not None else None,
-        sweeps=not args.no_sweeps,
-        memory_loops=not args.no_memory_loop,
-        ops=not args.no_ops,
-    )
+        custom_objects = load_custom_objects(args.custom_objects_file)
+    config = run_config_from(args, custom_objects=custom_objects,
+                             command="kdiag " + " ".join(shlex.quote(a) for a in argv))
     return InspectRequest(config, args.format, args.out, args.verbose)
-
-
-def _keys(text: str) -> Tuple[str, ...]:
-    return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
 def run_inspect(request: InspectRequest, env: Env) -> int:
