@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from kdiag.api import _make_inputs
+from kdiag.steps.load import make_inputs
 from kdiag.datamodel.config import RunConfig
 from kdiag.engine.intake.load import load_example
 from kdiag.engine.runtimes.strategies import BY_KEY, StrategyContext, _tflite_model, to_host
@@ -61,7 +61,7 @@ def bench(example: str) -> None:
     from pathlib import Path
 
     loaded = load_example(example)
-    inputs = _make_inputs(loaded, RunConfig(example=example))
+    inputs = make_inputs(loaded, RunConfig(example=example))
     ctx = StrategyContext(loaded, inputs, Path(tempfile.mkdtemp(prefix="kdiag-bench-")))
     blob = _tflite_model(ctx)
     calls = {}

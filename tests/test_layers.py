@@ -73,7 +73,7 @@ def test_compare_imports_neither_tensorflow_nor_the_profiler(tmp_path):
         f"status = main(['compare', {str(tmp_path / 'a.json')!r}, {str(tmp_path / 'b.json')!r}], Env(out, out))\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('tensorflow', 'keras', 'tf_keras', 'numpy', 'rich', 'cProfile', 'pstats', 'h5py')"
-        " or m.startswith(('kdiag.engine', 'kdiag.api')))\n"
+        " or m.startswith(('kdiag.engine', 'kdiag.steps', 'kdiag.api')))\n"
         "print(json.dumps({'status': status, 'heavy': heavy, 'text': out.getvalue()}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)

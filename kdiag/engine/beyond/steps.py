@@ -1,16 +1,22 @@
-"""The steps beyond one batch, as `kdiag.api.run` calls them after profiling.
+"""The steps beyond one batch, and `BEYOND_STEPS`: the registry the run goes through after profiling.
 
 Each step takes the strategy context, what the timing pass measured, and an explicit budget in
 seconds that it keeps to; each returns its part of the Report (kdiag.datamodel.beyond), with a
 "not measured: ..." reason instead of figures when it cannot run. The best path is the one the
 caller chose: the fastest direct path whose outputs match the reference.
+
+A new step is its measuring code, its part of the data model (a Report field), and one entry in
+`BEYOND_STEPS` saying which Report field it fills, its share of the budget and the option that
+turns it off; kdiag.steps.beyond runs the entries in order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.beyond import BatchSizeSweep, DataSizeSweep, MemoryLoop, MemoryLoops, OpBreakdown, ThreadsEffect
 from kdiag.datamodel.report import StrategyResult
 from kdiag.datamodel.strategies import PREDICT, PREDICT_ON_BATCH
@@ -177,3 +183,43 @@ def threads_step(ctx: StrategyContext, best: Optional[StrategyResult], ops: Opti
     except Exception as exc:
         return ThreadsEffect(label, reason=_failed("model.export()", exc), budget_s=budget_s)
     return threads_effect(label, directory, ctx.inputs.arrays, budget_s)
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Given:
+    """What every step beyond one batch measures from."""
+
+    ctx: StrategyContext
+    config: RunConfig
+    results: Sequence[StrategyResult]
+    best: Optional[StrategyResult]  # the fastest direct path with matching outputs
+    parts: Dict[str, Any]  # the parts measured before this one, by Report field
+
+
+@dataclasses.dataclass(frozen=True)
+class BeyondStep:
+    """One step beyond one batch: the Report field it fills, how it runs, and what it may spend."""
+
+    field: str  # the Report field its part goes in
+    seconds_per_budget: float  # seconds it may take per second of --budget
+    enabled: Callable[[RunConfig], bool]  # the option that turns it off
+    run: Callable[[Given, float, Say], Any]  # (what it measures from, its budget in seconds, say) -> its part
+
+
+#: In the order they run. At the default budget of 1 s they add about 20 s, plus the threads
+#: comparison on a model whose time goes to graph execution.
+BEYOND_STEPS: Tuple[BeyondStep, ...] = (
+    BeyondStep("data_size_sweep", 6.0, lambda c: c.sweeps,
+               lambda g, s, say: data_size_step(g.ctx, g.results, g.best, g.config.samples, s, say)),
+    BeyondStep("batch_size_sweep", 2.0, lambda c: c.sweeps, lambda g, s, say: batch_size_step(g.ctx, g.best, s, say)),
+    # predict's loop and the best path's together
+    BeyondStep("memory_loops", 10.0, lambda c: c.memory_loops,
+               lambda g, s, say: memory_step(g.ctx, g.results, g.best, s, say)),
+    BeyondStep("op_breakdown", 3.0, lambda c: c.ops, lambda g, s, say: op_breakdown_step(g.ctx, g.best, s, say)),
+    # two child processes importing TensorFlow and loading the model included
+    BeyondStep("threads_effect", 12.0, lambda c: c.ops,
+               lambda g, s, say: threads_step(g.ctx, g.best, g.parts.get("op_breakdown"), s, say)),
+)
