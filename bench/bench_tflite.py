@@ -19,7 +19,9 @@ import numpy as np
 from kdiag.steps.load import make_inputs
 from kdiag.datamodel.config import RunConfig
 from kdiag.engine.intake.load import load_example
-from kdiag.engine.runtimes.strategies import BY_KEY, StrategyContext, _tflite_model, to_host
+from kdiag.engine.runtimes.base import StrategyContext, to_host
+from kdiag.engine.runtimes.strategies import BY_KEY
+from kdiag.engine.runtimes.tflite import tflite_model
 
 ROUNDS, CALLS_PER_ROUND = 40, 250
 
@@ -63,7 +65,7 @@ def bench(example: str) -> None:
     loaded = load_example(example)
     inputs = make_inputs(loaded, RunConfig(example=example))
     ctx = StrategyContext(loaded, inputs, Path(tempfile.mkdtemp(prefix="kdiag-bench-")))
-    blob = _tflite_model(ctx)
+    blob = tflite_model(ctx)
     calls = {}
     for name, interpreter in interpreters(blob).items():
         # Two interpreters per runtime: a live signature runner blocks invoke() on its interpreter.

@@ -90,7 +90,7 @@ def _measured(name: str, median_s: float):
 def lstm_context(tmp_path_factory):
     from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
     from kdiag.engine.intake.load import load_example
-    from kdiag.engine.runtimes.strategies import StrategyContext
+    from kdiag.engine.runtimes.base import StrategyContext
 
     loaded = load_example("lstm")
     inputs = synthetic_inputs(loaded.input_specs, resolve_shapes(loaded.input_specs, 32, {}))

@@ -288,15 +288,22 @@ KEYS = ["predict", "predict-compiled", "predict_on_batch", "eager", "tf-function
         "savedmodel", "tflite"]
 
 
+def costs(keras: bool = True):
+    """Every strategy's own memory cost (kdiag.engine.runtimes), by key, for a Keras model or a plain SavedModel."""
+    from kdiag.engine.runtimes.strategies import BY_KEY, memory_costs
+
+    return memory_costs([BY_KEY[key] for key in KEYS], keras)
+
+
 def test_strategies_whose_copies_would_not_fit_are_skipped_in_order():
-    plan = plan_memory(KEYS, weights_bytes=1 * GIB, input_bytes=1 * MIB, output_bytes=1 * MIB,
+    plan = plan_memory(costs(), weights_bytes=1 * GIB, input_bytes=1 * MIB, output_bytes=1 * MIB,
                        profile=True, available=int(3.5 * GIB))
     # predict-compiled: 1 copy kept + 1 while loading; savedmodel: +1 kept, +1 while exporting
     # (3 copies with the compiled one); tflite: +2 kept, +3 while converting, on top of those 2: 7.
     assert set(plan.skip) == {"tflite"}
     assert plan.skip["tflite"].startswith("not measured: too little memory (needs ~7.0 GiB, 3.5 GiB available")
     assert plan.needs["savedmodel"] < 3.5 * GIB < plan.needs["tflite"]
-    tight = plan_memory(KEYS, weights_bytes=1 * GIB, input_bytes=1 * MIB, output_bytes=1 * MIB,
+    tight = plan_memory(costs(), weights_bytes=1 * GIB, input_bytes=1 * MIB, output_bytes=1 * MIB,
                         profile=True, available=int(1.5 * GIB))
     assert set(tight.skip) == {"predict-compiled", "savedmodel", "tflite", "profile"}
     assert "profiling skipped" in tight.skip["profile"]
@@ -305,7 +312,7 @@ def test_strategies_whose_copies_would_not_fit_are_skipped_in_order():
 
 
 def test_plain_savedmodel_counts_only_the_strategies_that_run_on_it():
-    plan = plan_memory(KEYS, weights_bytes=1 * GIB, input_bytes=0, output_bytes=0, keras=False,
+    plan = plan_memory(costs(keras=False), weights_bytes=1 * GIB, input_bytes=0, output_bytes=0, keras=False,
                        available=int(1.5 * GIB))
     assert set(plan.needs) == {"savedmodel", "tflite"} and set(plan.skip) == {"tflite"}
 
@@ -318,7 +325,7 @@ def test_memory_plan_of_a_loaded_model_uses_its_weights_and_output_shapes(keras)
     model = keras.Model(inputs, keras.layers.Dense(1024)(inputs))
     loaded = from_model(model)
     arrays = {"x": np.zeros((32, 256), "float32")}
-    plan = kdiag.engine.intake.limits.memory_plan_for(loaded, arrays, KEYS, profile=True)
+    plan = kdiag.engine.intake.limits.memory_plan_for(loaded, arrays, costs(), profile=True)
     assert plan.weights_bytes == (256 * 1024 + 1024) * 4
     assert plan.input_bytes == 32 * 256 * 4 and plan.output_bytes == 32 * 1024 * 4
     assert plan.available_bytes > 0
@@ -328,7 +335,7 @@ def test_memory_plan_of_a_loaded_model_uses_its_weights_and_output_shapes(keras)
 def test_inspect_reports_skipped_strategies_as_not_measured(monkeypatch):
     from kdiag.api import inspect
 
-    def plan(keys, **figures):
+    def plan(costs, **figures):
         return MemoryPlan(1 * GIB, 9 * GIB, 0, 0, {}, {
             "tflite": "not measured: too little memory (needs ~54.0 GiB, 1.0 GiB available)",
             "profile": "profiling skipped: too little memory (needs ~27.0 GiB, 1.0 GiB available)"})

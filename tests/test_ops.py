@@ -101,7 +101,8 @@ def test_the_lstm_example_s_top_ops_cover_ninety_to_a_hundred_percent_of_its_tra
     pytest.importorskip("xprof", reason="XProf is in the test extra: pip install -e .[test]")
     from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
     from kdiag.engine.intake.load import load_example
-    from kdiag.engine.runtimes.strategies import BY_KEY, StrategyContext
+    from kdiag.engine.runtimes.base import StrategyContext
+    from kdiag.engine.runtimes.strategies import BY_KEY
 
     loaded = load_example("lstm")
     inputs = synthetic_inputs(loaded.input_specs, resolve_shapes(loaded.input_specs, 32, {}))

@@ -127,7 +127,7 @@ def run_snippet(snippet: str, model, x):
 
 def assert_outputs_match(y, reference, check) -> None:
     from kdiag.engine.check import compare
-    from kdiag.engine.runtimes.strategies import to_host
+    from kdiag.engine.runtimes.base import to_host
 
     result = compare("predict", reference, to_host(y), atol=check.atol, rtol=check.rtol)
     assert result.matches, f"max |diff| {result.max_abs_diff:g} {result.detail}"
@@ -145,7 +145,7 @@ def _run(model, x, *args, **options) -> Run:
     """kdiag's report (`kdiag.inspect(*args, **options)`, as briefly as it allows) and predict's outputs."""
     import kdiag
     from kdiag import views
-    from kdiag.engine.runtimes.strategies import to_host
+    from kdiag.engine.runtimes.base import to_host
 
     report = kdiag.inspect(*args, budget_s=0.01, min_calls=1, profile=False, **options)
     assert views.reference_check(report) is not None, "no outputs tolerance to check against"
@@ -157,7 +157,7 @@ def example_run(request) -> Run:
     """The example built and its batch made as kdiag makes them, and kdiag's report on both."""
     from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
     from kdiag.engine.intake.load import load_example
-    from kdiag.engine.runtimes.strategies import StrategyContext
+    from kdiag.engine.runtimes.base import StrategyContext
 
     loaded = load_example(request.param)
     specs = loaded.input_specs
@@ -246,7 +246,7 @@ from kdiag.datamodel import strategies as ids
 from kdiag.engine.check import compare
 from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
 from kdiag.engine.intake.load import load_example
-from kdiag.engine.runtimes.strategies import StrategyContext, to_host
+from kdiag.engine.runtimes.base import StrategyContext, to_host
 from pathlib import Path
 
 loaded = load_example("tiny")

@@ -17,7 +17,7 @@ def training_mode_check(ctx, reference) -> Tuple[List[str], Optional[float]]:
 
     Run last: training=True updates BatchNormalization's moving statistics.
     """
-    from kdiag.engine.runtimes.strategies import to_host
+    from kdiag.engine.runtimes.base import to_host
 
     if not ctx.loaded.is_keras:
         return [], None

@@ -31,7 +31,7 @@ def run(state: RunState, settings: MeasureSettings) -> None:
 def cpp_floor(state: RunState, settings: MeasureSettings) -> StrategyResult:
     """The SavedModel run from C++, checked against the same reference as the Python strategies."""
     from kdiag.engine.runtimes import cpp
-    from kdiag.engine.runtimes.strategies import export_saved_model, to_host
+    from kdiag.engine.runtimes.base import export_saved_model, to_host
 
     note = ["measured in its own process after the Python strategies (not interleaved with them)"]
     reason = cpp.unavailable_reason()

@@ -26,11 +26,13 @@ def run(state: RunState) -> None:
     state.inputs = make_inputs(state.loaded, config)
 
 
-def plan_memory(state: RunState, keys, profile: bool) -> None:
+def plan_memory(state: RunState, strategies, profile: bool) -> None:
     """Which strategies (and whether the profiles) fit in the memory left; a note when profiling does not."""
     from kdiag.engine.intake.limits import PROFILE_KEY, memory_plan_for
+    from kdiag.engine.runtimes.strategies import memory_costs
 
-    memory = memory_plan_for(state.loaded, state.inputs.arrays, keys, profile=profile)
+    costs = memory_costs(strategies, keras=state.loaded.is_keras)
+    memory = memory_plan_for(state.loaded, state.inputs.arrays, costs, profile=profile)
     state.memory_skip = dict(memory.skip)
     if PROFILE_KEY in memory.skip:
         state.notes.append(memory.skip[PROFILE_KEY])

@@ -42,13 +42,13 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
                      started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), out_dir=out_dir)
     load.run(state)
     strategies = timing.selected(config)
-    load.plan_memory(state, [s.identity.key for s in strategies], profile=config.profile)
+    load.plan_memory(state, strategies, profile=config.profile)
     # Timing gets the time left but what the later steps need: the report always, and roughly what
     # loading took again for each fresh profiled instance (a compute-bound model's profile then
     # still gets its calls).
     settings = timing.settings(state, budget.reserve_s + (profile.reserve_s(state) if config.profile else 0.0))
     with _scratch_dir(work_dir) as scratch:
-        from kdiag.engine.runtimes.strategies import StrategyContext
+        from kdiag.engine.runtimes.base import StrategyContext
 
         state.context = StrategyContext(state.loaded, state.inputs, Path(scratch))
         if not timing.run(state, strategies, settings):

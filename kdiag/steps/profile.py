@@ -16,7 +16,8 @@ from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import StrategyResult
 from kdiag.datamodel.strategies import PREDICT, PREDICT_COMPILED
-from kdiag.engine.runtimes.strategies import BY_KEY, BY_NAME, Strategy, StrategyContext
+from kdiag.engine.runtimes.base import Strategy, StrategyContext
+from kdiag.engine.runtimes.strategies import BY_KEY, BY_NAME
 from kdiag.engine.tf import native_stderr_captured
 from kdiag.steps.state import RunState
 

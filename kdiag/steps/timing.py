@@ -15,7 +15,8 @@ from kdiag.datamodel.report import StrategyResult
 from kdiag.datamodel.strategies import PREDICT, REFERENCE_ORDER
 from kdiag.engine import check
 from kdiag.engine.measure import MeasureSettings, MeasurementInterrupted, Timed, measure_interleaved
-from kdiag.engine.runtimes.strategies import BY_KEY, STRATEGIES, Outputs, Strategy
+from kdiag.engine.runtimes.base import Outputs, Strategy
+from kdiag.engine.runtimes.strategies import BY_KEY, STRATEGIES
 from kdiag.engine.tf import native_stderr_captured
 from kdiag.errors import KdiagError, NotApplicable, first_line
 from kdiag.signals import stop_cause

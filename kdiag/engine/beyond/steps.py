@@ -20,7 +20,9 @@ from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.beyond import BatchSizeSweep, DataSizeSweep, MemoryLoop, MemoryLoops, OpBreakdown, ThreadsEffect
 from kdiag.datamodel.report import StrategyResult
 from kdiag.datamodel.strategies import PREDICT, PREDICT_ON_BATCH
-from kdiag.engine.runtimes.strategies import BY_NAME, StrategyContext, predict_whole
+from kdiag.engine.runtimes.base import StrategyContext
+from kdiag.engine.runtimes.predict import predict_whole
+from kdiag.engine.runtimes.strategies import BY_NAME
 from kdiag.errors import KdiagError, NotApplicable, first_line
 
 Say = Callable[[str, str], None]
@@ -160,7 +162,7 @@ def threads_step(ctx: StrategyContext, best: Optional[StrategyResult], ops: Opti
                  budget_s: float, say: Say) -> ThreadsEffect:
     """1 intra-op thread against the core count, when graph execution is what the best path spends."""
     from kdiag.engine.beyond.ops import NOT_INSTALLED
-    from kdiag.engine.runtimes.strategies import export_saved_model
+    from kdiag.engine.runtimes.base import export_saved_model
     from kdiag.engine.beyond.threads import threads_effect
 
     label = "SavedModel serve (the exported graph)"

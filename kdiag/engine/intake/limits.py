@@ -222,34 +222,7 @@ class StrategyCost:
     kept_inputs: int = 0  # input-batch copies it holds (tensors, interpreter buffers)
 
 
-# Why these factors:
-# - predict-compiled loads its own, compiled instance (kdiag.engine.intake.load: compiled_factory), so nothing
-#   is shared with predict's: one copy kept, and a second while loading (LOAD_COPIES).
-# - predict_on_batch, eager, tf.function and XLA call the instance already loaded: their graphs
-#   capture its variables as resources, they do not copy them.
-# - concrete feeds tf.constant copies of the inputs.
-# - savedmodel exports the model (the checkpoint writer serialises the variables: up to one copy
-#   in flight) and tf.saved_model.load restores them into new variables (one copy kept). A plain
-#   SavedModel is already loaded: it only keeps tf.constant inputs.
-# - tflite exports once more, then the converter freezes the variables into graph constants,
-#   lowers them to MLIR and serialises a flatbuffer (about three copies at the peak); the
-#   flatbuffer and XNNPACK's repacked weights stay while the interpreter lives (two copies), and
-#   the interpreter has its own input tensors.
-STRATEGY_COSTS: Dict[str, StrategyCost] = {
-    "predict": StrategyCost(0),
-    "predict-compiled": StrategyCost(1, LOAD_COPIES - 1),
-    "predict_on_batch": StrategyCost(0),
-    "eager": StrategyCost(0),
-    "tf-function": StrategyCost(0),
-    "concrete": StrategyCost(0, 0, 1),
-    "xla": StrategyCost(0),
-    "savedmodel": StrategyCost(1, 1),
-    "tflite": StrategyCost(2, 3, 1),
-}
-PLAIN_SAVEDMODEL_COSTS: Dict[str, StrategyCost] = {
-    "savedmodel": StrategyCost(0, 0, 1),
-    "tflite": StrategyCost(2, 3, 1),
-}
+# Each strategy's cost lives with its code (kdiag.engine.runtimes: a required field of Strategy).
 # Profiling runs after timing, once the strategies' instances are gone, on a fresh uncompiled
 # instance per scenario; the compiled scenario loads a compiled one on top: two instances, the
 # second held twice while it loads.
@@ -269,24 +242,20 @@ class MemoryPlan:
     skip: Dict[str, str]  # strategy key (or "profile") -> "not measured: ..." for those that do not fit
 
 
-def plan_memory(keys: Sequence[str], *, weights_bytes: int, input_bytes: int, output_bytes: int,
+def plan_memory(costs: Mapping[str, StrategyCost], *, weights_bytes: int, input_bytes: int, output_bytes: int,
                 keras: bool = True, profile: bool = False, available: Optional[int] = None) -> MemoryPlan:
-    """Add the strategies in their order, skipping each one whose peak would not fit.
+    """Add the strategies in their order (`costs`: each one's cost by key, for this kind of model),
+    skipping each one whose peak would not fit. `keras`: whether profiling can run at all.
 
     Every strategy keeps its first outputs (the outputs check) and each call converts the inputs
     once and makes one output batch; `available` is measured after the model was loaded and the
     inputs built, so neither is counted again.
     """
     available = available_memory_bytes() if available is None else available
-    costs = STRATEGY_COSTS
-    if not keras:  # a plain SavedModel: the Keras strategies do not run at all
-        costs = PLAIN_SAVEDMODEL_COSTS
-        keys = [key for key in keys if key in costs]
     per_call = input_bytes + output_bytes
     kept = 0.0
     needs, skip = {}, {}
-    for key in keys:
-        cost = costs.get(key, StrategyCost(0))
+    for key, cost in costs.items():
         own = cost.kept * weights_bytes + cost.kept_inputs * input_bytes + output_bytes
         need = kept + own + cost.transient * weights_bytes + per_call
         needs[key] = int(need)
@@ -302,13 +271,13 @@ def plan_memory(keys: Sequence[str], *, weights_bytes: int, input_bytes: int, ou
     return MemoryPlan(int(available), int(weights_bytes), int(input_bytes), int(output_bytes), needs, skip)
 
 
-def memory_plan_for(loaded, arrays: Mapping[str, np.ndarray], keys: Sequence[str],
+def memory_plan_for(loaded, arrays: Mapping[str, np.ndarray], costs: Mapping[str, StrategyCost],
                     profile: bool = False) -> MemoryPlan:
     """`plan_memory` for a loaded model (kdiag.engine.intake.load.LoadedModel) and its built inputs."""
     inputs = int(sum(a.nbytes for a in arrays.values()))
     batch = next(iter(arrays.values())).shape[0] if arrays else 1
     outputs = estimate_output_bytes(loaded, batch)
-    return plan_memory(keys, weights_bytes=loaded_weights_bytes(loaded), input_bytes=inputs,
+    return plan_memory(costs, weights_bytes=loaded_weights_bytes(loaded), input_bytes=inputs,
                        output_bytes=inputs if outputs is None else outputs,
                        keras=loaded.is_keras, profile=profile)
 
