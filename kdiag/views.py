@@ -338,7 +338,7 @@ def keras_pairs(sides: KerasSides) -> List[KerasPair]:
 
 def keras2_run_findings(sides: KerasSides) -> List[Finding]:
     """The Keras 2 run's own findings, less its advice to run --keras both (this is that run):
-    id "keras2-file" of kdiag.analysis.keras_versions, which sits above this module."""
+    id "keras2-file" of kdiag.analysis.rules.keras_versions, which sits above this module."""
     return [f for f in sides.keras2.findings if f.id != "keras2-file"]
 
 

@@ -7,8 +7,7 @@ the user's own path, is measurably faster under one, by the one noise rule (`vie
 no verdict under `views.MIN_CALLS_FOR_VERDICT` calls a side). `keras2_file` points a run under
 one Keras at `--keras both` when the file was saved by Keras 2.
 
-Pure functions of the Report, like every rule in `kdiag.analysis.diagnose`, which runs them and
-prints their thresholds (`THRESHOLD_ROWS`) with `kdiag rules`.
+Pure functions of the Report, registered like every rule (kdiag.analysis.registry).
 """
 
 from __future__ import annotations
@@ -17,30 +16,15 @@ import shlex
 from typing import Dict, List, Tuple
 
 from kdiag import views
-from kdiag.datamodel.report import Finding, Report, StrategyResult
+from kdiag.analysis.findings import median_text, recommend
+from kdiag.analysis.registry import RUNTIMES, USERS_PATH, rule, threshold
+from kdiag.datamodel.report import Finding, Report
 from kdiag.datamodel.strategies import DIRECT_PATHS, PREDICT, SAVEDMODEL, XLA
 from kdiag.format import duration
 from kdiag.format import ratio as fmt_ratio
 
 KERAS_VERSIONS = "keras-versions"
 KERAS2_FILE = "keras2-file"
-
-#: (finding id, name, value, meaning), in the THRESHOLDS table of kdiag.analysis.diagnose.
-THRESHOLD_ROWS: Tuple[Tuple[str, str, float, str], ...] = (
-    (KERAS_VERSIONS, "noise_iqrs", 1.0,
-     "predict's medians under Keras 2 and Keras 3 must differ by more than this many times the sum of both "
-     "IQRs for either to be called faster"),
-    (KERAS_VERSIONS, "min_ratio", 1.2,
-     "when Keras 3's predict is slower by at least this ratio the finding is severity low (below it, info)"),
-    (KERAS_VERSIONS, "medium_ratio", 2.0, "at or above this ratio severity medium"),
-    (KERAS_VERSIONS, "high_ratio", 10.0, "at or above this ratio severity high"),
-)
-_VALUES: Dict[Tuple[str, str], float] = {(fid, name): value for fid, name, value, _ in THRESHOLD_ROWS}
-
-
-def threshold(finding_id: str, name: str) -> float:
-    """The value of one of this module's thresholds (as kdiag.analysis.diagnose.threshold)."""
-    return _VALUES[(finding_id, name)]
 
 #: What Keras 3's slower predict is weighed against: the Python paths for a batch in memory (as
 #: diagnose's predict-overhead rule), not the TFLite and C++ floors.
@@ -49,6 +33,14 @@ ALTERNATIVES = DIRECT_PATHS + (XLA.name, SAVEDMODEL.name)
 PHASES_CITED = 3
 
 
+@rule(KERAS_VERSIONS, USERS_PATH + 1, thresholds=[
+    ("noise_iqrs", 1.0, "predict's medians under Keras 2 and Keras 3 must differ by more than this many times the "
+                        "sum of both IQRs for either to be called faster"),
+    ("min_ratio", 1.2, "when Keras 3's predict is slower by at least this ratio the finding is severity low (below "
+                       "it, info)"),
+    ("medium_ratio", 2.0, "at or above this ratio severity medium"),
+    ("high_ratio", 10.0, "at or above this ratio severity high"),
+])
 def keras_versions(report: Report) -> List[Finding]:
     """predict under Keras 3 against Keras 2, when both runs timed it."""
     fid = "keras-versions"
@@ -62,8 +54,8 @@ def keras_versions(report: Report) -> List[Finding]:
     judged = views.judge(*((new, old) if new.median_s >= old.median_s else (old, new)), threshold(fid, "noise_iqrs"))
     ratio = new.median_s / old.median_s
     figures = f"{duration(new.median_s)} vs {duration(old.median_s)}"
-    evidence = [f"predict under {label2}: median {_med(old)} per call.",
-                f"predict under {label3}: median {_med(new)} per call."]
+    evidence = [f"predict under {label2}: median {median_text(old)} per call.",
+                f"predict under {label3}: median {median_text(new)} per call."]
     evidence += _fastest_paths(sides.keras2, sides.keras3)
     evidence += _phase_changes(sides)
     if not judged.enough_calls:
@@ -107,13 +99,11 @@ def keras_versions(report: Report) -> List[Finding]:
         id=fid, severity=severity,
         title=f"predict under Keras 3 is {fmt_ratio(ratio)} slower than under Keras 2 (tf-keras): {figures}",
         evidence=evidence, advice=advice,
-        snippet=best.snippet if switch else "",
-        strategy=best.name if switch else None,
-        measured_speedup=new.median_s / best.median_s if switch else None,
-        outputs_match=True if switch else None,
+        **recommend(sides.keras3, best if switch else None, new.median_s / best.median_s if switch else None),
     )]
 
 
+@rule(KERAS2_FILE, RUNTIMES + 3)
 def keras2_file(report: Report) -> List[Finding]:
     """A file saved by Keras 2, measured under one Keras only: `--keras both` compares the two."""
     signs = report.model.keras2_signs
@@ -129,10 +119,6 @@ def keras2_file(report: Report) -> List[Finding]:
                 "phases included: upgrading to Keras 3 can change predict's cost (needs tf-keras: "
                 "pip install kdiag[legacy])."),
         snippet="")]
-
-
-def _med(result: StrategyResult) -> str:
-    return f"{duration(result.median_s)} (IQR {duration(views.iqr(result))}, n={result.measurement.count})"
 
 
 def _fastest_paths(keras2: Report, keras3: Report) -> List[str]:
