@@ -16,7 +16,7 @@ from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, DataSiz
                                     ThreadsEffect)
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult
-from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED
+from kdiag.datamodel.strategies import BY_NAME, CPP, PREDICT, PREDICT_COMPILED
 from kdiag.format import diff, duration
 from kdiag.format import ratio as fmt_ratio
 
@@ -317,16 +317,42 @@ class KerasPair:
 
     @property
     def verdict_text(self) -> str:
-        """"Keras 3 14.0x slower", "Keras 3 3.10x faster", "within the noise (±1.2 ms)", or why not judged:
-        a ratio only where the noise rule supports one, and never below 1."""
-        judged = self.judgement()
-        if judged is None:
-            return "—"
-        if not judged.enough_calls:
-            return f"no verdict ({judged.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each)"
-        if not judged.beyond_noise:
-            return f"within the noise (±{duration(judged.noise_s)})"
-        return f"Keras 3 {times_text(self.keras3_over_keras2)}"
+        """"Keras 3 14.0x slower", "Keras 3 3.10x faster", "within the noise (±1.2 ms)", or why not judged."""
+        return versus_text(self.keras2, self.keras3, "Keras 3")
+
+
+def versus_text(base: Optional[StrategyResult], other: Optional[StrategyResult], label: str, iqrs: float = 1.0) -> str:
+    """`other` (the run called `label`) against `base` under the one noise rule: "Keras 3 14.0x slower",
+    "within the noise (±1.2 ms)", "no verdict (n=3 and n=3; at least 5 each)", or "—" unless both were timed.
+    A ratio only where the noise rule supports one, and never below 1."""
+    if median(base) is None or median(other) is None:
+        return "—"
+    judged = judge(other, base, iqrs) if median(other) >= median(base) else judge(base, other, iqrs)
+    if not judged.enough_calls:
+        return f"no verdict ({judged.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each)"
+    if not judged.beyond_noise:
+        return f"within the noise (±{duration(judged.noise_s)})"
+    return f"{label} {times_text(median(other) / median(base))}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledRun:
+    """One run of a side-by-side report, with the label its column shows."""
+
+    label: str
+    report: Report
+
+
+def side_by_side(report: Report) -> List[LabelledRun]:
+    """The runs of a report that measured one model several ways (--keras both), oldest first; empty for one run.
+
+    Every side-by-side section is built over this list, so more runs (other TensorFlow releases)
+    add columns, not code.
+    """
+    sides = keras_sides(report)
+    if sides is None:
+        return []
+    return [LabelledRun(keras_label(sides.keras2), sides.keras2), LabelledRun(keras_label(sides.keras3), sides.keras3)]
 
 
 def keras_pairs(sides: KerasSides) -> List[KerasPair]:
@@ -446,3 +472,38 @@ def threads_text(effect: ThreadsEffect, iqrs: float = 1.0) -> str:
         return f"{head}: {judged.not_enough_text}"
     verdict = f"1 thread is {times_text(judged.ratio)}" if judged.beyond_noise else "within the noise"
     return f"{head}: difference {duration(abs(judged.gap_s))}, noise band ±{duration(judged.noise_s)}: {verdict}"
+
+
+# --- repro.py ----------------------------------------------------------------------------
+
+
+def repro_path(report: Report) -> Optional[StrategyResult]:
+    """The fastest strategy with matching outputs (fastest_matching) that the script can run.
+
+    Not the C++ floor (a program of its own), nor predict after compile(): the script loads the
+    model without compiling it, and compiling only to call predict is nothing to recommend.
+    """
+    best = fastest_matching(report)
+    if best is None or _runnable(best):
+        return best
+    return next((r for r in measured(report) if outputs_match(r) and _runnable(r)), None)
+
+
+def _runnable(result: StrategyResult) -> bool:
+    return result.name != PREDICT_COMPILED.name and _language(result) == "python"
+
+
+def _language(result: StrategyResult) -> str:
+    identity = BY_NAME.get(result.name)
+    return identity.language if identity is not None else "python"
+
+
+def repro_unavailable_reason(report: Report) -> Optional[str]:
+    """Why this report has no measurement to reproduce, or None when it has one."""
+    if not report.model.keras_model:
+        return "the model is a plain SavedModel: it has no Keras predict to compare with"
+    if usable(report, PREDICT.name) is None:
+        return "kdiag could not measure predict on this model, so there is no headline to reproduce"
+    if repro_path(report) is None:
+        return "no strategy that Python can run was measured with outputs matching predict's"
+    return None
