@@ -18,10 +18,8 @@ import re
 import shutil
 import struct
 import tempfile
-import time
 import zipfile
 from pathlib import Path
-from typing import NamedTuple, Optional
 from unittest import mock
 
 import numpy as np
@@ -31,35 +29,13 @@ from hypothesis import strategies as st
 
 import kdiag.engine.intake.h5probe
 import kdiag.engine.intake.load
-from checks import REFUSAL_SECONDS, assert_refused
-from kdiag.cli import Env, main
+from checks import REFUSAL_SECONDS, assert_refused, run
 
 # Keep runs that do go ahead short (a refusal that comes late still costs little).
 SHORT = ["--no-profile", "--budget", "0.01", "--min-calls", "1"]
 
 
 # --- the contract -----------------------------------------------------------------
-
-
-class Result(NamedTuple):
-    code: int
-    stdout: str
-    stderr: str
-    elapsed: float
-    out: Optional[Path]  # the --out folder asked for
-
-
-def run(*argv) -> Result:
-    """main() in-process; anything escaping it is what a user would see as a traceback."""
-    argv = [str(a) for a in argv]
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    start = time.perf_counter()
-    try:
-        code = main(argv, env)
-    except (Exception, SystemExit) as exc:
-        raise AssertionError(f"main() raised {type(exc).__name__}: {str(exc)[:300]} (a traceback for the user)") from exc
-    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
-    return Result(code, env.stdout.getvalue(), env.stderr.getvalue(), time.perf_counter() - start, out)
 
 
 def inspect(model, out: Path, *options):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import kdiag.engine.intake.limits
-from kdiag.cli import Env, main
+from checks import assert_refused, run
 from kdiag.errors import KdiagError
 from kdiag.engine.intake.inputs import InputSpec, load_user_inputs, synthetic_inputs
 from kdiag.engine.intake.limits import (MemoryPlan, cgroup_headroom_bytes, check_input_memory, plan_memory)
@@ -37,24 +37,6 @@ def memory(monkeypatch):
         monkeypatch.setattr(kdiag.engine.intake.limits, "available_memory_bytes", lambda: int(n_bytes))
 
     return set_available
-
-
-def run_cli(*argv):
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    start = time.monotonic()
-    code = main([str(a) for a in argv], env)
-    return code, env.stderr.getvalue(), time.monotonic() - start
-
-
-def assert_refused(code, stderr, elapsed, *words):
-    assert code == 2, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("kdiag: error:")]
-    assert len(errors) == 1, stderr
-    assert "Traceback" not in stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    assert elapsed < REFUSAL_S, f"refused after {elapsed:.1f} s"
-    return errors[0]
 
 
 # --- available memory: psutil and the cgroup --------------------------------------------
@@ -121,8 +103,8 @@ def keras_archive(path: Path, weights_bytes: int) -> Path:
 def test_keras_archive_whose_weights_will_not_fit_is_refused_before_loading(tmp_path, memory):
     model = keras_archive(tmp_path / "big.keras", 8 * MIB)
     memory(10 * MIB)  # loading holds the weights twice: ~16 MiB
-    code, stderr, elapsed = run_cli("inspect", model, "--out", tmp_path / "run")
-    line = assert_refused(code, stderr, elapsed, "big.keras", "needs ~16.", "10.0 MiB available", "free some memory")
+    line = assert_refused(run("inspect", model, "--out", tmp_path / "run"), "big.keras", "needs ~16.",
+                          "10.0 MiB available", "free some memory", within_s=REFUSAL_S)
     assert not (tmp_path / "run").exists(), line  # nothing half-written
 
 
@@ -135,8 +117,8 @@ def test_h5_whose_datasets_claim_more_than_memory_is_refused_by_its_probe(tmp_pa
         handle.create_dataset("model_weights/dense/dense/kernel:0", shape=(65536, 65536), dtype="float32")
     assert (tmp_path / "dense16g.h5").stat().st_size < 1 * MIB
     memory(24 * GIB)
-    code, stderr, elapsed = run_cli("inspect", tmp_path / "dense16g.h5", "--out", tmp_path / "run")
-    assert_refused(code, stderr, elapsed, "dense16g.h5", "needs ~32.0 GiB, 24.0 GiB available")
+    assert_refused(run("inspect", tmp_path / "dense16g.h5", "--out", tmp_path / "run"), "dense16g.h5",
+                   "needs ~32.0 GiB, 24.0 GiB available", within_s=REFUSAL_S)
     assert not (tmp_path / "run").exists()
 
 
@@ -147,8 +129,8 @@ def test_savedmodel_whose_variables_will_not_fit_is_refused_before_tensorflow_lo
     with open(folder / "variables/variables.data-00000-of-00001", "wb") as handle:
         handle.truncate(3 * GIB)  # sparse: no disk used
     memory(4 * GIB)
-    code, stderr, elapsed = run_cli("inspect", folder, "--out", tmp_path / "run")
-    assert_refused(code, stderr, elapsed, "exported", "needs ~6.0 GiB, 4.0 GiB available")
+    assert_refused(run("inspect", folder, "--out", tmp_path / "run"), "exported",
+                   "needs ~6.0 GiB, 4.0 GiB available", within_s=REFUSAL_S)
 
 
 # --- the inputs ---------------------------------------------------------------------------

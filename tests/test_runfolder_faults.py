@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from checks import run
 from kdiag.cli import Env, main
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.runfolder import FALLBACK_PREFIX, LOCK_NAME, RunFolder
@@ -45,9 +46,8 @@ def _private_tmp(tmp_path, monkeypatch):
 
 
 def run_cli(*argv):
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    code = main(list(argv), env)
-    return code, env.stdout.getvalue(), env.stderr.getvalue()
+    """(exit status, stdout, stderr) of `kdiag ARGV`, in-process."""
+    return run(*argv)[:3]
 
 
 def error_line(stderr: str) -> str:

@@ -10,7 +10,6 @@ cannot pass by accident.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -18,7 +17,6 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import NamedTuple, Optional
 from unittest import mock
 
 import numpy as np
@@ -27,35 +25,11 @@ import pytest
 import kdiag.engine.intake.load
 from kdiag.engine.intake import safety
 from kdiag.engine.check import compare
-from kdiag.cli import Env, main
+from checks import Result, assert_refused, run
 from kdiag.errors import KdiagError
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT = ["--no-profile", "--budget", "0.01", "--min-calls", "1"]
-REFUSAL_SECONDS = 30.0  # generous for a loaded 2-core machine; measured refusals take about 1 s
-
-
-class Result(NamedTuple):
-    code: int
-    stdout: str
-    stderr: str
-    elapsed: float
-    out: Optional[Path]
-
-
-def run(*argv) -> Result:
-    """main() in-process; anything escaping it is what a user would see as a traceback."""
-    argv = [str(a) for a in argv]
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    start = time.perf_counter()
-    try:
-        code = main(argv, env)
-    except (Exception, SystemExit) as exc:
-        raise AssertionError(f"main() raised {type(exc).__name__}: {str(exc)[:300]}") from exc
-    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
-    return Result(code, env.stdout.getvalue(), env.stderr.getvalue(), time.perf_counter() - start, out)
-
-
 def run_subprocess(*argv, legacy: bool, cwd: Path) -> Result:
     """`python -m kdiag` in a child process, as a user runs it, with or without TF_USE_LEGACY_KERAS=1."""
     argv = [str(a) for a in argv]
@@ -65,23 +39,6 @@ def run_subprocess(*argv, legacy: bool, cwd: Path) -> Result:
                           cwd=cwd, timeout=300)
     out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
     return Result(done.returncode, done.stdout, done.stderr, time.perf_counter() - start, out)
-
-
-def assert_refused(result: Result, *words: str, marker: Optional[Path] = None) -> str:
-    code, stdout, stderr, elapsed, out = result
-    assert code == 2, f"exit {code}, stderr:\n{stderr}"
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("kdiag: error:")]
-    assert len(errors) == 1, stderr
-    assert stderr.strip().splitlines()[-1] == errors[0], stderr  # the last line, whole: only progress before it
-    assert stdout == "", stdout
-    assert out is not None and not out.exists(), f"run folder {out} left behind"
-    assert elapsed < REFUSAL_SECONDS, f"took {elapsed:.1f} s"
-    if marker is not None:
-        assert not marker.exists(), f"{marker} was written: code from the model file ran"
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 def keras_zip_with_config(source: Path, target: Path, change) -> Path:

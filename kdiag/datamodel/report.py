@@ -358,16 +358,25 @@ def _from_jsonable(tp: Any, data: Any, where: str = "report") -> Any:
             raise ReportFieldError(f"{where} should be an object, not {type(data).__name__}")
         return dict(data)
     if dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise ReportFieldError(f"{where} should be an object, not {type(data).__name__}")
-        hints = typing.get_type_hints(tp)
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in data:
-                kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ReportFieldError(f"{where} has no {f.name}")
-        return tp(**kwargs)
+        return _dataclass_from_jsonable(tp, data, where)
+    return _value_from_jsonable(tp, data, where)
+
+
+def _dataclass_from_jsonable(tp: Any, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ReportFieldError(f"{where} should be an object, not {type(data).__name__}")
+    hints = typing.get_type_hints(tp)
+    kwargs = {}
+    for f in dataclasses.fields(tp):
+        if f.name in data:
+            kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ReportFieldError(f"{where} has no {f.name}")
+    return tp(**kwargs)
+
+
+def _value_from_jsonable(tp: Any, data: Any, where: str) -> Any:
+    """A tuple of numbers, a str, an int or a bool, checked; anything else as it is."""
     if tp is tuple:
         if not isinstance(data, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                  for v in data):

@@ -155,23 +155,7 @@ def strategy_chart(figure, report: Report) -> None:
             ax.text(low * 1.1, y, "not measured: " + _shorten(why, 70), va="center", color="#777777",
                     style="italic")
             continue
-        q1, med, q3 = quartiles[result.name]
-        label, colour = _status(result)
-        floor = result.name in FLOORS
-        ax.barh(y, med - low, left=low, height=0.62, color=colour, hatch="///" if floor else None,
-                edgecolor="white" if floor else colour, linewidth=0)
-        ax.errorbar(med, y, xerr=[[med - q1], [q3 - med]], fmt="none", ecolor="#222222", elinewidth=1, capsize=3)
-        words = [fmt.duration(med)]
-        if row.vs_predict is not None and result.name != PREDICT.name:
-            words.append(f"{fmt.ratio(row.vs_predict)} faster than predict" if row.vs_predict >= 1
-                         else f"{fmt.ratio(1 / row.vs_predict)} slower than predict")
-        if result.measurement.stopped_early:
-            words.append(f"stopped early after {result.measurement.count} calls")
-        if floor:
-            words.append("floor")
-        if label != "outputs match":
-            words.append(label)
-        ax.text(q3 * 1.25, y, " · ".join(words), va="center", color=DIFFER_COLOUR if label == "outputs differ" else "#222222")
+        _strategy_bar(ax, y, row, quartiles[result.name], low)
     floors = [r for r in measured if r.name in FLOORS and views.outputs_match(r)]
     if floors:
         floor = min(floors, key=views.median)
@@ -186,6 +170,29 @@ def strategy_chart(figure, report: Report) -> None:
                Patch(facecolor=MATCH_COLOUR, edgecolor="white", hatch="///", label="floor (" + ", ".join(FLOORS) + ")")]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.45 / figure.get_figheight() - 0.06),
               ncol=4, frameon=False, fontsize=8)
+
+
+def _strategy_bar(ax, y: float, row, quartiles, low: float) -> None:
+    """One measured strategy: its median as a bar from the axis, its IQR as whiskers, and what it says."""
+    result = row.result
+    q1, med, q3 = quartiles
+    label, colour = _status(result)
+    floor = result.name in FLOORS
+    ax.barh(y, med - low, left=low, height=0.62, color=colour, hatch="///" if floor else None,
+            edgecolor="white" if floor else colour, linewidth=0)
+    ax.errorbar(med, y, xerr=[[med - q1], [q3 - med]], fmt="none", ecolor="#222222", elinewidth=1, capsize=3)
+    words = [fmt.duration(med)]
+    if row.vs_predict is not None and result.name != PREDICT.name:
+        words.append(f"{fmt.ratio(row.vs_predict)} faster than predict" if row.vs_predict >= 1
+                     else f"{fmt.ratio(1 / row.vs_predict)} slower than predict")
+    if result.measurement.stopped_early:
+        words.append(f"stopped early after {result.measurement.count} calls")
+    if floor:
+        words.append("floor")
+    if label != "outputs match":
+        words.append(label)
+    ax.text(q3 * 1.25, y, " · ".join(words), va="center",
+            color=DIFFER_COLOUR if label == "outputs differ" else "#222222")
 
 
 def distribution_chart(figure, measured: List[StrategyResult]) -> None:
@@ -221,14 +228,21 @@ def distribution_chart(figure, measured: List[StrategyResult]) -> None:
 
 
 def phase_chart(figure, report: Report, profiles: List[ProfileResult]) -> None:
-    from matplotlib.patches import Patch
-
+    """Each scenario's phases as a stacked bar of ms per call; beside it, compile()'s delta per phase."""
     deltas = views.compile_phase_deltas(report)
-    total = views.compile_total_delta(report)
     if deltas:
         left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2], "wspace": 0.45})
     else:
         left, right = figure.add_subplot(), None
+    _phase_bars(figure, left, profiles)
+    if right is not None:
+        total = views.compile_total_delta(report)
+        _delta_bars(right, list(deltas) + ([total] if total is not None else []))
+
+
+def _phase_bars(figure, ax, profiles: List[ProfileResult]) -> None:
+    from matplotlib.patches import Patch
+
     ys = list(range(len(profiles)))[::-1]
     for y, profile in zip(ys, profiles):
         start = 0.0
@@ -236,41 +250,41 @@ def phase_chart(figure, report: Report, profiles: List[ProfileResult]) -> None:
         for row in profile.phases:
             if row.ms_per_call <= 0:
                 continue
-            left.barh(y, row.ms_per_call, left=start, height=0.6, color=PHASE_COLOURS.get(row.name,
-                                                                                           UNKNOWN_PHASE_COLOUR),
-                      edgecolor="white", linewidth=0.5)
+            ax.barh(y, row.ms_per_call, left=start, height=0.6, color=PHASE_COLOURS.get(row.name,
+                                                                                         UNKNOWN_PHASE_COLOUR),
+                    edgecolor="white", linewidth=0.5)
             if full and row.ms_per_call / full >= 0.08:
-                left.text(start + row.ms_per_call / 2, y, f"{row.share:.0%}", ha="center", va="center", fontsize=8,
-                          color="white" if row.name in (TFDATA, TRACING, GRAPH) else "#111111")
+                ax.text(start + row.ms_per_call / 2, y, f"{row.share:.0%}", ha="center", va="center", fontsize=8,
+                        color="white" if row.name in (TFDATA, TRACING, GRAPH) else "#111111")
             start += row.ms_per_call
-        left.text(start, y + 0.38, f" {start:.3g} ms", va="bottom", ha="right", fontsize=8)
-    left.set_yticks(ys)
-    left.set_yticklabels([p.scenario for p in profiles])
-    left.set_xlabel("ms per call by phase (profiled shares x the unprofiled median)")
-    left.set_ylim(-0.6, len(profiles) - 0.2)
+        ax.text(start, y + 0.38, f" {start:.3g} ms", va="bottom", ha="right", fontsize=8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([p.scenario for p in profiles])
+    ax.set_xlabel("ms per call by phase (profiled shares x the unprofiled median)")
+    ax.set_ylim(-0.6, len(profiles) - 0.2)
     present = [name for name in PHASES
                if any(p.phase(name) is not None and p.phase(name).ms_per_call > 0 for p in profiles)]
-    left.legend(handles=[Patch(color=PHASE_COLOURS[name], label=name) for name in present],
-                loc="upper center", bbox_to_anchor=(0.5, -0.55 / figure.get_figheight() - 0.06), ncol=4,
-                frameon=False, fontsize=8)
-    if right is None:
-        return
-    rows = [d for d in deltas] + ([total] if total is not None else [])
+    ax.legend(handles=[Patch(color=PHASE_COLOURS[name], label=name) for name in present],
+              loc="upper center", bbox_to_anchor=(0.5, -0.55 / figure.get_figheight() - 0.06), ncol=4,
+              frameon=False, fontsize=8)
+
+
+def _delta_bars(ax, rows) -> None:
     ys = list(range(len(rows)))[::-1]
     for y, delta in zip(ys, rows):
         colour = PHASE_COLOURS.get(delta.phase, "#333333")
         inside = delta.noise_ms is not None and not delta.beyond_noise
-        right.barh(y, delta.delta_ms, height=0.6, color=colour, alpha=0.35 if inside else 1.0,
-                   edgecolor=colour, linewidth=0.8)
+        ax.barh(y, delta.delta_ms, height=0.6, color=colour, alpha=0.35 if inside else 1.0,
+                edgecolor=colour, linewidth=0.8)
         if delta.noise_ms is not None:
-            right.errorbar(0, y, xerr=delta.noise_ms, fmt="none", ecolor="#666666", elinewidth=3, alpha=0.35)
-    right.axvline(0, color="#222222", linewidth=0.8)
-    right.set_yticks(ys)
-    right.set_yticklabels([d.phase for d in rows])
-    right.set_title("compile() Δ ms/call (after - before)")
-    right.set_xlabel("grey band: the noise (share x IQR, both sides); faded bar: within it")
+            ax.errorbar(0, y, xerr=delta.noise_ms, fmt="none", ecolor="#666666", elinewidth=3, alpha=0.35)
+    ax.axvline(0, color="#222222", linewidth=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([d.phase for d in rows])
+    ax.set_title("compile() Δ ms/call (after - before)")
+    ax.set_xlabel("grey band: the noise (share x IQR, both sides); faded bar: within it")
     limit = max([abs(d.delta_ms) for d in rows] + [d.noise_ms or 0.0 for d in rows] + [1e-3]) * 1.15
-    right.set_xlim(-limit, limit)
+    ax.set_xlim(-limit, limit)
 
 
 def icicle_chart(figure, tree: CallNode, calls: int) -> None:

@@ -326,9 +326,7 @@ def phases(report: Report, brief: bool = False) -> Optional[Section]:
 
 def _phase_table(report: Report, profiles: Sequence[ProfileResult], brief: bool) -> Table:
     by_name = [{r.name: r for r in p.phases} for p in profiles]
-    names = [n for n in PHASES if any(n in rows for rows in by_name)]
-    names += [n for rows in by_name for n in rows if n not in names]
-    minor = [n for n in names if all((rows[n].share if n in rows else 0) < MINOR_PHASE_SHARE for rows in by_name)]
+    names, minor = _phase_names(by_name)
     minor = minor if brief else []
     deltas = {d.phase: d for d in facts.compile_phase_deltas(report)}
     columns = [Column("phase", wraps=True)]
@@ -339,23 +337,40 @@ def _phase_table(report: Report, profiles: Sequence[ProfileResult], brief: bool)
     rows = [_phase_row(name, [rows.get(name) for rows in by_name], deltas.get(name) if deltas else None, bool(deltas))
             for name in names if name not in minor]
     if minor:
-        cells = [Cell(f"{len(minor)} phases under {MINOR_PHASE_SHARE:.0%}")]
-        for rows_ in by_name:
-            picked = [rows_[n] for n in minor if n in rows_]
-            share = sum(r.share for r in picked)
-            cells += [Cell(_ms_value(sum(r.ms_per_call for r in picked))), Cell(f"{share:.0%}", bar=share)]
-        if deltas:
-            inside = all(not deltas[n].beyond_noise for n in minor if n in deltas)
-            cells.append(Cell("within the noise" if inside else "see the full report"))
-        rows.append(tuple(cells))
-    total = [Cell("total", tone="strong")]
-    for p in profiles:
-        total += [Cell(_ms_value(sum(r.ms_per_call for r in p.phases)), tone="strong"), Cell("100%", tone="strong")]
-    if deltas:
-        overall = facts.compile_total_delta(report)
-        total.append(Cell(overall.text if overall else "—", tone="strong"))
-    rows.append(tuple(total))
+        rows.append(_minor_row(minor, by_name, deltas))
+    rows.append(_total_row(report, profiles, bool(deltas)))
     return Table(tuple(columns), tuple(rows))
+
+
+def _phase_names(by_name) -> Tuple[List[str], List[str]]:
+    """(every phase of the profiles, in the vocabulary's order; those under MINOR_PHASE_SHARE in all of them)."""
+    names = [n for n in PHASES if any(n in rows for rows in by_name)]
+    names += [n for rows in by_name for n in rows if n not in names]
+    minor = [n for n in names if all((rows[n].share if n in rows else 0) < MINOR_PHASE_SHARE for rows in by_name)]
+    return names, minor
+
+
+def _minor_row(minor: Sequence[str], by_name, deltas) -> Tuple[Cell, ...]:
+    """The phases under MINOR_PHASE_SHARE everywhere, as one row."""
+    cells = [Cell(f"{len(minor)} phases under {MINOR_PHASE_SHARE:.0%}")]
+    for rows in by_name:
+        picked = [rows[n] for n in minor if n in rows]
+        share = sum(r.share for r in picked)
+        cells += [Cell(_ms_value(sum(r.ms_per_call for r in picked))), Cell(f"{share:.0%}", bar=share)]
+    if deltas:
+        inside = all(not deltas[n].beyond_noise for n in minor if n in deltas)
+        cells.append(Cell("within the noise" if inside else "see the full report"))
+    return tuple(cells)
+
+
+def _total_row(report: Report, profiles: Sequence[ProfileResult], with_delta: bool) -> Tuple[Cell, ...]:
+    cells = [Cell("total", tone="strong")]
+    for p in profiles:
+        cells += [Cell(_ms_value(sum(r.ms_per_call for r in p.phases)), tone="strong"), Cell("100%", tone="strong")]
+    if with_delta:
+        overall = facts.compile_total_delta(report)
+        cells.append(Cell(overall.text if overall else "—", tone="strong"))
+    return tuple(cells)
 
 
 def _phase_row(name, rows, delta, with_delta: bool) -> Tuple[Cell, ...]:

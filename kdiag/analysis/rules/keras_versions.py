@@ -13,7 +13,7 @@ Pure functions of the Report, registered like every rule (kdiag.analysis.registr
 from __future__ import annotations
 
 import shlex
-from typing import Dict, List, Tuple
+from typing import List
 
 from kdiag import views
 from kdiag.analysis.findings import median_text, recommend

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import zipfile
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 

@@ -210,20 +210,25 @@ def _model_object_findings(value: dict, where, allowed: Set[str]) -> List[Config
                 or isinstance(registered, str) and _named(registered, allowed)):
             found.append(ConfigFinding("custom", where, f"class {custom!r}"))
         return found
+    return found + _builtin_layer_findings(class_name, inner, where, allowed)
+
+
+def _builtin_layer_findings(class_name: str, inner: dict, where, allowed: Set[str]) -> List[ConfigFinding]:
+    """A Keras layer of its own that runs code or reads a file named by the config."""
     if class_name in CODE_LAYERS and not _lambda_named_by(inner, allowed):
-        found.append(ConfigFinding("code", where, f"a {class_name} layer"))
-    elif class_name in TF_OP_LAYERS:
+        return [ConfigFinding("code", where, f"a {class_name} layer")]
+    if class_name in TF_OP_LAYERS:
         symbol = inner.get("function")
         if not (isinstance(symbol, str) and _tf_symbol_is_computation(symbol)):
-            found.append(ConfigFinding("code", where, f"a {class_name} layer calling tf.{symbol}"))
+            return [ConfigFinding("code", where, f"a {class_name} layer calling tf.{symbol}")]
     elif class_name == "ClassMethod" and inner.get("cls_symbol") not in TF_TENSOR_CLASSES:
-        found.append(ConfigFinding("code", where, f"a ClassMethod layer calling tf.{inner.get('cls_symbol')}"))
+        return [ConfigFinding("code", where, f"a ClassMethod layer calling tf.{inner.get('cls_symbol')}")]
     elif class_name == "TFSMLayer":
-        found.append(ConfigFinding("file", where, "a TFSMLayer (it loads and runs another SavedModel)",
-                                   str(inner.get("filepath", "?"))))
+        return [ConfigFinding("file", where, "a TFSMLayer (it loads and runs another SavedModel)",
+                              str(inner.get("filepath", "?")))]
     elif isinstance(inner.get("vocabulary"), str) and inner["vocabulary"]:
-        found.append(ConfigFinding("file", where, f"a {class_name} layer", inner["vocabulary"]))
-    return found
+        return [ConfigFinding("file", where, f"a {class_name} layer", inner["vocabulary"])]
+    return []
 
 
 def _custom_class(value: dict, class_name: str) -> Optional[str]:
