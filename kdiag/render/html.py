@@ -50,7 +50,7 @@ def render(report: Report) -> str:
              _distribution(report, charts), _phases(report, charts), _generic(sections.tracing(report)),
              _profile(report, charts), _findings(report), _beyond(report, charts),
              _generic(sections.top_functions(report), folded=True), _generic(sections.reproduce(report)),
-             _standalone_repro(report), _generic(sections.profile_files(report, report.settings.redact_paths))]
+             _standalone_repro(report), _generic(sections.profile_files(report))]
     title = f"kdiag report: {report.model.name}"
     script = _template_text("report.js")
     return string.Template(_template_text("report.html")).substitute(
@@ -144,7 +144,8 @@ def _verdict(report: Report) -> str:
         parts.append(f'<p class="warn">{_prose(wording.INCOMPLETE.replace(": ", ":** ", 1).join(["**", ""]))}</p>')
     parts.append(f'<p class="meta">{e(wording.run_summary(report))} Command: <code>{e(report.settings.command)}'
                  "</code></p>")
-    tables = "".join(_table(s.tables[0]) for s in (sections.environment(report), sections.model(report)))
+    tables = "".join(f"<h3>{e(s.title)}</h3>{_table(s.tables[0])}"
+                     for s in (sections.environment(report), sections.model(report)))
     parts.append(f"<details><summary>Environment and model</summary>{tables}</details></section>")
     return "\n".join(parts)
 

@@ -129,7 +129,7 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
         yield from _notes(list(subsections["notes"].bullets), width, verbose)
     files = sections.profile_files(report)
     if verbose and files is not None and files.tables:  # by default the line saying where the run was saved names them
-        yield from _section("Profiles (kdiag view FILE opens one in snakeviz)", [_profile_files(files, verbose)])
+        yield from _section(files.title, _parts(files, width, 2, verbose))
     yield Text("")
 
 
@@ -370,15 +370,6 @@ def _notes(notes: List[str], width: int, verbose: bool):
     if len(notes) > len(shown):
         shown.append(f"{len(notes) - len(shown)} more notes: --verbose, or report.md.")
     yield from _section("Notes" if verbose or shown == notes else "Notes (in full: --verbose)", [_bullets(shown)])
-
-
-def _profile_files(section: Section, verbose: bool) -> Table:
-    table = _kv_table()
-    for scenario, warm, cold in section.tables[0].rows:
-        table.add_row(scenario.text, warm.text)
-        if verbose:
-            table.add_row("", f"first call: {cold.text}")
-    return table
 
 
 class StderrProgress:

@@ -521,7 +521,7 @@ def beyond_one_batch(report: Report) -> Optional[Section]:
 def profile_files(report: Report, redacted_copies: bool = False) -> Optional[Section]:
     if not report.profiles:
         return None
-    title = "Profiles (.prof files)"
+    title = "Profiles (kdiag view FILE opens one in snakeviz)"
     kept = [p for p in report.profiles if p.prof_path]
     if not kept:
         return Section("profiles", title, paragraphs=(wording.PROFILES_NOT_KEPT,), detail=1)
