@@ -72,6 +72,10 @@ class Budget:
             return 1.0
         return min(1.0, max(0.0, left) / wanted_s)
 
+    def for_child(self, minimum_s: float) -> Optional[float]:
+        """The time limit to hand a child run: what is left, never less than `minimum_s`; None without a limit."""
+        return None if self.deadline is None else max(minimum_s, self.left())
+
     def cut(self, note: str = "", needs_s: float = 0.0) -> None:
         """Something was left out or cut short: `note` says what (empty when its row says so), `needs_s`
         how many more seconds from now the whole of it needed."""

@@ -31,7 +31,8 @@ def run(config: RunConfig, progress: Optional[Progress], out_dir: Optional[Path]
 
     keras_child.require_tf_keras(config.keras)
     plan = keras_child.sides(config)
-    steps = StepCounter(progress, 1, Budget(0))
+    budget = Budget(config.time_limit_s)
+    steps = StepCounter(progress, 1, budget)
     folder = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="kdiag-keras-"))
     if len(plan) == 1:  # --keras N, N not this process's
         steps.next(f"Keras {plan[0]}", "in a child process")
@@ -39,9 +40,7 @@ def run(config: RunConfig, progress: Optional[Progress], out_dir: Optional[Path]
         return dataclasses.replace(measured, settings=dataclasses.replace(measured.settings, command=config.command))
     here, there = plan
     report = run_here(dataclasses.replace(config, keras=None), progress, out_dir, work_dir)
-    left = None
-    if config.time_limit_s:
-        left = max(MIN_CHILD_LIMIT_S, config.time_limit_s - (report.settings.elapsed_s or 0.0))
+    left = budget.for_child(MIN_CHILD_LIMIT_S)
     steps.next(f"Keras {there}", "in a child process")
     try:
         other = keras_child.run_child(config, there, folder / f"keras-{there}", steps.say, left)
