@@ -283,13 +283,19 @@ def _numeric_table(columns: List[_Column], title: str = "") -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title or None,
                   title_justify="left")
     for column in columns:
-        # Long headers of figures break at spaces: "predict (compiled) ms/call" in three short lines.
-        header = column.header if column.wraps or len(column.header) <= 12 else column.header.replace(" ", "\n")
+        header = column.header if column.wraps or len(column.header) <= 12 else _stacked(column.header)
         table.add_column(header, justify=column.justify, no_wrap=not column.wraps,
                          overflow="fold" if column.wraps else "ellipsis")
     for row in zip(*(c.cells for c in columns)):
         table.add_row(*row)
     return table
+
+
+def _stacked(header: str) -> str:
+    """A long header of figures in short lines: "predict (compiled) ms/call" as predict / (compiled) / ms/call,
+    "compile() Δ ms/call" as compile() Δ / ms/call (a column of figures is as wide as its widest line)."""
+    head, _, unit = header.replace(" (", "\n(").rpartition(" ")
+    return f"{head}\n{unit}" if head else header
 
 
 def _strategies(section: Section, width: int, verbose: bool) -> List[RenderableType]:
