@@ -446,9 +446,9 @@ def data_size(sweep) -> Section:
             seconds = series.seconds_at(n)
             cells.append(Cell(f"{fmt.duration(seconds * 1000 / n)} ({fmt.duration(seconds)})"))
         rows.append(tuple(cells) + (Cell(fmt.ratio(sweep.ratio_at(n))),))
-    intro = (f"The whole array scored three ways, interleaved, at each sample count: `model.predict(X, "
-             f"batch_size={sweep.batch_size})`, and loops over chunks of {sweep.batch_size}. Data size: the whole array "
-             "end to end, time per 1,000 samples (the whole array's time in brackets).")
+    intro = (f"Data size: the whole array end to end, scored three ways, interleaved, at each sample count: "
+             f"`model.predict(X, batch_size={sweep.batch_size})` and loops over chunks of {sweep.batch_size}; time per "
+             "1,000 samples (the whole array's time in brackets).")
     return Section("data-size", title, paragraphs=(intro,), tables=(Table(tuple(header), tuple(rows)),),
                    after=(wording.crossover(sweep),), bullets=tuple(sweep.skipped))
 
