@@ -1,4 +1,4 @@
-"""Command line: argparse → a validated RunConfig → `kdiag.api.run` → a renderer.
+"""Command line: argparse → a validated RunConfig → `kdiag.api.run` (the steps of kdiag.steps.pipeline) → a renderer.
 
 `main(argv, env)` returns an exit status; tests call it in-process with an Env whose
 streams are StringIO, and as a subprocess through `python -m kdiag`.
