@@ -5,13 +5,20 @@ sample of at most MAX_SAMPLES of those calls, rounded to SAMPLE_DIGITS significa
 (what a clock read twice agrees on), so report.json stays small; the statistics are
 computed once, at measurement time, from *all* the calls at full precision, and stored.
 They stay exact however the samples were thinned.
+
+A fast strategy is timed over batches of calls (`calls_per_sample` calls per sample, each sample
+their mean), so that reading the clock costs little beside the call; its statistics are those of
+the samples. The median comes with its 95% confidence interval (`ci_low_s`, `ci_high_s`), from
+order statistics: distribution-free, which suits latencies (skewed, with a long tail).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import Optional, Sequence
+import statistics
+from typing import Optional, Sequence, Tuple
 
 #: IQR/median above this makes a measurement "noisy" in every output.
 NOISE_THRESHOLD = 0.10
@@ -22,6 +29,25 @@ MAX_SAMPLES = 2000
 SAMPLE_DIGITS = 4
 
 _STATS = ("count", "median_s", "iqr_s", "p90_s", "p99_s", "min_s", "max_s", "mean_s")
+
+#: The confidence of the median's interval (ci_low_s, ci_high_s).
+CI_CONFIDENCE = 0.95
+#: Fewer samples give no 95% interval from order statistics: [min, max] of 5 covers the median
+#: with probability 1 - 2/32 = 93.75%.
+MIN_SAMPLES_FOR_CI = 6
+#: Up to this many samples the interval's ranks come from the exact binomial distribution; above
+#: it, from its normal approximation (off by at most a rank there).
+EXACT_CI_UP_TO = 1000
+
+#: Why timing a strategy stopped (Measurement.stopped_by).
+STOPPED_BY = {
+    "precision": "its median was known precisely enough",
+    "budget": "its --budget was spent",
+    "wall cap": "its wall-time cap (--max-wall) was reached",
+    "time limit": "the run's --time-limit was reached",
+    "anchor": "it was re-timed only as an anchor beside other strategies",
+    "interrupted": "the run was interrupted",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +65,7 @@ class Measurement:
     strategy: str
     first_call_s: float
     samples_s: tuple  # seconds per timed call, in call order (rounded and thinned: see from_samples)
-    stopped_early: bool = False  # hit the wall cap before min_calls
+    stopped_early: bool = False  # fewer than --min-calls timed calls (the time limit cut it short)
     source: str = "python"  # "python", or "cpp" for the C API baseline
     # Statistics of every timed call, at full precision. None: compute them from samples_s.
     count: Optional[int] = None
@@ -50,6 +76,11 @@ class Measurement:
     min_s: Optional[float] = None
     max_s: Optional[float] = None
     mean_s: Optional[float] = None
+    # Added after schema 2's first files, which load with the defaults: one call per sample, no interval.
+    calls_per_sample: int = 1  # each sample is the mean of this many back-to-back calls
+    ci_low_s: Optional[float] = None  # the median's 95% confidence interval; None: under 6 samples
+    ci_high_s: Optional[float] = None
+    stopped_by: str = ""  # a key of STOPPED_BY; "" when not recorded
 
     def __post_init__(self):
         object.__setattr__(self, "samples_s", tuple(self.samples_s))
@@ -66,11 +97,25 @@ class Measurement:
 
     @classmethod
     def from_samples(cls, strategy: str, first_call_s: float, samples: Sequence[float], stopped_early: bool = False,
-                     source: str = "python", max_samples: int = MAX_SAMPLES) -> "Measurement":
+                     source: str = "python", max_samples: int = MAX_SAMPLES, calls_per_sample: int = 1,
+                     stopped_by: str = "") -> "Measurement":
         """Statistics from every sample; then at most `max_samples` of them kept, rounded."""
         stats = summary(samples)
         kept = tuple(round_significant(s) for s in uniform_subset(samples, max_samples))
-        return cls(strategy, first_call_s, kept, stopped_early, source, **stats)
+        return cls(strategy, first_call_s, kept, stopped_early, source, calls_per_sample=calls_per_sample,
+                   stopped_by=stopped_by, **stats)
+
+    @property
+    def calls(self) -> int:
+        """Timed calls: samples times the calls each sample is the mean of."""
+        return self.count * self.calls_per_sample
+
+    @property
+    def ci_half_width(self) -> Optional[float]:
+        """The wider side of the median's 95% interval, as a fraction of the median; None without one."""
+        if self.ci_low_s is None or self.ci_high_s is None or not self.median_s or self.median_s != self.median_s:
+            return None
+        return max(self.median_s - self.ci_low_s, self.ci_high_s - self.median_s) / self.median_s
 
     @property
     def thinned(self) -> bool:
@@ -94,7 +139,10 @@ def summary(samples: Sequence[float]) -> dict:
     ordered = sorted(samples)
     if not ordered:
         return dict({name: math.nan for name in _STATS}, count=0)
+    low, high = median_interval(ordered)
     return dict(
+        ci_low_s=low,
+        ci_high_s=high,
         count=len(ordered),
         median_s=_sorted_percentile(ordered, 50),
         iqr_s=_sorted_percentile(ordered, 75) - _sorted_percentile(ordered, 25),
@@ -104,6 +152,46 @@ def summary(samples: Sequence[float]) -> dict:
         max_s=ordered[-1],
         mean_s=math.fsum(ordered) / len(ordered),
     )
+
+
+def median_ci_ranks(n: int, confidence: float = CI_CONFIDENCE) -> Optional[Tuple[int, int]]:
+    """The 0-based ranks (lo, hi) of the sorted samples that bound the median with at least
+    `confidence`, or None under MIN_SAMPLES_FOR_CI samples.
+
+    Order statistics: the median lies below the j-th smallest of n samples with probability
+    P(Binomial(n, 1/2) >= j), whatever the distribution; [x(j), x(n-j+1)] is the interval. Exact up to
+    EXACT_CI_UP_TO samples; above, j = floor((n - z·sqrt(n)) / 2) from the normal approximation.
+    """
+    if n < MIN_SAMPLES_FOR_CI:
+        return None
+    j = _lower_rank(n, confidence)  # 1-based
+    return j - 1, n - j
+
+
+@functools.lru_cache(maxsize=4096)
+def _lower_rank(n: int, confidence: float) -> int:
+    tail = (1.0 - confidence) / 2
+    if n > EXACT_CI_UP_TO:
+        z = statistics.NormalDist().inv_cdf(1.0 - tail)
+        return max(1, math.floor((n - z * math.sqrt(n)) / 2))
+    # The largest j with P(B <= j - 1) <= tail, B ~ Binomial(n, 1/2), in exact integer arithmetic.
+    total = 1 << n
+    cumulative = 0
+    j = 0
+    while True:
+        cumulative += math.comb(n, j)  # now P(B <= j) * 2^n
+        if cumulative * 2 > (1.0 - confidence) * total:
+            return max(1, j)
+        j += 1
+
+
+def median_interval(ordered: Sequence[float], confidence: float = CI_CONFIDENCE) -> Tuple[Optional[float],
+                                                                                        Optional[float]]:
+    """The median's confidence interval from sorted samples; (None, None) under MIN_SAMPLES_FOR_CI."""
+    ranks = median_ci_ranks(len(ordered), confidence)
+    if ranks is None:
+        return None, None
+    return ordered[ranks[0]], ordered[ranks[1]]
 
 
 def uniform_subset(samples: Sequence[float], limit: int) -> Sequence[float]:
