@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from kdiag.datamodel.words import count  # noqa: F401  (one helper for every layer: the engine writes counts too)
+
 
 def duration(seconds: Optional[float]) -> str:
     """Seconds as µs / ms / s with three significant figures."""

@@ -43,24 +43,34 @@ def no_memory_limit(n):
     return None
 
 
-def test_the_automatic_list_is_one_batch_then_256_4096_65536_when_the_budget_allows():
-    counts, skipped = sweeps.plan_counts(None, 32, lambda n: n * 1e-6, 10.0, no_memory_limit)
-    assert counts == [32, 256, 4096, 65536] and skipped == []
+def test_the_automatic_list_is_in_samples_whatever_the_batch_size_when_the_budget_allows():
+    for batch in (1, 8, 32):
+        counts, skipped = sweeps.plan_counts(None, batch, lambda n: n * 1e-6, 10.0, no_memory_limit)
+        assert counts == [1, 32, 256, 1024, 4096, 16384, 65536] and skipped == []
 
 
 def test_a_short_budget_leaves_out_the_largest_counts_and_fills_in_the_largest_doubling_that_fits():
     cost = lambda n: n * 1e-3  # noqa: E731  1 ms a sample
-    counts, skipped = sweeps.plan_counts(None, 32, cost, 3.0, no_memory_limit)
-    # 32 and 256 take 0.29 s; 4,096 would take 4.1 s; the largest doubling of 256 within 80% of the
-    # 2.7 s left is 2,048 (2.0 s).
-    assert counts == [32, 256, 2048]
-    assert [line.split(":")[0] for line in skipped] == ["4,096 samples", "65,536 samples"]
-    assert "would take ~4.1 s" in skipped[0] and "3 s budget" in skipped[0]
+    counts, skipped = sweeps.plan_counts(None, 32, cost, 1.0, no_memory_limit)
+    # 1, 32 and 256 take 0.289 s; 1,024 would take 1.02 s; the largest doubling of 256 within 80% of
+    # the 0.711 s left is 512 (0.51 s).
+    assert counts == [1, 32, 256, 512]
+    assert [line.split(":")[0] for line in skipped] == ["1,024 samples", "4,096 samples", "16,384 samples",
+                                                        "65,536 samples"]
+    assert "would take ~1 s" in skipped[0] and "1 s budget" in skipped[0]
+
+
+def test_a_slow_model_still_gets_three_counts_filled_in_between():
+    cost = lambda n: n * 0.05  # noqa: E731  50 ms a sample (ResNet50 at batch 1, say)
+    counts, skipped = sweeps.plan_counts(None, 1, cost, 3.0, no_memory_limit)
+    # 1 and 32 take 1.65 s; 256 and 64 do not fit; 8, the middle doubling of 1..32, fits in 80% of the 1.35 s left.
+    assert counts == [1, 8, 32]
+    assert skipped[0].startswith("256 samples: not measured")
 
 
 def test_a_fixed_batch_rounds_the_automatic_counts_up_to_whole_batches():
     counts, _ = sweeps.plan_counts(None, 100, lambda n: 0.0, 10.0, no_memory_limit, multiple=100)
-    assert counts == [100, 300, 4100, 65600]
+    assert counts == [100, 300, 1100, 4100, 16400, 65600]
 
 
 def test_requested_counts_are_measured_as_asked_and_never_filled_in():
@@ -73,16 +83,24 @@ def test_requested_counts_are_measured_as_asked_and_never_filled_in():
 def test_counts_that_would_not_fit_in_memory_are_left_out_with_the_need():
     check = sweeps.memory_check(per_sample_bytes=1000.0, available=10_000_000)  # 5 MB usable: 5,000 samples
     counts, skipped = sweeps.plan_counts(None, 32, lambda n: 0.0, 100.0, check)
-    assert counts == [32, 256, 4096]
-    assert skipped == ["65,536 samples: not measured: too little memory (needs ~62.5 MiB, 4.8 MiB available "
+    assert counts == [1, 32, 256, 1024, 4096]
+    assert skipped == ["16,384 samples: not measured: too little memory (needs ~15.6 MiB, 4.8 MiB available "
+                       "for the sweep)",
+                       "65,536 samples: not measured: too little memory (needs ~62.5 MiB, 4.8 MiB available "
                        "for the sweep)"]
 
 
-def test_the_estimate_counts_predict_once_and_each_loop_per_chunk():
+def test_the_estimate_counts_predict_once_and_each_loop_per_chunk_and_the_warm_up():
     paths = [sweeps.SweepPath("predict", "", None, None, 0.05), sweeps.SweepPath("a", "", None, None, 0.002),
              sweeps.SweepPath("b", "", None, None, 0.001)]
-    # predict: 50 ms + 7 more steps at the slowest loop's 2 ms; loops: 8 chunks each.
-    assert sweeps.round_seconds(paths, 256, 32) == pytest.approx(0.05 + 7 * 0.002 + 8 * 0.002 + 8 * 0.001)
+    # predict: 50 ms + 7 more steps at the slowest loop's 2 ms; loops: 8 chunks each; the warm-up:
+    # predict on a batch and the ragged rest (50 ms + 2 ms), each loop on two chunks.
+    warm = 0.05 + 0.002 + 2 * 0.002 + 2 * 0.001
+    assert sweeps.round_seconds(paths, 256, 32) == pytest.approx(0.05 + 7 * 0.002 + 8 * 0.002 + 8 * 0.001 + warm)
+    # The loops at batch 1, predict at its own 32: a step of predict is taken as 32 calls of the slowest loop.
+    warm = 0.05 + 0.064 + 2 * 0.002 + 2 * 0.001
+    assert sweeps.round_seconds(paths, 256, 1, predict_batch=32) == pytest.approx(
+        0.05 + 7 * 0.064 + 256 * 0.002 + 256 * 0.001 + warm)
 
 
 # --- the data-size sweep ----------------------------------------------------------------------

@@ -25,6 +25,8 @@ from kdiag.datamodel.measurement import Measurement, percentile
 
 #: predict within this fraction of the best path's end-to-end time has caught up with it.
 CROSSOVER_WITHIN = 0.10
+#: A data-size sweep over fewer sample counts than this makes no crossover claim, either way.
+MIN_SWEEP_COUNTS = 3
 #: Doubling the batch must raise samples/s by more than this to be worth collecting for.
 THROUGHPUT_GAIN = 0.10
 #: The confidence of the band around a memory growth slope.
@@ -128,6 +130,9 @@ class DataSizeSweep:
     budget_s: float = 0.0
     spent_s: float = 0.0
     reason: str = ""  # why no sweep ran ("" when it did)
+    # predict's own batch size (32, its default, unless the model's is fixed); None in reports written
+    # before it was recorded, where predict ran at `batch_size`, the loops' chunk.
+    predict_batch_size: Optional[int] = None
 
     @property
     def predict(self) -> Optional[SweepSeries]:
@@ -144,6 +149,11 @@ class DataSizeSweep:
     @property
     def largest(self) -> Optional[int]:
         return self.counts[-1] if self.counts else None
+
+    @property
+    def judged(self) -> bool:
+        """Whether enough sample counts were measured for a crossover claim, either way."""
+        return len(self.counts) >= MIN_SWEEP_COUNTS
 
     def best_at(self, samples: int) -> Optional[SweepSeries]:
         """The fastest series other than predict at this count."""

@@ -12,7 +12,8 @@ import dataclasses
 import math
 from typing import Iterable, List, Optional
 
-from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, DataSizeSweep, MemoryLoop,
+from kdiag import format as fmt
+from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, MIN_SWEEP_COUNTS, DataSizeSweep, MemoryLoop,
                                     ThreadsEffect)
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult
@@ -403,13 +404,17 @@ def size_text(n: Optional[float]) -> str:
 
 
 def crossover_text(sweep: DataSizeSweep, within: float = CROSSOVER_WITHIN) -> str:
-    """Where predict catches up with the best loop, in words: "from 4,096 samples" / "none up to 65,536 samples"."""
+    """Where predict catches up with the best loop, in words: "from 4,096 samples" / "none up to 65,536 samples";
+    no claim from fewer than MIN_SWEEP_COUNTS sample counts."""
     if sweep.largest is None:
         return "not measured"
+    if not sweep.judged:
+        return (f"not judged: {fmt.count(len(sweep.counts), 'sample count')} measured "
+                f"({', '.join(f'{n:,}' for n in sweep.counts)}), and a crossover needs {MIN_SWEEP_COUNTS}")
     found = sweep.crossover(within)
     if found is None:
-        return f"none up to {sweep.largest:,} samples"
-    return f"from {found:,} samples"
+        return f"none up to {fmt.count(sweep.largest, 'sample')}"
+    return f"from {fmt.count(found, 'sample')}"
 
 
 def growth_text(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> str:
@@ -422,7 +427,7 @@ def growth_text(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> str:
         return loop.reason
     band = loop.growth_band(confidence)
     if band is None:
-        return f"no slope: {len(loop.points)} RSS samples over {loop.calls:,} calls are too few"
+        return f"no slope: {fmt.count(len(loop.points), 'RSS sample')} over {fmt.count(loop.calls, 'call')} are too few"
     per = 1000 if loop.calls >= 1000 else loop.calls
     scale = per / 1000
     return (f"{size_text(loop.growth_per_1000_calls_bytes * scale)} per {per:,} calls ({confidence:.0%} band "
@@ -434,7 +439,7 @@ def memory_verdict(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> s
     if loop.reason:
         return loop.reason
     if loop.fit is None:
-        return f"not judged: {len(loop.points)} RSS samples are too few for a slope"
+        return f"not judged: {fmt.count(len(loop.points), 'RSS sample')} are too few for a slope"
     if loop.grows(confidence):
         return f"grows RSS by ~{size_text(loop.growth_per_1000_calls_bytes)} per 1,000 calls"
     if loop.rises(confidence):

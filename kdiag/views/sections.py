@@ -446,9 +446,10 @@ def data_size(sweep) -> Section:
             seconds = series.seconds_at(n)
             cells.append(Cell(f"{fmt.duration(seconds * 1000 / n)} ({fmt.duration(seconds)})"))
         rows.append(tuple(cells) + (Cell(fmt.ratio(sweep.ratio_at(n))),))
+    predict_batch = sweep.predict_batch_size or sweep.batch_size
     intro = (f"Data size: the whole array end to end, scored three ways, interleaved, at each sample count: "
-             f"`model.predict(X, batch_size={sweep.batch_size})` and loops over chunks of {sweep.batch_size}; time per "
-             "1,000 samples (the whole array's time in brackets).")
+             f"`{sweep.predict.how}` (in batches of {predict_batch}) and loops over chunks of {sweep.batch_size}; "
+             "time per 1,000 samples (the whole array's time in brackets).")
     return Section("data-size", title, paragraphs=(intro,), tables=(Table(tuple(header), tuple(rows)),),
                    after=(wording.crossover(sweep),), bullets=tuple(sweep.skipped))
 

@@ -11,7 +11,7 @@ from kdiag.analysis.registry import DATA_SIZE, HABITS, RUNTIMES, rule, threshold
 from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, GROWTH_PARTS, MIN_GROWTH_PER_1000_CALLS,
                                     MIN_STEADY_PARTS, MIN_TOTAL_GROWTH, STEADY_SHARE, DataSizeSweep, per_1000)
 from kdiag.datamodel.report import Finding, Report
-from kdiag.format import duration
+from kdiag.format import count, duration
 from kdiag.format import ratio as fmt_ratio
 from kdiag.views import usable
 
@@ -27,8 +27,8 @@ def data_size(report: Report) -> List[Finding]:
     """Where predict over a whole array catches up with a loop of the best path, by sample count."""
     fid = "data-size"
     sweep = report.data_size_sweep
-    if sweep is None or sweep.reason or not sweep.counts or sweep.predict is None:
-        return []
+    if sweep is None or sweep.reason or not sweep.judged or sweep.predict is None:
+        return []  # under three sample counts, no crossover claim either way
     within = threshold(fid, "crossover_within")
     counts, crossing = sweep.counts, sweep.crossover(within)
     evidence = _data_size_lines(sweep) + [f"{line}." for line in sweep.skipped]
@@ -53,7 +53,7 @@ def _data_size_lines(sweep: DataSizeSweep) -> List[str]:
     lines = []
     for n in sweep.counts:
         best = sweep.best_at(n)
-        lines.append(f"{n:,} samples: predict {duration(sweep.predict.seconds_at(n))} "
+        lines.append(f"{count(n, 'sample')}: predict {duration(sweep.predict.seconds_at(n))} "
                      f"({duration(per_1000(sweep.predict.seconds_at(n), n))} per 1,000), {best.strategy} loop "
                      f"{duration(best.seconds_at(n))} ({duration(per_1000(best.seconds_at(n), n))} per 1,000): "
                      f"predict takes {fmt_ratio(sweep.ratio_at(n))} its time.")
@@ -65,28 +65,33 @@ def _data_size_wording(sweep: DataSizeSweep, within: float, crossing: Optional[i
     """(severity, title, advice) by where the crossover is: at the first count, later, or nowhere."""
     counts, batch = sweep.counts, sweep.batch_size
     largest = counts[-1]
+    measured = f"measured at {', '.join(f'{n:,}' for n in counts)} samples"
     if crossing == counts[0]:
         return ("info",
-                f"predict is within {within:.0%} of the fastest loop from {crossing:,} samples (one batch of "
-                f"{batch}) up",
-                f"Keep predict for whole arrays: at every sample count measured (up to {largest:,}) it took "
-                f"at most {1 + within:.2f}x the time of a loop of the fastest direct path.")
+                f"predict is within {within:.0%} of the fastest loop from {count(crossing, 'sample')} up",
+                f"Keep predict for whole arrays: at every sample count measured ({', '.join(f'{n:,}' for n in counts)})"
+                f" it took at most {1 + within:.2f}x the time of a loop of the fastest direct path.")
     if crossing is not None:
         at_crossing = (sweep.ratio_at(crossing) - 1) * 100
         how_close = f"within {at_crossing:.0f}%" if at_crossing >= 0 else f"{-at_crossing:.0f}% faster"
         return ("low",
-                f"For fewer than {crossing:,} samples per call, {sweep.best_path} is up to {fmt_ratio(fastest_gain)} "
-                f"faster; from {crossing:,} samples predict is within {within:.0%}",
-                f"For 1–{crossing - 1:,} samples per call, call {sweep.best_path} on chunks of {batch} (up to "
-                f"{fmt_ratio(fastest_gain)} faster, measured end to end); from ~{crossing:,} samples predict is "
-                f"{how_close} — keep it for bulk scoring of {crossing:,} samples or more.")
+                f"For fewer than {count(crossing, 'sample')} per call, {sweep.best_path} is up to "
+                f"{fmt_ratio(fastest_gain)} faster; from {count(crossing, 'sample')} predict is within {within:.0%}",
+                f"For {_range(1, crossing - 1)} per call, call {sweep.best_path} on chunks of {batch} (up to "
+                f"{fmt_ratio(fastest_gain)} faster, measured end to end; {measured}); from ~{crossing:,} samples "
+                f"predict is {how_close} — keep it for bulk scoring of {count(crossing, 'sample')} or more.")
     ratio_largest = sweep.ratio_at(largest)
     return ("medium" if ratio_largest >= threshold("data-size", "high_ratio") else "low",
             f"predict stays {fmt_ratio(ratio_largest)} slower than a loop of {sweep.best_path} up to "
-            f"{largest:,} samples: no crossover",
-            f"For every data size measured (up to {largest:,} samples), call {sweep.best_path} on chunks "
-            f"of {batch} instead of predict: measured {fmt_ratio(fastest_gain)} faster at "
-            f"{counts[0]:,} samples and {fmt_ratio(ratio_largest)} at {largest:,}.")
+            f"{count(largest, 'sample')}: no crossover",
+            f"For every data size measured ({', '.join(f'{n:,}' for n in counts)} samples), call {sweep.best_path} "
+            f"on chunks of {batch} instead of predict: measured {fmt_ratio(fastest_gain)} faster at "
+            f"{count(counts[0], 'sample')} and {fmt_ratio(ratio_largest)} at {count(largest, 'sample')}.")
+
+
+def _range(low: int, high: int) -> str:
+    """"1–255 samples", "1 sample" (a range of one)."""
+    return count(low, "sample") if low == high else f"{low:,}–{high:,} samples"
 
 
 @rule("memory-growth", HABITS + 2, thresholds=[

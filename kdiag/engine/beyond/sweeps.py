@@ -1,10 +1,12 @@
 """The data-size and batch-size sweeps: the model called on other sample counts than the run's batch.
 
-Data size: for each sample count N, the same N samples are scored end to end three ways,
-interleaved (predict, then each loop, then again), so drift hits them alike:
+Data size: for each sample count N (1, 32, 256, 1,024, ... as the time allows, whatever the run's
+batch size B), the same N samples are scored end to end three ways, interleaved (predict, then
+each loop, then again), so drift hits them alike:
 
-- `model.predict(X, batch_size=B)` on the whole array;
-- a loop of `predict_on_batch` over chunks of B;
+- `model.predict(X)` on the whole array, at predict's own default batch size (32; a model whose
+  batch size is fixed, at that);
+- a loop of `predict_on_batch` over chunks of B (one chunk of N when N < B);
 - a loop of the best matching direct path over chunks of B.
 
 Every distinct chunk shape is called once before the clock runs (XLA compiles per shape, a
@@ -27,11 +29,16 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from kdiag.datamodel.beyond import THROUGHPUT_GAIN, BatchSizeSweep, DataSizeSweep, SweepSeries, median_of
+from kdiag.datamodel.beyond import (MIN_SWEEP_COUNTS, THROUGHPUT_GAIN, BatchSizeSweep, DataSizeSweep, SweepSeries,
+                                    median_of)
+from kdiag.datamodel.words import count
 from kdiag.engine.intake.limits import available_memory_bytes, needs_line
 
-#: The automatic sample counts after one batch; the largest ones are left out when the budget is short.
-DEFAULT_SAMPLE_COUNTS = (256, 4096, 65536)
+#: The automatic sample counts; the largest ones are left out when the budget is short, and counts
+#: in between are filled in until there are MIN_SWEEP_COUNTS.
+DEFAULT_SAMPLE_COUNTS = (1, 32, 256, 1024, 4096, 16384, 65536)
+#: What `model.predict(X)` uses when it is given no batch_size (Keras 2 and 3 alike).
+PREDICT_DEFAULT_BATCH = 32
 #: A count's arrays (inputs, predict's outputs, one chunk's copies) may take this share of free memory.
 MEMORY_SHARE = 0.5
 #: A filler count must fit in this share of what is left; at run time a count runs unless its estimate
@@ -79,8 +86,8 @@ class SweepPath:
     chunk_s: float  # its measured seconds per call at the run's batch (for the plan)
 
 
-def whole_array_path(strategy: str, predict: ChunkCall, batch: int, chunk_s: float) -> SweepPath:
-    """predict(X, batch_size=B): one call on the whole array."""
+def whole_array_path(strategy: str, predict: ChunkCall, batch: int, chunk_s: float, default: bool = True) -> SweepPath:
+    """predict(X): one call on the whole array, in batches of `batch` (`default`: predict's own)."""
 
     def warm(arrays):
         samples = next(iter(arrays.values())).shape[0]
@@ -88,7 +95,8 @@ def whole_array_path(strategy: str, predict: ChunkCall, batch: int, chunk_s: flo
         rest = samples % batch
         predict(_chunk(arrays, slice(0, min(samples, batch + rest))))
 
-    return SweepPath(strategy, f"model.predict(X, batch_size={batch})", predict, warm, chunk_s)
+    how = "model.predict(X)" if default else f"model.predict(X, batch_size={batch})"
+    return SweepPath(strategy, how, predict, warm, chunk_s)
 
 
 def loop_path(strategy: str, call: ChunkCall, batch: int, chunk_s: float) -> SweepPath:
@@ -108,16 +116,22 @@ def loop_path(strategy: str, call: ChunkCall, batch: int, chunk_s: float) -> Swe
     return SweepPath(strategy, f"{strategy} on each chunk of {batch}", run, warm, chunk_s)
 
 
-def round_seconds(paths: Sequence[SweepPath], samples: int, batch: int) -> float:
-    """The estimated seconds of one run of every path on `samples` samples (from the per-call medians).
+def round_seconds(paths: Sequence[SweepPath], samples: int, batch: int, predict_batch: Optional[int] = None) -> float:
+    """The estimated seconds of one run of every path on `samples` samples (from the per-call medians
+    at the run's batch `batch`), its warm-up included.
 
-    predict's per-batch step is taken as the slowest loop's call: the timing pass measured
-    predict's whole call on one batch, not its step.
+    predict's per-batch step (of `predict_batch` samples) is taken as the slowest loop's call scaled
+    to that many samples: the timing pass measured predict's whole call on one batch, not its step.
+    A loop's call on fewer samples than a batch is taken as a whole call: an upper bound.
     """
+    predict_batch = predict_batch or batch
     chunks = math.ceil(samples / batch)
-    step = max((p.chunk_s for p in paths[1:]), default=paths[0].chunk_s)
-    total = paths[0].chunk_s + (chunks - 1) * step
-    return total + sum(chunks * p.chunk_s for p in paths[1:])
+    step = max((p.chunk_s for p in paths[1:]), default=paths[0].chunk_s) * max(1.0, predict_batch / batch)
+    total = paths[0].chunk_s + (math.ceil(samples / predict_batch) - 1) * step
+    total += sum(chunks * p.chunk_s for p in paths[1:])
+    # The warm-up calls every path once on a batch (and once on a ragged last chunk).
+    warm = paths[0].chunk_s + step + sum(2 * p.chunk_s for p in paths[1:])
+    return total + warm
 
 
 def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[int], float], budget_s: float,
@@ -125,16 +139,15 @@ def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[
     """The counts to measure, smallest first, and a line for each one left out.
 
     `cost(n)`: estimated seconds of one run of every path on n samples; `memory(n)`: why n samples
-    do not fit, or None. With no `requested` counts the list is automatic: one batch, then
-    DEFAULT_SAMPLE_COUNTS; when one of those does not fit the budget, the largest doubling of the
-    last count that does fit takes its place. `multiple`: a model whose batch size is fixed takes only
-    whole batches, so the automatic counts are rounded up to multiples of it.
+    do not fit, or None. With no `requested` counts the list is automatic, DEFAULT_SAMPLE_COUNTS
+    whatever the batch size `batch`: when one of those does not fit the budget, the largest doubling
+    of the last count that does fit takes its place, and while fewer than MIN_SWEEP_COUNTS fit,
+    doublings in between are filled in (a crossover needs three counts). `multiple`: a model whose
+    batch size is fixed takes only whole batches, so the automatic counts are rounded up to multiples of it.
     """
     automatic = requested is None
-    defaults = {batch, *(math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS)}
-    counts = sorted(defaults if automatic else set(requested))
-    if automatic:
-        counts = [n for n in counts if n >= batch]
+    counts = sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS} if automatic
+                    else set(requested))
     chosen: List[int] = []
     skipped: List[str] = []
     left = budget_s
@@ -142,23 +155,46 @@ def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[
     for n in counts:
         why = memory(n)
         if why is not None:
-            skipped.append(f"{n:,} samples: {why}")
+            skipped.append(f"{count(n, 'sample')}: {why}")
             continue
         estimate = cost(n)
         if out_of_time or estimate > left:
             if automatic and not out_of_time:
                 # With a margin: the estimates come from one batch's medians, and warm-up calls add to them.
-                filler = _largest_doubling(chosen[-1] if chosen else batch, n, cost, PLAN_MARGIN * left, memory)
+                filler = _largest_doubling(chosen[-1] if chosen else multiple, n, cost, PLAN_MARGIN * left, memory)
                 if filler is not None:
                     chosen.append(filler)
                     left -= cost(filler)
             out_of_time = True
-            skipped.append(f"{n:,} samples: not measured: would take ~{_seconds(estimate)}, beyond what is left of "
-                           f"this sweep's {budget_s:g} s budget")
+            skipped.append(f"{count(n, 'sample')}: not measured: would take ~{_seconds(estimate)}, beyond what is "
+                           f"left of this sweep's {budget_s:g} s budget")
             continue
         chosen.append(n)
         left -= estimate
-    return chosen, skipped
+    if automatic:
+        for filler in _fillers(chosen, multiple):
+            if len(chosen) >= MIN_SWEEP_COUNTS:
+                break
+            if memory(filler) is None and cost(filler) <= PLAN_MARGIN * left:
+                chosen.append(filler)
+                left -= cost(filler)
+                chosen.sort()
+    return sorted(chosen), skipped
+
+
+def _fillers(chosen: Sequence[int], multiple: int) -> List[int]:
+    """Doublings (of `multiple`) between the counts chosen, the middle of the widest gap first."""
+    candidates = []
+    points = sorted(chosen)
+    for low, high in zip(points, points[1:]):
+        between = []
+        n = low * 2
+        while n < high:
+            between.append(n)
+            n *= 2
+        if between:
+            candidates.append((math.log(high / low), between[len(between) // 2]))
+    return [n for _, n in sorted(candidates, reverse=True) if n % multiple == 0]
 
 
 def _largest_doubling(low: int, high: int, cost, left: float, memory) -> Optional[int]:
@@ -193,28 +229,33 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
                     budget_s: float, requested: Optional[Sequence[int]] = None,
                     memory: Optional[Callable[[int], Optional[str]]] = None,
                     clock: Callable[[], float] = time.perf_counter,
-                    progress: Callable[[str], None] = lambda what: None, multiple: int = 1) -> DataSizeSweep:
-    """Time every path end to end at each planned count; predict is `paths[0]`."""
+                    progress: Callable[[str], None] = lambda what: None, multiple: int = 1,
+                    predict_batch: Optional[int] = None) -> DataSizeSweep:
+    """Time every path end to end at each planned count; predict is `paths[0]`, in batches of
+    `predict_batch` (default: `batch`), the loops in chunks of `batch`."""
     start = clock()
     memory = memory or (lambda n: None)
-    counts, skipped = plan_counts(requested, batch, lambda n: round_seconds(paths, n, batch), budget_s, memory,
-                                  multiple)
+
+    def estimate_s(n: int) -> float:
+        return round_seconds(paths, n, batch, predict_batch)
+
+    counts, skipped = plan_counts(requested, batch, estimate_s, budget_s, memory, multiple)
     runs: Dict[Tuple[int, int], List[float]] = {}
     measured: List[int] = []
     for position, samples in enumerate(counts):
         left = budget_s - (clock() - start)
-        estimate = round_seconds(paths, samples, batch)
+        estimate = estimate_s(samples)
         if PLAN_MARGIN * estimate > left and measured:
-            skipped += [f"{n:,} samples: not measured: would take ~{_seconds(round_seconds(paths, n, batch))}, more "
+            skipped += [f"{count(n, 'sample')}: not measured: would take ~{_seconds(estimate_s(n))}, more "
                         f"than the {_seconds(max(0.0, left))} left of this sweep's {budget_s:g} s budget"
                         for n in counts[position:]]
             break
-        progress(f"{samples:,} samples")
+        progress(count(samples, "sample"))
         data = tiled(arrays, samples)
         for path in paths:
             path.warm(data)
         # Extra runs share only the slack: every larger count keeps the time for its one run.
-        later = sum(round_seconds(paths, n, batch) for n in counts[position + 1:])
+        later = sum(estimate_s(n) for n in counts[position + 1:])
         slack = budget_s - (clock() - start) - later - estimate
         allowance = estimate + max(0.0, slack) / (len(counts) - position)
         spent = 0.0
@@ -233,7 +274,8 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
         points = [(n, median_of(runs[(index, n)])) for n in measured]
         series.append(SweepSeries(path.strategy, path.how, points, [tuple(runs[(index, n)]) for n in measured]))
     skipped.sort(key=lambda line: int(line.split(" ", 1)[0].replace(",", "")))
-    return DataSizeSweep(batch, best_path, series, skipped, budget_s, clock() - start)
+    return DataSizeSweep(batch, best_path, series, skipped, budget_s, clock() - start,
+                         predict_batch_size=predict_batch or batch)
 
 
 def batch_size_sweep(strategy: str, call: ChunkCall, arrays: Mapping[str, np.ndarray], budget_s: float,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from kdiag.datamodel import strategies as ids
 from kdiag.engine.intake.limits import StrategyCost
 from kdiag.engine.runtimes.base import ChunkCall, Strategy, StrategyContext, require_keras, to_host
@@ -13,8 +15,9 @@ def prepare(ctx):
     return lambda: to_host(model.predict(x, verbose=0))
 
 
-def predict_whole(ctx: StrategyContext, batch_size: int) -> ChunkCall:
-    """model.predict over a whole array, in batches of `batch_size`: the data-size sweep's baseline."""
+def predict_whole(ctx: StrategyContext, batch_size: Optional[int]) -> ChunkCall:
+    """model.predict over a whole array, in batches of `batch_size` (None: predict's default, 32): the
+    data-size sweep's baseline."""
     model = require_keras(ctx, "predict")
     return lambda arrays: to_host(model.predict(ctx.pack(arrays), batch_size=batch_size, verbose=0))
 
