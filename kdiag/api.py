@@ -18,12 +18,13 @@ from kdiag.steps.state import Progress, RunFailed, RunInterrupted  # noqa: F401 
 
 def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, batch_size: Optional[int] = None,
             input_shapes: Optional[Mapping[str, Sequence[int]]] = None, strategies: Optional[Sequence[str]] = None,
-            budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, unsafe: bool = False,
+            budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, precision: float = 0.02,
+            unsafe: bool = False,
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, time_limit_s: float = 60.0,
             out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None,
             keras: Optional[str] = None, samples: Optional[Sequence[int]] = None, sweeps: bool = True,
-            memory_loops: bool = True, ops: bool = True) -> Report:
+            memory_loops: bool = False, ops: Optional[bool] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -33,8 +34,10 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     batch_size: the batch for synthetic inputs (default: the model's fixed one, else 1).
     input_shapes: sizes of dynamic axes after the batch axis, by input name.
     strategies: keys of the strategies to time (default: all; see `kdiag inspect --help`).
-    budget_s, min_calls: timed seconds and calls at least per strategy; max_wall_s: where a
-        slow strategy stops early (default 6x the budget).
+    budget_s, min_calls, precision: each strategy is timed until the 95% interval of its median is
+        within ±precision (0.02), or budget_s seconds of timed calls (the cap), never under min_calls
+        calls (the floor); max_wall_s: where a slow strategy stops once at the floor (default 6x the
+        budget). Only time_limit_s cuts below min_calls.
     unsafe: allow Lambda layers (runs code from the file); custom_objects: the model's classes.
     cpp: also time the C++ floor (builds cpp_baseline/ once).
     profile, profile_strategies, profile_calls: the cProfile pass over predict before and after
@@ -50,8 +53,9 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     keras: "2" (tf-keras), "3" or "both" (side by side in one Report, `other_keras`); the other Keras
         than this process's runs in a child process. None: this process's Keras.
     samples, sweeps: the data-size sweep's sample counts (None: automatic), and whether to run the
-        data-size and batch-size sweeps at all; memory_loops: the sustained loops that watch RSS;
-        ops: the op breakdown (needs XProf: pip install kdiag[ops]) and the threads comparison.
+        data-size and batch-size sweeps at all; memory_loops: the sustained loops that watch RSS (off
+        by default); ops: the op breakdown (needs XProf: pip install kdiag[ops]) and the threads
+        comparison (None: when predict's profile shows graph execution takes most of its time).
 
     The Report is data: `print_report(report)`, `render_report(report, "markdown")` and `render_report(report, "json")`
     show it.
@@ -61,7 +65,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     config = RunConfig(
         model=model_or_path, example=example, inputs=inputs, batch_size=batch_size,
         input_shapes=dict(input_shapes or {}), strategies=None if strategies is None else tuple(strategies),
-        budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, unsafe=unsafe,
+        budget_s=budget_s, min_calls=min_calls, max_wall_s=max_wall_s, precision=precision, unsafe=unsafe,
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
         profile_calls=profile_calls, time_limit_s=time_limit_s, redact=redact, keras=keras,
         samples=None if samples is None else tuple(samples), sweeps=sweeps, memory_loops=memory_loops, ops=ops,

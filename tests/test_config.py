@@ -28,9 +28,9 @@ def _every_field_changed(tmp_path: Path) -> RunConfig:
     changed = dict(
         model=str(tmp_path / "model.h5"), inputs=np.zeros((4, 3), "float32"), batch_size=4,
         input_shapes={"tokens": (8, 2)}, strategies=("predict", "concrete"), budget_s=0.25, min_calls=7,
-        max_wall_s=3.5, unsafe=True, cpp=True, profile=False, profile_strategies=("tf-function",), profile_calls=3,
+        max_wall_s=3.5, precision=0.05, unsafe=True, cpp=True, profile=False, profile_strategies=("tf-function",), profile_calls=3,
         time_limit_s=42.0, redact=False, keras="both", custom_objects_file=str(module), samples=(256, 4096),
-        memory_loops=False, ops=False, custom_objects={"Scale": object}, command="kdiag inspect model.h5",
+        memory_loops=True, ops=False, custom_objects={"Scale": object}, command="kdiag inspect model.h5",
     )
     # The sweeps stay on: --samples sets their sample counts, and RunConfig refuses both at once.
     unchanged = {"example", "sweeps"}
@@ -58,17 +58,23 @@ def test_every_option_survives_to_argv_and_the_child_s_parsing(tmp_path):
     assert (parsed.format, parsed.out) == ("json", str(tmp_path / "out"))
 
 
-@pytest.mark.parametrize("flag, field", [("--no-sweeps", "sweeps"), ("--no-memory-loop", "memory_loops"),
-                                         ("--no-ops", "ops")])
-def test_the_steps_turned_off_stay_off_in_the_child(tmp_path, flag, field):
-    config = RunConfig(example="tiny", keras="both", **{field: False})
+@pytest.mark.parametrize("flag, field, value", [("--no-sweeps", "sweeps", False), ("--memory-loop", "memory_loops", True),
+                                                ("--no-ops", "ops", False), ("--ops", "ops", True)])
+def test_the_steps_turned_on_or_off_stay_so_in_the_child(tmp_path, flag, field, value):
+    config = RunConfig(example="tiny", keras="both", **{field: value})
     argv = keras_child.child_arguments(config, "2", tmp_path / "out", tmp_path)
     assert flag in argv
-    assert getattr(request_from_args(build_parser().parse_args(argv), argv).config, field) is False
+    assert getattr(request_from_args(build_parser().parse_args(argv), argv).config, field) is value
+
+
+def test_ops_left_unsaid_is_decided_by_the_run_and_the_memory_loop_is_off():
+    config = request_from_args(build_parser().parse_args(["inspect", "--example", "tiny"]), []).config
+    assert config.ops is None and config.memory_loops is False and config.precision == 0.02
 
 
 def test_the_cli_offers_every_option_and_nothing_else(capsys):
     flags = {option.flag for _, option in options() if option.flag}
+    flags |= {"--no-" + option.flag[2:] for _, option in options() if option.kind == "both"}
     inspect_parser = build_parser()._subparsers._group_actions[0].choices["inspect"]
     offered = {s for action in inspect_parser._actions for s in action.option_strings}
     cli_only = {"-h", "--help", "--format", "--verbose", "--out", "--debug"}

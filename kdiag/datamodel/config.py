@@ -21,6 +21,7 @@ MAX_MIN_CALLS = 100_000
 MAX_BATCH_SIZE = 2**31 - 1  # TensorFlow's dimensions are int32; memory is checked separately
 MAX_PROFILE_CALLS = 1_000
 MAX_TIME_LIMIT_S = 86_400.0  # a day
+MAX_PRECISION = 0.5  # ±50%: a wider interval says nothing
 #: --keras: "2" (tf-keras), "3", or "both" side by side; None runs whatever Keras this process runs
 #: (Keras 3, or tf-keras under TF_USE_LEGACY_KERAS=1).
 KERAS_CHOICES = ("2", "3", "both")
@@ -40,8 +41,9 @@ class Option:
     flag: str  # "--budget"; "" for the positional model
     help: str
     metavar: Optional[str] = None
-    #: "value" (one argument), "switch" (sets True), "negated" (sets False: --no-profile), "repeat"
-    #: (an argument each time it is given), "positional".
+    #: "value" (one argument), "switch" (sets True), "negated" (sets False: --no-profile), "both"
+    #: (--ops sets True, --no-ops False; neither leaves the default), "repeat" (an argument each time it
+    #: is given), "positional".
     kind: str = "value"
     type: Optional[Callable[[str], Any]] = None  # argparse's conversion (int, float)
     parse: Optional[Callable[[Any], Any]] = None  # the parsed argument -> the field's value
@@ -98,13 +100,19 @@ class RunConfig:
     strategies: Optional[Tuple[str, ...]] = dataclasses.field(default=None, metadata=_option(  # keys; None: all
         "--strategies", f"only these: {','.join(BY_KEY)}", metavar="A,B", parse=_keys, show=_joined))
     budget_s: float = dataclasses.field(default=1.0, metadata=_option(
-        "--budget", "timed seconds per strategy (default 1); the sweeps, memory loops and op breakdown get their "
-                    "budgets in proportion", metavar="SECONDS", type=float, show=_float_words))
+        "--budget", "timed seconds per strategy at most (default 1): a strategy stops sooner once its median is "
+                    "known within --precision; the sweeps, memory loops and op breakdown get their budgets in "
+                    "proportion", metavar="SECONDS", type=float, show=_float_words))
     min_calls: int = dataclasses.field(default=5, metadata=_option(
-        "--min-calls", "timed calls at least (default 5)", metavar="N", type=int))
+        "--min-calls", "timed calls at least (default 5): neither --budget nor --max-wall cuts below it, only "
+                       "--time-limit", metavar="N", type=int))
     max_wall_s: Optional[float] = dataclasses.field(default=None, metadata=_option(  # None: 6x the budget
-        "--max-wall", "wall time after which a slow strategy stops early (default: 6x --budget)", metavar="SECONDS",
-        type=float, show=_float_words))
+        "--max-wall", "wall time after which a slow strategy stops, once it has --min-calls (default: 6x "
+                      "--budget)", metavar="SECONDS", type=float, show=_float_words))
+    precision: float = dataclasses.field(default=0.02, metadata=_option(
+        "--precision", "stop timing a strategy once the 95%% confidence interval of its median is within ±this "
+                       "fraction of it (default 0.02; 0: spend the whole --budget)", metavar="FRACTION", type=float,
+        show=_float_words))
     unsafe: bool = dataclasses.field(default=False, metadata=_option(
         "--unsafe", "allow Lambda layers to be deserialised (runs code from the file)", kind="switch"))
     custom_objects: Optional[Mapping[str, Any]] = None
@@ -140,11 +148,14 @@ class RunConfig:
                      "allows)", metavar="N,N", parse=lambda text: parse_samples(text), show=_joined))
     sweeps: bool = dataclasses.field(default=True, metadata=_option(
         "--no-sweeps", "skip the data-size and batch-size sweeps", kind="negated"))
-    memory_loops: bool = dataclasses.field(default=True, metadata=_option(
-        "--no-memory-loop", "skip the sustained loops that watch memory over many calls", kind="negated"))
-    ops: bool = dataclasses.field(default=True, metadata=_option(
-        "--no-ops", "skip the op breakdown (TensorFlow profiler + XProf) and the threads comparison",
-        kind="negated"))
+    memory_loops: bool = dataclasses.field(default=False, metadata=_option(
+        "--memory-loop", "run the sustained loops that watch memory over many calls (off by default: about 10 s "
+                         "at the default --budget)", kind="both"))
+    # None: when predict's profile shows graph execution takes most of its time (kdiag.steps.beyond).
+    ops: Optional[bool] = dataclasses.field(default=None, metadata=_option(
+        "--ops", "the op breakdown (TensorFlow profiler + XProf) and the threads comparison (two child "
+                 "processes): by default only when predict's profile shows graph execution takes most of its "
+                 "time; --ops always, --no-ops never", kind="both"))
 
     def __post_init__(self):
         if self.model is None and self.example is None:
@@ -154,6 +165,8 @@ class RunConfig:
         _check_number("--budget", self.budget_s, low=0.0, high=MAX_BUDGET_S, fix="use e.g. --budget 1",
                       low_inclusive=False)
         _check_integer("--min-calls", self.min_calls, low=1, high=MAX_MIN_CALLS, fix="use e.g. --min-calls 5")
+        _check_number("--precision", self.precision, low=0.0, high=MAX_PRECISION,
+                      fix="use e.g. --precision 0.02 (±2%), or 0 to spend the whole --budget")
         _check_integer("--profile-calls", self.profile_calls, low=1, high=MAX_PROFILE_CALLS,
                        fix="use e.g. --profile-calls 10")
         if self.batch_size is not None:
@@ -194,6 +207,9 @@ class RunConfig:
                 continue
             if option.kind in ("switch", "negated"):
                 argv.append(option.flag)
+                continue
+            if option.kind == "both":
+                argv.append(option.flag if value else "--no-" + option.flag[2:])
                 continue
             words = option.show(value) if option.show is not None else [str(value)]
             if option.kind == "positional":
@@ -242,6 +258,11 @@ def add_arguments(parser) -> None:
             parser.add_argument(option.flag, action="store_true", **common)
         elif option.kind == "negated":
             parser.add_argument(option.flag, action="store_false", **common)
+        elif option.kind == "both":
+            import argparse
+
+            parser.add_argument(option.flag, action=argparse.BooleanOptionalAction, default=_default(field),
+                                **common)
         else:
             raw_default = [] if option.kind == "repeat" else (None if option.parse else _default(field))
             parser.add_argument(option.flag, action="append" if option.kind == "repeat" else "store",

@@ -14,6 +14,7 @@ class ProgressUpdate:
     detail: str  # the strategy, or what the stage is doing ("TFLite: converting")
     elapsed_s: float  # since the run started
     left_s: Optional[float] = None  # at most this much more: the time limit's remainder; None without one
+    notice: str = ""  # a line to show once, apart from the step (what a full answer would cost)
 
     @property
     def line(self) -> str:

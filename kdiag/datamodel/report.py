@@ -48,6 +48,9 @@ class StrategyResult:
     measurement: Optional[Measurement] = None
     outputs: Optional[OutputCheck] = None
     notes: List[str] = dataclasses.field(default_factory=list)  # captured warnings
+    # predict timed again beside each later group of strategies (kdiag.steps.plan): the drift check.
+    # Its figures stay those of `measurement`, timed beside predict (compiled).
+    retimed: List[Measurement] = dataclasses.field(default_factory=list)
 
     @property
     def median_s(self) -> Optional[float]:

@@ -244,6 +244,7 @@ def measure_interleaved(
     around_first_call: Callable[[], ContextManager] = contextlib.nullcontext,
     anchor: Optional[Anchor] = None,
     on_second_call: Optional[Callable[[str, float, float], None]] = None,
+    keep_s: Callable[[], float] = lambda: 0.0,
 ) -> Dict[str, "Timed"]:
     """Time every callable: cold call and warm-up each, then interleaved rounds.
 
@@ -254,6 +255,8 @@ def measure_interleaved(
     entered before the clock starts. `anchor`: a strategy timed before, re-timed alongside
     (its Timed is returned under its name too). `on_second_call(name, first_s, second_s)` is told
     once per strategy as soon as its first two calls are done (the plan estimates from them).
+    `keep_s()`, asked once every strategy has started: the seconds before the deadline that the
+    budgets leave to what comes after (the floor, --min-calls, still runs on to the deadline).
     """
     progress = on_progress or (lambda name, what: None)
     told = set()
@@ -279,7 +282,7 @@ def measure_interleaved(
         if anchor is not None:
             timers.append(_anchor_timer(anchor, settings, clock))
         if deadline is not None:
-            _fit_budgets(timers, deadline - clock())
+            _fit_budgets(timers, deadline - keep_s() - clock())
         _rounds(timers, settings, clock, progress, tell)
     except KeyboardInterrupt:
         # Ctrl-C: what was measured so far is kept; the caller marks the run incomplete.

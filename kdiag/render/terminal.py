@@ -382,7 +382,11 @@ class StderrProgress:
     """Progress on stderr. On a terminal, rich's progress display: step k of N, what runs now, the
     time spent and the time limit's remainder, redrawn several times a second by rich's own thread,
     so it keeps moving while TensorFlow converts, compiles or loads. Elsewhere (a pipe, a CI log),
-    one timestamped line per step, and a "still ..." line when a step runs long."""
+    one timestamped line per step, and a "still ..." line when a step runs long.
+
+    Every time shown is the run's own clock: an update's elapsed time, plus for a "still" line the
+    time since that update arrived (perf_counter, the clock the run reads), so no line ever shows
+    less time than the one before it."""
 
     HEARTBEAT_S = 15.0
 
@@ -391,8 +395,10 @@ class StderrProgress:
         self.progress = None
         self.task = None
         self.last: Optional[ProgressUpdate] = None
+        self.last_at = 0.0  # perf_counter() when `last` arrived
         self.last_step = 0
         self.last_line_at = 0.0
+        self.shown_s = 0.0  # the largest elapsed time printed so far
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.heartbeat = None
@@ -400,6 +406,9 @@ class StderrProgress:
     def __call__(self, update: ProgressUpdate) -> None:
         with self.lock:
             self.last = update
+            self.last_at = time.perf_counter()
+            if update.notice:
+                self._notice(update)
             if self.console.is_terminal:
                 self._draw(update)
             elif update.step != self.last_step:  # a log, not a live line: one line per step
@@ -408,6 +417,11 @@ class StderrProgress:
         if not self.console.is_terminal and self.heartbeat is None:
             self.heartbeat = threading.Thread(target=self._beat, name="kdiag-progress", daemon=True)
             self.heartbeat.start()
+
+    def _notice(self, update: ProgressUpdate) -> None:
+        """A line said once (what a full answer would cost), above the live display or in the log."""
+        console = self.progress.console if self.progress is not None else self.console
+        console.print(f"kdiag: {visible(update.notice)}", soft_wrap=True)
 
     def _draw(self, update: ProgressUpdate) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -423,18 +437,21 @@ class StderrProgress:
                              total=update.total_steps, left=left)
 
     def _print(self, update: ProgressUpdate, prefix: str) -> None:
+        elapsed = max(update.elapsed_s, self.shown_s)
+        self.shown_s = elapsed
         left = f", ≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
-        self.console.print(f"kdiag: [{update.elapsed_s:6.1f} s{left}] {prefix}{visible(update.line)}",
-                           soft_wrap=True)
-        self.last_line_at = time.monotonic()
+        self.console.print(f"kdiag: [{elapsed:6.1f} s{left}] {prefix}{visible(update.line)}", soft_wrap=True)
+        self.last_line_at = time.perf_counter()
 
     def _beat(self) -> None:
         """A line now and then during a long step, so a log never looks stuck."""
         while not self.stop.wait(self.HEARTBEAT_S / 3):
             with self.lock:
-                if self.last is not None and time.monotonic() - self.last_line_at >= self.HEARTBEAT_S:
-                    since = time.monotonic() - self.last_line_at
-                    waited = dataclasses.replace(self.last, elapsed_s=self.last.elapsed_s + since)
+                now = time.perf_counter()
+                if self.last is not None and now - self.last_line_at >= self.HEARTBEAT_S:
+                    since = now - self.last_at  # since the update arrived, not since the last line printed
+                    left = None if self.last.left_s is None else max(0.0, self.last.left_s - since)
+                    waited = dataclasses.replace(self.last, elapsed_s=self.last.elapsed_s + since, left_s=left)
                     self._print(waited, "still at ")
 
     def close(self) -> None:

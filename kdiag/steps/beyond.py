@@ -1,8 +1,14 @@
-"""Step: beyond one batch (data size, batch size, memory over many calls, the op breakdown, threads).
+"""Step 5 of the plan: beyond one batch (data size, batch size, memory over many calls, the op
+breakdown, threads), with what is left.
 
-Each registered step (kdiag.engine.beyond.steps.BEYOND_STEPS) keeps to its own budget. Under a
-time limit every budget is scaled by the share of what is left (less the report's reserve) that
-they fit in together; when none is left they are left out, and the report says so.
+Each registered step (kdiag.engine.beyond.steps.BEYOND_STEPS) keeps to its own budget. Which run:
+the sweeps by default; the memory loops with --memory-loop; the op breakdown and the threads
+comparison with --ops, or by default where predict's profile shows graph execution takes most of
+its time (elsewhere the time goes to Python, which neither explains). A step that does not run
+gets a part saying why and which flag runs it; one the user turned off gets none.
+
+Under a time limit every budget is scaled by the share of what is left (less the report's reserve)
+that they fit in together; when none is left they are left out, and the report says so.
 """
 
 from __future__ import annotations
@@ -10,37 +16,74 @@ from __future__ import annotations
 from typing import List, Optional
 
 from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel.profile import GRAPH
 from kdiag.datamodel.report import StrategyResult
-from kdiag.datamodel.strategies import DIRECT_PATHS
+from kdiag.datamodel.strategies import DIRECT_PATHS, PREDICT
 from kdiag.steps.state import RunState
+
+#: The op breakdown runs by default when graph execution is at least this share of predict's profiled time.
+GRAPH_SHARE_FOR_OPS = 0.5
 
 
 def planned_steps(config: RunConfig) -> int:
+    """A progress step for each step that may run (those the run decides on included)."""
     from kdiag.engine.beyond.steps import BEYOND_STEPS
 
-    return int(any(step.enabled(config) for step in BEYOND_STEPS))
+    return sum(step.choice(config) is not False for step in BEYOND_STEPS)
 
 
 def run(state: RunState) -> None:
     from kdiag.engine.beyond.steps import BEYOND_STEPS, Given
 
     config = state.config
-    wanted = [step for step in BEYOND_STEPS if step.enabled(config)]
-    if not wanted:
-        return
-    state.steps.next("beyond one batch", "sweeps, memory over many calls, op breakdown")
+    decided = [(step, _decide(state, step)) for step in BEYOND_STEPS]
+    for step, why in decided:
+        if why and step.choice(config) is False and step.off_by_default:
+            state.beyond[step.field] = step.not_run(why)
+    wanted = [step for step, why in decided if not why]
     total = sum(step.seconds_per_budget for step in wanted) * config.budget_s
     fraction = state.budget.scale(total)
-    if fraction < 1.0:
+    if wanted and fraction < 1.0:
         note = (f"The steps beyond one batch ran on {fraction:.0%} of their budgets." if fraction > 0 else
                 "The steps beyond one batch were left out (no time left).")
         state.budget.cut(note, total + state.budget.reserve_s)
-    if fraction <= 0:
-        return
-    for step in wanted:
+    for step, why in decided:
+        if step.choice(config) is False:
+            continue  # not planned: no progress step
+        if why or fraction <= 0:
+            why = why or "not measured: no time was left; rerun with a larger --time-limit"
+            state.steps.skip("beyond one batch", step.label, why.split(":")[0])
+            state.beyond[step.field] = step.not_run(why)
+            continue
+        state.steps.next("beyond one batch", step.label)
         given = Given(state.context, config, state.results, best_direct_path(state.results), dict(state.beyond))
         state.beyond[step.field] = step.run(given, step.seconds_per_budget * config.budget_s * fraction,
                                             state.steps.say)
+
+
+def _decide(state: RunState, step) -> str:
+    """Why `step` does not run ("" when it does)."""
+    choice = step.choice(state.config)
+    if choice is True:
+        return ""
+    if choice is False:
+        return f"not run: off by default; {step.flag} runs it" if step.off_by_default else "turned off"
+    share = graph_share(state)
+    if share is None:
+        return (f"not run: by default it runs when predict's profile shows graph execution takes most of its time, "
+                f"and predict was not profiled; {step.flag} runs it")
+    if share < GRAPH_SHARE_FOR_OPS:
+        return (f"not run: graph execution is {share:.0%} of predict's profiled time (it runs by default from "
+                f"{GRAPH_SHARE_FOR_OPS:.0%}: below that the time goes to Python, which the ops do not show); "
+                f"{step.flag} runs it")
+    return ""
+
+
+def graph_share(state: RunState) -> Optional[float]:
+    """Graph execution's share of predict's warm profile; None when predict was not profiled."""
+    profile = next((p for p in state.profiles if p.scenario == PREDICT.name), None)
+    row = profile.phase(GRAPH) if profile is not None else None
+    return row.share if row is not None else None
 
 
 def best_direct_path(results: List[StrategyResult]) -> Optional[StrategyResult]:

@@ -1,11 +1,12 @@
 """One run, top to bottom: `run(config) -> Report`.
 
-The steps are declared in order, each with the progress steps it plans (`planned_steps`, so the
-count is known before the first) and a `run(state)`: load and inputs, timing, then after timing
-the C++ floor, the profiles, the steps beyond one batch and the training-mode check, then the
-report. Every one asks the run's Budget for its time. Ctrl-C at any step after timing raises
-`RunInterrupted` holding a Report of what was measured, marked incomplete; a failure there,
-`RunFailed` (kdiag.steps.state).
+The steps follow the plan (kdiag.steps.plan): load and inputs; predict and predict (compiled)
+timed together, then profiled; the direct paths; the other strategies; the C++ floor; the steps
+beyond one batch; the training-mode check; the report. Each declares the progress steps it plans,
+so the count is fixed before the first ("[k/N]" never changes its N: a step that does not run is
+shown as skipped), and every one asks the run's Budget for its time. Ctrl-C at any step after
+loading raises `RunInterrupted` holding a Report of what was measured, marked incomplete; a
+failure once something was measured, `RunFailed` (kdiag.steps.state).
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from typing import Optional
 
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.report import Report
-from kdiag.errors import first_line
+from kdiag.errors import KdiagError, first_line
 from kdiag.signals import stop_cause
-from kdiag.steps import beyond, cpp, load, profile, report, timing, training
+from kdiag.steps import beyond, cpp, load, plan, profile, report, timing, training
 from kdiag.steps.budget import Budget
 from kdiag.steps.state import Progress, RunFailed, RunInterrupted, RunState, StepCounter
 
 #: Every step in order, for the step count the progress line shows from the start.
-PLANNED = (lambda c: load.PLANNED_STEPS, timing.planned_steps, cpp.planned_steps, profile.planned_steps,
-           beyond.planned_steps, lambda c: training.PLANNED_STEPS, lambda c: report.PLANNED_STEPS)
+PLANNED = (lambda c: load.PLANNED_STEPS, plan.timing_steps, profile.planned_steps,
+           lambda c: profile.planned_steps(c, extras=True), cpp.planned_steps, beyond.planned_steps,
+           lambda c: training.PLANNED_STEPS, lambda c: report.PLANNED_STEPS)
+
+
+def planned_total(config: RunConfig) -> int:
+    return sum(p(config) for p in PLANNED)
 
 
 def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optional[Path] = None,
@@ -38,45 +44,65 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
 
         return keras_sides.run(config, progress, out_dir, work_dir, run_here=run)
     budget = Budget(config.time_limit_s)
-    state = RunState(config, budget, StepCounter(progress, sum(p(config) for p in PLANNED), budget),
+    state = RunState(config, budget, StepCounter(progress, planned_total(config), budget),
                      started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), out_dir=out_dir)
     load.run(state)
-    strategies = timing.selected(config)
-    load.plan_memory(state, strategies, profile=config.profile)
-    # Timing gets the time left but what the later steps need: the report always, and roughly what
-    # loading took again for each fresh profiled instance (a compute-bound model's profile then
-    # still gets its calls).
-    settings = timing.settings(state, budget.reserve_s + (profile.reserve_s(state) if config.profile else 0.0))
+    from kdiag.engine.runtimes.strategies import BY_KEY
+
+    load.plan_memory(state, [BY_KEY[k] for k in plan.selected_keys(config)], profile=config.profile)
     with _scratch_dir(work_dir) as scratch:
         from kdiag.engine.runtimes.base import StrategyContext
 
         state.context = StrategyContext(state.loaded, state.inputs, Path(scratch))
-        if not timing.run(state, strategies, settings):
-            state.notes.insert(0, f"Interrupted by {stop_cause()} while timing: the figures are those measured "
-                                  "before the interruption; the report holds no profiles.")
-            raise RunInterrupted(state.freeze(incomplete=True))
-        return _after_timing(state, settings, Path(scratch))
+        return _measure(state, Path(scratch))
 
 
-def _after_timing(state: RunState, settings, scratch: Path) -> Report:
-    """The steps after timing; what was timed is kept, however late a stop or a failure comes."""
+def _measure(state: RunState, scratch: Path) -> Report:
+    """The plan's steps after loading; what was measured is kept, however late a stop or a failure comes."""
+    doing = "timing predict"
     try:
-        cpp.run(state, settings)
-        profile.run(state, scratch)
+        groups = plan.groups(state.config)
+        if not groups or groups[0].label != plan.QUESTION.label:
+            profile.run(state, scratch)  # nothing to profile: its steps are shown as skipped
+        for group in groups:
+            doing = f"timing {group.label}"
+            keep = (lambda: _after_question_s(state)) if group.label == plan.QUESTION.label else (lambda: 0.0)
+            if not timing.run_group(state, group, keep):
+                raise KeyboardInterrupt
+            if group.label == plan.QUESTION.label:
+                doing = "profiling predict"
+                profile.run(state, scratch)
+        doing = "the steps after timing (C++ floor, profiling, the steps beyond one batch or the report)"
+        profile.run(state, scratch, extras=True)
+        cpp.run(state, timing.settings(state))
         beyond.run(state)
         training.run(state)
         return report.run(state)
     except KeyboardInterrupt:
-        state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling, the steps "
-                              "beyond one batch or the report): the figures are those measured before the "
-                              "interruption; the report holds no profiles.")
+        state.notes.insert(0, f"Interrupted by {stop_cause()} while {doing}: the figures are those measured "
+                              "before the interruption; the report holds no profiles.")
         state.profiles = []
         raise RunInterrupted(state.freeze(incomplete=True)) from None
+    except KdiagError:
+        raise  # a refusal (the user's own path cannot be measured): one line, exit 2
     except Exception as exc:
-        state.notes.insert(0, f"Stopped after timing by {type(exc).__name__}: {first_line(exc)}; the figures "
+        if not any(r.available for r in state.results):
+            raise
+        state.notes.insert(0, f"Stopped while {doing} by {type(exc).__name__}: {first_line(exc)}; the figures "
                               "are those measured before it; the report holds no profiles.")
         state.profiles = []
         raise RunFailed(state.freeze(incomplete=True)) from exc
+
+
+def _after_question_s(state: RunState) -> float:
+    """What the timing of predict and compile() leaves before the deadline: the profiles and the
+    direct paths at their minimum (estimated from the first calls)."""
+    known = timing.known(state)
+    first, second = state.first_calls.get(plan.ids.PREDICT.name, (0.0, 0.0))
+    passes = profile.planned_steps(state.config)
+    profiles = passes * (state.loaded.load_time_s + plan.profiled_call_s(first, cold=True)
+                         + plan.MIN_PROFILE_CALLS * plan.profiled_call_s(second))
+    return profiles + plan.direct_minimum_s(state.config, known)
 
 
 class _scratch_dir:

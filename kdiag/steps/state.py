@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel.measurement import Measurement
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.datamodel.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
@@ -37,7 +38,12 @@ class RunFailed(Exception):
 
 
 class StepCounter:
-    """Counts the run's steps and tells `progress` each one, with the time spent and left (from the Budget)."""
+    """Counts the run's steps and tells `progress` each one, with the time spent and left (from the Budget).
+
+    The total is fixed when the run is planned: a planned step that does not run is still counted,
+    and shown as skipped, so "[k/N]" never changes its N; every elapsed time comes from the Budget's
+    clock, so it never goes back.
+    """
 
     def __init__(self, progress: Optional[Progress], total: int, budget: Budget):
         self.progress = progress
@@ -45,26 +51,31 @@ class StepCounter:
         self.budget = budget
         self.step = 0
         self.stage = ""
+        self.detail = ""
 
     def next(self, stage: str, detail: str) -> None:
         self.step += 1
-        self.total = max(self.total, self.step)
         self.stage = stage
         self.update(detail)
 
-    def skip(self, count: int = 1) -> None:
-        """Steps planned that will not run."""
-        self.total -= count
+    def skip(self, stage: str, detail: str, why: str) -> None:
+        """A planned step that will not run: counted, and shown as skipped with the reason."""
+        self.next(stage, f"{detail}: skipped ({why})" if detail else f"skipped ({why})")
 
-    def update(self, detail: str) -> None:
+    def update(self, detail: str, notice: str = "") -> None:
+        self.detail = detail
         if self.progress is None:
             return
         self.progress(ProgressUpdate(self.step, self.total, self.stage, detail, self.budget.elapsed(),
-                                     self.budget.left_or_none()))
+                                     self.budget.left_or_none(), notice))
 
     def say(self, stage: str, detail: str) -> None:
         """A step's own stages, as details of the current step."""
         self.update(f"{stage}: {detail}")
+
+    def notice(self, text: str) -> None:
+        """A line shown once, apart from the steps; the current step stays as it is."""
+        self.update(self.detail, notice=text)
 
 
 @dataclasses.dataclass
@@ -89,6 +100,15 @@ class RunState:
     training_true_max_abs_diff: Optional[float] = None
     # Beyond one batch: Report field name -> its part (kdiag.engine.beyond.steps.BEYOND_STEPS).
     beyond: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    # What the plan's later steps and estimates use (kdiag.steps.plan, kdiag.steps.timing):
+    first_calls: Dict[str, Tuple[float, float]] = dataclasses.field(default_factory=dict)  # name -> (1st, 2nd)
+    prepared_s: Dict[str, float] = dataclasses.field(default_factory=dict)  # key -> seconds its preparation took
+    timed_samples: Dict[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)  # name -> every sample
+    first_outputs: Dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> its first call's outputs
+    predict_call: Any = None  # predict's prepared call, timed again beside the later groups (their anchor)
+    group_started: Dict[str, float] = dataclasses.field(default_factory=dict)  # group label -> perf_counter()
+    retimed: Dict[str, List[Measurement]] = dataclasses.field(default_factory=dict)  # name -> its anchors
+    answer_cost_said: bool = False  # the up-front line about what a full answer costs, said once
 
     def freeze(self, incomplete: bool = False) -> Report:
         """The Report of what was found so far, findings included."""
@@ -113,7 +133,8 @@ class RunState:
                 training_dependent_layers=list(self.training_dependent_layers),
                 training_true_max_abs_diff=self.training_true_max_abs_diff,
             ),
-            strategies=list(self.results),
+            strategies=[dataclasses.replace(r, retimed=list(self.retimed[r.name])) if r.name in self.retimed else r
+                        for r in self.results],
             profiles=list(self.profiles),
             notes=list(self.loaded.load_notes) + self.notes,
             incomplete=incomplete,

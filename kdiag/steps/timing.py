@@ -1,4 +1,5 @@
-"""Step 3: prepare every selected strategy, time them interleaved, check their outputs.
+"""Steps 1, 3 and 4 of the plan (kdiag.steps.plan): a group of strategies prepared, timed
+interleaved, their outputs checked.
 
 Each strategy gets a StrategyResult: measured (with its outputs check against the reference), or
 a reason it was not. One strategy that fails never sinks the run; only the user's own path
@@ -7,70 +8,104 @@ a reason it was not. One strategy that fails never sinks the run; only the user'
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
 import warnings
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
-from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel import strategies as ids
 from kdiag.datamodel.report import StrategyResult
 from kdiag.datamodel.strategies import PREDICT, REFERENCE_ORDER
 from kdiag.engine import check
-from kdiag.engine.measure import MeasureSettings, MeasurementInterrupted, Timed, measure_interleaved
-from kdiag.engine.runtimes.base import Outputs, Strategy
-from kdiag.engine.runtimes.strategies import BY_KEY, STRATEGIES
+from kdiag.engine.measure import Anchor, MeasureSettings, MeasurementInterrupted, Timed, measure_interleaved
+from kdiag.engine.runtimes.base import Strategy
+from kdiag.engine.runtimes.strategies import BY_KEY, BY_NAME
 from kdiag.engine.tf import native_stderr_captured
 from kdiag.errors import KdiagError, NotApplicable, first_line
 from kdiag.signals import stop_cause
+from kdiag.steps import plan
 from kdiag.steps.budget import RERUN
 from kdiag.steps.state import RunState
 
 
-def selected(config: RunConfig) -> List[Strategy]:
-    """The strategies to time: those asked for (in that order, once each), else all of them."""
-    return [BY_KEY[k] for k in dict.fromkeys(config.strategies)] if config.strategies else list(STRATEGIES)
-
-
-def planned_steps(config: RunConfig) -> int:
-    return len(selected(config)) + 1  # one per strategy prepared, one for timing them together
-
-
-def settings(state: RunState, reserve_s: float) -> MeasureSettings:
-    """The timing loop's settings; its deadline keeps `reserve_s` for the steps after it."""
+def settings(state: RunState) -> MeasureSettings:
+    """The timing loop's settings; its deadline keeps the report's reserve."""
     config = state.config
     return MeasureSettings(budget_s=config.budget_s, min_calls=config.min_calls, max_wall_s=config.wall_cap_s,
-                           deadline=state.budget.deadline_for(reserve_s))
+                           precision=config.precision, deadline=state.budget.deadline_for(state.budget.reserve_s))
 
 
-def run(state: RunState, strategies: List[Strategy], settings: MeasureSettings) -> bool:
-    """Prepare and time every strategy, then check their outputs against the reference.
+def known(state: RunState) -> plan.Known:
+    """What the plan's estimates go on: medians and first calls measured, preparations timed (by key)."""
+    medians, firsts = {}, {}
+    for result in state.results:
+        identity = ids.BY_NAME.get(result.name)
+        if identity is None or not result.available or not result.measurement.count:
+            continue
+        medians[identity.key] = result.measurement.median_s
+        firsts[identity.key] = result.measurement.first_call_s
+    for name, (first, second) in state.first_calls.items():  # a group still being timed
+        key = ids.BY_NAME[name].key
+        firsts.setdefault(key, first)
+        medians.setdefault(key, second)
+    return plan.Known(medians, firsts, dict(state.prepared_s), state.config.min_calls)
 
-    Adds a StrategyResult per strategy to `state` and sets its reference outputs. Returns False
-    when Ctrl-C cut the timing short (what was measured is kept).
+
+def run_group(state: RunState, group: plan.TimingGroup, keep_s: Callable[[], float] = lambda: 0.0) -> bool:
+    """Prepare and time one group, then check its outputs against the reference.
+
+    Adds a StrategyResult per strategy to `state`. Returns False when Ctrl-C cut the timing short
+    (what was measured is kept). `keep_s()`: what the budgets leave before the deadline for later steps.
     """
-    prepared, unavailable, notes = _prepare_all(state, strategies, settings)
-    users_path = PREDICT.name if state.loaded.is_keras else REFERENCE_ORDER[1]
-    if users_path in unavailable:  # fail before spending time on the others
-        _refuse_unmeasurable(users_path, unavailable[users_path])
-
+    strategies = [BY_KEY[k] for k in group.keys]
+    prepared, unavailable, notes = _prepare_all(state, group, strategies)
+    users_path = _users_path(state)
+    if users_path in unavailable:
+        _refuse_unmeasurable(users_path, unavailable[users_path])  # before spending time on the others
+    names = ", ".join(prepared)
+    if not prepared:
+        _record(state, strategies, unavailable, {}, notes, True)
+        state.steps.skip("measure", group.label, "nothing to time")
+        return True
+    anchor = _anchor(state, group, prepared)
+    state.steps.next("measure", f"{names}{' and predict again' if anchor else ''}, interleaved")
     from kdiag.engine.phases.profiling import capture_tf_warnings
 
     completed = True
+    started = time.perf_counter()
     with capture_tf_warnings() as tf_warnings:  # retracing warnings go into the report, not the terminal
         try:
-            state.steps.next("measure", f"{len(prepared)} strategies, interleaved")
-            timed = measure_interleaved(prepared, settings,
+            timed = measure_interleaved(prepared, settings(state),
                                         on_progress=lambda name, what: state.steps.update(f"{name}: {what}"),
-                                        around_first_call=native_stderr_captured)
+                                        around_first_call=native_stderr_captured, anchor=anchor,
+                                        on_second_call=lambda *told: _second_call(state, *told), keep_s=keep_s)
         except MeasurementInterrupted as stop:
             timed, completed = stop.partial, False
     # TensorFlow names the function, not the strategy: its warnings belong to the report as a whole.
-    state.notes += [f"TensorFlow warned while timing: {warning}" for warning in tf_warnings]
-    state.reference_name, state.reference_outputs = _reference(timed)
-    for strategy in strategies:
-        state.results.append(_result(strategy, unavailable, timed, notes.get(strategy.name, []), completed,
-                                     state.reference_name, state.reference_outputs))
-    if completed:
-        _require_the_users_path(state)
+    state.notes += [f"TensorFlow warned while timing: {warning}" for warning in tf_warnings
+                    if f"TensorFlow warned while timing: {warning}" not in state.notes]
+    if anchor is not None and PREDICT.name in timed:
+        _check_drift(state, group, timed.pop(PREDICT.name), started)
+    elif group.anchored and PREDICT.name in state.timed_samples:
+        state.notes.append(f"predict was not timed again beside {group.label} (its calls would cost more than "
+                           f"the group's own, or than the time left): their ratios rest on medians timed "
+                           f"~{started - state.group_started.get(plan.QUESTION.label, started):.0f} s apart.")
+    state.group_started[group.label] = started
+    if PREDICT.name in prepared:
+        state.predict_call = prepared[PREDICT.name]  # for the anchors of the later groups
+    _record(state, strategies, unavailable, timed, notes, completed)
+    if completed and users_path in group_names(group):
+        require_the_users_path(state)
     return completed
+
+
+def group_names(group: plan.TimingGroup) -> List[str]:
+    return [BY_KEY[k].name for k in group.keys]
+
+
+def _users_path(state: RunState) -> str:
+    return PREDICT.name if state.loaded.is_keras else REFERENCE_ORDER[1]
 
 
 # How the slow steps of preparing look while they run (the display keeps ticking meanwhile).
@@ -78,17 +113,21 @@ _PREPARE_DETAIL = {"tflite": " (exporting and converting)", "xla": " (compiling 
                    "savedmodel": " (exporting)", "predict-compiled": " (loading a compiled instance)"}
 
 
-def _prepare_all(state: RunState, strategies: List[Strategy], settings: MeasureSettings):
+def _prepare_all(state: RunState, group: plan.TimingGroup, strategies: List[Strategy]):
     """(prepared calls, reasons of those that are not, captured warnings), by strategy name."""
     prepared: Dict[str, Callable] = {}
     unavailable: Dict[str, str] = {}
     notes: Dict[str, List[str]] = {}
+    admitted_s = 0.0  # what the strategies admitted so far in a gated group are estimated to need
     for strategy in strategies:
-        why = _not_started(state, strategy, settings)
+        why, needs = _not_started(state, group, strategy, admitted_s)
         if why:
             unavailable[strategy.name] = why
+            state.steps.skip("prepare", strategy.name, why.split(":")[0])
             continue
+        admitted_s += needs
         state.steps.next("prepare", strategy.name + _PREPARE_DETAIL.get(strategy.identity.key, ""))
+        began = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
             warnings.simplefilter("always")
             try:
@@ -99,21 +138,97 @@ def _prepare_all(state: RunState, strategies: List[Strategy], settings: MeasureS
                 unavailable[strategy.name] = f"failed to prepare: {exc.message}"
             except Exception as exc:
                 unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {first_line(exc)}"
+        state.prepared_s[strategy.identity.key] = time.perf_counter() - began
         notes[strategy.name] = _unique_warnings(caught)
     return prepared, unavailable, notes
 
 
-def _not_started(state: RunState, strategy: Strategy, settings: MeasureSettings) -> str:
-    """Why a strategy is not even prepared ("" when it is): the time limit, no Keras model, the memory."""
-    if state.budget.past(settings.deadline) and strategy.name != PREDICT.name:
-        state.steps.skip()
-        return f"not measured: the time limit was reached while preparing the strategies before it; {RERUN}"
+def _not_started(state: RunState, group: plan.TimingGroup, strategy: Strategy,
+                 admitted_s: float) -> Tuple[str, float]:
+    """Why a strategy is not even prepared ("" when it is), and its estimated cost: the time limit
+    (for a gated group, its estimated start and --min-calls calls), no Keras model, the memory."""
+    budget = state.budget
+    users_path = strategy.name == _users_path(state)
+    if budget.past(budget.deadline_for(budget.reserve_s)) and not users_path:
+        return f"not measured: the time limit was reached before it was prepared; {RERUN}", 0.0
     if strategy.needs_keras and not state.loaded.is_keras:
-        return "not applicable: needs a Keras model; this is a plain SavedModel"
-    return state.memory_skip.get(strategy.identity.key, "")
+        return "not applicable: needs a Keras model; this is a plain SavedModel", 0.0
+    if strategy.identity.key in state.memory_skip:
+        return state.memory_skip[strategy.identity.key], 0.0
+    if not group.gated or users_path:
+        return "", 0.0
+    needs = plan.start_estimate_s(known(state), strategy.identity.key)
+    if needs is not None and not budget.fits(admitted_s + needs + budget.reserve_s):
+        budget.cut(needs_s=admitted_s + needs + budget.reserve_s)
+        return budget.not_started(needs), 0.0
+    return "", needs or 0.0
 
 
-def _require_the_users_path(state: RunState) -> None:
+def _anchor(state: RunState, group: plan.TimingGroup, prepared: Dict[str, Callable]) -> Optional[Anchor]:
+    """predict again beside a later group, when planned, measured before, and it fits."""
+    call = state.predict_call
+    if not group.anchored or call is None or PREDICT.name in prepared:
+        return None
+    facts = known(state)
+    estimate = sum(plan.start_estimate_s(facts, BY_NAME[name].identity.key) or 0.0 for name in prepared)
+    calls = plan.anchor_calls(group, facts, estimate, state.config.budget_s)
+    if not calls or not state.budget.fits(estimate + calls * facts.medians[PREDICT.key] + state.budget.reserve_s):
+        return None
+    predict = next(r for r in state.results if r.name == PREDICT.name)
+    return Anchor(PREDICT.name, call, predict.measurement.calls_per_sample, calls)
+
+
+def _second_call(state: RunState, name: str, first_s: float, second_s: float) -> None:
+    """After predict's first two calls: say once, up front, if the verdicts cannot come within the limit."""
+    state.first_calls[name] = (first_s, second_s)
+    budget = state.budget
+    if name != PREDICT.name or not budget.limited or state.answer_cost_said:
+        return
+    cost = plan.answer_cost(state.config, budget.elapsed(), budget.reserve_s, state.loaded.load_time_s, first_s,
+                            second_s)
+    if cost.needs_s > budget.limit_s:
+        state.answer_cost_said = True
+        line = cost.line()
+        state.steps.notice(line)
+        state.notes.append(line[0].upper() + line[1:] + ".")
+
+
+def _check_drift(state: RunState, group: plan.TimingGroup, again: Timed, started: float) -> None:
+    state.retimed.setdefault(PREDICT.name, []).append(again.measurement)
+    first = state.timed_samples.get(PREDICT.name, ())
+    apart = started - state.group_started.get(plan.QUESTION.label, started)
+    note = plan.drift_note(group.label, first, again.samples, apart)
+    if note:
+        state.notes.append(note)
+
+
+def _record(state: RunState, strategies: List[Strategy], unavailable: Dict[str, str], timed: Dict[str, Timed],
+            notes: Dict[str, List[str]], completed: bool) -> None:
+    """The group's results, its outputs kept for the check; every result checked once the reference is known."""
+    for strategy in strategies:
+        outcome = timed.get(strategy.name)
+        if outcome is not None and not outcome.error and outcome.measurement.count:
+            state.first_outputs[strategy.name] = outcome.first_output
+            state.timed_samples[strategy.name] = outcome.samples
+        state.results.append(_result(strategy, unavailable, outcome, notes.get(strategy.name, []), completed))
+    if state.reference_name is None:
+        state.reference_name, state.reference_outputs = _reference(timed)
+    _check_outputs(state)
+    # The report lists them in the data model's order, whatever order the plan timed them in.
+    order = {s.name: i for i, s in enumerate(ids.ALL_STRATEGIES)}
+    state.results.sort(key=lambda r: order.get(r.name, math.inf))
+
+
+def _check_outputs(state: RunState) -> None:
+    if state.reference_outputs is None:
+        return
+    for index, result in enumerate(state.results):
+        if result.available and result.outputs is None and result.name in state.first_outputs:
+            outputs = check.compare(state.reference_name, state.reference_outputs, state.first_outputs[result.name])
+            state.results[index] = dataclasses.replace(result, outputs=outputs)
+
+
+def require_the_users_path(state: RunState) -> None:
     """Exit 2 is for a run that cannot measure the user's own path at all: predict, or for a
     plain SavedModel its serving signature. Every other failure is a row of the report."""
     name = PREDICT.name if state.loaded.is_keras else REFERENCE_ORDER[1]
@@ -128,8 +243,8 @@ def _refuse_unmeasurable(name: str, reason: str) -> None:
     raise KdiagError(f"{name} could not be measured on this model ({reason})", fix)
 
 
-def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Timed], notes: List[str],
-            completed: bool, reference_name: Optional[str], reference: Optional[Outputs]) -> StrategyResult:
+def _result(strategy: Strategy, unavailable: Dict[str, str], outcome: Optional[Timed], notes: List[str],
+            completed: bool) -> StrategyResult:
     identity = strategy.identity
 
     def not_measured(reason: str) -> StrategyResult:
@@ -137,8 +252,7 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Ti
 
     if strategy.name in unavailable:
         return not_measured(unavailable[strategy.name])
-    outcome = timed[strategy.name]
-    if not completed and outcome.measurement.count == 0:
+    if outcome is None or (not completed and outcome.measurement.count == 0):
         return not_measured(f"not measured: interrupted ({stop_cause()})")
     if outcome.error:
         return not_measured(f"failed when called: {outcome.error}")
@@ -147,15 +261,13 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Ti
     if outcome.measurement.count == 0:
         return not_measured(f"not measured: the time limit was reached after its first call, before any timed "
                             f"call; {RERUN}")
-    outputs = check.compare(reference_name, reference, outcome.first_output) if reference is not None else None
-    return StrategyResult(identity.name, identity.snippet, True, measurement=outcome.measurement, outputs=outputs,
-                          notes=notes)
+    return StrategyResult(identity.name, identity.snippet, True, measurement=outcome.measurement, notes=notes)
 
 
 def _reference(timed: Dict[str, Timed]):
     for name in REFERENCE_ORDER:
         outcome = timed.get(name)
-        if outcome is not None and not outcome.error:
+        if outcome is not None and not outcome.error and outcome.measurement.count:
             return name, outcome.first_output
     return None, None
 

@@ -87,15 +87,19 @@ def data_size_step(ctx: StrategyContext, results: Sequence[StrategyResult], best
     if fixed is not None and samples is not None and any(n % fixed for n in samples):
         return DataSizeSweep(batch, best.name, reason=f"not measured: the model's batch size is fixed at {fixed}, "
                                                       f"so every --samples count must be a multiple of {fixed}")
+    # predict at its own default batch size (what `model.predict(X)` does), the loops at the run's.
+    predict_batch = fixed or sweeps.PREDICT_DEFAULT_BATCH
     try:
-        paths = [sweeps.whole_array_path(PREDICT.name, predict_whole(ctx, batch), batch, predict_s)]
+        paths = [sweeps.whole_array_path(PREDICT.name, predict_whole(ctx, None if fixed is None else fixed),
+                                         predict_batch, predict_s, default=fixed is None)]
         names = [PREDICT_ON_BATCH.name] if _median(results, PREDICT_ON_BATCH.name) is not None else []
         names += [best.name] if best.name not in names else []
         for name in names:
             paths.append(sweeps.loop_path(name, _chunked(ctx, name), batch, _median(results, name)))
         memory = sweeps.memory_check(_per_sample_bytes(ctx))
         return sweeps.data_size_sweep(paths, ctx.inputs.arrays, batch, best.name, budget_s, samples, memory,
-                                      progress=lambda what: say("sweep", f"data size: {what}"), multiple=fixed or 1)
+                                      progress=lambda what: say("sweep", f"data size: {what}"), multiple=fixed or 1,
+                                      predict_batch=predict_batch)
     except Exception as exc:
         return DataSizeSweep(batch, best.name, reason=_failed("the data-size sweep", exc), budget_s=budget_s)
 
@@ -206,22 +210,38 @@ class BeyondStep:
     """One step beyond one batch: the Report field it fills, how it runs, and what it may spend."""
 
     field: str  # the Report field its part goes in
+    label: str  # what the progress line and the "not run" line call it
     seconds_per_budget: float  # seconds it may take per second of --budget
-    enabled: Callable[[RunConfig], bool]  # the option that turns it off
+    #: Whether the config runs it: True (asked for, or on by default), False (turned off), None (the
+    #: run decides: kdiag.steps.beyond).
+    choice: Callable[[RunConfig], Optional[bool]]
+    flag: str  # the option that runs it, for the report's "not run" line
     run: Callable[[Given, float, Say], Any]  # (what it measures from, its budget in seconds, say) -> its part
+    not_run: Callable[[str], Any]  # its part when it did not run, saying why
+    #: Off unless asked for: its part then says so, with the flag. A step on by default that the user
+    #: turned off has no part at all: they know.
+    off_by_default: bool = False
 
 
-#: In the order they run. At the default budget of 1 s they add about 20 s, plus the threads
-#: comparison on a model whose time goes to graph execution.
+#: In the order they run, with their budgets per second of --budget. The sweeps run by default: they
+#: answer "predict or a loop, for how many samples" and "which batch size" on every model, within
+#: about 3 s. The sustained memory loops (1,000 predict calls or 10 s per path) only with
+#: --memory-loop. The op breakdown and the threads comparison (two child processes, ~3 s of
+#: TensorFlow import each) only where graph execution is most of predict's time, or with --ops.
 BEYOND_STEPS: Tuple[BeyondStep, ...] = (
-    BeyondStep("data_size_sweep", 6.0, lambda c: c.sweeps,
-               lambda g, s, say: data_size_step(g.ctx, g.results, g.best, g.config.samples, s, say)),
-    BeyondStep("batch_size_sweep", 2.0, lambda c: c.sweeps, lambda g, s, say: batch_size_step(g.ctx, g.best, s, say)),
+    BeyondStep("data_size_sweep", "data size", 2.0, lambda c: c.sweeps, "drop --no-sweeps",
+               lambda g, s, say: data_size_step(g.ctx, g.results, g.best, g.config.samples, s, say),
+               lambda why: DataSizeSweep(0, reason=why)),
+    BeyondStep("batch_size_sweep", "batch size", 1.0, lambda c: c.sweeps, "drop --no-sweeps",
+               lambda g, s, say: batch_size_step(g.ctx, g.best, s, say), lambda why: BatchSizeSweep(reason=why)),
     # predict's loop and the best path's together
-    BeyondStep("memory_loops", 10.0, lambda c: c.memory_loops,
-               lambda g, s, say: memory_step(g.ctx, g.results, g.best, s, say)),
-    BeyondStep("op_breakdown", 3.0, lambda c: c.ops, lambda g, s, say: op_breakdown_step(g.ctx, g.best, s, say)),
+    BeyondStep("memory_loops", "memory over many calls", 10.0, lambda c: c.memory_loops, "--memory-loop",
+               lambda g, s, say: memory_step(g.ctx, g.results, g.best, s, say), lambda why: MemoryLoops(reason=why),
+               off_by_default=True),
+    BeyondStep("op_breakdown", "op breakdown", 3.0, lambda c: c.ops, "--ops",
+               lambda g, s, say: op_breakdown_step(g.ctx, g.best, s, say), lambda why: OpBreakdown("", reason=why)),
     # two child processes importing TensorFlow and loading the model included
-    BeyondStep("threads_effect", 12.0, lambda c: c.ops,
-               lambda g, s, say: threads_step(g.ctx, g.best, g.parts.get("op_breakdown"), s, say)),
+    BeyondStep("threads_effect", "intra-op threads", 12.0, lambda c: c.ops, "--ops",
+               lambda g, s, say: threads_step(g.ctx, g.best, g.parts.get("op_breakdown"), s, say),
+               lambda why: ThreadsEffect("SavedModel serve (the exported graph)", reason=why)),
 )
