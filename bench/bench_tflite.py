@@ -1,8 +1,11 @@
 """TFLite call styles side by side, interleaved in one process: the signature runner (what kdiag
 timed before) against set_tensor/invoke/get_tensor with indices looked up once (what it times now),
-each on LiteRT (ai-edge-litert) and on TensorFlow's deprecated tf.lite.Interpreter.
+each on LiteRT (ai-edge-litert) and on TensorFlow's deprecated tf.lite.Interpreter. Then kdiag's own
+timing loop (kdiag.engine.measure, its stopping rule and batches of calls) against a bare loop over
+the same calls, for the TFLite and concrete-function rows: what kdiag's loop adds to a median.
 
     python3 bench/bench_tflite.py [EXAMPLE ...]      # default: tiny mnist-softmax
+    python3 bench/bench_tflite.py --overhead [EXAMPLE ...]   # only kdiag's loop against a bare one
 
 Prints per-call medians and the ratios measured in this run; outputs are checked equal.
 """
@@ -102,6 +105,104 @@ def bench(example: str) -> None:
     print(f"  kdiag's TFLite row: before / now = {medians['kdiag row before (runner)'] / medians['kdiag row now']:.2f}x")
 
 
+def _median_per_call(loop, number: int, repeat: int) -> float:
+    """timeit's way: `repeat` batches of `number` calls, the median batch's time per call."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        loop(number)
+        times.append((time.perf_counter() - start) / number)
+    return statistics.median(times)
+
+
+def bare_tflite(interpreter, arrays):
+    """A bare set_tensor/invoke/get_tensor loop, indices looked up once: loop(n) runs n calls."""
+    interpreter.allocate_tensors()
+    runner = interpreter.get_signature_runner()
+    feeds = [(runner.get_input_details()[n]["index"], a) for n, a in arrays.items()]
+    fetches = [d["index"] for d in runner.get_output_details().values()]
+    del runner
+    set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
+    if len(feeds) == 1 and len(fetches) == 1:  # the three calls inline, as a user would write them
+        (index, array), = feeds
+        fetch, = fetches
+
+        def loop(calls):
+            for _ in range(calls):
+                set_tensor(index, array)
+                invoke()
+                get_tensor(fetch)
+
+        return loop
+
+    def loop(calls):
+        for _ in range(calls):
+            for index, array in feeds:
+                set_tensor(index, array)
+            invoke()
+            for index in fetches:
+                get_tensor(index)
+
+    return loop
+
+
+def bare_concrete(ctx):
+    """A bare loop over the concrete function, outputs copied to NumPy: loop(n) runs n calls."""
+    import tensorflow as tf
+
+    from kdiag.engine.runtimes.base import serving_function
+
+    fn = serving_function(ctx, jit_compile=False).get_concrete_function()
+    x = tf.nest.map_structure(tf.constant, ctx.keras_inputs())
+    fn(x)
+
+    def loop(calls):
+        for _ in range(calls):
+            for out in tf.nest.flatten(fn(x)):
+                out.numpy()
+
+    return loop
+
+
+def overhead(example: str, rounds: int = 15) -> None:
+    """kdiag's medians (its own loop, as `kdiag inspect` times) against bare loops, taking turns."""
+    import tempfile
+    from pathlib import Path
+
+    from kdiag.engine.measure import MeasureSettings, measure_interleaved
+
+    loaded = load_example(example)
+    inputs = make_inputs(loaded, RunConfig(example=example))
+    ctx = StrategyContext(loaded, inputs, Path(tempfile.mkdtemp(prefix="kdiag-bench-")))
+    kdiag_calls = {"TFLite": BY_KEY["tflite"].prepare(ctx), "concrete function": BY_KEY["concrete"].prepare(ctx)}
+    blob = tflite_model(ctx)
+    # Batches of a millisecond or so: a clock read per batch costs nothing beside them.
+    bare = {"TFLite": (bare_tflite(interpreters(blob)["LiteRT"], inputs.arrays), 500),
+            "concrete function": (bare_concrete(ctx), 5)}
+    results = {name: {"kdiag": [], "bare": []} for name in kdiag_calls}
+    details = {}
+    for _ in range(rounds):  # turns: drift hits both alike
+        timed = measure_interleaved(kdiag_calls, MeasureSettings())  # kdiag inspect's defaults
+        for name, outcome in timed.items():
+            m = outcome.measurement
+            results[name]["kdiag"].append(m.median_s)
+            details[name] = f"{m.count} samples x {m.calls_per_sample} calls, stopped by {m.stopped_by}"
+            loop, number = bare[name]
+            results[name]["bare"].append(_median_per_call(loop, number, repeat=200))
+    print(f"\n{example}: kdiag's timing loop against a bare loop over the same calls, {rounds} turns each, "
+          "median of the turns")
+    for name, pair in results.items():
+        k, b = statistics.median(pair["kdiag"]), statistics.median(pair["bare"])
+        print(f"  {name:18} kdiag {k * 1e6:9.2f} µs   bare loop {b * 1e6:9.2f} µs   kdiag / bare = {k / b:.3f} "
+              f"({details[name]})")
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["tiny", "mnist-softmax"]:
-        bench(name)
+    args = sys.argv[1:]
+    if args[:1] == ["--overhead"]:
+        for name in args[1:] or ["tiny"]:
+            overhead(name)
+    else:
+        for name in args or ["tiny", "mnist-softmax"]:
+            bench(name)
+            overhead(name)

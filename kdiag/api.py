@@ -21,7 +21,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             budget_s: float = 1.0, min_calls: int = 5, max_wall_s: Optional[float] = None, precision: float = 0.02,
             unsafe: bool = False,
             custom_objects: Optional[Mapping[str, object]] = None, cpp: bool = False, profile: bool = True,
-            profile_strategies: Sequence[str] = (), profile_calls: int = 10, time_limit_s: float = 60.0,
+            profile_strategies: Sequence[str] = (), profile_calls: int = 5, time_limit_s: float = 60.0,
             out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None,
             keras: Optional[str] = None, samples: Optional[Sequence[int]] = None, sweeps: bool = True,
             memory_loops: bool = False, ops: Optional[bool] = None) -> Report:

@@ -40,3 +40,16 @@ def diff(value: Optional[float]) -> str:
 
 def threads(count: int) -> str:
     return f"{count}" if count else "0 (TensorFlow picks: one per core)"
+
+
+def interval(measurement) -> str:
+    """The median's 95% confidence interval as ± its wider side: "±1.6%"; "—" under six samples."""
+    half = measurement.ci_half_width
+    return "—" if half is None else f"±{half:.1%}" if half < 0.1 else f"±{half:.0%}"
+
+
+def samples(measurement) -> str:
+    """Timed samples, and the calls each is the mean of when more than one: "5,145", "24 × 50"."""
+    if measurement.calls_per_sample > 1:
+        return f"{measurement.count:,} × {measurement.calls_per_sample:,}"
+    return f"{measurement.count:,}"

@@ -127,18 +127,18 @@ class _Timer:
         self.cold_s = self.clock() - start
 
     def _autorange(self) -> None:
-        """k calls per sample: the first of 1, 2, 5, 10, 20, ... whose batch lasts min_sample_s."""
-        if math.isnan(self.second_call_s) or self.second_call_s >= self.settings.min_sample_s:
-            return
+        """k calls per sample: the first of 1, 2, 5, 10, 20, ... whose batch lasts min_sample_s, each
+        batch size tried three times and judged by its fastest try (one preempted try must not decide)."""
+        floor = self.settings.min_sample_s
+        if math.isnan(self.second_call_s) or self.second_call_s >= 10 * floor:
+            return  # clearly slower than a sample needs to be: one call per sample
         decade = 1
         while True:
             for factor in _AUTORANGE:
                 k = factor * decade
-                if k == 1:
-                    continue
-                took = self._untimed_batch(k)
-                self.spent_s += took
-                if took >= self.settings.min_sample_s:
+                tries = [self._untimed_batch(k) for _ in range(3)]
+                self.spent_s += sum(tries)
+                if min(tries) >= floor:
                     self.k = k
                     return
             decade *= 10
@@ -185,9 +185,10 @@ class _Timer:
         if half_width <= settings.precision and self.rounds >= settings.rounds:
             self.precise = True
             return
-        # An interval's width shrinks as 1/sqrt(n): the samples it still needs, spread over the rounds left.
+        # An interval's width shrinks as 1/sqrt(n): the samples it still needs, spread over the rounds left,
+        # and at most doubling them in a round: an interval from a few noisy samples can ask for far too many.
         needed = max(n + 1, math.ceil(n * (half_width / settings.precision) ** 2)) - n
-        self.quota = max(1, math.ceil(needed / max(1, settings.rounds - self.rounds)))
+        self.quota = max(1, min(math.ceil(needed / max(1, settings.rounds - self.rounds)), max(n, PILOT_SAMPLES)))
 
     def run_slice(self, slice_s: float) -> None:
         """At least one sample, then more until this slice's quota or its share of the budget is spent."""

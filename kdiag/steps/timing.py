@@ -89,8 +89,8 @@ def run_group(state: RunState, group: plan.TimingGroup, keep_s: Callable[[], flo
         _check_drift(state, group, timed.pop(PREDICT.name), started)
     elif group.anchored and PREDICT.name in state.timed_samples:
         state.notes.append(f"predict was not timed again beside {group.label} (its calls would cost more than "
-                           f"the group's own, or than the time left): their ratios rest on medians timed "
-                           f"~{started - state.group_started.get(plan.QUESTION.label, started):.0f} s apart.")
+                           f"theirs, or than the time left): ratios of predict against them rest on medians "
+                           f"timed ~{started - state.group_started.get(plan.QUESTION.label, started):.0f} s apart.")
     state.group_started[group.label] = started
     if PREDICT.name in prepared:
         state.predict_call = prepared[PREDICT.name]  # for the anchors of the later groups
@@ -171,7 +171,7 @@ def _anchor(state: RunState, group: plan.TimingGroup, prepared: Dict[str, Callab
         return None
     facts = known(state)
     estimate = sum(plan.start_estimate_s(facts, BY_NAME[name].identity.key) or 0.0 for name in prepared)
-    calls = plan.anchor_calls(group, facts, estimate, state.config.budget_s)
+    calls = plan.anchor_calls(group, facts, estimate)
     if not calls or not state.budget.fits(estimate + calls * facts.medians[PREDICT.key] + state.budget.reserve_s):
         return None
     predict = next(r for r in state.results if r.name == PREDICT.name)

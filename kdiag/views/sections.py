@@ -214,7 +214,8 @@ def _side_by_side_phases(runs) -> Optional[Section]:
 
 
 #: The strategies table: what each layout shows where (detail), and what a narrow terminal drops first (drop).
-STRATEGY_COLUMNS = (Column("strategy", wraps=True), Column("median", "r"), Column("IQR", "r", detail=2, drop=10),
+STRATEGY_COLUMNS = (Column("strategy", wraps=True), Column("median", "r"), Column("95% CI", "r", detail=2, drop=11),
+                    Column("IQR", "r", detail=2, drop=10),
                     Column("p90", "r", detail=1, drop=4), Column("p99", "r", detail=1, drop=7),
                     Column("n", "r", detail=1, drop=5), Column("first call", "r", detail=1, drop=6),
                     Column("speed-up", "r"), Column("vs fastest", "r", detail=1, drop=8),
@@ -229,11 +230,11 @@ def strategies(report: Report) -> Section:
     for row in rows:
         m = row.result.measurement
         cells.append((Cell(row.result.name + (" (stopped early)" if m.stopped_early else "")),
-                      Cell(fmt.duration(m.median_s), tone="noisy" if m.noisy else ""),
+                      Cell(fmt.duration(m.median_s), tone="noisy" if m.noisy else ""), Cell(fmt.interval(m)),
                       Cell(fmt.duration(m.iqr_s)), Cell(fmt.duration(m.p90_s)), Cell(fmt.duration(m.p99_s)),
-                      Cell(f"{m.count:,}"), Cell(fmt.duration(m.first_call_s)), Cell(fmt.ratio(row.vs_predict)),
+                      Cell(fmt.samples(m)), Cell(fmt.duration(m.first_call_s)), Cell(fmt.ratio(row.vs_predict)),
                       Cell(fmt.ratio(row.vs_fastest)), _outputs_cell(row.result)))
-    intro = " ".join([f"Time per call, fastest first. {wording.SPEED_UP}", wording.NOISE_MARK,
+    intro = " ".join([f"Time per call, fastest first. {wording.SPEED_UP}", wording.NOISE_MARK, wording.PRECISION,
                       wording.tolerance(report), wording.NEVER_RECOMMENDED])
     table = Table(columns, tuple(cells))
     check = facts.reference_check(report)
@@ -275,8 +276,8 @@ def notes(report: Report) -> Optional[Section]:
     for result in report.strategies:
         m = result.measurement
         if m is not None and m.stopped_early:
-            lines.append(f"{result.name}: stopped early after {m.count} calls (wall cap "
-                         f"{report.settings.max_wall_s:g} s) — its figures rest on few samples.")
+            lines.append(f"{result.name}: stopped early after {fmt.count(m.count, 'timed call')} (the time limit; "
+                         f"--min-calls {report.settings.min_calls}) — its figures rest on few samples.")
         if facts.outputs_differ(result):
             detail = f" ({result.outputs.detail})" if result.outputs.detail else ""
             lines.append(f"{result.name}: outputs differ from {result.outputs.reference}'s{detail}; it is never "

@@ -26,6 +26,9 @@ NEVER_RECOMMENDED = "A strategy whose outputs differ is never recommended."
 NO_REFERENCE = "No reference ran, so no outputs were compared."
 NOISE_MARK = f"~ marks a noisy measurement (IQR/median > {NOISE_THRESHOLD:.0%})."
 SPEED_UP = "Speed-up = predict's median / this median."
+PRECISION = ("Each strategy was timed until the 95% confidence interval of its median (95% CI, from order "
+             "statistics) was within --precision of it, or its --budget was spent; n counts the timed samples, "
+             "and n × k means each sample is the mean of k back-to-back calls (a fast call is timed so).")
 PROFILES_NOT_KEPT = ("The .prof files were not kept (kdiag.inspect without out_dir): the phases above are all that "
                      "remains of the profiling pass.")
 KERAS3_TRACES = ("Keras 3 `predict` traces its tf.data map functions on every call: those traces are predict's own "

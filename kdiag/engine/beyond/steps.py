@@ -225,14 +225,14 @@ class BeyondStep:
 
 #: In the order they run, with their budgets per second of --budget. The sweeps run by default: they
 #: answer "predict or a loop, for how many samples" and "which batch size" on every model, within
-#: about 3 s. The sustained memory loops (1,000 predict calls or 10 s per path) only with
+#: about 1.5 s. The sustained memory loops (1,000 predict calls or 10 s per path) only with
 #: --memory-loop. The op breakdown and the threads comparison (two child processes, ~3 s of
 #: TensorFlow import each) only where graph execution is most of predict's time, or with --ops.
 BEYOND_STEPS: Tuple[BeyondStep, ...] = (
-    BeyondStep("data_size_sweep", "data size", 2.0, lambda c: c.sweeps, "drop --no-sweeps",
+    BeyondStep("data_size_sweep", "data size", 1.0, lambda c: c.sweeps, "drop --no-sweeps",
                lambda g, s, say: data_size_step(g.ctx, g.results, g.best, g.config.samples, s, say),
                lambda why: DataSizeSweep(0, reason=why)),
-    BeyondStep("batch_size_sweep", "batch size", 1.0, lambda c: c.sweeps, "drop --no-sweeps",
+    BeyondStep("batch_size_sweep", "batch size", 0.5, lambda c: c.sweeps, "drop --no-sweeps",
                lambda g, s, say: batch_size_step(g.ctx, g.best, s, say), lambda why: BatchSizeSweep(reason=why)),
     # predict's loop and the best path's together
     BeyondStep("memory_loops", "memory over many calls", 10.0, lambda c: c.memory_loops, "--memory-loop",

@@ -50,7 +50,7 @@ MAX_RUNS = 5
 MAX_BATCH = 1 << 16
 #: Timed calls per batch size at least, and the seconds per batch size they aim to fill.
 MIN_CALLS_PER_BATCH = 5
-SECONDS_PER_BATCH = 0.1
+SECONDS_PER_BATCH = 0.05
 #: The doubling stops after this many doublings in a row that raised samples/s by THROUGHPUT_GAIN or less.
 FLAT_DOUBLINGS = 2
 
