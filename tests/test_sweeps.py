@@ -206,3 +206,21 @@ def test_the_batch_sweep_stops_when_the_next_batch_would_overrun_the_budget():
     assert [b for b, _ in sweep.points] == [1, 2]
     assert sweep.spent_s <= 1.0
     assert "more than is left of this sweep's 1 s budget" in sweep.stopped_by
+
+
+def test_a_slow_model_may_stretch_its_budget_for_three_counts_as_far_apart_as_that_allows():
+    clock = FakeClock()
+
+    def slow(arrays):  # 0.3 s a call plus 10 ms a sample, as a Conv1D+LSTM(512) model at batch 32
+        clock.now += 0.3 + 0.01 * samples_in(arrays)
+        return [np.zeros((samples_in(arrays), 1))]
+
+    paths = [sweeps.whole_array_path("predict", slow, 32, 0.62), sweeps.loop_path("concrete function", slow, 32, 0.62)]
+    arrays = {"x": np.zeros((32, 4), "float32")}
+    alone = sweeps.data_size_sweep(paths, arrays, 32, "concrete function", budget_s=1.0, clock=clock, multiple=32)
+    assert len(alone.counts) < 3 and not alone.judged
+    stretched = sweeps.data_size_sweep(paths, arrays, 32, "concrete function", budget_s=1.0, clock=clock,
+                                       multiple=32, stretch_s=20.0)
+    assert stretched.judged and stretched.counts[0] == 32 and stretched.counts[-1] >= 128
+    assert stretched.spent_s <= 21.0 * 1.3
+    assert all(line.split(":")[0].endswith("samples") for line in stretched.skipped)

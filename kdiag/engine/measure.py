@@ -243,7 +243,7 @@ def measure_interleaved(
     clock: Callable[[], float] = time.perf_counter,
     on_progress: Optional[Callable[[str, str], None]] = None,
     around_first_call: Callable[[], ContextManager] = contextlib.nullcontext,
-    anchor: Optional[Anchor] = None,
+    anchor: Optional[Callable[[], Optional[Anchor]]] = None,
     on_second_call: Optional[Callable[[str, float, float], None]] = None,
     keep_s: Callable[[], float] = lambda: 0.0,
 ) -> Dict[str, "Timed"]:
@@ -253,8 +253,9 @@ def measure_interleaved(
     and returns host-memory results. Returns, per name, the Measurement and the
     outputs of the cold call (for the outputs check). `around_first_call` wraps each
     cold call and warm-up (kdiag holds back native one-off log lines there); it is
-    entered before the clock starts. `anchor`: a strategy timed before, re-timed alongside
-    (its Timed is returned under its name too). `on_second_call(name, first_s, second_s)` is told
+    entered before the clock starts. `anchor()`, asked once every strategy has started (what their
+    first calls showed is known by then): a strategy timed before, to re-time alongside, or None (its
+    Timed is returned under its name too). `on_second_call(name, first_s, second_s)` is told
     once per strategy as soon as its first two calls are done (the plan estimates from them).
     `keep_s()`, asked once every strategy has started: the seconds before the deadline that the
     budgets leave to what comes after (the floor, --min-calls, still runs on to the deadline).
@@ -280,8 +281,9 @@ def measure_interleaved(
             with around_first_call():
                 timer.cold()
             tell(timer)
-        if anchor is not None:
-            timers.append(_anchor_timer(anchor, settings, clock))
+        again = anchor() if anchor is not None else None
+        if again is not None:
+            timers.append(_anchor_timer(again, settings, clock))
         if deadline is not None:
             _fit_budgets(timers, deadline - keep_s() - clock())
         _rounds(timers, settings, clock, progress, tell)

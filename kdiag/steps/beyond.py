@@ -23,6 +23,8 @@ from kdiag.steps.state import RunState
 
 #: The op breakdown runs by default when graph execution is at least this share of predict's profiled time.
 GRAPH_SHARE_FOR_OPS = 0.5
+#: A step may take up to this many times its budget more, when the run has the time to spare.
+MAX_STRETCH = 20
 
 
 def planned_steps(config: RunConfig) -> int:
@@ -47,7 +49,7 @@ def run(state: RunState) -> None:
         note = (f"The steps beyond one batch ran on {fraction:.0%} of their budgets." if fraction > 0 else
                 "The steps beyond one batch were left out (no time left).")
         state.budget.cut(note, total + state.budget.reserve_s)
-    for step, why in decided:
+    for position, (step, why) in enumerate(decided):
         if step.choice(config) is False:
             continue  # not planned: no progress step
         if why or fraction <= 0:
@@ -56,9 +58,14 @@ def run(state: RunState) -> None:
             state.beyond[step.field] = step.not_run(why)
             continue
         state.steps.next("beyond one batch", step.label)
-        given = Given(state.context, config, state.results, best_direct_path(state.results), dict(state.beyond))
-        state.beyond[step.field] = step.run(given, step.seconds_per_budget * config.budget_s * fraction,
-                                            state.steps.say)
+        budget_s = step.seconds_per_budget * config.budget_s * fraction
+        later_s = sum(s.seconds_per_budget for s, w in decided[position + 1:] if not w) * config.budget_s * fraction
+        # What a step may take past its budget for its smallest useful answer (a slow model's three
+        # sample counts): what the run has to spare once the later steps keep theirs, at most MAX_STRETCH budgets.
+        spare = min(state.budget.left() - state.budget.reserve_s - later_s - budget_s, MAX_STRETCH * budget_s)
+        given = Given(state.context, config, state.results, best_direct_path(state.results), dict(state.beyond),
+                      spare_s=max(0.0, spare))
+        state.beyond[step.field] = step.run(given, budget_s, state.steps.say)
 
 
 def _decide(state: RunState, step) -> str:

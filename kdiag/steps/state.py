@@ -106,7 +106,7 @@ class RunState:
     timed_samples: Dict[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)  # name -> every sample
     first_outputs: Dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> its first call's outputs
     predict_call: Any = None  # predict's prepared call, timed again beside the later groups (their anchor)
-    group_started: Dict[str, float] = dataclasses.field(default_factory=dict)  # group label -> perf_counter()
+    group_started: Dict[str, float] = dataclasses.field(default_factory=dict)  # group label -> budget.clock()
     retimed: Dict[str, List[Measurement]] = dataclasses.field(default_factory=dict)  # name -> its anchors
     answer_cost_said: bool = False  # the up-front line about what a full answer costs, said once
 

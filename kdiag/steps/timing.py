@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 import warnings
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -68,24 +67,31 @@ def run_group(state: RunState, group: plan.TimingGroup, keep_s: Callable[[], flo
         _record(state, strategies, unavailable, {}, notes, True)
         state.steps.skip("measure", group.label, "nothing to time")
         return True
-    anchor = _anchor(state, group, prepared)
-    state.steps.next("measure", f"{names}{' and predict again' if anchor else ''}, interleaved")
+    anchored: List[Anchor] = []
+
+    def anchor() -> Optional[Anchor]:  # decided once the group's first calls are known
+        anchored.extend(a for a in [_anchor(state, group, prepared)] if a is not None)
+        return anchored[0] if anchored else None
+
+    state.steps.next("measure", f"{names}, interleaved")
     from kdiag.engine.phases.profiling import capture_tf_warnings
 
     completed = True
-    started = time.perf_counter()
+    clock = state.budget.clock  # one clock for the run: the Budget's, progress's and the timing loop's
+    started = clock()
     with capture_tf_warnings() as tf_warnings:  # retracing warnings go into the report, not the terminal
         try:
             timed = measure_interleaved(prepared, settings(state),
                                         on_progress=lambda name, what: state.steps.update(f"{name}: {what}"),
                                         around_first_call=native_stderr_captured, anchor=anchor,
-                                        on_second_call=lambda *told: _second_call(state, *told), keep_s=keep_s)
+                                        on_second_call=lambda *told: _second_call(state, *told), keep_s=keep_s,
+                                        clock=clock)
         except MeasurementInterrupted as stop:
             timed, completed = stop.partial, False
     # TensorFlow names the function, not the strategy: its warnings belong to the report as a whole.
     state.notes += [f"TensorFlow warned while timing: {warning}" for warning in tf_warnings
                     if f"TensorFlow warned while timing: {warning}" not in state.notes]
-    if anchor is not None and PREDICT.name in timed:
+    if anchored and PREDICT.name in timed:
         _check_drift(state, group, timed.pop(PREDICT.name), started)
     elif group.anchored and PREDICT.name in state.timed_samples:
         state.notes.append(f"predict was not timed again beside {group.label} (its calls would cost more than "
@@ -127,7 +133,7 @@ def _prepare_all(state: RunState, group: plan.TimingGroup, strategies: List[Stra
             continue
         admitted_s += needs
         state.steps.next("prepare", strategy.name + _PREPARE_DETAIL.get(strategy.identity.key, ""))
-        began = time.perf_counter()
+        began = state.budget.clock()
         with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
             warnings.simplefilter("always")
             try:
@@ -138,7 +144,7 @@ def _prepare_all(state: RunState, group: plan.TimingGroup, strategies: List[Stra
                 unavailable[strategy.name] = f"failed to prepare: {exc.message}"
             except Exception as exc:
                 unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {first_line(exc)}"
-        state.prepared_s[strategy.identity.key] = time.perf_counter() - began
+        state.prepared_s[strategy.identity.key] = state.budget.clock() - began
         notes[strategy.name] = _unique_warnings(caught)
     return prepared, unavailable, notes
 

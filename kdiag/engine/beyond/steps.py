@@ -73,7 +73,7 @@ def _failed(what: str, exc: BaseException) -> str:
 
 
 def data_size_step(ctx: StrategyContext, results: Sequence[StrategyResult], best: Optional[StrategyResult],
-                   samples: Optional[Sequence[int]], budget_s: float, say: Say) -> DataSizeSweep:
+                   samples: Optional[Sequence[int]], budget_s: float, say: Say, stretch_s: float = 0.0) -> DataSizeSweep:
     """predict(X, batch_size=B), a predict_on_batch loop and a loop of the best path, end to end."""
     from kdiag.engine.beyond import sweeps
 
@@ -99,7 +99,7 @@ def data_size_step(ctx: StrategyContext, results: Sequence[StrategyResult], best
         memory = sweeps.memory_check(_per_sample_bytes(ctx))
         return sweeps.data_size_sweep(paths, ctx.inputs.arrays, batch, best.name, budget_s, samples, memory,
                                       progress=lambda what: say("sweep", f"data size: {what}"), multiple=fixed or 1,
-                                      predict_batch=predict_batch)
+                                      predict_batch=predict_batch, stretch_s=stretch_s)
     except Exception as exc:
         return DataSizeSweep(batch, best.name, reason=_failed("the data-size sweep", exc), budget_s=budget_s)
 
@@ -203,6 +203,7 @@ class Given:
     results: Sequence[StrategyResult]
     best: Optional[StrategyResult]  # the fastest direct path with matching outputs
     parts: Dict[str, Any]  # the parts measured before this one, by Report field
+    spare_s: float = 0.0  # seconds past its budget a step may take for its smallest useful answer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +231,7 @@ class BeyondStep:
 #: TensorFlow import each) only where graph execution is most of predict's time, or with --ops.
 BEYOND_STEPS: Tuple[BeyondStep, ...] = (
     BeyondStep("data_size_sweep", "data size", 1.0, lambda c: c.sweeps, "drop --no-sweeps",
-               lambda g, s, say: data_size_step(g.ctx, g.results, g.best, g.config.samples, s, say),
+               lambda g, s, say: data_size_step(g.ctx, g.results, g.best, g.config.samples, s, say, g.spare_s),
                lambda why: DataSizeSweep(0, reason=why)),
     BeyondStep("batch_size_sweep", "batch size", 0.5, lambda c: c.sweeps, "drop --no-sweeps",
                lambda g, s, say: batch_size_step(g.ctx, g.best, s, say), lambda why: BatchSizeSweep(reason=why)),

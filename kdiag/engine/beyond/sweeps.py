@@ -197,6 +197,23 @@ def _fillers(chosen: Sequence[int], multiple: int) -> List[int]:
     return [n for _, n in sorted(candidates, reverse=True) if n % multiple == 0]
 
 
+def three_counts(cost: Callable[[int], float], budget_s: float, memory: Callable[[int], Optional[str]],
+                 multiple: int = 1) -> Optional[List[int]]:
+    """The smallest count (`multiple`), the largest doubling of it L and the doubling halfway between (in
+    log scale) that fit in `budget_s` together, with the estimates' margin; None when not even the
+    three smallest doublings fit."""
+    best = None
+    high = 4 * multiple
+    while high <= max(DEFAULT_SAMPLE_COUNTS) * multiple and memory(high) is None:
+        middle = multiple * 2 ** round(math.log2(high // multiple) / 2)
+        counts = [multiple, middle, high]
+        if sum(cost(n) for n in counts) > PLAN_MARGIN * budget_s:
+            break
+        best = counts
+        high *= 2
+    return best
+
+
 def _largest_doubling(low: int, high: int, cost, left: float, memory) -> Optional[int]:
     best = None
     n = low * 2
@@ -230,9 +247,10 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
                     memory: Optional[Callable[[int], Optional[str]]] = None,
                     clock: Callable[[], float] = time.perf_counter,
                     progress: Callable[[str], None] = lambda what: None, multiple: int = 1,
-                    predict_batch: Optional[int] = None) -> DataSizeSweep:
+                    predict_batch: Optional[int] = None, stretch_s: float = 0.0) -> DataSizeSweep:
     """Time every path end to end at each planned count; predict is `paths[0]`, in batches of
-    `predict_batch` (default: `batch`), the loops in chunks of `batch`."""
+    `predict_batch` (default: `batch`), the loops in chunks of `batch`. `stretch_s`: seconds past
+    `budget_s` it may take to reach MIN_SWEEP_COUNTS automatic counts."""
     start = clock()
     memory = memory or (lambda n: None)
 
@@ -240,6 +258,17 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
         return round_seconds(paths, n, batch, predict_batch)
 
     counts, skipped = plan_counts(requested, batch, estimate_s, budget_s, memory, multiple)
+    if requested is None and len(counts) < MIN_SWEEP_COUNTS and stretch_s > 0:
+        # A slow model: its budget holds fewer counts than a crossover needs. It may take up to
+        # `stretch_s` more (what the run has to spare) for three counts, as far apart as that allows.
+        three = three_counts(estimate_s, budget_s + stretch_s, memory, multiple)
+        if three:
+            budget_s = sum(estimate_s(n) for n in three) / PLAN_MARGIN
+            skipped = [f"{count(n, 'sample')}: not measured: would take ~{_seconds(estimate_s(n))}, beyond what "
+                       f"the run had to spare for this sweep ({budget_s:.2g} s)"
+                       for n in sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS})
+                       if n > three[-1]]
+            counts = three
     runs: Dict[Tuple[int, int], List[float]] = {}
     measured: List[int] = []
     for position, samples in enumerate(counts):
