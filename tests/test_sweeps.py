@@ -93,14 +93,16 @@ def test_counts_that_would_not_fit_in_memory_are_left_out_with_the_need():
 def test_the_estimate_counts_predict_once_and_each_loop_per_chunk_and_the_warm_up():
     paths = [sweeps.SweepPath("predict", "", None, None, 0.05), sweeps.SweepPath("a", "", None, None, 0.002),
              sweeps.SweepPath("b", "", None, None, 0.001)]
-    # predict: 50 ms + 7 more steps at the slowest loop's 2 ms; loops: 8 chunks each; the warm-up:
-    # predict on a batch and the ragged rest (50 ms + 2 ms), each loop on two chunks.
-    warm = 0.05 + 0.002 + 2 * 0.002 + 2 * 0.001
-    assert sweeps.round_seconds(paths, 256, 32) == pytest.approx(0.05 + 7 * 0.002 + 8 * 0.002 + 8 * 0.001 + warm)
-    # The loops at batch 1, predict at its own 32: a step of predict is taken as 32 calls of the slowest loop.
-    warm = 0.05 + 0.064 + 2 * 0.002 + 2 * 0.001
+    # predict: 50 ms for its first batch of 32, then the 224 other samples at the slowest loop's
+    # pace (2 ms / 32); loops: 8 chunks each; the warm-up: predict on a batch (50 ms), each loop on two chunks.
+    warm = 0.05 + 2 * 0.002 + 2 * 0.001
+    assert sweeps.round_seconds(paths, 256, 32) == pytest.approx(0.05 + 224 * 0.002 / 32 + 8 * 0.003 + warm)
+    # The loops at batch 1, predict at its own 32: its warm-up is a batch of 32 samples.
+    warm = (0.05 + 31 * 0.002) + 2 * 0.003
     assert sweeps.round_seconds(paths, 256, 1, predict_batch=32) == pytest.approx(
-        0.05 + 7 * 0.064 + 256 * 0.002 + 256 * 0.001 + warm)
+        0.05 + 255 * 0.002 + 256 * 0.003 + warm)
+    # One sample: one call of each, and the warm-up the same again.
+    assert sweeps.round_seconds(paths, 1, 1, predict_batch=32) == pytest.approx(2 * (0.05 + 0.003))
 
 
 # --- the data-size sweep ----------------------------------------------------------------------

@@ -120,18 +120,22 @@ def round_seconds(paths: Sequence[SweepPath], samples: int, batch: int, predict_
     """The estimated seconds of one run of every path on `samples` samples (from the per-call medians
     at the run's batch `batch`), its warm-up included.
 
-    predict's per-batch step (of `predict_batch` samples) is taken as the slowest loop's call scaled
-    to that many samples: the timing pass measured predict's whole call on one batch, not its step.
-    A loop's call on fewer samples than a batch is taken as a whole call: an upper bound.
+    predict's measured call covers one batch; each further sample is taken at the slowest loop's
+    pace per sample (an upper bound for predict's larger batches). A loop's call on fewer samples
+    than a batch is taken as a whole call: an upper bound too. The warm-up calls predict once on a
+    batch of its own (`predict_batch`, default `batch`) and the ragged rest, and each loop on two chunks.
     """
     predict_batch = predict_batch or batch
+    per_sample = max((p.chunk_s for p in paths[1:]), default=paths[0].chunk_s) / batch
+
+    def predict_s(n: int) -> float:
+        return paths[0].chunk_s + max(0, n - batch) * per_sample
+
     chunks = math.ceil(samples / batch)
-    step = max((p.chunk_s for p in paths[1:]), default=paths[0].chunk_s) * max(1.0, predict_batch / batch)
-    total = paths[0].chunk_s + (math.ceil(samples / predict_batch) - 1) * step
-    total += sum(chunks * p.chunk_s for p in paths[1:])
-    # The warm-up calls every path once on a batch (and once on a ragged last chunk).
-    warm = paths[0].chunk_s + step + sum(2 * p.chunk_s for p in paths[1:])
-    return total + warm
+    loops = sum(chunks * p.chunk_s for p in paths[1:])
+    warm = predict_s(min(samples, predict_batch + samples % predict_batch)) + sum(min(chunks, 2) * p.chunk_s
+                                                                                   for p in paths[1:])
+    return predict_s(samples) + loops + warm
 
 
 def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[int], float], budget_s: float,
@@ -264,8 +268,8 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
         three = three_counts(estimate_s, budget_s + stretch_s, memory, multiple)
         if three:
             budget_s = sum(estimate_s(n) for n in three) / PLAN_MARGIN
-            skipped = [f"{count(n, 'sample')}: not measured: would take ~{_seconds(estimate_s(n))}, beyond what "
-                       f"the run had to spare for this sweep ({budget_s:.2g} s)"
+            skipped = [f"{count(n, 'sample')}: " + (memory(n) or f"not measured: would take ~{_seconds(estimate_s(n))}, "
+                                                      f"beyond what the run had to spare for this sweep ({budget_s:.2g} s)")
                        for n in sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS})
                        if n > three[-1]]
             counts = three
