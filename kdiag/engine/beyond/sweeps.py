@@ -261,18 +261,7 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
     def estimate_s(n: int) -> float:
         return round_seconds(paths, n, batch, predict_batch)
 
-    counts, skipped = plan_counts(requested, batch, estimate_s, budget_s, memory, multiple)
-    if requested is None and len(counts) < MIN_SWEEP_COUNTS and stretch_s > 0:
-        # A slow model: its budget holds fewer counts than a crossover needs. It may take up to
-        # `stretch_s` more (what the run has to spare) for three counts, as far apart as that allows.
-        three = three_counts(estimate_s, budget_s + stretch_s, memory, multiple)
-        if three:
-            budget_s = sum(estimate_s(n) for n in three) / PLAN_MARGIN
-            skipped = [f"{count(n, 'sample')}: " + (memory(n) or f"not measured: would take ~{_seconds(estimate_s(n))}, "
-                                                      f"beyond what the run had to spare for this sweep ({budget_s:.2g} s)")
-                       for n in sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS})
-                       if n > three[-1]]
-            counts = three
+    counts, skipped, budget_s = _plan_with_stretch(requested, batch, estimate_s, budget_s, memory, multiple, stretch_s)
     runs: Dict[Tuple[int, int], List[float]] = {}
     measured: List[int] = []
     for position, samples in enumerate(counts):
@@ -284,24 +273,12 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
                         for n in counts[position:]]
             break
         progress(count(samples, "sample"))
-        data = tiled(arrays, samples)
-        for path in paths:
-            path.warm(data)
         # Extra runs share only the slack: every larger count keeps the time for its one run.
         later = sum(estimate_s(n) for n in counts[position + 1:])
         slack = budget_s - (clock() - start) - later - estimate
         allowance = estimate + max(0.0, slack) / (len(counts) - position)
-        spent = 0.0
-        rounds = 0
-        while rounds < MAX_RUNS and (rounds == 0 or spent + spent / rounds <= allowance):
-            for index, path in enumerate(paths):
-                began = clock()
-                path.run(data)
-                runs.setdefault((index, samples), []).append(clock() - began)
-            rounds += 1
-            spent = sum(sum(runs[(i, samples)]) for i in range(len(paths)))
+        _time_count(paths, tiled(arrays, samples), samples, allowance, runs, clock)
         measured.append(samples)
-        del data
     series = []
     for index, path in enumerate(paths):
         points = [(n, median_of(runs[(index, n)])) for n in measured]
@@ -309,6 +286,40 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
     skipped.sort(key=lambda line: int(line.split(" ", 1)[0].replace(",", "")))
     return DataSizeSweep(batch, best_path, series, skipped, budget_s, clock() - start,
                          predict_batch_size=predict_batch or batch)
+
+
+def _plan_with_stretch(requested, batch: int, estimate_s, budget_s: float, memory, multiple: int,
+                       stretch_s: float) -> Tuple[List[int], List[str], float]:
+    """(counts, lines of those left out, the budget they were planned in)."""
+    counts, skipped = plan_counts(requested, batch, estimate_s, budget_s, memory, multiple)
+    if requested is not None or len(counts) >= MIN_SWEEP_COUNTS or stretch_s <= 0:
+        return counts, skipped, budget_s
+    # A slow model: its budget holds fewer counts than a crossover needs. It may take up to
+    # `stretch_s` more (what the run has to spare) for three counts, as far apart as that allows.
+    three = three_counts(estimate_s, budget_s + stretch_s, memory, multiple)
+    if not three:
+        return counts, skipped, budget_s
+    budget_s = sum(estimate_s(n) for n in three) / PLAN_MARGIN
+    skipped = [f"{count(n, 'sample')}: " + (memory(n) or f"not measured: would take ~{_seconds(estimate_s(n))}, "
+                                              f"beyond what the run had to spare for this sweep ({budget_s:.2g} s)")
+               for n in sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS}) if n > three[-1]]
+    return three, skipped, budget_s
+
+
+def _time_count(paths: Sequence[SweepPath], data: Arrays, samples: int, allowance: float,
+                runs: Dict[Tuple[int, int], List[float]], clock) -> None:
+    """Every path warmed on `data`, then timed in turns, up to MAX_RUNS runs each within `allowance` seconds."""
+    for path in paths:
+        path.warm(data)
+    spent = 0.0
+    rounds = 0
+    while rounds < MAX_RUNS and (rounds == 0 or spent + spent / rounds <= allowance):
+        for index, path in enumerate(paths):
+            began = clock()
+            path.run(data)
+            runs.setdefault((index, samples), []).append(clock() - began)
+        rounds += 1
+        spent = sum(sum(runs[(i, samples)]) for i in range(len(paths)))
 
 
 def batch_size_sweep(strategy: str, call: ChunkCall, arrays: Mapping[str, np.ndarray], budget_s: float,
