@@ -110,3 +110,43 @@ def test_no_limit_runs_everything_and_says_nothing_about_time():
     assert not any(n.startswith("Time limit") for n in report.notes)
     assert all(s.available for s in report.strategies)
     assert report.settings.elapsed_s > 0
+
+
+def test_still_lines_read_the_run_s_clock_and_never_run_ahead_of_it(monkeypatch):
+    """A "still" line adds the time since the last *update* arrived to that update's elapsed time (it
+    used to add the time since the last *printed line*, and showed seconds that had not passed yet:
+    "[57.2 s] still at [15/17]" before "[52.5 s] [16/17]")."""
+    import time
+
+    start = time.perf_counter()
+
+    class Stamped(io.StringIO):
+        """Remembers when each line was written, on the clock the updates' elapsed times use."""
+
+        def __init__(self):
+            super().__init__()
+            self.written = []
+
+        def write(self, text):
+            self.written.append((time.perf_counter() - start, text))
+            return super().write(text)
+
+    stream = Stamped()
+    monkeypatch.setattr(StderrProgress, "HEARTBEAT_S", 0.3)
+    progress = StderrProgress(stream)
+
+    def update(step, detail):
+        progress(ProgressUpdate(step, 3, "measure", detail, time.perf_counter() - start, None))
+
+    update(1, "predict: first call")  # a line at 0.0
+    time.sleep(0.25)
+    update(1, "predict: 5 calls")  # the same step: no line, but the clock moved on
+    time.sleep(0.5)  # a "still" line comes in here
+    update(2, "profile")
+    progress.close()
+    lines = [(at, text) for at, text in stream.written if text.startswith("kdiag: [")]
+    assert any("still at [1/3]" in text for _, text in lines)
+    shown = [float(text.split("[", 1)[1].split(" s")[0]) for _, text in lines]
+    assert shown == sorted(shown), lines
+    for (at, text), said in zip(lines, shown):
+        assert said <= at + 0.05, f"{text!r} printed at {at:.2f} s"  # never ahead of the clock
