@@ -57,8 +57,11 @@ def test_tiny_states_its_crossover_or_none_up_to_the_largest_count():
     from kdiag.engine.beyond.ops import NOT_INSTALLED, xprof_version
     from kdiag.render.terminal import render
 
-    report = inspect(example="tiny", strategies=["predict", "predict_on_batch", "concrete"], budget_s=0.3,
-                     min_calls=3, max_wall_s=2.0, profile=False, memory_loops=False, samples=[32, 256, 2048])
+    # --budget 1: the data-size sweep's budget (1 s per second of it) holds the three counts asked for;
+    # --ops: the op breakdown and the threads comparison run without a profile to decide on them.
+    report = inspect(example="tiny", strategies=["predict", "predict_on_batch", "concrete"], budget_s=1.0,
+                     min_calls=3, max_wall_s=2.0, profile=False, memory_loops=False, ops=True,
+                     samples=[32, 256, 2048])
     sweep = report.data_size_sweep
     assert sweep.reason == "" and sweep.best_path == "concrete function"
     assert sweep.counts == [32, 256, 2048]

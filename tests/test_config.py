@@ -28,7 +28,8 @@ def _every_field_changed(tmp_path: Path) -> RunConfig:
     changed = dict(
         model=str(tmp_path / "model.h5"), inputs=np.zeros((4, 3), "float32"), batch_size=4,
         input_shapes={"tokens": (8, 2)}, strategies=("predict", "concrete"), budget_s=0.25, min_calls=7,
-        max_wall_s=3.5, precision=0.05, unsafe=True, cpp=True, profile=False, profile_strategies=("tf-function",), profile_calls=3,
+        max_wall_s=3.5, precision=0.05, unsafe=True,
+        cpp=True, profile=False, profile_strategies=("tf-function",), profile_calls=3,
         time_limit_s=42.0, redact=False, keras="both", custom_objects_file=str(module), samples=(256, 4096),
         memory_loops=True, ops=False, custom_objects={"Scale": object}, command="kdiag inspect model.h5",
     )
@@ -58,8 +59,8 @@ def test_every_option_survives_to_argv_and_the_child_s_parsing(tmp_path):
     assert (parsed.format, parsed.out) == ("json", str(tmp_path / "out"))
 
 
-@pytest.mark.parametrize("flag, field, value", [("--no-sweeps", "sweeps", False), ("--memory-loop", "memory_loops", True),
-                                                ("--no-ops", "ops", False), ("--ops", "ops", True)])
+@pytest.mark.parametrize("flag, field, value", [("--no-sweeps", "sweeps", False), ("--no-ops", "ops", False),
+                                                ("--memory-loop", "memory_loops", True), ("--ops", "ops", True)])
 def test_the_steps_turned_on_or_off_stay_so_in_the_child(tmp_path, flag, field, value):
     config = RunConfig(example="tiny", keras="both", **{field: value})
     argv = keras_child.child_arguments(config, "2", tmp_path / "out", tmp_path)

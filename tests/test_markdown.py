@@ -143,7 +143,7 @@ def test_github_renders_the_tables_and_the_details_blocks():
     assert {row[0]: row[-1] for row in narrow[1:]}["XLA (jit_compile)"] == "differ"
     full = next(t for t in parsed.tables if tuple(t[0]) == md.FULL_HEADER)
     assert len(full) == len(narrow)
-    assert all(len(row) == 10 for row in full)
+    assert all(len(row) == 11 for row in full)
     xla = next(row for row in full if row[0] == "XLA (jit_compile)")
     assert xla[-1] == "differ (max |diff| 2.0e-03): output 0 | shape (8, 1)"  # the escaped | stays in its cell
     phases = next(t for t in parsed.tables if t[0][0] == "phase" and "compile() Δ ms/call" in t[0])

@@ -160,11 +160,19 @@ def test_the_plan_answers_the_question_first_then_profiles_then_direct_paths_the
 
 
 def test_predict_is_timed_again_beside_a_group_only_when_that_costs_no_more_than_the_group(monkeypatch, tmp_path):
-    # Here predict costs 40 ms a call against the direct paths' 0.2-0.4 ms: no anchor, and a note says so.
+    # Here predict costs 40 ms a call against the direct paths' 0.2-0.4 ms: no anchor. A drift of 2x
+    # cannot turn a 100x verdict, so no note either.
     report, run = run_fake(monkeypatch, tmp_path, RunConfig(example="tiny"))
     direct = run.events[first_index(run.events, "prepare predict_on_batch"):first_index(run.events, "prepare model")]
     assert "call predict" not in direct
-    assert any(n.startswith("predict was not timed again beside the direct paths") for n in report.notes)
+    assert not any("not timed again" in n for n in report.notes)
+    # A slow model under the time limit: no time for the anchor, and its direct paths within 2x of
+    # predict, where a drift could turn the verdict: the note says how far apart they were timed.
+    slow = {k: (2.0, 1.6 if k.startswith("predict") else 1.2) for k in FAST_MODEL}
+    report, _ = run_fake(monkeypatch, tmp_path, RunConfig(example="tiny", time_limit_s=60), timings=slow)
+    note = next(n for n in report.notes if "not timed again" in n)
+    assert note.startswith("predict was not timed again beside the direct paths (its calls would cost more than "
+                           "theirs, or than the time left): ratios of predict against them rest on medians timed ~")
     # A slow model, where predict costs about what its direct paths do: predict joins them, one call a round.
     slow = {k: (2.0, 1.6 if k.startswith("predict") else 1.2) for k in FAST_MODEL}
     report, run = run_fake(monkeypatch, tmp_path, RunConfig(example="tiny", time_limit_s=0), timings=slow)
@@ -259,3 +267,30 @@ def test_a_plain_savedmodel_shows_the_keras_only_steps_as_skipped(monkeypatch, t
     assert {u.total_steps for u in run.updates} == {pipeline.planned_total(config)}
     assert report.strategy("SavedModel serve").measurement.count >= 5
     assert report.strategy("TFLite").outputs.reference == "SavedModel serve"
+
+
+# --- which steps beyond one batch run ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("share, runs", [(0.9, True), (0.1, False)])
+def test_the_op_breakdown_runs_by_default_only_where_graph_execution_is_most_of_predict(monkeypatch, tmp_path,
+                                                                                       share, runs):
+    report, run = run_fake(monkeypatch, tmp_path, RunConfig(example="tiny"), graph_share=share)
+    assert ("beyond op breakdown" in run.events) is runs
+    assert ("beyond intra-op threads" in run.events) is runs
+    assert "beyond memory over many calls" not in run.events  # off unless --memory-loop
+    assert report.memory_loops.reason == "not run: off by default; --memory-loop runs it"
+    if not runs:
+        assert report.op_breakdown.reason.startswith("not run: graph execution is 10% of predict's profiled time")
+        assert report.op_breakdown.reason.endswith("--ops runs it")
+        skipped = [u.line for u in run.updates if "op breakdown: skipped" in u.line]
+        assert len(skipped) == 1
+
+
+def test_steps_the_user_turned_off_are_neither_planned_nor_reported(monkeypatch, tmp_path):
+    config = RunConfig(example="tiny", sweeps=False, ops=False)
+    report, run = run_fake(monkeypatch, tmp_path, config)
+    assert not any(e.startswith("beyond") for e in run.events)
+    assert report.data_size_sweep is None and report.op_breakdown is None and report.threads_effect is None
+    assert report.memory_loops.reason.endswith("--memory-loop runs it")  # off by default: said, with its flag
+    assert {u.total_steps for u in run.updates} == {pipeline.planned_total(config)}

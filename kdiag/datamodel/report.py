@@ -49,7 +49,8 @@ class StrategyResult:
     outputs: Optional[OutputCheck] = None
     notes: List[str] = dataclasses.field(default_factory=list)  # captured warnings
     # predict timed again beside each later group of strategies (kdiag.steps.plan): the drift check.
-    # Its figures stay those of `measurement`, timed beside predict (compiled).
+    # Its figures stay those of `measurement`, timed beside predict (compiled). A re-timing has no cold
+    # call: its first_call_s is its first call there, predict being warm by then (also among its samples).
     retimed: List[Measurement] = dataclasses.field(default_factory=list)
 
     @property

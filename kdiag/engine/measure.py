@@ -203,6 +203,8 @@ class _Timer:
                 return
             if math.isnan(self.second_call_s):
                 self.second_call_s = elapsed
+            if math.isnan(self.first_call_s) and self.anchor_samples is not None:
+                self.first_call_s = elapsed  # an anchor has no cold call: its first call here stands for it
             self.samples.append(elapsed)
             batch_s = elapsed * self.k
             self.sampled_s += batch_s

@@ -72,6 +72,8 @@ def _measure(state: RunState, scratch: Path) -> Report:
             if group.label == plan.QUESTION.label:
                 doing = "profiling predict"
                 profile.run(state, scratch)
+        note = timing.unanchored_note(state)
+        state.notes += [note] if note else []
         doing = "the steps after timing (C++ floor, profiling, the steps beyond one batch or the report)"
         profile.run(state, scratch, extras=True)
         cpp.run(state, timing.settings(state))

@@ -107,13 +107,14 @@ def call_estimate_s(known: Known, key: str) -> Optional[float]:
     return min(base) * CALL_FACTOR.get(key, 1.0) if base else None
 
 
-def start_estimate_s(known: Known, key: str) -> Optional[float]:
-    """A strategy's preparation, first call and --min-calls calls, estimated; None with nothing to go on."""
+def start_estimate_s(known: Known, key: str, prepared: bool = True) -> Optional[float]:
+    """A strategy's preparation (unless `prepared` is False), first call and --min-calls calls,
+    estimated; None with nothing to go on."""
     call = call_estimate_s(known, key)
     trace = known.first_calls.get(ids.CONCRETE.key, known.first_calls.get(ids.PREDICT.key))
     if call is None or trace is None:
         return None
-    prepare = known.prepared_s.get(key)
+    prepare = known.prepared_s.get(key) if prepared else 0.0
     if prepare is None:
         prepare = PREPARE_TRACES.get(key, 0.0) * trace
         if key == ids.TFLITE.key and ids.SAVEDMODEL.key in known.prepared_s:
@@ -181,9 +182,10 @@ def direct_minimum_s(config: RunConfig, known: Known) -> float:
 
 def anchor_calls(group: TimingGroup, known: Known, group_estimate_s: float) -> int:
     """Calls of predict beside `group` (its anchor): --min-calls (5 at least), when they cost no more
-    than the group's own strategies at --min-calls; 0 otherwise (the group is then timed alone, and
-    the report says so). On a slow model, where ratios are modest and a drift could turn them, that
-    is most groups; on a fast one, where predict is 100x its direct paths, it is none."""
+    than the group's own timing at --min-calls (first calls included, preparation not); 0 otherwise
+    (the group is then timed alone, and the report says so). On a slow model, where ratios are modest
+    and a drift could turn them, that is most groups; on a fast one, where predict is 100x its direct
+    paths, it is none."""
     median = known.medians.get(ids.PREDICT.key)
     if not group.anchored or median is None:
         return 0

@@ -71,7 +71,8 @@ def _direct_minimum_s(state: RunState) -> float:
     return plan.direct_minimum_s(state.config, timing.known(state))
 
 
-def run_profiles(state: RunState, scenarios: List[Strategy], out_dir: Path, later_s: float = 0.0) -> List[ProfileResult]:
+def run_profiles(state: RunState, scenarios: List[Strategy], out_dir: Path,
+                 later_s: float = 0.0) -> List[ProfileResult]:
     from kdiag.engine.phases.profiling import file_stem, profile_scenario
     from kdiag.engine.tf import legacy_keras_requested
 

@@ -108,6 +108,7 @@ class RunState:
     predict_call: Any = None  # predict's prepared call, timed again beside the later groups (their anchor)
     group_started: Dict[str, float] = dataclasses.field(default_factory=dict)  # group label -> budget.clock()
     retimed: Dict[str, List[Measurement]] = dataclasses.field(default_factory=dict)  # name -> its anchors
+    unanchored: List[Tuple[str, float]] = dataclasses.field(default_factory=list)  # (group, seconds after predict's)
     answer_cost_said: bool = False  # the up-front line about what a full answer costs, said once
 
     def freeze(self, incomplete: bool = False) -> Report:

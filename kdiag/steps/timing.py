@@ -94,9 +94,7 @@ def run_group(state: RunState, group: plan.TimingGroup, keep_s: Callable[[], flo
     if anchored and PREDICT.name in timed:
         _check_drift(state, group, timed.pop(PREDICT.name), started)
     elif group.anchored and PREDICT.name in state.timed_samples:
-        state.notes.append(f"predict was not timed again beside {group.label} (its calls would cost more than "
-                           f"theirs, or than the time left): ratios of predict against them rest on medians "
-                           f"timed ~{started - state.group_started.get(plan.QUESTION.label, started):.0f} s apart.")
+        state.unanchored.append((group.label, started - state.group_started.get(plan.QUESTION.label, started)))
     state.group_started[group.label] = started
     if PREDICT.name in prepared:
         state.predict_call = prepared[PREDICT.name]  # for the anchors of the later groups
@@ -104,6 +102,33 @@ def run_group(state: RunState, group: plan.TimingGroup, keep_s: Callable[[], flo
     if completed and users_path in group_names(group):
         require_the_users_path(state)
     return completed
+
+
+#: How far one median moved between runs minutes apart on our 2-core machine (DESIGN.md).
+MEASURED_DRIFT = 2.0
+
+
+def unanchored_note(state: RunState) -> str:
+    """One note for the groups predict was not timed again beside, where a drift could turn a verdict:
+    a strategy within MEASURED_DRIFT of predict either way; "" when there are none."""
+    predict = next((r for r in state.results if r.name == PREDICT.name and r.available), None)
+    if predict is None:
+        return ""
+    groups = {g.label: g for g in plan.GROUPS}
+
+    def close(label: str) -> bool:
+        names = {BY_KEY[k].name for k in groups[label].keys if k in BY_KEY}
+        ratios = [r.median_s / predict.median_s for r in state.results
+                  if r.name in names and r.available and r.measurement.count]
+        return any(1 / MEASURED_DRIFT <= ratio <= MEASURED_DRIFT for ratio in ratios)
+
+    unanchored = [(label, seconds) for label, seconds in state.unanchored if close(label)]
+    if not unanchored:
+        return ""
+    labels = " and ".join(label for label, _ in unanchored)
+    apart = " and ".join(f"~{seconds:.0f} s" for _, seconds in unanchored)
+    return (f"predict was not timed again beside {labels} (its calls would cost more than theirs, or than the time "
+            f"left): ratios of predict against them rest on medians timed {apart} apart.")
 
 
 def group_names(group: plan.TimingGroup) -> List[str]:
@@ -176,7 +201,8 @@ def _anchor(state: RunState, group: plan.TimingGroup, prepared: Dict[str, Callab
     if not group.anchored or call is None or PREDICT.name in prepared:
         return None
     facts = known(state)
-    estimate = sum(plan.start_estimate_s(facts, BY_NAME[name].identity.key) or 0.0 for name in prepared)
+    estimate = sum(plan.start_estimate_s(facts, BY_NAME[name].identity.key, prepared=False) or 0.0
+                   for name in prepared)
     calls = plan.anchor_calls(group, facts, estimate)
     if not calls or not state.budget.fits(estimate + calls * facts.medians[PREDICT.key] + state.budget.reserve_s):
         return None

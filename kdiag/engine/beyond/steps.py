@@ -73,7 +73,8 @@ def _failed(what: str, exc: BaseException) -> str:
 
 
 def data_size_step(ctx: StrategyContext, results: Sequence[StrategyResult], best: Optional[StrategyResult],
-                   samples: Optional[Sequence[int]], budget_s: float, say: Say, stretch_s: float = 0.0) -> DataSizeSweep:
+                   samples: Optional[Sequence[int]], budget_s: float, say: Say,
+                   stretch_s: float = 0.0) -> DataSizeSweep:
     """predict(X, batch_size=B), a predict_on_batch loop and a loop of the best path, end to end."""
     from kdiag.engine.beyond import sweeps
 
