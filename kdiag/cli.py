@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence, TextIO, Tuple
 
+from kdiag import sanitize
 from kdiag.version import __version__
 from kdiag.datamodel.config import KERAS_CHOICES, RunConfig, parse_samples, parse_shape_overrides
 from kdiag.datamodel.strategies import BY_KEY
@@ -22,6 +23,11 @@ from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import FORMATS
 from kdiag.runfolder import OUT_FIX, RunFolder, write_atomic
 from kdiag.signals import StopSignals, Terminated, active_stop
+
+#: The problem and the fix of an error line are cut beyond these (saying how much): a file can make
+#: a message as long as it likes, and the fix must still be on the screen.
+PROBLEM_LIMIT = 2000
+FIX_LIMIT = 500
 
 @dataclasses.dataclass
 class Env:
@@ -152,14 +158,22 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
             return ExitStatus.OK
     except KdiagError as error:
         if args.debug:
-            traceback.print_exc(file=env.stderr)
-        print(f"kdiag: error: {error.message}", file=env.stderr)
+            env.stderr.write(sanitize.terminal(traceback.format_exc(), multiline=True))
+        # The message quotes the file (names, versions, exception text): shown as escapes, one line.
+        print(f"kdiag: error: {error_line(error)}", file=env.stderr)
         return ExitStatus.BAD_INPUT
     except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)
         print("kdiag: terminated (SIGTERM)" if terminated else "kdiag: interrupted", file=env.stderr)
         return ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED
     return ExitStatus.ERROR
+
+
+def error_line(error: KdiagError) -> str:
+    """The `kdiag: error:` line's text: the message quotes the file (names, versions, exception
+    text), so control characters are shown as escapes and it stays one line of bounded length."""
+    return KdiagError(sanitize.clip(sanitize.terminal(error.problem), PROBLEM_LIMIT),
+                      sanitize.clip(sanitize.terminal(error.fix), FIX_LIMIT)).message
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import re
 import sys
 import textwrap
 import threading
@@ -31,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kdiag import format as fmt
+from kdiag import sanitize
 from kdiag import views
 from kdiag.datamodel.beyond import CROSSOVER_WITHIN, GROWTH_CONFIDENCE, THROUGHPUT_GAIN
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
@@ -74,13 +74,10 @@ def print_report(report: Report, console: Optional[Console] = None, verbose: boo
     console.print(Text(verdict(report, console.width, saved), style="bold"), no_wrap=True, overflow="fold")
 
 
-# C0 and C1 control characters but tab and newline: an ESC from a file name could recolour,
-# move the cursor or retitle the user's terminal. They are shown as \x1b instead.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def visible(text: str) -> str:
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Control characters but tab and newline shown as escapes (kdiag.sanitize.terminal): an ESC
+    from a file name could recolour, move the cursor or retitle the user's terminal."""
+    return sanitize.terminal(text, multiline=True)
 
 
 def scrubbed(value):
@@ -678,12 +675,12 @@ class StderrProgress:
             self.progress.start()
             self.task = self.progress.add_task("", total=update.total_steps, left="")
         left = f"≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
-        self.progress.update(self.task, description=visible(update.line), completed=update.step - 1,
+        self.progress.update(self.task, description=sanitize.terminal(update.line), completed=update.step - 1,
                              total=update.total_steps, left=left)
 
     def _print(self, update: ProgressUpdate, prefix: str) -> None:
         left = f", ≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
-        self.console.print(f"kdiag: [{update.elapsed_s:6.1f} s{left}] {prefix}{visible(update.line)}",
+        self.console.print(f"kdiag: [{update.elapsed_s:6.1f} s{left}] {prefix}{sanitize.terminal(update.line)}",
                            soft_wrap=True)
         self.last_line_at = time.monotonic()
 
