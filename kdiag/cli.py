@@ -116,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("before", help="report.json of the earlier run")
     compare.add_argument("after", help="report.json of the later run")
     compare.add_argument("--fail-above", type=float, default=None, metavar="PERCENT",
-                         help="exit 3 when a strategy or phase is slower by more than this (and beyond noise)")
+                         help="exit 3 when a strategy or phase is slower by more than this (and beyond noise), "
+                              "or when a strategy measured in the first run was not measured in the second")
+    compare.add_argument("--allow-missing", action="store_true",
+                         help="with --fail-above: do not fail on strategies measured only in the first run")
     cpp = commands.add_parser("cpp", help="the C++ baseline (TF C API)")
     cpp_commands = cpp.add_subparsers(dest="cpp_command", metavar="ACTION", required=True)
     cpp_build = cpp_commands.add_parser("build", help="build cpp_baseline/ against the installed TensorFlow")
@@ -308,7 +311,8 @@ def run_compare(args, env: Env) -> int:
 
     before, after = read_report(Path(args.before)), read_report(Path(args.after))
     threshold = args.fail_above if args.fail_above is not None else 10.0
-    comparison = compare_reports(before, after, threshold, before_label=args.before, after_label=args.after)
+    comparison = compare_reports(before, after, threshold, before_label=args.before, after_label=args.after,
+                                 allow_missing=args.allow_missing)
     env.stdout.write(render_comparison(comparison))
     return exit_status(comparison) if args.fail_above is not None else ExitStatus.OK
 
