@@ -23,7 +23,7 @@ HTML is escaped by the HTML renderer (`html.escape` and its Content-Security-Pol
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Iterable, Optional
 
 # What a terminal acts on rather than shows, besides the C0 set: DEL, the C1 controls (U+009B is a
 # one-character CSI on terminals that read UTF-8 as Unicode), the bidirectional overrides and
@@ -108,16 +108,18 @@ def code_span(text: str, *, table_cell: bool = False) -> str:
     return f"{fence}{body}{fence}"
 
 
-def joined(items: Iterable[object], *, limit: int = 3, each: int = 80) -> str:
+def joined(items: Iterable[object], *, limit: int = 3, each: int = 80, total: Optional[int] = None) -> str:
     """Up to `limit` items, each clipped to `each` characters, joined as a sentence:
-    "a, b and c", "a, b, c and 4,997 more". Items are shown as given (quote them first)."""
-    shown, total = [], 0
+    "a, b and c", "a, b, c and 4,997 more". Items are shown as given (quote them first).
+    `total`: how many there are, when `items` holds only the first few."""
+    shown, count = [], 0
     for item in items:
-        total += 1
+        count += 1
         if len(shown) < limit:
             shown.append(clip(str(item), each))
-    if total > len(shown):
-        return ", ".join(shown) + f" and {total - len(shown):,} more"
+    count = max(count, total or 0)
+    if count > len(shown):
+        return ", ".join(shown) + f" and {count - len(shown):,} more"
     if len(shown) <= 1:
         return "".join(shown)
     return ", ".join(shown[:-1]) + " and " + shown[-1]

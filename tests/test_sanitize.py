@@ -158,6 +158,7 @@ def test_joined_caps_long_lists():
     assert sanitize.joined(["a", "b", "c"]) == "a, b and c"
     assert sanitize.joined(f"n{i}" for i in range(5000)) == "n0, n1, n2 and 4,997 more"
     assert sanitize.joined(["x" * 500], each=10) == "xxxxxxxxxx… (490 more characters)"
+    assert sanitize.joined(["a", "b", "c"], total=5000) == "a, b, c and 4,997 more"
 
 
 def test_the_module_imports_only_the_standard_library():
