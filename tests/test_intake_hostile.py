@@ -143,3 +143,119 @@ def test_a_lambda_named_with_escape_codes_is_refused_without_them(tmp_path):
     stderr_is_clean(result.stderr)
     assert "\\x1b]52;c;" in line and "\\x1b[32mkdiag: all checks passed" in line  # shown, not acted on
     assert not (tmp_path / "run").exists()
+
+
+# --- decompression bombs (item 1) -------------------------------------------------------------
+
+
+def deflated_spaces(mib: int) -> bytes:
+    """A raw DEFLATE stream of `mib` MiB of spaces, made in milliseconds: one fully flushed block of
+    1 MiB, repeated (a full flush makes each copy stand alone), then an empty final block."""
+    import zlib
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(b" " * (1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return block * mib + zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)
+
+
+def raw_zip(path: Path, entries) -> Path:
+    """A zip written byte by byte, so that its directory can say what a test needs: entries of
+    (name, stored bytes, method, declared inflated size, CRC-32). zipfile cannot write lies."""
+    import struct
+
+    body, directory = b"", b""
+    for name, data, method, size, crc in entries:
+        encoded = name.encode()
+        offset = len(body)
+        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, crc, len(data), size,
+                            len(encoded), 0) + encoded + data
+        directory += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, crc, len(data), size,
+                                 len(encoded), 0, 0, 0, 0, 0, offset) + encoded
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(directory), len(body), 0)
+    path.write_bytes(body + directory + end)
+    return path
+
+
+def _stored(name: str, data: bytes):
+    import zlib
+
+    return (name, data, zipfile.ZIP_STORED, len(data), zlib.crc32(data))
+
+
+METADATA = _stored("metadata.json", b'{"keras_version": "3.15.1"}')
+WEIGHTS = _stored("model.weights.h5", b"")
+BOMB_MIB = 3 * 1024  # 3 GiB inflated, from 3 MB on disk; nothing in the tests inflates it
+
+
+def _bomb_cases(tmp_path: Path):
+    import zlib
+
+    spaces = deflated_spaces(BOMB_MIB)
+    first_kib_crc = zlib.crc32(b" " * 1024)
+    small = deflated_spaces(15)
+    yield "honest", raw_zip(tmp_path / "honest.keras", [
+        METADATA, ("config.json", spaces, zipfile.ZIP_DEFLATED, BOMB_MIB << 20, 0), WEIGHTS]), \
+        ("config.json declares 3.0 GiB inflated", "decompression bomb")
+    # The directory says 1 KiB: zipfile stops inflating there, and the CRC of that first KiB matches.
+    yield "lying", raw_zip(tmp_path / "lying.keras", [
+        METADATA, ("config.json", spaces, zipfile.ZIP_DEFLATED, 1024, first_kib_crc), WEIGHTS]), \
+        ("config.json is not valid JSON",)
+    yield "lying-crc", raw_zip(tmp_path / "lying-crc.keras", [
+        METADATA, ("config.json", spaces, zipfile.ZIP_DEFLATED, 1024, 0), WEIGHTS]), \
+        ("entry config.json fails its checksum",)
+    yield "weights", raw_zip(tmp_path / "weights.keras", [
+        METADATA, _stored("config.json", json.dumps(keras_config()).encode()),
+        ("model.weights.h5", spaces, zipfile.ZIP_DEFLATED, BOMB_MIB << 20, 0)]), \
+        ("model.weights.h5 would inflate from", "decompression bomb")
+    yield "many", raw_zip(tmp_path / "many.keras", [
+        METADATA, _stored("config.json", json.dumps(keras_config()).encode()),
+        *[(f"assets/{i}.txt", small, zipfile.ZIP_DEFLATED, 15 << 20, 0) for i in range(200)]]), \
+        ("202 entries would inflate", "decompression bomb")
+
+
+def test_decompression_bombs_are_refused_in_well_under_a_second(tmp_path):
+    for case, bomb, words in _bomb_cases(tmp_path):
+        assert bomb.stat().st_size < 8 << 20, case
+        result = run_kdiag("inspect", bomb, "--out", tmp_path / f"run-{case}", cwd=tmp_path)
+        assert_one_line_refusal(result, bomb.name, *words, seconds=2.0, peak_rss=500 << 20)
+        assert not (tmp_path / f"run-{case}").exists()
+
+
+def test_config_json_is_read_and_parsed_once_for_load_safety_and_era(model_files, monkeypatch):
+    """load, the safety scan and the Keras-era signs share one reading of config.json."""
+    import kdiag.engine.load
+
+    opened = []
+    original = zipfile.ZipFile.open
+
+    def counting_open(self, name, *args, **kwargs):
+        opened.append(name if isinstance(name, str) else name.filename)
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
+    monkeypatch.setattr(kdiag.engine.load, "_keras_load", lambda *args: (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.raises(RuntimeError, match="stop"):  # everything before Keras ran
+        kdiag.engine.load.load_path(model_files / "tiny.keras")
+    assert opened.count("config.json") == 1 and opened.count("metadata.json") == 1, opened
+
+
+def test_the_memory_estimate_counts_the_config_before_it_is_parsed(monkeypatch):
+    from kdiag.engine import keras_archive, limits
+    from kdiag.errors import KdiagError
+
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: 1 << 30)
+    keras_archive.check_archive_memory("m.keras", weights_bytes=100 << 20, json_bytes=16 << 20)  # 712 MiB: fits
+    with pytest.raises(KdiagError, match=r"needs ~1\.2 GiB, 1\.0 GiB available \(its weights take 100\.0 MiB, "
+                                         r"its config 32\.0 MiB before parsing\)"):
+        keras_archive.check_archive_memory("m.keras", weights_bytes=100 << 20, json_bytes=32 << 20)
+
+
+def test_an_archive_with_two_config_json_entries_is_refused(tmp_path):
+    """zipfile, and so Keras, reads the last of two entries with one name: a scan of the first would
+    vouch for a config Keras never loads."""
+    benign = _stored("config.json", json.dumps(keras_config()).encode())
+    lam = {"class_name": "Lambda", "config": {"name": "l", "function": {"class_name": "__lambda__", "config": {}}}}
+    hostile = _stored("config.json", json.dumps(keras_config(lam)).encode())
+    model = raw_zip(tmp_path / "twice.keras", [METADATA, benign, hostile, WEIGHTS])
+    result = run_kdiag("inspect", model, "--out", tmp_path / "run", cwd=tmp_path)
+    assert_one_line_refusal(result, "twice.keras holds two entries named 'config.json'")

@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
+from kdiag.engine.keras_archive import KerasArchive, read_keras_archive
 from kdiag.errors import KdiagError
 
 UNSAFE_FIX = "if you trust this file, re-run with --unsafe"
@@ -78,25 +79,26 @@ class KerasConfig:
     training: object = None  # the training/compile config: what compile=True deserializes
 
 
-def check_keras_file(path: Path, *, unsafe: bool = False, custom_objects: Optional[dict] = None) -> None:
+def check_keras_file(path: Path, *, unsafe: bool = False, custom_objects: Optional[dict] = None,
+                     archive: Optional[KerasArchive] = None) -> None:
     """Refuse a .keras or .h5 file whose config would run code, read a file or need unknown classes.
 
     Called after kdiag/load.py has checked that the file is intact (and, for HDF5, read it in a child
     process), before Keras sees it. --unsafe allows everything; --custom-objects names classes.
+    `archive`: a .keras file's archive as kdiag.engine.keras_archive already read it.
     """
     if unsafe:
         return
-    findings = scan_keras_config(read_keras_config(path), allowed_names(custom_objects))
+    findings = scan_keras_config(read_keras_config(path, archive), allowed_names(custom_objects))
     if findings:
         raise refusal(path.name, findings)
 
 
-def read_keras_config(path: Path) -> KerasConfig:
+def read_keras_config(path: Path, archive: Optional[KerasArchive] = None) -> KerasConfig:
     """The model and training configs of a .keras archive (config.json) or an HDF5 file (its attributes)."""
     try:
         if path.suffix.lower() == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                config = json.loads(archive.read("config.json"))
+            config = (archive if archive is not None else read_keras_archive(path)).config
             training = config.get("compile_config") if isinstance(config, dict) else None
             if isinstance(config, dict):
                 config = {key: value for key, value in config.items() if key != "compile_config"}
