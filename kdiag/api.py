@@ -244,8 +244,11 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
                                deadline=None if deadline is None else deadline - reserve)
     from kdiag.engine.limits import PROFILE_KEY, memory_plan_for
 
-    # Strategies whose copies of the weights and inputs would not fit get a "not measured" row.
-    memory = memory_plan_for(loaded, state.inputs.arrays, [s.identity.key for s in selected], profile=config.profile)
+    # Strategies whose copies of the weights and inputs, or whose activations, would not fit get a
+    # "not measured" row.
+    keys = [s.identity.key for s in selected]
+    memory = memory_plan_for(loaded, state.inputs.arrays, keys, profile=config.profile,
+                             calibrated=_calibrated_memory(loaded, state.inputs, keys))
     if PROFILE_KEY in memory.skip:
         state.notes.append(memory.skip[PROFILE_KEY])
     with _scratch_dir(work_dir) as scratch:
@@ -292,6 +295,16 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
                                   "are those measured before it; the report holds no profiles.")
             state.profiles = []
             raise RunFailed(state.report(incomplete=True)) from exc
+
+
+def _calibrated_memory(loaded: LoadedModel, inputs: ModelInputs, keys: Sequence[str]):
+    """Each strategy's memory from what the model declares, for the inputs built (kdiag.engine.declared)."""
+    from kdiag.engine.declared import strategy_needs
+
+    if not loaded.is_keras:
+        return None
+    shapes = {name: array.shape[1:] for name, array in inputs.arrays.items()}
+    return strategy_needs(loaded.declared, keys, inputs.batch_size, shapes)
 
 
 def _time_limit_note(config: RunConfig, state: _RunState) -> str:
@@ -664,7 +677,8 @@ def _load(config: RunConfig) -> LoadedModel:
         return load_example(config.example)
     if isinstance(config.model, (str, Path)):
         return load_path(config.model, unsafe=config.unsafe,
-                         custom_objects=dict(config.custom_objects) if config.custom_objects else None)
+                         custom_objects=dict(config.custom_objects) if config.custom_objects else None,
+                         batch_size=config.batch_size, input_shapes=config.input_shapes)
     return from_model(config.model)
 
 

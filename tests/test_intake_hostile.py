@@ -106,10 +106,11 @@ ESCAPES = ("\x1b]0;pwned\x07"  # set the window title
            "\x9b31m\u202e")  # a one-character CSI, a right-to-left override
 
 
-def keras_config(*layers, name="model") -> dict:
-    """A Keras 3 functional config of a chain of layers after Input((4,))."""
+def keras_config(*layers, name="model", width=4) -> dict:
+    """A Keras 3 functional config of a chain of layers after Input((width,)) (its tensors recorded as
+    (None, width), as Keras writes them for shape-preserving layers)."""
     entries = [{"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-                "config": {"batch_shape": [None, 4], "dtype": "float32", "sparse": False, "name": "in"},
+                "config": {"batch_shape": [None, width], "dtype": "float32", "sparse": False, "name": "in"},
                 "name": "in", "inbound_nodes": []}]
     previous = "in"
     for layer in layers:
@@ -118,7 +119,7 @@ def keras_config(*layers, name="model") -> dict:
         entry.setdefault("registered_name", None)
         entry["name"] = entry["config"]["name"]
         entry["inbound_nodes"] = [{"args": [{"class_name": "__keras_tensor__", "config": {
-            "shape": [None, 4], "dtype": "float32", "keras_history": [previous, 0, 0]}}], "kwargs": {}}]
+            "shape": [None, width], "dtype": "float32", "keras_history": [previous, 0, 0]}}], "kwargs": {}}]
         entries.append(entry)
         previous = entry["name"]
     return {"module": "keras", "class_name": "Functional", "registered_name": "Functional",

@@ -12,10 +12,11 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from kdiag.engine import safety
 from kdiag.errors import KdiagError, first_line
+from kdiag.engine.declared import DeclaredModel, check_declared_memory, declared_model_of
 from kdiag.engine.h5probe import probe
 from kdiag.engine.inputs import InputSpec
 from kdiag.engine.keras_archive import KerasArchive, read_keras_archive
@@ -49,6 +50,7 @@ class LoadedModel:
     default_batch_size: Optional[int] = None  # an example's batch size
     load_notes: List[str] = dataclasses.field(default_factory=list)  # what Keras warned while loading
     keras2_signs: List[str] = dataclasses.field(default_factory=list)  # why the file looks saved by Keras 2
+    declared: Optional[DeclaredModel] = None  # what its config declares (None: a plain SavedModel)
 
     @property
     def is_keras(self) -> bool:
@@ -75,7 +77,13 @@ class LoadedModel:
         return None
 
 
-def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = None) -> LoadedModel:
+def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = None,
+              batch_size: Optional[int] = None, input_shapes: Optional[Mapping[str, Sequence[int]]] = None
+              ) -> LoadedModel:
+    """Load a model file or SavedModel after every check that needs nothing from it to run.
+
+    `batch_size` and `input_shapes` (as the run will use them) size the memory estimate made from
+    the config before Keras builds anything (kdiag.engine.declared)."""
     path = Path(path)
     if not path.exists():
         raise KdiagError(f"{path} does not exist", "check the path, or try --example tiny")
@@ -99,15 +107,17 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     archive = None
     if suffix == ".keras":
         archive = _check_keras_zip(path)  # config.json and metadata.json read once, shared below
-        compile_config = archive.config.get("compile_config")
+        model_config, compile_config = archive.config, archive.config.get("compile_config")
         fmt = "keras"
     else:
-        compile_config = _check_h5(path)
+        model_config, compile_config = _check_h5(path)
         fmt = "h5"
     # Before Keras sees the file: tf-keras' HDF5 loader would run a Lambda's bytecode even in safe_mode.
     safety.check_keras_file(path, unsafe=unsafe, custom_objects=custom_objects, archive=archive)
     era = read_era(path, archive)
-    del archive  # the parsed config is not kept while Keras parses its own
+    # Keras allocates every variable the config declares while it builds, whatever the file stores.
+    declared = check_declared_memory(path.name, model_config, batch_size, input_shapes or {})
+    del archive, model_config  # the parsed config is not kept while Keras parses its own
     loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects, era)  # noqa: E731
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -115,7 +125,8 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
         model = loader(False)
     load_time = time.perf_counter() - start
     loaded = _from_keras(model, path.stem, str(path), fmt, load_time, _compiled_factory(loader, compile_config),
-                         uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught))
+                         uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught),
+                         declared=declared)
     return dataclasses.replace(loaded, keras2_signs=list(era.signs))
 
 
@@ -172,7 +183,8 @@ def _check_keras_zip(path: Path) -> KerasArchive:
     return archive
 
 
-def _check_h5(path: Path) -> Optional[dict]:
+def _check_h5(path: Path) -> Tuple[dict, Optional[dict]]:
+    """Refuse what is not a Keras HDF5 model before Keras sees it; its model and training configs."""
     with open(path, "rb") as handle:
         head = handle.read(8)
     if head != HDF5_SIGNATURE:
@@ -201,7 +213,7 @@ def _check_h5(path: Path) -> Optional[dict]:
             "save the model again",
         ) from exc
     _check_unicode(path, model_config, "model_config")
-    return training_config
+    return model_config, training_config
 
 
 def _h5_json(path: Path, raw, what: str):
@@ -357,9 +369,11 @@ def _metric_names(metrics) -> Optional[list]:
 
 
 def _from_keras(model, name, source, fmt, load_time, compiled_factory: CompiledFactory, *,
-                uncompiled_factory, load_notes=(), default_batch_size=None) -> LoadedModel:
+                uncompiled_factory, load_notes=(), default_batch_size=None,
+                declared: Optional[DeclaredModel] = None) -> LoadedModel:
     specs, structure = keras_input_specs(model)
     return LoadedModel(
+        declared=declared if declared is not None else declared_model_of(model),
         name=name,
         source=source,
         format=fmt,

@@ -1,0 +1,774 @@
+"""Memory a model will take, estimated from what its config declares, before Keras builds anything.
+
+A model file's weights are not the only memory it makes kdiag spend. Keras allocates every
+variable a config declares while it builds the model, whatever the file stores: a 1.5 KB .keras
+declaring Dense(units=10**8) and no weights made Keras allocate gigabytes, then fail. And the
+activations of a call grow with the shapes the config declares: `Input((10**8,)) -> ReLU`, 1.4 KB,
+passed 8 GB (issue 20). So the config is read here (a JSON dict: Keras 3 `config.json`, or a Keras
+2-era HDF5 `model_config`), nothing imported from Keras, and each layer's parameters and output
+shape are worked out from the declared shapes:
+
+- input shapes: the InputLayers' `batch_shape` / `batch_input_shape`, then each layer's output
+  shape from its class and config (units, filters and kernel sizes, strides and padding, pooling,
+  reshapes, embeddings, recurrent units, merges, nested models and wrappers). Keras 3 configs also
+  record the shape of every tensor a layer was called on (`__keras_tensor__` in `inbound_nodes`)
+  and the shape each layer was built for (`build_config`): those are what Keras allocates from, so
+  they win over the propagated ones;
+- parameters per layer from those shapes (Dense: input dim x units + units; Conv: kernel x
+  channels / groups x filters + filters; Embedding: input_dim x output_dim; LSTM: 4 x (input x
+  units + units^2 + units); ...), which `tests/test_declared.py` checks against `count_params()` on
+  real models.
+
+A layer class not known here counts no parameters and passes its first input's shape on, and a
+dynamic axis counts as 1: the estimate stays a lower bound, so it never refuses a model that fits
+on account of what it cannot read. What each strategy adds on top (the activation memory of a
+call, per strategy) was measured: see `ACTIVATION_FACTORS` and bench/calibrate_memory.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from kdiag.errors import KdiagError
+
+Shape = Tuple[Optional[int], ...]  # batch axis first (None when dynamic)
+MODEL_CLASSES = frozenset({"Functional", "Model", "Sequential"})
+#: Bytes per element by dtype-policy name; a policy's variables stay float32 under mixed precision.
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "mixed_float16": 2, "mixed_bfloat16": 2,
+               "int8": 1, "uint8": 1, "int16": 2, "int32": 4, "int64": 8, "bool": 1}
+#: Nesting deeper than this (models inside models inside ...) is not estimated further.
+MAX_DEPTH = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclaredLayer:
+    name: str
+    class_name: str
+    parameters: int  # elements of the variables it declares
+    output_elements: int  # per sample: its outputs' elements over every call (node), batch axis excluded
+    activation_itemsize: int = 4
+    input_elements: int = 0  # per sample: the largest call's inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclaredModel:
+    """What a model config declares: its inputs, and per layer its parameters and output sizes."""
+
+    inputs: Tuple[Tuple[str, Shape, int], ...]  # (name, shape with the batch axis, itemsize)
+    layers: Tuple[DeclaredLayer, ...]
+    unknown: Tuple[str, ...] = ()  # layer classes estimated as shape-preserving, parameter-free
+    outputs: Tuple[Shape, ...] = ()  # the model's outputs, batch axis first
+
+    @property
+    def parameters(self) -> int:
+        return sum(layer.parameters for layer in self.layers)
+
+    @property
+    def weights_bytes(self) -> int:
+        """Variables are float32 under float32 and mixed precision alike: 4 bytes a parameter."""
+        return 4 * self.parameters
+
+    @property
+    def fixed_batch(self) -> Optional[int]:
+        fixed = {shape[0] for _, shape, _ in self.inputs if shape and shape[0] is not None}
+        return fixed.pop() if len(fixed) == 1 else None
+
+    def input_bytes(self, batch: int, overrides: Mapping[str, Sequence[int]] = {}) -> int:
+        total = 0
+        for name, shape, itemsize in self.inputs:
+            dims = overrides.get(name, overrides.get("") if len(self.inputs) == 1 else None)
+            inner = tuple(dims) if dims is not None and len(dims) == len(shape) - 1 else shape[1:]
+            total += batch * _elements(inner) * itemsize
+        return total
+
+    def output_bytes(self, batch: int) -> int:
+        """One call's outputs (float32, a dynamic axis as 1)."""
+        return batch * sum(4 * _elements(shape[1:]) for shape in self.outputs)
+
+    def activation_bytes(self, batch: int) -> int:
+        """Every layer's outputs for one batch, summed: what an eager call holds by its end (Keras keeps
+        each layer's outputs until the call returns)."""
+        return batch * sum(layer.output_elements * layer.activation_itemsize for layer in self.layers)
+
+    def largest_layer_bytes(self, batch: int) -> int:
+        """The largest layer's inputs and outputs together for one batch: what a graph call (which
+        frees each tensor once its last reader ran) holds at its peak, at least."""
+        return batch * max((
+            (layer.input_elements + layer.output_elements) * layer.activation_itemsize for layer in self.layers),
+            default=0)
+
+
+def declared_model(config) -> DeclaredModel:
+    """Read a model config (Keras 3 config.json or a Keras 2 model_config, as parsed JSON)."""
+    if not isinstance(config, dict):
+        return DeclaredModel((), ())
+    reader = _Reader()
+    inputs = reader.model(config, None, depth=0)
+    return DeclaredModel(tuple(inputs), tuple(reader.layers), tuple(sorted(reader.unknown)),
+                         tuple(reader.last_outputs))
+
+
+def declared_model_of(model) -> Optional[DeclaredModel]:
+    """The declared model of a Keras model already built (an example, or one passed to the API), from
+    its own serialised config; None when it cannot be serialised (a subclassed model, say)."""
+    try:
+        saving = getattr(__import__(type(model).__module__.split(".")[0]), "saving", None)
+        serialize = getattr(saving, "serialize_keras_object", None)
+        config = serialize(model) if serialize is not None else None
+        if not isinstance(config, dict) or "config" not in config:
+            config = {"class_name": type(model).__name__, "config": model.get_config()}
+        declared = declared_model(config)
+    except Exception:  # an estimate: a model that will not describe itself gets the older, weight-based one
+        return None
+    return declared if declared.layers else None
+
+
+# --- the config reader ---------------------------------------------------------------------------
+
+
+class _Reader:
+    def __init__(self):
+        self.layers: List[DeclaredLayer] = []
+        self.unknown = set()
+
+    def model(self, entry: dict, given: Optional[List[Shape]], depth: int) -> List[Tuple[str, Shape, int]]:
+        """Walk a model entry ({class_name, config}); returns its inputs. Sets self.last_outputs."""
+        self.last_outputs: List[Shape] = []
+        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        layers = [layer for layer in config.get("layers") or [] if isinstance(layer, dict)]
+        if depth > MAX_DEPTH:
+            return []
+        if entry.get("class_name") == "Sequential" or not any("inbound_nodes" in layer for layer in layers):
+            return self._sequential(entry, layers, given, depth)
+        return self._functional(config, layers, given, depth)
+
+    def _sequential(self, entry, layers, given, depth):
+        inputs = []
+        shape = _build_shape(entry) or (given[0] if given else None)
+        if layers and layers[0].get("class_name") == "InputLayer":
+            shape = _input_shape(layers[0]) or shape
+            inputs.append((_name(layers[0]), shape, _itemsize(layers[0])))
+            layers = layers[1:]
+        elif layers:
+            first = layers[0].get("config") if isinstance(layers[0].get("config"), dict) else {}
+            declared = first.get("batch_input_shape") or first.get("batch_shape")
+            shape = _shape(declared) if declared is not None else (_build_shape(layers[0]) or shape)
+            if shape is not None:
+                inputs.append((f"{_name(layers[0])}_input", shape, _itemsize(layers[0])))
+        for layer in layers:
+            outputs = self.layer(layer, [shape] if shape is not None else [], depth)
+            shape = outputs[0] if outputs else None
+        self.last_outputs = [shape] if shape is not None else []
+        return inputs
+
+    def _functional(self, config, layers, given, depth):
+        outputs: Dict[Tuple[str, int], List[Shape]] = {}
+        inputs = []
+        input_names = [_name(layer) for layer in layers if layer.get("class_name") == "InputLayer"]
+        given = list(given or [])
+        pending = []
+        for layer in layers:
+            if layer.get("class_name") == "InputLayer":
+                shape = _input_shape(layer)
+                position = input_names.index(_name(layer))
+                if shape is None and position < len(given):
+                    shape = given[position]
+                if shape is not None:
+                    outputs[(_name(layer), 0)] = [shape]
+                    inputs.append((_name(layer), shape, _itemsize(layer)))
+                continue
+            for node_index, node in enumerate(layer.get("inbound_nodes") or []):
+                pending.append((layer, node_index, node))
+        # Keras lists layers in an order it can rebuild from, nearly always topological: a few
+        # passes settle the rest; what never resolves is left out of the estimate.
+        for _ in range(len(pending) + 1):
+            waiting = []
+            for layer, node_index, node in pending:
+                shapes = _node_input_shapes(node, outputs)
+                if shapes is None:
+                    waiting.append((layer, node_index, node))
+                    continue
+                outputs[(_name(layer), node_index)] = self.layer(layer, shapes, depth, node_index == 0)
+            if len(waiting) == len(pending):
+                break
+            pending = waiting
+        self.last_outputs = []
+        for reference in _references(config.get("output_layers")):
+            found = outputs.get((reference[0], reference[1]))
+            if found and reference[2] < len(found):
+                self.last_outputs.append(found[reference[2]])
+        return inputs
+
+    def layer(self, entry: dict, shapes: List[Shape], depth: int, count_parameters: bool = True) -> List[Shape]:
+        """Record one call of a layer on `shapes`; its output shapes."""
+        class_name = entry.get("class_name")
+        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        built = _build_shape(entry)
+        if not shapes and built is not None:
+            shapes = [built]
+        if class_name in MODEL_CLASSES or (isinstance(config.get("layers"), list) and "name" in config):
+            before = len(self.layers)
+            self.model(entry, shapes, depth + 1)
+            if not count_parameters:  # a shared submodel's second call: its activations only
+                self.layers[before:] = [dataclasses.replace(layer, parameters=0) for layer in self.layers[before:]]
+            return list(self.last_outputs)
+        parameters, out = _layer_math(class_name, config, shapes, self, depth)
+        if built is not None and len(shapes) <= 1 and shapes[:1] != [built]:
+            # Keras builds the variables from build_config when it deserialises the layer, before the
+            # layer is called on anything: the parameters are those; the activations, the call's.
+            parameters = _layer_math(class_name, config, [built], self, depth)[0]
+        if out is None:
+            self.unknown.add(str(class_name))
+            out = [shapes[0]] if shapes else []
+        self.layers.append(DeclaredLayer(_name(entry), str(class_name), parameters if count_parameters else 0,
+                                         sum(_elements(shape[1:]) for shape in out), _itemsize(entry),
+                                         sum(_elements(shape[1:]) for shape in shapes)))
+        return out
+
+
+# --- per layer class: parameters and output shapes ----------------------------------------------
+
+_IDENTITY = frozenset({
+    "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "ThresholdedReLU", "Dropout", "SpatialDropout1D",
+    "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout", "GaussianDropout", "GaussianNoise",
+    "ActivityRegularization", "Masking", "Identity", "Rescaling", "UnitNormalization", "CenterCrop",
+    "Resizing", "RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast", "RandomTranslation",
+    "RandomCrop", "RandomBrightness", "TFOpLambda", "Lambda",
+})
+_MERGE_SAME = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
+
+
+def _layer_math(class_name, config, shapes: List[Shape], reader: _Reader, depth: int):
+    """(parameters, output shapes) of one call, or (0, None) for a class not known here."""
+    if not shapes:
+        return 0, None
+    shape = shapes[0]
+    if class_name in _IDENTITY or class_name in _MERGE_SAME:
+        return 0, [shape]
+    if class_name == "Dense":
+        units = _int(config.get("units"))
+        return _dense(shape[-1], units, config.get("use_bias", True)), [shape[:-1] + (units,)]
+    if class_name == "Embedding":
+        return _int(config.get("input_dim")) * _int(config.get("output_dim")), \
+            [shape + (_int(config.get("output_dim")),)]
+    if class_name in ("Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D"):
+        return _conv(config, shape, transpose=False)
+    if class_name in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Convolution2DTranspose"):
+        return _conv(config, shape, transpose=True)
+    if class_name in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        return _depthwise(config, shape)
+    if class_name in ("SeparableConv1D", "SeparableConv2D", "SeparableConvolution2D"):
+        return _separable(config, shape)
+    if class_name in ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+                      "AveragePooling3D", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D",
+                      "AvgPool3D"):
+        return 0, [_pooled(config, shape)]
+    if class_name.startswith("Global") and "Pooling" in class_name:
+        channels_first = config.get("data_format") == "channels_first"
+        channels = shape[1] if channels_first else shape[-1]
+        if config.get("keepdims"):
+            spatial = (1,) * (len(shape) - 2)
+            return 0, [(shape[0], channels) + spatial if channels_first else (shape[0],) + spatial + (channels,)]
+        return 0, [(shape[0], channels)]
+    if class_name == "BatchNormalization":
+        channels = _axis_size(shape, config.get("axis", -1))
+        count = 2 * channels + channels * (bool(config.get("scale", True)) + bool(config.get("center", True)))
+        return count, [shape]
+    if class_name in ("LayerNormalization", "GroupNormalization"):
+        channels = _axis_size(shape, config.get("axis", -1))
+        return channels * (bool(config.get("scale", True)) + bool(config.get("center", True))), [shape]
+    if class_name == "Normalization":
+        channels = _axis_size(shape, config.get("axis", -1))
+        return 2 * channels + 1, [shape]
+    if class_name == "PReLU":
+        shared = config.get("shared_axes") or []
+        dims = [1 if i + 1 in shared else (d or 1) for i, d in enumerate(shape[1:])]
+        return _elements(dims), [shape]
+    if class_name in ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU"):
+        return _recurrent(class_name, config, shape)
+    if class_name == "Bidirectional":
+        return _bidirectional(config, shape, reader, depth)
+    if class_name == "TimeDistributed":
+        return _time_distributed(config, shape, reader, depth)
+    if class_name == "Flatten":
+        return 0, [(shape[0], _elements(shape[1:]))]
+    if class_name == "Reshape":
+        return 0, [(shape[0],) + _reshaped(shape[1:], config.get("target_shape"))]
+    if class_name == "Permute":
+        dims = [int(d) for d in config.get("dims") or []]
+        return 0, [(shape[0],) + tuple(shape[d] for d in dims) if len(dims) == len(shape) - 1 else shape]
+    if class_name == "RepeatVector":
+        return 0, [(shape[0], _int(config.get("n"))) + shape[1:]]
+    if class_name in ("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D"):
+        sign = 1 if class_name.startswith("Zero") else -1
+        key = "padding" if sign == 1 else "cropping"
+        return 0, [_padded(config, shape, key, sign)]
+    if class_name in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
+        size = config.get("size", 2)
+        return 0, [_scaled(config, shape, size)]
+    if class_name == "Concatenate":
+        axis = config.get("axis", -1)
+        if all(len(s) == len(shape) for s in shapes):
+            index = axis % len(shape)
+            total = sum(s[index] or 0 for s in shapes) if all(s[index] is not None for s in shapes) else None
+            return 0, [shape[:index] + (total,) + shape[index + 1:]]
+        return 0, [shape]
+    if class_name == "MultiHeadAttention":
+        return _attention(config, shapes)
+    if class_name in ("Attention", "AdditiveAttention"):
+        return (shape[-1] or 0) if class_name == "AdditiveAttention" and config.get("use_scale", True) else 0, [shape]
+    return 0, None
+
+
+def _dense(inputs: Optional[int], units: int, bias) -> int:
+    return (inputs or 0) * units + (units if bias else 0)
+
+
+def _spatial(config, shape: Shape):
+    """(channels-last?, spatial dims, channels) of a conv or pooling input."""
+    first = config.get("data_format") == "channels_first"
+    return first, (shape[2:] if first else shape[1:-1]), (shape[1] if first else shape[-1])
+
+
+def _tuple(value, rank: int, default: int = 1) -> Tuple[int, ...]:
+    if value is None:
+        return (default,) * rank
+    if isinstance(value, (list, tuple)):
+        values = [int(v) if isinstance(v, (int, float)) else default for v in value][:rank]
+        return tuple(values + [values[-1] if values else default] * (rank - len(values)))
+    return (int(value),) * rank if isinstance(value, (int, float)) else (default,) * rank
+
+
+def _out_dim(size: Optional[int], kernel: int, stride: int, dilation: int, padding: str) -> Optional[int]:
+    if size is None:
+        return None
+    if padding in ("same", "causal"):
+        return -(-size // max(stride, 1))
+    effective = (kernel - 1) * dilation + 1
+    return max(0, (size - effective) // max(stride, 1) + 1)
+
+
+def _conv(config, shape: Shape, transpose: bool):
+    first, spatial, channels = _spatial(config, shape)
+    rank = len(spatial)
+    kernel = _tuple(config.get("kernel_size"), rank)
+    strides = _tuple(config.get("strides"), rank)
+    dilation = _tuple(config.get("dilation_rate"), rank)
+    filters = _int(config.get("filters"))
+    groups = max(_int(config.get("groups", 1)), 1)
+    parameters = math.prod(kernel) * (channels or 0) // groups * filters \
+        + (filters if config.get("use_bias", True) else 0)
+    padding = str(config.get("padding", "valid")).lower()
+    if transpose:
+        dims = tuple(None if s is None else (s * st if padding == "same" else s * st + max(k - st, 0))
+                     for s, k, st in zip(spatial, kernel, strides))
+    else:
+        dims = tuple(_out_dim(s, k, st, d, padding) for s, k, st, d in zip(spatial, kernel, strides, dilation))
+    return parameters, [_with_channels(shape[0], dims, filters, first)]
+
+
+def _depthwise(config, shape: Shape):
+    first, spatial, channels = _spatial(config, shape)
+    rank = len(spatial)
+    kernel = _tuple(config.get("kernel_size"), rank)
+    strides = _tuple(config.get("strides"), rank)
+    dilation = _tuple(config.get("dilation_rate"), rank)
+    multiplier = _int(config.get("depth_multiplier", 1))
+    out_channels = (channels or 0) * multiplier
+    parameters = math.prod(kernel) * out_channels + (out_channels if config.get("use_bias", True) else 0)
+    padding = str(config.get("padding", "valid")).lower()
+    dims = tuple(_out_dim(s, k, st, d, padding) for s, k, st, d in zip(spatial, kernel, strides, dilation))
+    return parameters, [_with_channels(shape[0], dims, out_channels, first)]
+
+
+def _separable(config, shape: Shape):
+    first, spatial, channels = _spatial(config, shape)
+    rank = len(spatial)
+    kernel = _tuple(config.get("kernel_size"), rank)
+    strides = _tuple(config.get("strides"), rank)
+    dilation = _tuple(config.get("dilation_rate"), rank)
+    multiplier = _int(config.get("depth_multiplier", 1))
+    filters = _int(config.get("filters"))
+    parameters = math.prod(kernel) * (channels or 0) * multiplier + (channels or 0) * multiplier * filters \
+        + (filters if config.get("use_bias", True) else 0)
+    padding = str(config.get("padding", "valid")).lower()
+    dims = tuple(_out_dim(s, k, st, d, padding) for s, k, st, d in zip(spatial, kernel, strides, dilation))
+    return parameters, [_with_channels(shape[0], dims, filters, first)]
+
+
+def _with_channels(batch, dims, channels, channels_first: bool) -> Shape:
+    return (batch, channels) + tuple(dims) if channels_first else (batch,) + tuple(dims) + (channels,)
+
+
+def _pooled(config, shape: Shape) -> Shape:
+    first, spatial, channels = _spatial(config, shape)
+    rank = len(spatial)
+    pool = _tuple(config.get("pool_size"), rank, 2)
+    strides = _tuple(config.get("strides") if config.get("strides") is not None else list(pool), rank)
+    padding = str(config.get("padding", "valid")).lower()
+    dims = tuple(_out_dim(s, p, st, 1, padding) for s, p, st in zip(spatial, pool, strides))
+    return _with_channels(shape[0], dims, channels, first)
+
+
+def _padded(config, shape: Shape, key: str, sign: int) -> Shape:
+    first, spatial, channels = _spatial(config, shape)
+    rank = len(spatial)
+    value = config.get(key, 1 if sign == 1 else 0)
+    pairs = []
+    for i in range(rank):
+        item = value[i] if isinstance(value, (list, tuple)) and i < len(value) else value
+        if isinstance(item, (list, tuple)):
+            pairs.append(sum(int(v) for v in item))
+        elif isinstance(item, (int, float)):
+            pairs.append(2 * int(item))
+        else:
+            pairs.append(0)
+    dims = tuple(None if s is None else max(0, s + sign * p) for s, p in zip(spatial, pairs))
+    return _with_channels(shape[0], dims, channels, first)
+
+
+def _scaled(config, shape: Shape, size) -> Shape:
+    first, spatial, channels = _spatial(config, shape)
+    factors = _tuple(size, len(spatial), 2)
+    dims = tuple(None if s is None else s * f for s, f in zip(spatial, factors))
+    return _with_channels(shape[0], dims, channels, first)
+
+
+def _recurrent(class_name, config, shape: Shape):
+    units = _int(config.get("units"))
+    inputs = shape[-1] or 0
+    bias = bool(config.get("use_bias", True))
+    if class_name in ("LSTM", "CuDNNLSTM"):
+        parameters = 4 * (inputs * units + units * units + (units if bias else 0))
+    elif class_name in ("GRU", "CuDNNGRU"):
+        reset_after = config.get("reset_after", True) or class_name == "CuDNNGRU"
+        parameters = 3 * (inputs * units + units * units + ((2 if reset_after else 1) * units if bias else 0))
+    else:
+        parameters = inputs * units + units * units + (units if bias else 0)
+    out = shape[:2] + (units,) if config.get("return_sequences") else (shape[0], units)
+    outputs = [out]
+    if config.get("return_state"):
+        outputs += [(shape[0], units)] * (2 if "LSTM" in class_name else 1)
+    return parameters, outputs
+
+
+def _bidirectional(config, shape: Shape, reader: _Reader, depth: int):
+    forward = config.get("layer") if isinstance(config.get("layer"), dict) else {}
+    backward = config.get("backward_layer") if isinstance(config.get("backward_layer"), dict) else forward
+    parameters = 0
+    outs = []
+    for entry in (forward, backward):
+        inner = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        count, out = _layer_math(entry.get("class_name"), inner, [shape], reader, depth + 1)
+        if out is None:
+            return 0, None
+        parameters += count
+        outs.append(out[0])
+    mode = config.get("merge_mode", "concat")
+    if mode == "concat":
+        return parameters, [outs[0][:-1] + ((outs[0][-1] or 0) + (outs[1][-1] or 0),)]
+    if mode is None:
+        return parameters, outs
+    return parameters, [outs[0]]
+
+
+def _time_distributed(config, shape: Shape, reader: _Reader, depth: int):
+    entry = config.get("layer") if isinstance(config.get("layer"), dict) else {}
+    inner_shape = (shape[0],) + shape[2:]
+    if entry.get("class_name") in MODEL_CLASSES:
+        before = len(reader.layers)
+        reader.model(entry, [inner_shape], depth + 1)
+        steps = shape[1] or 1
+        # The inner model's layers run once per time step: their activations are per step.
+        reader.layers[before:] = [dataclasses.replace(layer, output_elements=layer.output_elements * steps)
+                                  for layer in reader.layers[before:]]
+        out = reader.last_outputs[0] if reader.last_outputs else inner_shape
+        return 0, [(shape[0], shape[1]) + out[1:]]
+    inner = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    parameters, out = _layer_math(entry.get("class_name"), inner, [inner_shape], reader, depth + 1)
+    if out is None:
+        return 0, None
+    return parameters, [(shape[0], shape[1]) + out[0][1:]]
+
+
+def _attention(config, shapes: List[Shape]):
+    query = shapes[0]
+    value = shapes[1] if len(shapes) > 1 else query
+    key = shapes[2] if len(shapes) > 2 else value
+    heads = _int(config.get("num_heads"))
+    key_dim = _int(config.get("key_dim"))
+    value_dim = _int(config.get("value_dim")) or key_dim
+    bias = bool(config.get("use_bias", True))
+    q, k, v = query[-1] or 0, key[-1] or 0, value[-1] or 0
+    out_dim = q
+    if isinstance(config.get("output_shape"), (list, tuple)) and config["output_shape"]:
+        out_dim = _int(config["output_shape"][-1])
+    elif isinstance(config.get("output_shape"), (int, float)):
+        out_dim = int(config["output_shape"])
+    parameters = (q * heads * key_dim + k * heads * key_dim + v * heads * value_dim
+                  + heads * value_dim * out_dim)
+    if bias:
+        parameters += 2 * heads * key_dim + heads * value_dim + out_dim
+    return parameters, [query[:-1] + (out_dim,)]
+
+
+def _reshaped(inner: Shape, target) -> Tuple[Optional[int], ...]:
+    if not isinstance(target, (list, tuple)):
+        return tuple(inner)
+    dims = [int(d) if isinstance(d, (int, float)) else -1 for d in target]
+    if -1 in dims and all(d is not None for d in inner):
+        known = math.prod(d for d in dims if d != -1) or 1
+        dims[dims.index(-1)] = _elements(inner) // known
+    return tuple(None if d == -1 else d for d in dims)
+
+
+# --- small readers ------------------------------------------------------------------------------
+
+
+def _int(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0
+    return max(0, int(value))
+
+
+def _shape(value) -> Optional[Shape]:
+    if not isinstance(value, (list, tuple)) or any(isinstance(d, (list, dict)) for d in value):
+        return None
+    return tuple(None if d is None or isinstance(d, bool) or not isinstance(d, (int, float)) or d < 0 else int(d)
+                 for d in value)
+
+
+def _build_shape(entry: dict) -> Optional[Shape]:
+    build = entry.get("build_config")
+    if isinstance(build, dict):
+        return _shape(build.get("input_shape"))
+    return None
+
+
+def _input_shape(entry: dict) -> Optional[Shape]:
+    config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    for key in ("batch_shape", "batch_input_shape"):
+        if config.get(key) is not None:
+            return _shape(config[key])
+    if config.get("shape") is not None:  # Keras 3's keras.Input(shape=...) spelling, batch axis excluded
+        inner = _shape(config["shape"])
+        return None if inner is None else (None,) + inner
+    return None
+
+
+def _name(entry: dict) -> str:
+    config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    name = entry.get("name", config.get("name"))
+    return name if isinstance(name, str) else str(name)
+
+
+def _itemsize(entry: dict) -> int:
+    config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    dtype = config.get("dtype")
+    if isinstance(dtype, dict):
+        inner = dtype.get("config") if isinstance(dtype.get("config"), dict) else {}
+        dtype = inner.get("name")
+    return DTYPE_BYTES.get(dtype, 4) if isinstance(dtype, str) else 4
+
+
+def _elements(dims) -> int:
+    """Elements of a shape without its batch axis; a dynamic axis counts as 1 (a lower bound)."""
+    return math.prod(1 if d is None else int(d) for d in dims)
+
+
+def _axis_size(shape: Shape, axis) -> int:
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    total = 1
+    for a in axes:
+        if isinstance(a, (int, float)) and -len(shape) <= int(a) < len(shape):
+            total *= shape[int(a)] or 1
+    return total
+
+
+def _references(value) -> Iterator[Tuple[str, int, int]]:
+    """[name, node, tensor] references: one, a list of them, or Keras 3's dict of them."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)) and len(value) >= 3 and isinstance(value[0], str):
+        yield value[0], _int(value[1]), _int(value[2])
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _references(item)
+
+
+def _node_input_shapes(node, outputs: Mapping[Tuple[str, int], List[Shape]]) -> Optional[List[Shape]]:
+    """The shapes a node was called on: as Keras 3 recorded them, else looked up from the layers that
+    made them; None while one of those is not known yet."""
+    recorded = list(_keras_tensors(node))
+    if recorded:
+        references = [history for _, history in recorded]
+    else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
+        references = [tuple(item[:3]) for item in (node if isinstance(node, list) else [])
+                      if isinstance(item, list) and len(item) >= 3 and isinstance(item[0], str)]
+    shapes = []
+    for index, (name, node_index, tensor_index) in enumerate(references):
+        found = outputs.get((name, _int(node_index)))
+        propagated = found[_int(tensor_index)] if found is not None and _int(tensor_index) < len(found) else None
+        written = recorded[index][0] if recorded else None
+        if propagated is None and written is None:
+            return None  # its producer is not known yet (or never will be)
+        # Keras rebuilds the graph from the inputs, so the recorded shape is only a hint (a config
+        # can lie in it); the propagated one may miss for a class not known here. The larger counts.
+        candidates = [shape for shape in (propagated, written) if shape is not None]
+        shapes.append(max(candidates, key=lambda shape: _elements(shape[1:])))
+    return shapes
+
+
+def _keras_tensors(value) -> Iterator[Tuple[Optional[Shape], Tuple[str, int, int]]]:
+    """Keras 3's `__keras_tensor__` records in a node's args: (shape, (layer, node, tensor))."""
+    stack = [value.get("args")] if isinstance(value, dict) else []
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, dict) and item.get("class_name") == "__keras_tensor__":
+            config = item.get("config") if isinstance(item.get("config"), dict) else {}
+            history = config.get("keras_history") or ["", 0, 0]
+            yield _shape(config.get("shape")), (str(history[0]), _int(history[1]), _int(history[2]))
+        elif isinstance(item, (list, tuple)):
+            stack[0:0] = list(item)
+        elif isinstance(item, dict):
+            stack[0:0] = list(item.values())
+
+
+# --- what each strategy needs -------------------------------------------------------------------
+
+MIB = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyMemory:
+    """Memory a strategy adds, as measured: a linear model in the weights (W), the number of layers
+    (L: tracing, compiling and converting grow with the graph), the largest layer's inputs and
+    outputs for one batch (P) and, for eager calls, the inputs and every layer's outputs (E).
+
+    prepare: its peak while it is prepared (a second instance, an export, a conversion, a compile);
+    kept: what it holds afterwards, while the other strategies run; call: one call's peak.
+    """
+
+    prepare_weights: float = 0.0
+    kept_weights: float = 0.0
+    fixed_mib: float = 0.0  # prepared and kept alike
+    per_layer_mib: float = 0.0  # prepared and kept alike
+    prepare_largest: float = 0.0  # x P: a call made while preparing (XLA's probe, TFLite's conversion)
+    kept_largest: float = 0.0
+    kept_inputs: float = 0.0  # x the input batch: tensors it keeps
+    call_largest: float = 0.0  # x P
+    call_everything: float = 0.0  # x E
+    call_fixed_mib: float = 0.0
+
+
+#: Fitted on bench/calibrate_memory.py's measurements (TensorFlow 2.21, Keras 3.15, oneDNN on, 2 cores):
+#: peak RSS above the RSS before, per (model, strategy), for kdiag's four examples, Conv1D + LSTM(512) at
+#: 32 x 400 x 16, MobileNetV2 and ResNet50 (weights=None, batch 1 and 8), Input(10**7) -> ReLU, three
+#: Dense(4096) at batch 256 and two Conv2D(32) on 512 x 512 x 3 at batch 4. Each coefficient is the
+#: largest the measurements need, so the model is at or above every measured peak; then MARGIN on top.
+GRAPH_CALL = dict(call_largest=2.3, call_fixed_mib=33)  # memory planning frees each tensor after its last use
+STRATEGY_MEMORY: Dict[str, StrategyMemory] = {
+    "predict": StrategyMemory(**GRAPH_CALL),
+    "predict-compiled": StrategyMemory(prepare_weights=2.4, kept_weights=1.6, fixed_mib=12, per_layer_mib=0.1,
+                                       **GRAPH_CALL),
+    "predict_on_batch": StrategyMemory(**GRAPH_CALL),
+    "eager": StrategyMemory(call_everything=2.0, call_fixed_mib=20),  # Keras keeps each layer's outputs
+    "tf-function": StrategyMemory(**GRAPH_CALL),
+    "concrete": StrategyMemory(fixed_mib=3, per_layer_mib=0.08, kept_inputs=2.1, **GRAPH_CALL),
+    "xla": StrategyMemory(fixed_mib=100, per_layer_mib=0.7, prepare_largest=1.4, kept_largest=1.4,
+                          call_largest=0.5, call_fixed_mib=50),
+    "savedmodel": StrategyMemory(prepare_weights=2.5, kept_weights=2.5, fixed_mib=20, per_layer_mib=0.5,
+                                 **GRAPH_CALL),
+    "tflite": StrategyMemory(prepare_weights=7.8, kept_weights=5.0, fixed_mib=100, per_layer_mib=0.9,
+                             prepare_largest=1.3, kept_largest=1.3, call_largest=1.5, call_fixed_mib=5),
+}
+#: On top of the fitted model: the largest measured peak is not the largest there is.
+MARGIN = 1.25
+#: What importing TensorFlow and Keras takes before any model exists (VmRSS 650-680 MB here).
+RUNTIME_BYTES = 700 * MIB
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyNeed:
+    """A strategy's estimated memory, margin included: held afterwards, and its peak above that."""
+
+    kept_bytes: int
+    transient_bytes: int
+
+
+def strategy_need(model: DeclaredModel, key: str, batch: int, overrides: Mapping[str, Sequence[int]] = {}
+                  ) -> StrategyNeed:
+    """What strategy `key` keeps and needs at its peak on top of the loaded model and the inputs."""
+    cost = STRATEGY_MEMORY.get(key, StrategyMemory(**GRAPH_CALL))
+    weights = model.weights_bytes
+    largest = model.largest_layer_bytes(batch)
+    inputs = model.input_bytes(batch, overrides)
+    graph = cost.fixed_mib * MIB + cost.per_layer_mib * MIB * len(model.layers)
+    kept = cost.kept_weights * weights + graph + cost.kept_largest * largest + cost.kept_inputs * inputs
+    prepare = cost.prepare_weights * weights + graph + cost.prepare_largest * largest
+    call = (cost.call_largest * largest + cost.call_everything * (inputs + model.activation_bytes(batch))
+            + cost.call_fixed_mib * MIB)
+    return StrategyNeed(int(MARGIN * kept), int(MARGIN * max(prepare, kept + call)))
+
+
+def strategy_needs(model: Optional[DeclaredModel], keys: Sequence[str], batch: int,
+                   overrides: Mapping[str, Sequence[int]] = {}) -> Dict[str, Tuple[int, int]]:
+    """{key: (kept, transient)} for kdiag.engine.limits.plan_memory; empty without a declared model."""
+    if model is None or not model.layers:
+        return {}
+    return {key: dataclasses.astuple(strategy_need(model, key, batch, overrides)) for key in keys}
+
+
+@dataclasses.dataclass(frozen=True)
+class IntakeEstimate:
+    """The memory the smallest useful run needs (load the model, build the inputs, call predict),
+    from the config alone."""
+
+    model: DeclaredModel
+    batch: int
+    load_bytes: int  # the weights, held twice while loading
+    run_bytes: int  # the weights, the inputs and their tensors, predict's outputs kept and its call
+    runtime_bytes: int  # TensorFlow itself, when it is not imported yet
+
+    @property
+    def need_bytes(self) -> int:
+        return self.runtime_bytes + max(self.load_bytes, self.run_bytes)
+
+
+def intake_estimate(config, batch_size: Optional[int], overrides: Mapping[str, Sequence[int]] = {},
+                    tensorflow_loaded: bool = False) -> IntakeEstimate:
+    from kdiag.engine.limits import LOAD_COPIES
+
+    model = declared_model(config)
+    batch = model.fixed_batch or batch_size or 1
+    inputs = model.input_bytes(batch, overrides)
+    predict = strategy_need(model, "predict", batch, overrides)
+    run = model.weights_bytes + 2 * inputs + model.output_bytes(batch) + predict.kept_bytes + predict.transient_bytes
+    return IntakeEstimate(model, batch, int(LOAD_COPIES * model.weights_bytes), int(run),
+                          0 if tensorflow_loaded else RUNTIME_BYTES)
+
+
+def check_declared_memory(what: str, config, batch_size: Optional[int],
+                          overrides: Mapping[str, Sequence[int]] = {}) -> DeclaredModel:
+    """Refuse, before Keras builds anything, a model whose declared sizes will not fit: its
+    parameters (Keras allocates them while building, whatever the file stores) and, at this batch,
+    its inputs and predict's activations. Returns the declared model for the later plans."""
+    import sys
+
+    from kdiag.engine import limits
+
+    estimate = intake_estimate(config, batch_size, overrides, tensorflow_loaded="tensorflow" in sys.modules)
+    available = limits.available_memory_bytes()
+    if estimate.need_bytes > available:
+        model, batch = estimate.model, estimate.batch
+        raise KdiagError(
+            f"not enough memory to run {what}: {limits.needs_line(estimate.need_bytes, available)} (estimated from "
+            f"what its config declares: {model.parameters:,} parameters ({limits.size_text(model.weights_bytes)}, "
+            f"held twice while loading) and, at batch {batch}, inputs of "
+            f"{limits.size_text(model.input_bytes(batch, overrides))} and activations of up to "
+            f"{limits.size_text(model.largest_layer_bytes(batch))} per layer)",
+            limits.FREE_MEMORY_FIX if estimate.load_bytes >= estimate.run_bytes
+            else "use a smaller --batch-size, or " + limits.FREE_MEMORY_FIX)
+    return estimate.model
