@@ -260,3 +260,86 @@ def test_an_archive_with_two_config_json_entries_is_refused(tmp_path):
     model = raw_zip(tmp_path / "twice.keras", [METADATA, benign, hostile, WEIGHTS])
     result = run_kdiag("inspect", model, "--out", tmp_path / "run", cwd=tmp_path)
     assert_one_line_refusal(result, "twice.keras holds two entries named 'config.json'")
+
+
+# --- SavedModel files (item 3, and the file half of item 8) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def asset_table_savedmodel(tmp_path_factory, tf):
+    """A SavedModel whose lookup table reads its vocabulary from its own assets/vocab.txt."""
+    root = tmp_path_factory.mktemp("savedmodels")
+    vocab = root / "vocab.txt"
+    vocab.write_text("a\nb\nc\n")
+
+    class Serve(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.vocabulary = tf.saved_model.Asset(str(vocab))
+            self.table = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+                self.vocabulary, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64,
+                tf.lookup.TextFileIndex.LINE_NUMBER), -1)
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 2), tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": x * tf.cast(self.table.lookup(tf.constant("b")), tf.float32)}
+
+    module = Serve()
+    tf.saved_model.save(module, str(root / "table"), signatures={"serving_default": module.serve})
+    assert (root / "table" / "assets" / "vocab.txt").is_file()
+    return root / "table"
+
+
+def _copy(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+def test_an_asset_linked_to_etc_passwd_is_refused_before_tensorflow_reads_it(asset_table_savedmodel, tmp_path):
+    model = _copy(asset_table_savedmodel, tmp_path / "linked")
+    (model / "assets" / "vocab.txt").unlink()
+    (model / "assets" / "vocab.txt").symlink_to("/etc/passwd")
+    result = run_kdiag("inspect", model, "--out", tmp_path / "run", cwd=tmp_path)
+    assert_one_line_refusal(result, "linked's assets/vocab.txt is a symbolic link to /etc/passwd, outside the "
+                                    "SavedModel folder", "--unsafe", seconds=5.0)
+    assert b"oneDNN" not in result.stderr  # refused before TensorFlow was even imported
+
+
+def test_a_link_inside_the_folder_is_followed_and_accepted(asset_table_savedmodel, tmp_path):
+    from kdiag.engine.savedmodel_files import check_saved_model_files
+
+    model = _copy(asset_table_savedmodel, tmp_path / "inside")
+    (model / "copy.txt").write_text("a\nb\nc\n")
+    (model / "assets" / "vocab.txt").unlink()
+    (model / "assets" / "vocab.txt").symlink_to("../copy.txt")
+    check_saved_model_files(model)  # nothing refused
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: os.mkfifo(p), "is a FIFO (named pipe), not a file"),
+    (lambda p: p.symlink_to("/dev/zero"), "is a symbolic link to /dev/zero, a character device, not a file"),
+    (lambda p: p.symlink_to(p.parent / "missing"), "is a symbolic link to nothing"),
+], ids=["fifo", "dev-zero", "dangling"])
+def test_a_fifo_or_device_among_the_variables_is_refused_without_hanging(model_files, tmp_path, make, words):
+    model = _copy(model_files / "tiny_savedmodel", tmp_path / "sm")
+    index = model / "variables" / "variables.index"
+    index.unlink()
+    make(index)
+    # --unsafe: a link out of the folder is then accepted, a FIFO or a device never is.
+    result = run_kdiag("inspect", model, "--unsafe", "--out", tmp_path / "run", cwd=tmp_path, timeout=60)
+    assert_one_line_refusal(result, "sm's variables/variables.index", words, seconds=5.0)
+
+
+def test_a_linked_variables_folder_is_walked_too(model_files, tmp_path):
+    from kdiag.engine.savedmodel_files import check_saved_model_files
+    from kdiag.errors import KdiagError
+
+    model = _copy(model_files / "tiny_savedmodel", tmp_path / "sm")
+    (model / "variables").rename(model / "real_variables")
+    (model / "variables").symlink_to("real_variables")
+    check_saved_model_files(model)  # a link inside the folder: fine
+    os.mkfifo(model / "real_variables" / "pipe")
+    with pytest.raises(KdiagError, match=r"sm's variables/pipe is a FIFO"):
+        check_saved_model_files(model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ from kdiag.engine import safety
 from kdiag.errors import KdiagError, first_line
 from kdiag.engine.declared import DeclaredModel, check_declared_memory, declared_model_of
 from kdiag.engine.h5probe import probe
+from kdiag.engine.savedmodel_files import check_saved_model_files
 from kdiag.engine.inputs import InputSpec
 from kdiag.engine.keras_archive import KerasArchive, read_keras_archive
 from kdiag.engine.keras_era import Era, read_era
@@ -87,6 +89,8 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     path = Path(path)
     if not path.exists():
         raise KdiagError(f"{path} does not exist", "check the path, or try --example tiny")
+    if path.is_dir() and any(os.path.lexists(path / name) for name in ("saved_model.pb", "saved_model.pbtxt")):
+        check_saved_model_files(path, unsafe=unsafe)  # regular files inside it, before anything opens one
     check_model_file_memory(path)  # .keras and SavedModel; an .h5's datasets are sized by its probe
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
