@@ -32,6 +32,7 @@ from kdiag.engine.strategies import BY_KEY, BY_NAME, STRATEGIES, Outputs, Strate
 from kdiag.engine.tf import native_stderr_captured
 from kdiag.errors import KdiagError, NotApplicable, first_line
 from kdiag.signals import stop_cause
+from kdiag.tempdirs import remove_stale, temporary_directory
 
 # Progress callback: one ProgressUpdate per step and per change within a step.
 Progress = Callable[[ProgressUpdate], None]
@@ -226,6 +227,7 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
 
     if config.keras not in (None, current_keras()):  # --keras both, or the Keras this process does not run
         return _run_keras_sides(config, progress, out_dir, work_dir)
+    remove_stale()  # the temporary copies of the model that killed runs left behind
     selected = [BY_KEY[k] for k in dict.fromkeys(config.strategies)] if config.strategies else list(STRATEGIES)
     deadline = time.perf_counter() + config.time_limit_s if config.time_limit_s else None
     planned_profiles = (len(DEFAULT_PROFILES) + len(config.profile_strategies)) if config.profile else 0
@@ -744,7 +746,8 @@ def _model_directory(loaded: LoadedModel) -> str:
 
 
 class _scratch_dir:
-    """A scratch directory: the caller's, or a temporary one removed afterwards."""
+    """A scratch directory: the caller's, or a temporary one removed afterwards (kdiag.tempdirs: a
+    killed run's is removed by the next run)."""
 
     def __init__(self, given: Optional[Path]):
         self.given = given
@@ -754,10 +757,10 @@ class _scratch_dir:
         if self.given is not None:
             Path(self.given).mkdir(parents=True, exist_ok=True)
             return self.given
-        self.tmp = tempfile.TemporaryDirectory(prefix="kdiag-")
-        return self.tmp.name
+        self.tmp = temporary_directory(prefix="kdiag-")
+        return self.tmp.__enter__()
 
     def __exit__(self, *exc):
         if self.tmp is not None:
-            self.tmp.cleanup()
+            self.tmp.__exit__(*exc)
         return False

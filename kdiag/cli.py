@@ -238,6 +238,10 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
     config = request.config
     run_folder = RunFolder.claim(config.model_label, Path(request.out) if request.out else None)
     folder = run_folder.path
+    if run_folder.took_over:
+        print(f"kdiag: {folder}/ held the partial files of a kdiag run that was killed before it saved a report "
+              f"({sanitize.joined(sanitize.terminal(name) for name in run_folder.took_over)}); they were removed",
+              file=env.stderr)
     progress = _progress(env)
     try:
         try:

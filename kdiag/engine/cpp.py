@@ -31,6 +31,7 @@ from kdiag.datamodel.strategies import CPP
 from kdiag.engine.measure import MeasureSettings
 from kdiag.errors import KdiagError, first_line
 from kdiag.datamodel.measurement import Measurement
+from kdiag.tempdirs import temporary_directory
 
 BINARY_NAME = "kdiag_cpp_baseline"
 _ERROR_PREFIX = BINARY_NAME + ": error: "
@@ -389,7 +390,7 @@ def run_baseline(
 
     with contextlib.ExitStack() as stack:
         if work_dir is None:
-            work = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kdiag-cpp-")))
+            work = pathlib.Path(stack.enter_context(temporary_directory(prefix="kdiag-cpp-")))
         else:
             work = pathlib.Path(work_dir)
             work.mkdir(parents=True, exist_ok=True)

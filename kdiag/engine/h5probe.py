@@ -31,7 +31,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -70,6 +69,7 @@ def probe(path: Path, member: str = "") -> Optional[H5Summary]:
     Returns what the file claims, or None when no child process could run the probe.
     """
     from kdiag.errors import KdiagError
+    from kdiag.tempdirs import temporary_directory  # not at the top: this file is also the child's script
 
     if not sys.executable:
         return None  # an embedded interpreter: no child to run the probe in
@@ -79,7 +79,7 @@ def probe(path: Path, member: str = "") -> Optional[H5Summary]:
     # Reading a member into memory takes time in proportion to its size, before any metadata.
     first_limit = min(H5_PROBE_MAX_S, H5_PROBE_TIMEOUT_S + H5_PROBE_S_PER_GIB * member_bytes / (1 << 30))
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="kdiag-h5probe-") as private:
+    with temporary_directory(prefix="kdiag-h5probe-") as private:
         try:
             child = subprocess.Popen(
                 child_command(path, member), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
