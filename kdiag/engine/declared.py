@@ -661,27 +661,32 @@ class StrategyMemory:
     call_largest: float = 0.0  # x P
     call_everything: float = 0.0  # x E
     call_fixed_mib: float = 0.0
+    call_per_layer_mib: float = 0.0  # the executor's and oneDNN's per-op state
 
 
 #: Fitted on bench/calibrate_memory.py's measurements (TensorFlow 2.21, Keras 3.15, oneDNN on, 2 cores):
 #: peak RSS above the RSS before, per (model, strategy), for kdiag's four examples, Conv1D + LSTM(512) at
-#: 32 x 400 x 16, MobileNetV2 and ResNet50 (weights=None, batch 1 and 8), Input(10**7) -> ReLU, three
-#: Dense(4096) at batch 256 and two Conv2D(32) on 512 x 512 x 3 at batch 4. Each coefficient is the
-#: largest the measurements need, so the model is at or above every measured peak; then MARGIN on top.
-GRAPH_CALL = dict(call_largest=2.3, call_fixed_mib=33)  # memory planning frees each tensor after its last use
+#: 32 x 400 x 16, MobileNetV2 and ResNet50 (weights=None, batch 1 and 8), DenseNet121 and EfficientNetB0
+#: (batch 4), an Embedding + bidirectional GRU (64 x 200), Input(10**7) -> ReLU, three Dense(4096) at
+#: batch 256 and two Conv2D(32) on 512 x 512 x 3 at batch 4. Each coefficient is the largest the
+#: measurements need, so the model is at or above every measured peak; then MARGIN on top.
+#: DenseNet121, EfficientNetB0 and the GRU were first held out: the fit without them was too low on them
+#: (graph calls 0.65x, SavedModel 0.76x, TFLite 0.82x of the measured peak), so they joined it;
+#: InceptionV3 and a Transformer block were measured against this fit, unseen (see the README).
+GRAPH_CALL = dict(call_largest=2.3, call_fixed_mib=38, call_per_layer_mib=0.11)  # tensors freed after last use
 STRATEGY_MEMORY: Dict[str, StrategyMemory] = {
     "predict": StrategyMemory(**GRAPH_CALL),
-    "predict-compiled": StrategyMemory(prepare_weights=2.4, kept_weights=1.6, fixed_mib=12, per_layer_mib=0.1,
+    "predict-compiled": StrategyMemory(prepare_weights=2.4, kept_weights=1.6, fixed_mib=16, per_layer_mib=0.1,
                                        **GRAPH_CALL),
     "predict_on_batch": StrategyMemory(**GRAPH_CALL),
     "eager": StrategyMemory(call_everything=2.0, call_fixed_mib=20),  # Keras keeps each layer's outputs
     "tf-function": StrategyMemory(**GRAPH_CALL),
     "concrete": StrategyMemory(fixed_mib=3, per_layer_mib=0.08, kept_inputs=2.1, **GRAPH_CALL),
-    "xla": StrategyMemory(fixed_mib=100, per_layer_mib=0.7, prepare_largest=1.4, kept_largest=1.4,
+    "xla": StrategyMemory(fixed_mib=100, per_layer_mib=0.8, prepare_largest=1.4, kept_largest=1.4,
                           call_largest=0.5, call_fixed_mib=50),
-    "savedmodel": StrategyMemory(prepare_weights=2.5, kept_weights=2.5, fixed_mib=20, per_layer_mib=0.5,
+    "savedmodel": StrategyMemory(prepare_weights=2.5, kept_weights=2.5, fixed_mib=20, per_layer_mib=0.8,
                                  **GRAPH_CALL),
-    "tflite": StrategyMemory(prepare_weights=7.8, kept_weights=5.0, fixed_mib=100, per_layer_mib=0.9,
+    "tflite": StrategyMemory(prepare_weights=7.8, kept_weights=5.0, fixed_mib=100, per_layer_mib=1.35,
                              prepare_largest=1.3, kept_largest=1.3, call_largest=1.5, call_fixed_mib=5),
 }
 #: On top of the fitted model: the largest measured peak is not the largest there is.
@@ -709,7 +714,7 @@ def strategy_need(model: DeclaredModel, key: str, batch: int, overrides: Mapping
     kept = cost.kept_weights * weights + graph + cost.kept_largest * largest + cost.kept_inputs * inputs
     prepare = cost.prepare_weights * weights + graph + cost.prepare_largest * largest
     call = (cost.call_largest * largest + cost.call_everything * (inputs + model.activation_bytes(batch))
-            + cost.call_fixed_mib * MIB)
+            + cost.call_fixed_mib * MIB + cost.call_per_layer_mib * MIB * len(model.layers))
     return StrategyNeed(int(MARGIN * kept), int(MARGIN * max(prepare, kept + call)))
 
 
