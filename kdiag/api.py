@@ -25,7 +25,8 @@ from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import InputInfo, ModelInfo, Report, RunSettings, StrategyResult
 from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED, REFERENCE_ORDER
 from kdiag.engine import check
-from kdiag.engine.inputs import ModelInputs, check_user_array, load_user_inputs, resolve_shapes, synthetic_inputs
+from kdiag.engine.inputs import (ModelInputs, check_user_array, load_user_inputs, resolve_shapes, synthetic_inputs,
+                                 unused_arrays_note)
 from kdiag.engine.load import LoadedModel, from_model, load_example, load_path
 from kdiag.engine.measure import MeasureSettings, MeasurementInterrupted, Timed, measure_interleaved
 from kdiag.engine.strategies import BY_KEY, BY_NAME, STRATEGIES, Outputs, Strategy, StrategyContext, to_host
@@ -238,6 +239,7 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     steps.next("inputs", "building the input batch")
     state = _RunState(config, loaded, _make_inputs(loaded, config),
                       started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), steps=steps)
+    state.notes.extend(state.inputs.notes)
     # Timing gets the time left but what the later steps need: the report always, and roughly
     # what loading took again for each fresh profiled instance (a compute-bound model's profile
     # then still gets its calls).
@@ -691,7 +693,8 @@ def _make_inputs(loaded: LoadedModel, config: RunConfig) -> ModelInputs:
             return load_user_inputs(Path(config.inputs), specs)
         arrays = config.inputs if isinstance(config.inputs, dict) else {specs[0].name: config.inputs}
         checked = {s.name: check_user_array(s, arrays[s.name]) for s in specs}
-        return ModelInputs(checked, {n: "user data" for n in checked})
+        return ModelInputs(checked, {n: "user data" for n in checked},
+                           unused_arrays_note("the inputs given", [k for k in arrays if k not in checked]))
     batch = _batch_size(loaded, config.batch_size)
     from kdiag.engine.limits import check_input_memory, estimate_output_bytes
 

@@ -17,6 +17,7 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from kdiag.engine import safety
 from kdiag.errors import KdiagError, first_line
+from kdiag.sanitize import joined
 from kdiag.engine.declared import DeclaredModel, check_declared_memory, declared_model_of
 from kdiag.engine.h5probe import probe
 from kdiag.engine.savedmodel_files import check_saved_model_files
@@ -527,6 +528,6 @@ def serving_signature(loaded, path):
         return next(iter(signatures.values()))
     raise KdiagError(
         f"{path} has no '{SERVING_SIGNATURE}' signature"
-        + (f" (it has: {', '.join(signatures)})" if signatures else " (it has none)"),
+        + (f" (it has: {joined(signatures)})" if signatures else " (it has none)"),
         "export it with model.export(dir) or tf.saved_model.save(obj, dir, signatures=...)",
     )

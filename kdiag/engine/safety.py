@@ -26,6 +26,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from kdiag.engine.keras_archive import KerasArchive, read_keras_archive
 from kdiag.errors import KdiagError
+from kdiag.sanitize import clip, joined
 
 UNSAFE_FIX = "if you trust this file, re-run with --unsafe"
 CUSTOM_FIX = "pass the module that defines it with --custom-objects module.py (its code will run)"
@@ -315,7 +316,7 @@ def refusal(file_name: str, findings: List[ConfigFinding]) -> KdiagError:
         return file_read_refusal(file_name, first.what + _place(first.where), first.path,
                                  vocabulary="TFSMLayer" not in first.what)
     return custom_object_refusal(
-        file_name, ", ".join(_unique(f.what + (f" in layer{_place(f.where)}" if f.where else "") for f in same)))
+        file_name, joined(_unique(f.what + (f" in layer{_place(f.where)}" if f.where else "") for f in same)))
 
 
 def lambda_refusal(file_name: str, where: str = "", count: int = 1) -> KdiagError:
@@ -325,7 +326,7 @@ def lambda_refusal(file_name: str, where: str = "", count: int = 1) -> KdiagErro
 
 
 def custom_object_refusal(file_name: str, detail: str) -> KdiagError:
-    return KdiagError(f"{file_name} needs a custom object that is not registered ({detail[:200]})", CUSTOM_FIX)
+    return KdiagError(f"{file_name} needs a custom object that is not registered ({clip(detail, 300)})", CUSTOM_FIX)
 
 
 def file_read_refusal(file_name: str, what: str, path: str, vocabulary: bool = True) -> KdiagError:

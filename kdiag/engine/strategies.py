@@ -22,6 +22,7 @@ from kdiag.datamodel.strategies import StrategyIdentity
 from kdiag.engine.inputs import ModelInputs
 from kdiag.engine.load import LoadedModel, serving_signature
 from kdiag.errors import NotApplicable, first_line
+from kdiag.sanitize import joined
 
 Outputs = List[np.ndarray]
 
@@ -359,7 +360,8 @@ def _tflite(ctx):
     expected = signatures[key]["inputs"]
     arrays = ctx.inputs.arrays
     if set(expected) != set(arrays):
-        raise NotApplicable(f"TFLite signature inputs {expected} do not match the model's {sorted(arrays)}")
+        raise NotApplicable(f"TFLite signature inputs {joined(map(repr, expected))} do not match the model's "
+                            f"{joined(map(repr, sorted(arrays)))}")
     _resize_for_batch(interpreter, key, arrays)
     interpreter.allocate_tensors()
     # The fastest way to call it from Python: tensor indices looked up once, then set_tensor,
