@@ -1,4 +1,4 @@
-"""Calibrate kdiag's declared-size memory estimate (kdiag/engine/declared.py) against measured peak RSS.
+"""Calibrate kdiag's declared-size memory estimate (kdiag/engine/memory_model.py) against measured peak RSS.
 
 Two steps:
 
@@ -17,10 +17,11 @@ fresh Python process for each (model, strategy) pair:
 4. makes three calls (the cold one included), reads VmHWM again.
 
 What a strategy adds is each peak minus the RSS it started from. `fit` computes, from the saved
-config alone, what kdiag.engine.declared estimates (weights, the input batch, the activations), and
-prints per strategy the ratio measured / estimated for each model: the largest ratio, times the
-margin, is the factor declared.py should use. Nothing here is a test; the figures depend on the
-machine, TensorFlow's allocator and oneDNN. Linux only (clear_refs and /proc/self/status).
+config alone, what kdiag.engine.memory_model estimates (kdiag.engine.declared's sizes through its
+fitted coefficients, without the margin), and prints per case the headroom, estimate / measured: the
+coefficients are chosen so that no fitted case is below 1.00, and the margin goes on top. Nothing here
+is a test; the figures depend on the machine, TensorFlow's allocator and oneDNN. Linux only
+(clear_refs and /proc/self/status).
 """
 
 from __future__ import annotations
@@ -177,11 +178,11 @@ def fit(out: Path) -> None:
     """Measured against kdiag.engine.declared's model, per (model, strategy): prepare, kept and call
     peaks in MiB, and the headroom the model leaves (estimate / measured, before MARGIN): below 1.00
     the model is too low for that case."""
-    from kdiag.engine import declared
+    from kdiag.engine import declared, memory_model
 
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
     mib = 1 << 20
-    print(f"MiB measured (estimated, without the x{declared.MARGIN} margin); headroom = estimate / measured")
+    print(f"MiB measured (estimated, without the x{memory_model.MARGIN} margin); headroom = estimate / measured")
     print(f"{'model':12} {'strategy':17} {'params':>6} {'prepare':>17} {'kept':>17} {'kept+call':>17} "
           f"{'headroom':>8}")
     lowest = {}
@@ -190,9 +191,9 @@ def fit(out: Path) -> None:
             print(f"{r['model']:12} {r['strategy']:17} not run: {r['error']}")
             continue
         model = declared.declared_model(json.loads((out / f"{r['model']}.config.json").read_text()))
-        need = declared.strategy_need(model, r["strategy"], r["batch"])
-        estimated_kept = need.kept_bytes / declared.MARGIN
-        estimated_peak = need.transient_bytes / declared.MARGIN
+        need = memory_model.strategy_need(model, r["strategy"], r["batch"])
+        estimated_kept = need.kept_bytes / memory_model.MARGIN
+        estimated_peak = need.transient_bytes / memory_model.MARGIN
         measured_peak = max(r["prepare_peak"], r["kept"] + r["call_peak"])
         # Below a few MiB the allocator's rounding decides: those cases say nothing about the model.
         pairs = [(estimated_kept, r["kept"]), (estimated_peak, measured_peak)]
@@ -205,7 +206,7 @@ def fit(out: Path) -> None:
     print()
     for key, values in lowest.items():
         worst = min(values)
-        print(f"{key:17} lowest headroom {worst[0]:.2f} ({worst[1]}), x{declared.MARGIN} margin on top")
+        print(f"{key:17} lowest headroom {worst[0]:.2f} ({worst[1]}), x{memory_model.MARGIN} margin on top")
 
 
 def main() -> None:

@@ -302,8 +302,8 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
 
 
 def _calibrated_memory(loaded: LoadedModel, inputs: ModelInputs, keys: Sequence[str]):
-    """Each strategy's memory from what the model declares, for the inputs built (kdiag.engine.declared)."""
-    from kdiag.engine.declared import strategy_needs
+    """Each strategy's memory from what the model declares, for the inputs built (kdiag.engine.memory_model)."""
+    from kdiag.engine.memory_model import strategy_needs
 
     if not loaded.is_keras:
         return None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kdiag.engine import declared
+from kdiag.engine import declared, memory_model
 from kdiag.errors import KdiagError
 from test_intake_hostile import assert_one_line_refusal, keras_config, run_kdiag, write_keras
 
@@ -123,10 +123,10 @@ def test_real_models_that_fit_are_not_refused(keras, build, batch, monkeypatch):
     from kdiag.engine import limits
 
     config = _config(keras, build(keras))
-    estimate = declared.intake_estimate(config, batch)
+    estimate = memory_model.intake_estimate(config, batch)
     assert estimate.need_bytes < 1.5 * GIB, estimate
     monkeypatch.setattr(limits, "available_memory_bytes", lambda: 2 * GIB)
-    declared.check_declared_memory("model.keras", config, batch)
+    memory_model.check_declared_memory("model.keras", config, batch)
 
 
 def test_every_strategy_needs_more_than_its_measured_peak_on_a_calibration_model(keras):
@@ -135,7 +135,7 @@ def test_every_strategy_needs_more_than_its_measured_peak_on_a_calibration_model
     model = declared.declared_model(_config(keras, keras.applications.ResNet50(weights=None)))
     mib = 1 << 20
     for key, measured in (("predict", 131), ("eager", 1186), ("xla", 328)):
-        assert declared.strategy_need(model, key, 8).transient_bytes > measured * mib * 1.2, key
+        assert memory_model.strategy_need(model, key, 8).transient_bytes > measured * mib * 1.2, key
 
 
 # --- refusals, as a user meets them ---------------------------------------------------------------
@@ -175,5 +175,5 @@ def test_the_old_estimate_let_the_wide_input_through():
     """What the file's bytes said (no weights) and what the inputs check counted (2 x inputs + 2 x
     outputs = 1.5 GiB) fit in 2 GiB; the run then took several times that (issue 20: 5.85 GB at 5e7)."""
     relu = keras_config({"class_name": "ReLU", "config": {"name": "relu"}}, width=10**8)
-    estimate = declared.intake_estimate(relu, 1)
+    estimate = memory_model.intake_estimate(relu, 1)
     assert 4 * 4 * 10**8 < 2 * GIB < estimate.need_bytes

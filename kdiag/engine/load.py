@@ -18,13 +18,14 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 from kdiag.engine import safety
 from kdiag.errors import KdiagError, first_line
 from kdiag.sanitize import joined
-from kdiag.engine.declared import DeclaredModel, check_declared_memory, declared_model_of
+from kdiag.engine.declared import DeclaredModel, declared_model_of
 from kdiag.engine.h5probe import probe
 from kdiag.engine.savedmodel_files import check_saved_model_files
 from kdiag.engine.inputs import InputSpec
 from kdiag.engine.keras_archive import KerasArchive, read_keras_archive
 from kdiag.engine.keras_era import Era, read_era
 from kdiag.engine.limits import check_model_file_memory
+from kdiag.engine.memory_model import check_declared_memory
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 DEFAULT_COMPILE = dict(optimizer="rmsprop", loss="mse")
