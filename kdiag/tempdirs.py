@@ -8,7 +8,8 @@ by the kernel when the process ends, however it ends. The file itself is only wh
 
 Temporary folders live in one kdiag-owned root (`<tmp>/kdiag-<uid>/`), each beside a lock file its
 run holds; `remove_stale()` removes the folders whose lock nobody holds any more, so the next run
-cleans up after a killed one, and never touches another live run's.
+cleans up after a killed one, and never touches another live run's. The root itself is removed
+whenever it empties.
 """
 
 from __future__ import annotations
@@ -117,9 +118,12 @@ def temporary_directory(prefix: str = "kdiag-") -> Iterator[str]:
     Like `tempfile.TemporaryDirectory(prefix=...)`; what a killed run leaves is removed by the next
     run's `remove_stale()`.
     """
-    root = temp_root()
     while True:
-        fd, lock_name = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX, dir=root)
+        root = temp_root()
+        try:
+            fd, lock_name = tempfile.mkstemp(prefix=prefix, suffix=LOCK_SUFFIX, dir=root)
+        except FileNotFoundError:  # another run removed the root as it emptied: make it again
+            continue
         if fcntl is None:
             break
         # Another run's remove_stale may take this new, unlocked file for a dead run's and remove it
@@ -139,6 +143,10 @@ def temporary_directory(prefix: str = "kdiag-") -> Iterator[str]:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         lock.release()
+        try:
+            root.rmdir()  # only when empty: nothing of kdiag's is left in the temporary folder
+        except OSError:
+            pass
 
 
 def remove_stale(root: Optional[Path] = None) -> list:
@@ -171,4 +179,8 @@ def remove_stale(root: Optional[Path] = None) -> list:
             # while cleaning up.
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
+    try:
+        root.rmdir()  # only when empty
+    except OSError:
+        pass
     return removed
