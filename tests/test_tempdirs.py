@@ -65,7 +65,7 @@ def test_a_lock_is_released_by_the_kernel_when_its_process_is_killed(tmp_path, p
     assert not lock.exists()
     assert folder.is_dir()  # the killed run's copy of the model, until a later run looks
     assert tempdirs.remove_stale() == [folder]
-    assert not folder.exists() and list(folder.parent.iterdir()) == []  # the killed run's lock went too
+    assert not folder.parent.exists()  # the killed run's folder and lock went, and so did the emptied root
 
 
 def test_one_process_holding_a_lock_refuses_it_to_a_second_claim_in_the_same_process(tmp_path):
