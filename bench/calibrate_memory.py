@@ -17,7 +17,7 @@ fresh Python process for each (model, strategy) pair:
 4. makes three calls (the cold one included), reads VmHWM again.
 
 What a strategy adds is each peak minus the RSS it started from. `fit` computes, from the saved
-config alone, what kdiag.engine.memory_model estimates (kdiag.engine.declared's sizes through its
+config alone, what kdiag.engine.intake.memory_model estimates (kdiag.engine.intake.declared's sizes through its
 fitted coefficients, without the margin), and prints per case the headroom, estimate / measured: the
 coefficients are chosen so that no fitted case is below 1.00, and the margin goes on top. Nothing here
 is a test; the figures depend on the machine, TensorFlow's allocator and oneDNN. Linux only
@@ -54,7 +54,7 @@ def build(name: str):
     keras.utils.set_random_seed(0)
     layers = keras.layers
     if name in ("tiny", "mnist-cnn", "lstm"):
-        from kdiag.engine.examples import get_example
+        from kdiag.engine.intake.examples import get_example
 
         example = get_example(name)
         return example.build(), example.batch_size
@@ -122,9 +122,9 @@ def child(name: str, key: str, out: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from kdiag.engine.inputs import resolve_shapes, synthetic_inputs
-    from kdiag.engine.limits import estimate_output_bytes, loaded_weights_bytes
-    from kdiag.engine.load import from_model
+    from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
+    from kdiag.engine.intake.limits import estimate_output_bytes, loaded_weights_bytes
+    from kdiag.engine.intake.load import from_model
     from kdiag.engine.strategies import BY_KEY, StrategyContext
 
     model, batch = build(name)
@@ -175,10 +175,10 @@ def measure(names, out: Path, keys=STRATEGY_KEYS) -> None:
 
 
 def fit(out: Path) -> None:
-    """Measured against kdiag.engine.declared's model, per (model, strategy): prepare, kept and call
+    """Measured against kdiag.engine.intake.declared's model, per (model, strategy): prepare, kept and call
     peaks in MiB, and the headroom the model leaves (estimate / measured, before MARGIN): below 1.00
     the model is too low for that case."""
-    from kdiag.engine import declared, memory_model
+    from kdiag.engine.intake import declared, memory_model
 
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
     mib = 1 << 20

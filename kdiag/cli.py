@@ -1,4 +1,4 @@
-"""Command line: argparse → a validated RunConfig → `kdiag.api.run` → a renderer.
+"""Command line: argparse → a validated RunConfig → `kdiag.api.run` (the steps of kdiag.steps.pipeline) → a renderer.
 
 `main(argv, env)` returns an exit status; tests call it in-process with an Env whose
 streams are StringIO, and as a subprocess through `python -m kdiag`.
@@ -13,15 +13,16 @@ import shutil
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional, Sequence, TextIO, Tuple
+from typing import Optional, Sequence, TextIO
 
 from kdiag import sanitize
 from kdiag.version import __version__
-from kdiag.datamodel.config import KERAS_CHOICES, RunConfig, parse_samples, parse_shape_overrides
-from kdiag.datamodel.strategies import BY_KEY
+from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel.config import add_arguments as add_run_options
+from kdiag.datamodel.config import from_arguments as run_config_from
 from kdiag.errors import ExitStatus, KdiagError
-from kdiag.render import FORMATS
-from kdiag.runfolder import OUT_FIX, RunFolder, write_atomic
+from kdiag.render import STDOUT_FORMATS
+from kdiag.runfolder import OUT_FIX, RunFolder, save_run, saved_files
 from kdiag.signals import StopSignals, Terminated, active_stop
 
 #: The problem and the fix of an error line are cut beyond these (saying how much): a file can make
@@ -49,55 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="measure every way of calling a model",
                                   description="Load a model, time every way of calling it, check their outputs.")
-    inspect.add_argument("model", nargs="?", help=".keras or .h5/.hdf5 file, or a SavedModel directory")
-    inspect.add_argument("--example", metavar="NAME",
-                         help="a built-in example instead of a file: tiny, mnist-softmax, mnist-cnn, lstm")
-    inspect.add_argument("--batch-size", type=int, metavar="N",
-                         help="batch size (default: the model's fixed one, else the example's, else 1)")
-    inspect.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
-                         help="size of dynamic axes after the batch axis, per input (repeatable)")
-    inspect.add_argument("--inputs", metavar="FILE", help="your own inputs: .npy (one input) or .npz (by name)")
-    inspect.add_argument("--strategies", metavar="A,B", help=f"only these: {','.join(BY_KEY)}")
-    inspect.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
-                         help="timed seconds per strategy (default 1); the sweeps, memory loops and op "
-                              "breakdown get their budgets in proportion")
-    inspect.add_argument("--min-calls", type=int, default=5, metavar="N", help="timed calls at least (default 5)")
-    inspect.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
-                         help="for the whole run, loading to report (default 60; 0: none): what would not fit is "
-                              "left out and the report says what, and the limit that would fit it")
-    inspect.add_argument("--format", choices=FORMATS, default="terminal", help="what to print on stdout")
+    add_run_options(inspect)  # every RunConfig option, spelled once in kdiag.datamodel.config
+    inspect.add_argument("--format", choices=STDOUT_FORMATS, default="terminal", help="what to print on stdout")
     inspect.add_argument("--verbose", action="store_true",
                          help="terminal: every section and column (environment, top functions, p99, first call)")
-    inspect.add_argument("--no-redact", action="store_true",
-                         help="keep local paths in report.md (default: ~, <python>, <model-dir>) and write no "
-                              "redacted/ copies of the .prof files")
-    inspect.add_argument("--unsafe", action="store_true",
-                         help="allow Lambda layers to be deserialised (runs code from the file)")
-    inspect.add_argument("--custom-objects", metavar="MODULE.py",
-                         help="a Python file defining the model's custom classes (its code runs)")
     inspect.add_argument("--out", metavar="DIR",
                          help="run folder for report.html, report.md, report.json and the .prof files "
                               "(default: reports/<model>-<timestamp>/); never overwritten")
-    inspect.add_argument("--profile", metavar="A,B", default="",
-                         help="also profile these strategies (predict before and after compile() always are)")
-    inspect.add_argument("--profile-calls", type=int, default=10, metavar="N",
-                         help="warm calls per cProfile pass (default 10)")
-    inspect.add_argument("--no-profile", action="store_true", help="skip the cProfile passes")
-    inspect.add_argument("--cpp", action="store_true",
-                         help="also time the C++ floor: the exported SavedModel through the TF C API (cpp_baseline/)")
-    inspect.add_argument("--keras", choices=KERAS_CHOICES, default=None,
-                         help="which Keras runs the model: 3 (the default; 2 under TF_USE_LEGACY_KERAS=1), 2 "
-                              "(tf-keras, in a child process), or both side by side in one report (needs tf-keras: "
-                              "pip install kdiag[legacy])")
-    inspect.add_argument("--samples", metavar="N,N",
-                         help="sample counts for the data-size sweep (default: one batch, 256, 4096, 65536 "
-                              "as the time allows)")
-    inspect.add_argument("--no-sweeps", action="store_true",
-                         help="skip the data-size and batch-size sweeps")
-    inspect.add_argument("--no-memory-loop", action="store_true",
-                         help="skip the sustained loops that watch memory over many calls")
-    inspect.add_argument("--no-ops", action="store_true",
-                         help="skip the op breakdown (TensorFlow profiler + XProf) and the threads comparison")
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
     commands.add_parser("examples", help="list the built-in example models")
@@ -195,40 +154,13 @@ def request_from_args(args, argv) -> InspectRequest:
 
         require_tf_keras(args.keras)  # before anything is claimed or run
     custom_objects = None
-    if args.custom_objects:
-        from kdiag.engine.custom_objects import load_custom_objects
+    if args.custom_objects_file:
+        from kdiag.engine.intake.custom_objects import load_custom_objects
 
-        custom_objects = load_custom_objects(args.custom_objects)
-    config = RunConfig(
-        model=args.model,
-        example=args.example,
-        inputs=args.inputs,
-        batch_size=args.batch_size,
-        input_shapes=parse_shape_overrides(args.input_shape),
-        strategies=_keys(args.strategies) if args.strategies else None,
-        budget_s=args.budget,
-        min_calls=args.min_calls,
-        unsafe=args.unsafe,
-        custom_objects=custom_objects,
-        cpp=args.cpp,
-        profile=not args.no_profile,
-        profile_strategies=_keys(args.profile),
-        profile_calls=args.profile_calls,
-        time_limit_s=args.time_limit,
-        redact=not args.no_redact,
-        command="kdiag " + " ".join(shlex.quote(a) for a in argv),
-        keras=args.keras,
-        custom_objects_file=args.custom_objects,
-        samples=parse_samples(args.samples) if args.samples is not None else None,
-        sweeps=not args.no_sweeps,
-        memory_loops=not args.no_memory_loop,
-        ops=not args.no_ops,
-    )
+        custom_objects = load_custom_objects(args.custom_objects_file)
+    config = run_config_from(args, custom_objects=custom_objects,
+                             command="kdiag " + " ".join(shlex.quote(a) for a in argv))
     return InspectRequest(config, args.format, args.out, args.verbose)
-
-
-def _keys(text: str) -> Tuple[str, ...]:
-    return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
 def run_inspect(request: InspectRequest, env: Env) -> int:
@@ -263,9 +195,9 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
     if saved.refused_by is not None:
         raise KdiagError(f"the report is saved {saved.where()}", "next time " + OUT_FIX)
     # Said before the report, so that the report's verdict is the last line on the screen.
-    print(f"kdiag: run saved in {folder}/ (report.html: open it with `kdiag view {shlex.quote(str(folder))}`; "
-          "report.md, report.json, repro.py" + (", .prof files" if any(p.prof_path for p in report.profiles) else "")
-          + ")", file=env.stderr)
+    page, *others = saved_files() + ([".prof files"] if any(p.prof_path for p in report.profiles) else [])
+    print(f"kdiag: run saved in {folder}/ ({page}: open it with `kdiag view {shlex.quote(str(folder))}`; "
+          f"{', '.join(others)})", file=env.stderr)
     env.stderr.flush()
     if request.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
@@ -287,21 +219,8 @@ def _printable(text: str, stream) -> str:
     return text.encode(encoding, errors="backslashreplace").decode(encoding)
 
 
-def save_run(report, folder: Path) -> dict:
-    """Write the run's reports and repro.py; returns the reports' texts by format, so stdout need not
-    render one twice."""
-    from kdiag.render import render, repro
-
-    texts = {fmt: render(report, fmt) for fmt in ("json", "markdown", "html")}
-    write_atomic(folder / "report.json", texts["json"])
-    write_atomic(folder / "report.md", texts["markdown"])
-    write_atomic(folder / "report.html", texts["html"])
-    write_atomic(folder / repro.FILE_NAME, repro.render(report))  # standalone: TensorFlow alone runs it
-    return texts
-
-
 def run_examples(env: Env) -> int:
-    from kdiag.engine.examples import all_examples
+    from kdiag.engine.intake.examples import all_examples
 
     for example in all_examples().values():
         print(f"{example.name:14} batch {example.batch_size:<3} {example.description}", file=env.stdout)
@@ -322,7 +241,7 @@ def run_compare(args, env: Env) -> int:
 
 
 def run_cpp_build(force: bool, env: Env) -> int:
-    from kdiag.engine import cpp
+    from kdiag.engine.runtimes import cpp
 
     binary = cpp.build(force=force)
     print(f"kdiag: C++ baseline built: {binary}", file=env.stdout)

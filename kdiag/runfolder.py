@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from kdiag.datamodel.redaction import REDACTED_FOLDER
 from kdiag.errors import ExitStatus, KdiagError, first_line
@@ -307,6 +307,27 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_run(report, folder: Path) -> Dict[str, str]:
+    """Write every format that has a file (kdiag.render.FORMATS) into the run folder; returns the texts
+    by format, so that stdout need not render one twice."""
+    from kdiag.render import FORMATS
+
+    texts = {}
+    for name, output in FORMATS.items():
+        if output.file_name is not None:
+            texts[name] = output.render(report)
+            write_atomic(folder / output.file_name, texts[name])
+    return texts
+
+
+def saved_files() -> List[str]:
+    """The file names a run folder holds, the HTML page first (what `kdiag view RUN_FOLDER` opens)."""
+    from kdiag.render import FORMATS
+
+    saved = sorted((f for f in FORMATS.values() if f.file_name is not None), key=lambda f: f.name != "html")
+    return [f.file_name for f in saved]
 
 
 def discard(folder: Path, keep_folder: bool = False) -> None:

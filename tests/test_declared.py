@@ -1,4 +1,4 @@
-"""Memory from what a model config declares (kdiag.engine.declared), before Keras builds anything.
+"""Memory from what a model config declares (kdiag.engine.intake.declared), before Keras builds anything.
 
 Parameter counts worked out from configs are checked against Keras' own count_params() on real
 models built here (keras.applications with weights=None, recurrent and attention models, a Keras
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kdiag.engine import declared, memory_model
+from kdiag.engine.intake import declared, memory_model
 from kdiag.errors import KdiagError
 from test_intake_hostile import assert_one_line_refusal, keras_config, run_kdiag, write_keras
 
@@ -120,7 +120,7 @@ def _as_keras_2_2(value):
 def test_real_models_that_fit_are_not_refused(keras, build, batch, monkeypatch):
     """On a machine with 2 GiB free (a laptop), these run (bench/calibrate_memory.py measures them
     under 1 GiB with TensorFlow itself); the estimate must let them."""
-    from kdiag.engine import limits
+    from kdiag.engine.intake import limits
 
     config = _config(keras, build(keras))
     estimate = memory_model.intake_estimate(config, batch)
@@ -140,7 +140,7 @@ def test_every_strategy_needs_more_than_its_measured_peak_on_a_calibration_model
 
 # --- refusals, as a user meets them ---------------------------------------------------------------
 
-AVAILABLE_2_GIB = "import kdiag.engine.limits as limits\nlimits.available_memory_bytes = lambda: 2 << 30"
+AVAILABLE_2_GIB = "import kdiag.engine.intake.limits as limits\nlimits.available_memory_bytes = lambda: 2 << 30"
 
 
 def _dense(units: int, inputs: int) -> dict:

@@ -273,7 +273,7 @@ def test_a_chart_that_fails_says_why_and_the_page_is_still_written(monkeypatch):
     def broken(figure, *args):
         raise RuntimeError("drawing broke")
 
-    monkeypatch.setattr(report_html, "_icicle_chart", broken)
+    monkeypatch.setattr(report_html, "_icicle_chart", broken)  # the name report.html draws the icicle with
     text = report_html.render(realistic_report())
     section = text.split('id="profile"', 1)[1].split("</section>", 1)[0]
     assert "not drawn (RuntimeError: drawing broke)" in section

@@ -224,7 +224,7 @@ def test_decompression_bombs_are_refused_in_well_under_a_second(tmp_path):
 
 def test_config_json_is_read_and_parsed_once_for_load_safety_and_era(model_files, monkeypatch):
     """load, the safety scan and the Keras-era signs share one reading of config.json."""
-    import kdiag.engine.load
+    import kdiag.engine.intake.load
 
     opened = []
     original = zipfile.ZipFile.open
@@ -234,14 +234,14 @@ def test_config_json_is_read_and_parsed_once_for_load_safety_and_era(model_files
         return original(self, name, *args, **kwargs)
 
     monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
-    monkeypatch.setattr(kdiag.engine.load, "_keras_load", lambda *args: (_ for _ in ()).throw(RuntimeError("stop")))
+    monkeypatch.setattr(kdiag.engine.intake.load, "_keras_load", lambda *args: (_ for _ in ()).throw(RuntimeError("stop")))
     with pytest.raises(RuntimeError, match="stop"):  # everything before Keras ran
-        kdiag.engine.load.load_path(model_files / "tiny.keras")
+        kdiag.engine.intake.load.load_path(model_files / "tiny.keras")
     assert opened.count("config.json") == 1 and opened.count("metadata.json") == 1, opened
 
 
 def test_the_memory_estimate_counts_the_config_before_it_is_parsed(monkeypatch):
-    from kdiag.engine import keras_archive, limits
+    from kdiag.engine.intake import keras_archive, limits
     from kdiag.errors import KdiagError
 
     monkeypatch.setattr(limits, "available_memory_bytes", lambda: 1 << 30)
@@ -308,7 +308,7 @@ def test_an_asset_linked_to_etc_passwd_is_refused_before_tensorflow_reads_it(ass
 
 
 def test_a_link_inside_the_folder_is_followed_and_accepted(asset_table_savedmodel, tmp_path):
-    from kdiag.engine.savedmodel_files import check_saved_model_files
+    from kdiag.engine.intake.savedmodel_files import check_saved_model_files
 
     model = _copy(asset_table_savedmodel, tmp_path / "inside")
     (model / "copy.txt").write_text("a\nb\nc\n")
@@ -333,7 +333,7 @@ def test_a_fifo_or_device_among_the_variables_is_refused_without_hanging(model_f
 
 
 def test_a_linked_variables_folder_is_walked_too(model_files, tmp_path):
-    from kdiag.engine.savedmodel_files import check_saved_model_files
+    from kdiag.engine.intake.savedmodel_files import check_saved_model_files
     from kdiag.errors import KdiagError
 
     model = _copy(model_files / "tiny_savedmodel", tmp_path / "sm")

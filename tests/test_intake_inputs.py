@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kdiag.datamodel.config import RunConfig
-from kdiag.engine.inputs import InputSpec, check_user_array, load_user_inputs, resolve_shapes
+from kdiag.engine.intake.inputs import InputSpec, check_user_array, load_user_inputs, resolve_shapes
 from kdiag.errors import KdiagError
 
 SPEC = InputSpec("x", (None, 4), "float32")

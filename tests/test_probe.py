@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kdiag.engine.h5probe
-import kdiag.engine.limits
+import kdiag.engine.intake.h5probe
+import kdiag.engine.intake.limits
 from kdiag.cli import Env, main
 from kdiag.errors import KdiagError
-from kdiag.engine.h5probe import probe
+from kdiag.engine.intake.h5probe import probe
 
 GIB = 1 << 30
 ROOT = Path(kdiag.__file__).resolve().parent.parent
@@ -74,24 +74,24 @@ def sparse_dataset_h5(path: Path, data_bytes: int) -> Path:
 def test_reading_a_huge_consistent_file_stops_at_the_time_limit(tmp_path, monkeypatch):
     model = sparse_dataset_h5(tmp_path / "huge.h5", 256 * GIB)
     assert model.stat().st_size > 256 * GIB and model.stat().st_blocks * 512 < 64 << 20
-    monkeypatch.setattr(kdiag.engine.limits, "available_memory_bytes", lambda: 1 << 40)  # a 1 TiB machine
-    monkeypatch.setattr(kdiag.engine.h5probe, "H5_PROBE_MAX_S", 3.0)
+    monkeypatch.setattr(kdiag.engine.intake.limits, "available_memory_bytes", lambda: 1 << 40)  # a 1 TiB machine
+    monkeypatch.setattr(kdiag.engine.intake.h5probe, "H5_PROBE_MAX_S", 3.0)
     start = time.monotonic()
     with pytest.raises(KdiagError, match=r"did not finish reading it in 3 s \(256.0 GiB of data\)"):
         probe(model)
     elapsed = time.monotonic() - start
-    assert 3.0 <= elapsed < 3.0 + 2 * kdiag.engine.h5probe.H5_PROBE_GRACE_S + 2.0, f"{elapsed:.1f} s"
+    assert 3.0 <= elapsed < 3.0 + 2 * kdiag.engine.intake.h5probe.H5_PROBE_GRACE_S + 2.0, f"{elapsed:.1f} s"
 
 
 def test_the_time_limit_covers_opening_the_file(tmp_path, monkeypatch):
     # Opening a FIFO blocks in the HDF5 library's open(2) until a writer comes: forever.
     fifo = tmp_path / "fifo.h5"
     os.mkfifo(fifo)
-    monkeypatch.setattr(kdiag.engine.h5probe, "H5_PROBE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(kdiag.engine.intake.h5probe, "H5_PROBE_TIMEOUT_S", 1.0)
     start = time.monotonic()
     with pytest.raises(KdiagError, match="did not finish reading it in 1 s"):
         probe(fifo)
-    assert time.monotonic() - start < 1.0 + 2 * kdiag.engine.h5probe.H5_PROBE_GRACE_S + 2.0
+    assert time.monotonic() - start < 1.0 + 2 * kdiag.engine.intake.h5probe.H5_PROBE_GRACE_S + 2.0
 
 
 def _children_reading(path: Path):
@@ -109,7 +109,7 @@ def test_probe_child_has_its_own_process_group_and_dies_with_a_killed_parent(tmp
     fifo = tmp_path / "fifo.h5"
     os.mkfifo(fifo)
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from kdiag.engine.h5probe import probe; "
+        [sys.executable, "-c", "import sys; from pathlib import Path; from kdiag.engine.intake.h5probe import probe; "
                                "probe(Path(sys.argv[1]))", str(fifo)],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
     try:

@@ -4,7 +4,7 @@ Which Keras `tf.keras` and kdiag use is fixed when TensorFlow is imported (TF_US
 so a run under the Keras this process does not run is a second, ordinary kdiag run in a child
 process: `python -I` with TF_USE_LEGACY_KERAS set for it, writing its own run folder, whose
 report.json this process reads back. Being an ordinary run, it goes through every check and
-refusal of kdiag.engine.safety before its Keras sees the file.
+refusal of kdiag.engine.intake.safety before its Keras sees the file.
 
 `python -I` ignores PYTHON* variables, the user's site-packages and the working directory, so
 the child is handed this process's import path explicitly (the folder kdiag itself came from
@@ -14,6 +14,7 @@ private empty folder, with every path it is given made absolute.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -155,37 +156,17 @@ def child_arguments(config: RunConfig, keras: str, out_dir: Path, private: Path,
     if config.custom_objects and not config.custom_objects_file:
         raise KdiagError(f"--keras {config.keras} needs the custom objects as a module file for {LABELS[keras]}",
                          "pass --custom-objects module.py (the file that defines them)")
-    argv = ["inspect"]
-    if config.example is not None:
-        argv += ["--example", config.example]
-    else:
-        argv.append(_absolute(config.model))
-    if config.inputs is not None:
-        argv += ["--inputs", _inputs_file(config.inputs, private)]
-    if config.batch_size is not None:
-        argv += ["--batch-size", str(config.batch_size)]
-    for name, dims in config.input_shapes.items():
-        shape = ",".join(str(d) for d in dims)
-        argv += ["--input-shape", f"{name}={shape}" if name else shape]
-    if config.strategies is not None:
-        argv += ["--strategies", ",".join(config.strategies)]
-    argv += ["--budget", repr(float(config.budget_s)), "--min-calls", str(config.min_calls)]
-    if config.unsafe:
-        argv.append("--unsafe")
-    if config.custom_objects_file:
-        argv += ["--custom-objects", _absolute(config.custom_objects_file)]
-    if config.cpp:
-        argv.append("--cpp")
-    if not config.profile:
-        argv.append("--no-profile")
-    if config.profile_strategies:
-        argv += ["--profile", ",".join(config.profile_strategies)]
-    argv += ["--profile-calls", str(config.profile_calls)]
-    limit = config.time_limit_s if time_limit_s is None else time_limit_s
-    argv += ["--time-limit", repr(float(limit))]
-    if not config.redact:
-        argv.append("--no-redact")
-    return argv + ["--keras", keras, "--format", "json", "--out", _absolute(out_dir)]
+    # The same request, with every path absolute (the child runs in a private folder) and the user's
+    # arrays as a file; RunConfig.to_argv spells it, so no option can be dropped on the way.
+    child = dataclasses.replace(
+        config,
+        model=None if config.model is None else _absolute(config.model),
+        inputs=None if config.inputs is None else _inputs_file(config.inputs, private),
+        custom_objects_file=None if not config.custom_objects_file else _absolute(config.custom_objects_file),
+        time_limit_s=config.time_limit_s if time_limit_s is None else time_limit_s,
+        keras=keras,
+    )
+    return child.to_argv() + ["--format", "json", "--out", _absolute(out_dir)]
 
 
 def _absolute(path) -> str:
