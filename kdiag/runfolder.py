@@ -7,8 +7,9 @@ A run folder is claimed with an exclusive create, so of two runs started at the 
 instant exactly one gets it: a default folder by `mkdir` of a name nobody has (a suffix
 when the timestamp collides), a folder given with --out by a lock (`fcntl.flock`) on a file
 inside it, which the kernel releases when the run's process ends, however it ends: the
-leftovers of a killed run (no report.json) are removed by the next run on that --out. File-system faults (read-only, full, a file in the way) are one line
-naming the folder and `--out DIR`. What was measured is never thrown away: when the run
+leftovers of a killed run (no report.json) are removed by the next run on that --out.
+File-system faults (read-only, full, a file in the way) are one line naming the folder and
+`--out DIR`. What was measured is never thrown away: when the run
 folder cannot take the report, it is saved in a fallback folder in the system's temporary
 folder, and the message names it.
 """
