@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
+from kdiag import sanitize
 from kdiag.version import __version__
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.config import add_arguments as add_run_options
@@ -23,6 +24,11 @@ from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import STDOUT_FORMATS
 from kdiag.runfolder import OUT_FIX, RunFolder, save_run, saved_files
 from kdiag.signals import StopSignals, Terminated, active_stop
+
+#: The problem and the fix of an error line are cut beyond these (saying how much): a file can make
+#: a message as long as it likes, and the fix must still be on the screen.
+PROBLEM_LIMIT = 2000
+FIX_LIMIT = 500
 
 @dataclasses.dataclass
 class Env:
@@ -69,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("before", help="report.json of the earlier run")
     compare.add_argument("after", help="report.json of the later run")
     compare.add_argument("--fail-above", type=float, default=None, metavar="PERCENT",
-                         help="exit 3 when a strategy or phase is slower by more than this (and beyond noise)")
+                         help="exit 3 when a strategy or phase is slower by more than this (and beyond noise), "
+                              "or when a strategy measured in the first run was not measured in the second")
+    compare.add_argument("--allow-missing", action="store_true",
+                         help="with --fail-above: do not fail on strategies measured only in the first run")
     cpp = commands.add_parser("cpp", help="the C++ baseline (TF C API)")
     cpp_commands = cpp.add_subparsers(dest="cpp_command", metavar="ACTION", required=True)
     cpp_build = cpp_commands.add_parser("build", help="build cpp_baseline/ against the installed TensorFlow")
@@ -111,14 +120,22 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
             return ExitStatus.OK
     except KdiagError as error:
         if args.debug:
-            traceback.print_exc(file=env.stderr)
-        print(f"kdiag: error: {error.message}", file=env.stderr)
+            env.stderr.write(sanitize.terminal(traceback.format_exc(), multiline=True))
+        # The message quotes the file (names, versions, exception text): shown as escapes, one line.
+        print(f"kdiag: error: {error_line(error)}", file=env.stderr)
         return ExitStatus.BAD_INPUT
     except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)
         print("kdiag: terminated (SIGTERM)" if terminated else "kdiag: interrupted", file=env.stderr)
         return ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED
     return ExitStatus.ERROR
+
+
+def error_line(error: KdiagError) -> str:
+    """The `kdiag: error:` line's text: the message quotes the file (names, versions, exception
+    text), so control characters are shown as escapes and it stays one line of bounded length."""
+    return KdiagError(sanitize.clip(sanitize.terminal(error.problem), PROBLEM_LIMIT),
+                      sanitize.clip(sanitize.terminal(error.fix), FIX_LIMIT)).message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +170,10 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
     config = request.config
     run_folder = RunFolder.claim(config.model_label, Path(request.out) if request.out else None)
     folder = run_folder.path
+    if run_folder.took_over:
+        print(f"kdiag: {folder}/ held the partial files of a kdiag run that was killed before it saved a report "
+              f"({sanitize.joined(sanitize.terminal(name) for name in run_folder.took_over)}); they were removed",
+              file=env.stderr)
     progress = _progress(env)
     try:
         try:
@@ -213,7 +234,8 @@ def run_compare(args, env: Env) -> int:
 
     before, after = read_report(Path(args.before)), read_report(Path(args.after))
     threshold = args.fail_above if args.fail_above is not None else 10.0
-    comparison = compare_reports(before, after, threshold, before_label=args.before, after_label=args.after)
+    comparison = compare_reports(before, after, threshold, before_label=args.before, after_label=args.after,
+                                 allow_missing=args.allow_missing)
     env.stdout.write(render_comparison(comparison))
     return exit_status(comparison) if args.fail_above is not None else ExitStatus.OK
 

@@ -58,7 +58,14 @@ def error_line(stderr: str) -> str:
 
 
 def kdiag_temp_folders(folder: Path):
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("kdiag-"))
+    """kdiag's temporary folders and their locks: inside its root (kdiag.tempdirs), and any beside it."""
+    names = []
+    for path in folder.iterdir():
+        if path.name == f"kdiag-{os.getuid()}" and path.is_dir():
+            names += [f"{path.name}/{inner.name}" for inner in path.iterdir()]
+        elif path.name.startswith("kdiag-"):
+            names.append(path.name)
+    return sorted(names)
 
 
 @contextlib.contextmanager

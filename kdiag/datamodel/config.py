@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from kdiag.datamodel.strategies import BY_KEY
 from kdiag.errors import KdiagError
+from kdiag.sanitize import joined
 
 # Upper bounds that catch a typo (1e9 for 1) before it turns into a run that never ends.
 MAX_BUDGET_S = 600.0
@@ -289,7 +290,7 @@ def from_arguments(args, **others) -> "RunConfig":
 def check_strategy_keys(keys) -> None:
     unknown = [k for k in keys if k not in BY_KEY]
     if unknown:
-        raise KdiagError(f"unknown strategy {', '.join(map(repr, unknown))}", f"choose from: {', '.join(BY_KEY)}")
+        raise KdiagError(f"unknown strategy {joined(map(repr, unknown))}", f"choose from: {', '.join(BY_KEY)}")
 
 
 def check_sample_counts(counts) -> None:

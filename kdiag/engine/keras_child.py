@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -29,6 +28,7 @@ from typing import Callable, List, Optional
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.report import Report, read_report
 from kdiag.errors import KdiagError
+from kdiag.tempdirs import temporary_directory
 
 # Progress callback, as kdiag.api's: (stage, detail).
 Progress = Callable[[str, str], None]
@@ -88,7 +88,7 @@ def run_child(config: RunConfig, keras: str, out_dir: Path, say: Progress,
         raise KdiagError(f"--keras {config.keras} needs a child process, and this Python cannot start one",
                          "run kdiag from a normal Python installation")
     label = LABELS[keras]
-    with tempfile.TemporaryDirectory(prefix="kdiag-keras-") as private:
+    with temporary_directory(prefix="kdiag-keras-") as private:
         argv = child_arguments(config, keras, Path(out_dir), Path(private), time_limit_s)
         # COLUMNS: the child's progress lines arrive whole, not wrapped at rich's default 80 columns.
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1" if keras == "2" else "0", "COLUMNS": "1000"}

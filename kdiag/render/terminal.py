@@ -30,6 +30,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from kdiag import sanitize
 from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.datamodel.report import Report
 from kdiag.views import sections, wording
@@ -68,13 +69,10 @@ def print_report(report: Report, console: Optional[Console] = None, verbose: boo
     console.print(Text(verdict(report, console.width, saved), style="bold"), no_wrap=True, overflow="fold")
 
 
-# C0 and C1 control characters but tab and newline: an ESC from a file name could recolour,
-# move the cursor or retitle the user's terminal. They are shown as \x1b instead.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def visible(text: str) -> str:
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Control characters but tab and newline shown as escapes (kdiag.sanitize.terminal): an ESC
+    from a file name could recolour, move the cursor or retitle the user's terminal."""
+    return sanitize.terminal(text, multiline=True)
 
 
 def scrubbed(value):
@@ -421,7 +419,7 @@ class StderrProgress:
     def _notice(self, update: ProgressUpdate) -> None:
         """A line said once (what a full answer would cost), above the live display or in the log."""
         console = self.progress.console if self.progress is not None else self.console
-        console.print(f"kdiag: {visible(update.notice)}", soft_wrap=True)
+        console.print(f"kdiag: {sanitize.terminal(update.notice)}", soft_wrap=True)
 
     def _draw(self, update: ProgressUpdate) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -433,14 +431,15 @@ class StderrProgress:
             self.progress.start()
             self.task = self.progress.add_task("", total=update.total_steps, left="")
         left = f"≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
-        self.progress.update(self.task, description=visible(update.line), completed=update.step - 1,
+        self.progress.update(self.task, description=sanitize.terminal(update.line), completed=update.step - 1,
                              total=update.total_steps, left=left)
 
     def _print(self, update: ProgressUpdate, prefix: str) -> None:
         elapsed = max(update.elapsed_s, self.shown_s)
         self.shown_s = elapsed
         left = f", ≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
-        self.console.print(f"kdiag: [{elapsed:6.1f} s{left}] {prefix}{visible(update.line)}", soft_wrap=True)
+        self.console.print(f"kdiag: [{elapsed:6.1f} s{left}] {prefix}{sanitize.terminal(update.line)}",
+                           soft_wrap=True)
         self.last_line_at = time.perf_counter()
 
     def _beat(self) -> None:

@@ -1,7 +1,8 @@
 """Step 1 and 2: load the model (safely: kdiag.engine.intake), and build the batch it is called on.
 
-Then the memory plan: strategies whose copies of the weights and inputs would not fit get a
-"not measured" row instead of an out-of-memory kill (kdiag.engine.intake.limits).
+Then the memory plan: strategies whose copies of the weights and inputs, or whose activations, would
+not fit get a "not measured" row instead of an out-of-memory kill (kdiag.engine.intake.limits, with
+kdiag.engine.intake.memory_model's calibrated figures for what the model declares).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 from kdiag.datamodel.config import RunConfig
-from kdiag.engine.intake.inputs import ModelInputs, check_user_array, load_user_inputs, resolve_shapes, synthetic_inputs
+from kdiag.engine.intake.inputs import (ModelInputs, check_user_array, load_user_inputs, resolve_shapes,
+                                        synthetic_inputs, unused_arrays_note)
 from kdiag.engine.intake.load import LoadedModel, from_model, load_example, load_path
 from kdiag.errors import KdiagError
 from kdiag.steps.state import RunState
@@ -24,15 +26,21 @@ def run(state: RunState) -> None:
     state.loaded = load_model(config)
     state.steps.next("inputs", "building the input batch")
     state.inputs = make_inputs(state.loaded, config)
+    state.notes.extend(state.inputs.notes)
 
 
 def plan_memory(state: RunState, strategies, profile: bool) -> None:
     """Which strategies (and whether the profiles) fit in the memory left; a note when profiling does not."""
     from kdiag.engine.intake.limits import PROFILE_KEY, memory_plan_for
+    from kdiag.engine.intake.memory_model import strategy_needs
     from kdiag.engine.runtimes.strategies import memory_costs
 
     costs = memory_costs(strategies, keras=state.loaded.is_keras)
-    memory = memory_plan_for(state.loaded, state.inputs.arrays, costs, profile=profile)
+    inputs = state.inputs
+    calibrated = strategy_needs(state.loaded.declared, list(costs), inputs.batch_size,
+                                {name: array.shape[1:] for name, array in inputs.arrays.items()}) \
+        if state.loaded.is_keras else None
+    memory = memory_plan_for(state.loaded, inputs.arrays, costs, profile=profile, calibrated=calibrated)
     state.memory_skip = dict(memory.skip)
     if PROFILE_KEY in memory.skip:
         state.notes.append(memory.skip[PROFILE_KEY])
@@ -43,7 +51,8 @@ def load_model(config: RunConfig) -> LoadedModel:
         return load_example(config.example)
     if isinstance(config.model, (str, Path)):
         return load_path(config.model, unsafe=config.unsafe,
-                         custom_objects=dict(config.custom_objects) if config.custom_objects else None)
+                         custom_objects=dict(config.custom_objects) if config.custom_objects else None,
+                         batch_size=config.batch_size, input_shapes=config.input_shapes)
     return from_model(config.model)
 
 
@@ -55,7 +64,8 @@ def make_inputs(loaded: LoadedModel, config: RunConfig) -> ModelInputs:
             return load_user_inputs(Path(config.inputs), specs)
         arrays = config.inputs if isinstance(config.inputs, dict) else {specs[0].name: config.inputs}
         checked = {s.name: check_user_array(s, arrays[s.name]) for s in specs}
-        return ModelInputs(checked, {n: "user data" for n in checked})
+        return ModelInputs(checked, {n: "user data" for n in checked},
+                           unused_arrays_note("the inputs given", [k for k in arrays if k not in checked]))
     batch = batch_size(loaded, config.batch_size)
     from kdiag.engine.intake.limits import check_input_memory, estimate_output_bytes
 

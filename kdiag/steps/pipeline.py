@@ -12,7 +12,6 @@ failure once something was measured, `RunFailed` (kdiag.steps.state).
 from __future__ import annotations
 
 import datetime
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +22,7 @@ from kdiag.signals import stop_cause
 from kdiag.steps import beyond, cpp, load, plan, profile, report, timing, training
 from kdiag.steps.budget import Budget
 from kdiag.steps.state import Progress, RunFailed, RunInterrupted, RunState, StepCounter
+from kdiag.tempdirs import remove_stale, temporary_directory
 
 #: Every step in order, for the step count the progress line shows from the start.
 PLANNED = (lambda c: load.PLANNED_STEPS, plan.timing_steps, profile.planned_steps,
@@ -43,6 +43,7 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
         from kdiag.steps import keras_sides
 
         return keras_sides.run(config, progress, out_dir, work_dir, run_here=run)
+    remove_stale()  # the temporary copies of the model that killed runs left behind
     budget = Budget(config.time_limit_s)
     state = RunState(config, budget, StepCounter(progress, planned_total(config), budget),
                      started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), out_dir=out_dir)
@@ -108,7 +109,8 @@ def _after_question_s(state: RunState) -> float:
 
 
 class _scratch_dir:
-    """A scratch directory: the caller's, or a temporary one removed afterwards."""
+    """A scratch directory: the caller's, or a temporary one removed afterwards (kdiag.tempdirs: a
+    killed run's is removed by the next run)."""
 
     def __init__(self, given: Optional[Path]):
         self.given = given
@@ -118,10 +120,10 @@ class _scratch_dir:
         if self.given is not None:
             Path(self.given).mkdir(parents=True, exist_ok=True)
             return self.given
-        self.tmp = tempfile.TemporaryDirectory(prefix="kdiag-")
-        return self.tmp.name
+        self.tmp = temporary_directory(prefix="kdiag-")
+        return self.tmp.__enter__()
 
     def __exit__(self, *exc):
         if self.tmp is not None:
-            self.tmp.cleanup()
+            self.tmp.__exit__(*exc)
         return False

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from kdiag.datamodel.beyond import OpBreakdown, OpRow
 from kdiag.errors import first_line
+from kdiag.tempdirs import temporary_directory
 
 NOT_INSTALLED = "not measured: XProf's trace converter is not installed: pip install kdiag[ops]"
 TOOL = "framework_op_stats"
@@ -65,7 +65,7 @@ def op_breakdown(strategy: str, call: Callable[[], object], budget_s: float, med
     call()  # warm: the trace is of execution, not of a first call's tracing
     per_call = median_s if median_s else _timed(call, clock)
     calls = max(MIN_TRACED_CALLS, min(TRACED_CALLS, int(budget_s / 3 / per_call) if per_call > 0 else TRACED_CALLS))
-    with tempfile.TemporaryDirectory(prefix="kdiag-trace-") as logdir:
+    with temporary_directory(prefix="kdiag-trace-") as logdir:
         try:
             with native_stderr_captured():
                 tf.profiler.experimental.start(logdir)

@@ -15,7 +15,6 @@ import os
 import queue
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from kdiag.datamodel.beyond import ThreadsEffect
 from kdiag.datamodel.measurement import Measurement
 from kdiag.engine.intake.limits import available_memory_bytes, needs_line
+from kdiag.tempdirs import temporary_directory
 
 CHILD = Path(__file__).with_name("threads_child.py")
 #: Timed calls a side at least: the noise rule judges nothing on fewer (kdiag.views.MIN_CALLS_FOR_VERDICT).
@@ -62,7 +62,7 @@ def threads_effect(strategy: str, saved_model_dir: Path, arrays: Mapping[str, np
         return ThreadsEffect(strategy, cores, budget_s=budget_s,
                              reason=f"not measured: two child processes would not fit ({needs_line(need, available)})")
     start = clock()
-    with tempfile.TemporaryDirectory(prefix="kdiag-threads-") as private:
+    with temporary_directory(prefix="kdiag-threads-") as private:
         inputs = Path(private) / "inputs.npz"
         np.savez(inputs, **arrays)
         children = {n: _Child(saved_model_dir, inputs, n, private) for n in (1, cores)}

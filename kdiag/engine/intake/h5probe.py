@@ -31,11 +31,10 @@ import selectors
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 H5_PROBE_TIMEOUT_S = 10.0  # opening the file and walking its metadata
 H5_PROBE_S_PER_GIB = 20.0  # reading the data, per GiB the datasets claim
@@ -57,6 +56,10 @@ class H5Summary:
     claimed_bytes: int  # shape x dtype size of every dataset: the memory Keras will allocate
     stored_bytes: int  # the bytes the file has allocated for them
     file_bytes: int  # the file's size (or the archive member's uncompressed size)
+    external_links: Tuple[str, ...] = ()  # "/path -> file:/path", the first few
+    external_link_count: int = 0
+    broken_links: Tuple[str, ...] = ()  # soft links that point at nothing or in a circle, the first few
+    broken_link_count: int = 0
 
 
 def probe(path: Path, member: str = "") -> Optional[H5Summary]:
@@ -66,6 +69,7 @@ def probe(path: Path, member: str = "") -> Optional[H5Summary]:
     Returns what the file claims, or None when no child process could run the probe.
     """
     from kdiag.errors import KdiagError
+    from kdiag.tempdirs import temporary_directory  # not at the top: this file is also the child's script
 
     if not sys.executable:
         return None  # an embedded interpreter: no child to run the probe in
@@ -75,7 +79,7 @@ def probe(path: Path, member: str = "") -> Optional[H5Summary]:
     # Reading a member into memory takes time in proportion to its size, before any metadata.
     first_limit = min(H5_PROBE_MAX_S, H5_PROBE_TIMEOUT_S + H5_PROBE_S_PER_GIB * member_bytes / (1 << 30))
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="kdiag-h5probe-") as private:
+    with temporary_directory(prefix="kdiag-h5probe-") as private:
         try:
             child = subprocess.Popen(
                 child_command(path, member), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -171,7 +175,9 @@ def _parse_summary(line: bytes) -> Optional[H5Summary]:
     try:
         data = json.loads(line)
         return H5Summary(int(data["datasets"]), int(data["claimed_bytes"]), int(data["stored_bytes"]),
-                         int(data["file_bytes"]))
+                         int(data["file_bytes"]), tuple(map(str, data.get("external_links", ()))),
+                         int(data.get("external_link_count", 0)), tuple(map(str, data.get("broken_links", ()))),
+                         int(data.get("broken_link_count", 0)))
     except (ValueError, KeyError, TypeError):
         return None  # the child could not open the file (or did not start): the loader reports that
 
@@ -185,13 +191,28 @@ def _size_text(n: int) -> str:
 def _check_claims(what: str, summary: H5Summary) -> None:
     from kdiag.engine.intake import limits
     from kdiag.errors import KdiagError
+    from kdiag.sanitize import joined
 
+    if summary.external_link_count:
+        named = joined(summary.external_links, limit=LINKS_NAMED, each=200, total=summary.external_link_count)
+        raise KdiagError(
+            f"{what} holds {_links(summary.external_link_count, 'an external link', 'external links')} to other "
+            f"files ({named}): reading the model would make the HDF5 library open them",
+            "save the model again with model.save(), which writes one self-contained file")
+    if summary.broken_link_count:
+        named = joined(summary.broken_links, limit=LINKS_NAMED, each=200, total=summary.broken_link_count)
+        raise KdiagError(f"{what} holds {_links(summary.broken_link_count, 'a soft link', 'soft links')} that "
+                         f"cannot be followed ({named})", FIX)
     if summary.file_bytes > 2 * summary.stored_bytes + H5_PADDING_ALLOWANCE:
         raise KdiagError(
             f"{what} is {limits.size_text(summary.file_bytes)} but the data it holds is only "
             f"{limits.size_text(summary.stored_bytes)} ({summary.datasets} datasets): the rest is padding "
             "or damage, not model data", FIX)
     limits.check_load_memory(what, summary.claimed_bytes)
+
+
+def _links(count: int, one: str, many: str) -> str:
+    return one if count == 1 else f"{count:,} {many}"
 
 
 def _stop(child: subprocess.Popen) -> None:
@@ -239,8 +260,19 @@ def read(dataset):
         pass
 
 
-def walk(group, seen, datasets):
-    """Every attribute read; every dataset reached by hard links collected (nothing of them read yet)."""
+MAX_LINK_HOPS = 16  # HDF5's own limit on nested soft links (H5L_NUM_LINKS)
+LINKS_NAMED = 3  # links named in the summary line, the rest counted
+
+
+def walk(group, seen, datasets, links):
+    """Every attribute read; every dataset reached by hard links and by soft links that resolve
+    inside the file collected (nothing of them read yet).
+
+    h5py follows soft and external links when a loader looks a name up (`group[name]`), so Keras'
+    loaders would too: an external link makes the HDF5 library open another file on disk (any file,
+    a FIFO, a device), and a soft link may point nowhere or in a circle. Each link is resolved here
+    by hand instead, and those kdiag refuses are collected in `links` ("external", "broken").
+    """
     import h5py
 
     attrs(group)
@@ -250,19 +282,59 @@ def walk(group, seen, datasets):
         return
     for key in keys:
         try:
-            if not isinstance(group.get(key, getlink=True), h5py.HardLink):
-                continue  # soft and external links: the loader does not follow them
-            obj = group[key]
+            link = group.get(key, getlink=True)
+            where = f"{group.name.rstrip('/')}/{key}"
+            if isinstance(link, h5py.ExternalLink):
+                links["external"].append(f"{where} -> {link.filename}:{link.path}")
+                continue
+            if isinstance(link, h5py.SoftLink):
+                target, problem = soft_link_target(group, key)
+                if problem:
+                    links["broken"].append(f"{where} -> {link.path} ({problem})")
+                    continue
+                obj = group.file[target]
+            elif isinstance(link, h5py.HardLink):
+                obj = group[key]
+            else:
+                continue  # a user-defined link class: h5py cannot follow it, nor can the loader
             if obj.id in seen:
-                continue  # hard links can make cycles
+                continue  # hard and soft links can make cycles
             seen.add(obj.id)
         except Exception:
             continue
         if isinstance(obj, h5py.Group):
-            walk(obj, seen, datasets)
+            walk(obj, seen, datasets, links)
         elif isinstance(obj, h5py.Dataset):
             attrs(obj)
             datasets.append(obj)
+
+
+def soft_link_target(group, key):
+    """(the absolute path a soft link resolves to, None), or (None, why it does not resolve)."""
+    import posixpath
+
+    import h5py
+
+    handle = group.file
+    parent, name = group.name, key
+    visited = set()
+    for _ in range(MAX_LINK_HOPS + 1):
+        current = posixpath.normpath(posixpath.join(parent, name))
+        if current in visited:
+            return None, "a loop of soft links"
+        visited.add(current)
+        try:
+            link = handle.get(current, getlink=True)
+        except Exception:  # a component on the way is missing or loops itself
+            return None, "points at nothing in the file"
+        if link is None:
+            return None, "points at nothing in the file"
+        if isinstance(link, h5py.ExternalLink):
+            return None, f"leads to an external link to {link.filename}"
+        if not isinstance(link, h5py.SoftLink):
+            return current, None
+        parent, name = posixpath.dirname(current), link.path
+    return None, f"more than {MAX_LINK_HOPS} soft links in a row"
 
 
 def claims(datasets):
@@ -309,11 +381,13 @@ def main(path: str, member: str, parent_pid: int, lifetime_s: float, library_fol
     except Exception:
         print(json.dumps({"error": "could not open"}), flush=True)
         return
-    datasets = []
-    walk(handle, {handle.id}, datasets)
+    datasets, links = [], {"external": [], "broken": []}
+    walk(handle, {handle.id}, datasets, links)
     claimed, stored = claims(datasets)
     print(json.dumps({"datasets": len(datasets), "claimed_bytes": claimed, "stored_bytes": stored,
-                      "file_bytes": file_bytes}), flush=True)
+                      "file_bytes": file_bytes,
+                      **{f"{kind}_links": [text[:200] for text in found[:LINKS_NAMED]] for kind, found in links.items()},
+                      **{f"{kind}_link_count": len(found) for kind, found in links.items()}}), flush=True)
     for dataset in datasets:
         read(dataset)
 

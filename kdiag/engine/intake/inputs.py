@@ -19,6 +19,7 @@ from kdiag.engine.intake import limits
 from kdiag.errors import KdiagError
 from kdiag.engine.intake.limits import size_text
 from kdiag.engine.intake.specs import InputSpec  # noqa: F401 (also imported from here)
+from kdiag.sanitize import joined
 
 DEFAULT_INT_RANGE = (0, 10)  # when no consuming layer says otherwise: small, valid for most lookups
 SEED = 0
@@ -30,6 +31,7 @@ class ModelInputs:
 
     arrays: Dict[str, np.ndarray]
     descriptions: Dict[str, str]  # how each was made ("uniform [0, 1)", "user data")
+    notes: Tuple[str, ...] = ()  # for the report: what of the user's data was not used
 
     @property
     def batch_size(self) -> int:
@@ -43,14 +45,17 @@ def resolve_shapes(
     unknown = set(overrides) - {s.name for s in specs} - {""}
     if unknown:
         raise KdiagError(
-            f"--input-shape names {', '.join(sorted(unknown))}, which the model has no input called",
-            f"the model's inputs are: {', '.join(s.name for s in specs)}",
+            f"--input-shape names {joined(sorted(unknown))}, which the model has no input called",
+            f"the model's inputs are: {joined(s.name for s in specs)}",
         )
     if "" in overrides and len(specs) != 1:
         raise KdiagError(
             "--input-shape without a NAME= is ambiguous for a model with several inputs",
-            f"write NAME=D1,D2 with NAME one of: {', '.join(s.name for s in specs)}",
+            f"write NAME=D1,D2 with NAME one of: {joined(s.name for s in specs)}",
         )
+    if batch_size < 1:
+        raise KdiagError(f"the model's batch size is fixed at {batch_size}: a call on no samples times nothing",
+                         "export the model with a batch axis of at least 1, or a dynamic one")
     shapes = {}
     for spec in specs:
         declared = spec.shape[1:]
@@ -64,6 +69,7 @@ def resolve_shapes(
                     f"shape {_fmt_shape(declared)} (after the batch axis)",
                     "give one positive size per axis, keeping the fixed ones",
                 )
+            _refuse_empty_axis(spec, (batch_size,) + tuple(given), "--input-shape")
             shapes[spec.name] = (batch_size,) + tuple(given)
             continue
         if any(d is None for d in declared):
@@ -74,8 +80,21 @@ def resolve_shapes(
                 f"give its size with --input-shape {spec.name}="
                 + ",".join("D" if d is None else str(d) for d in declared),
             )
+        _refuse_empty_axis(spec, (batch_size,) + tuple(declared), "the model")
         shapes[spec.name] = (batch_size,) + tuple(declared)
     return shapes
+
+
+def _refuse_empty_axis(spec: InputSpec, shape: Tuple[int, ...], where: str) -> None:
+    """A 0-sized axis makes every call a call on no data: its time says nothing about the model, and
+    every strategy "matches" on empty outputs. Refused rather than measured (and recommended on)."""
+    empty = [str(i) for i, d in enumerate(shape) if d == 0 and i > 0]
+    if not empty:
+        return
+    fix = (f"give every axis a size of at least 1 with --input-shape {spec.name}=..." if where == "--input-shape"
+           else f"export the model with a real size for that axis, or a dynamic one and --input-shape {spec.name}=...")
+    raise KdiagError(f"input {spec.name!r} gets a 0-sized axis {', '.join(empty)} from {where} (shape "
+                     f"{_fmt_shape(shape)}): a call on no data times nothing the model does", fix)
 
 
 def synthetic_inputs(specs: Sequence[InputSpec], shapes: Mapping[str, Tuple[int, ...]]) -> ModelInputs:
@@ -135,6 +154,7 @@ def load_user_inputs(path: Path, specs: Sequence[InputSpec]) -> ModelInputs:
     path = Path(path)
     if not path.is_file():
         raise KdiagError(f"--inputs file {path} does not exist", "check the path")
+    extra = []
     try:
         if path.suffix == ".npy":
             if len(specs) != 1:
@@ -151,6 +171,7 @@ def load_user_inputs(path: Path, specs: Sequence[InputSpec]) -> ModelInputs:
                 keys = _match_npz_keys(archive.files, specs, path)
                 _check_arrays_fit(path, _npz_headers(path, keys), specs)
                 loaded = {name: archive[key] for name, key in keys.items()}
+                extra = [name for name in archive.files if name not in set(keys.values())]
         else:
             raise KdiagError(
                 f"--inputs {path.name} is not a .npy or .npz file",
@@ -169,10 +190,11 @@ def load_user_inputs(path: Path, specs: Sequence[InputSpec]) -> ModelInputs:
     batch = {a.shape[0] for a in arrays.values()}
     if len(batch) != 1:
         raise KdiagError(
-            f"--inputs arrays have different batch sizes {sorted(batch)}",
+            f"--inputs arrays have different batch sizes ({joined(map(str, sorted(batch)))})",
             "give every input the same first dimension",
         )
-    return ModelInputs(arrays, {name: f"user data from {path.name}" for name in arrays})
+    return ModelInputs(arrays, {name: f"user data from {path.name}" for name in arrays},
+                       unused_arrays_note(f"--inputs {path.name}", extra))
 
 
 def _match_npz_keys(files: Sequence[str], specs: Sequence[InputSpec], path: Path) -> Dict[str, str]:
@@ -184,7 +206,8 @@ def _match_npz_keys(files: Sequence[str], specs: Sequence[InputSpec], path: Path
     if set(positional) <= set(files):
         return dict(zip(names, positional))
     raise KdiagError(
-        f"--inputs {path.name} has arrays {sorted(files)} but the model's inputs are {names}",
+        f"--inputs {path.name} holds the arrays {joined(map(repr, sorted(files)))} but the model's inputs are "
+        f"{joined(map(repr, names))}",
         "save them with numpy.savez(FILE, **{name: array}) using the input names",
     )
 
@@ -270,6 +293,9 @@ def check_user_array(spec: InputSpec, array: np.ndarray) -> np.ndarray:
         )
     if array.shape[0] == 0:
         raise KdiagError(f"--inputs array for {spec.name!r} is empty", "give at least one sample")
+    if 0 in array.shape[1:]:
+        raise KdiagError(f"--inputs array for {spec.name!r} has shape {tuple(array.shape)}, with a 0-sized axis: "
+                         "a call on no data times nothing the model does", "give every axis a size of at least 1")
     want = np.dtype(spec.dtype)
     if not np.can_cast(array.dtype, want, casting="same_kind"):
         raise KdiagError(
@@ -287,6 +313,14 @@ def check_user_array(spec: InputSpec, array: np.ndarray) -> np.ndarray:
             "replace them: timings and the outputs check need finite inputs",
         )
     return converted
+
+
+def unused_arrays_note(what: str, names: Sequence[str]) -> Tuple[str, ...]:
+    """The report's note on arrays given that the model does not take (none: no note)."""
+    if not names:
+        return ()
+    return (f"{what} holds {len(names):,} array{'s' if len(names) != 1 else ''} the model takes no input for, "
+            f"not used: {joined(map(repr, names))}.",)
 
 
 def _fmt_shape(shape) -> str:

@@ -2,43 +2,56 @@
 
 Most `.h5` files people have were written by Keras 2. Keras 3 reads them, but runs them through
 its own code, so predict's cost can change with the upgrade: the report says so and names
-`--keras both`. Read with h5py and zipfile only, after kdiag.engine.intake.load has checked the file
-(the HDF5 probe, the safety scan); informational, so a file it cannot read has no signs.
+`--keras both`. Read with h5py, or from the .keras archive kdiag.engine.intake.keras_archive read,
+after kdiag.engine.intake.load has checked the file (the HDF5 probe, the safety scan); informational,
+so a file it cannot read has no signs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import zipfile
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
+
+from kdiag.engine.intake.keras_archive import KerasArchive, read_keras_archive
 
 #: Backends only Keras 1 and 2 had.
 OLD_BACKENDS = frozenset({"theano", "cntk"})
 
 
-def keras2_signs(path: Path) -> List[str]:
+@dataclasses.dataclass(frozen=True)
+class Era:
+    """What a file says of the Keras that wrote it: its version, and the signs of Keras 2 or 1."""
+
+    version: Optional[str] = None  # "3.15.1", "2.2.4"; None when the file does not say
+    signs: Tuple[str, ...] = ()
+
+
+def read_era(path: Path, archive: Optional[KerasArchive] = None) -> Era:
+    """The file's era; a .keras file's from its archive as already read, when given."""
+    read = _read(path, archive)
+    if read is None:
+        return Era()
+    return Era(read[0] if isinstance(read[0], str) else None, tuple(_signs(*read)))
+
+
+def keras2_signs(path: Path, archive: Optional[KerasArchive] = None) -> List[str]:
     """Why `path` looks saved by Keras 2 or 1, one phrase per sign; empty when nothing says so."""
-    read = _read(path)
-    return _signs(*read) if read is not None else []
+    return list(read_era(path, archive).signs)
 
 
-def saved_by_keras_version(path: Path) -> Optional[str]:
+def saved_by_keras_version(path: Path, archive: Optional[KerasArchive] = None) -> Optional[str]:
     """The Keras version the file says wrote it ("3.15.1", "2.2.4"), when it says."""
-    read = _read(path)
-    return read[0] if read is not None and isinstance(read[0], str) else None
+    return read_era(path, archive).version
 
 
-def _read(path: Path):
+def _read(path: Path, archive: Optional[KerasArchive] = None):
     """(keras_version, backend, model config, where the version was read) of a .keras or HDF5 file."""
     try:
         if path.suffix.lower() == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-                metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
-                config = json.loads(archive.read("config.json"))
-            version = metadata.get("keras_version") if isinstance(metadata, dict) else None
-            return version, None, config, "metadata.json's keras_version"
+            archive = archive if archive is not None else read_keras_archive(path)
+            return archive.keras_version, None, archive.config, "metadata.json's keras_version"
         import h5py
 
         with h5py.File(path, "r") as handle:

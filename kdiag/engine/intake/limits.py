@@ -243,13 +243,16 @@ class MemoryPlan:
 
 
 def plan_memory(costs: Mapping[str, StrategyCost], *, weights_bytes: int, input_bytes: int, output_bytes: int,
-                keras: bool = True, profile: bool = False, available: Optional[int] = None) -> MemoryPlan:
+                keras: bool = True, profile: bool = False, available: Optional[int] = None,
+                calibrated: Optional[Mapping[str, Tuple[int, int]]] = None) -> MemoryPlan:
     """Add the strategies in their order (`costs`: each one's cost by key, for this kind of model),
     skipping each one whose peak would not fit. `keras`: whether profiling can run at all.
 
     Every strategy keeps its first outputs (the outputs check) and each call converts the inputs
     once and makes one output batch; `available` is measured after the model was loaded and the
-    inputs built, so neither is counted again.
+    inputs built, so neither is counted again. `calibrated`: key -> (kept, peak) bytes from
+    kdiag.engine.intake.memory_model (measured on real models, activations included); where given,
+    the larger of the two estimates is used.
     """
     available = available_memory_bytes() if available is None else available
     per_call = input_bytes + output_bytes
@@ -257,7 +260,11 @@ def plan_memory(costs: Mapping[str, StrategyCost], *, weights_bytes: int, input_
     needs, skip = {}, {}
     for key, cost in costs.items():
         own = cost.kept * weights_bytes + cost.kept_inputs * input_bytes + output_bytes
-        need = kept + own + cost.transient * weights_bytes + per_call
+        peak = own + cost.transient * weights_bytes + per_call
+        if calibrated and key in calibrated:
+            own = max(own, calibrated[key][0] + output_bytes)
+            peak = max(peak, calibrated[key][1] + output_bytes + per_call)
+        need = kept + peak
         needs[key] = int(need)
         if need > available:
             skip[key] = f"not measured: too little memory ({needs_line(need, available)})"
@@ -272,14 +279,14 @@ def plan_memory(costs: Mapping[str, StrategyCost], *, weights_bytes: int, input_
 
 
 def memory_plan_for(loaded, arrays: Mapping[str, np.ndarray], costs: Mapping[str, StrategyCost],
-                    profile: bool = False) -> MemoryPlan:
+                    profile: bool = False, calibrated: Optional[Mapping[str, Tuple[int, int]]] = None) -> MemoryPlan:
     """`plan_memory` for a loaded model (kdiag.engine.intake.load.LoadedModel) and its built inputs."""
     inputs = int(sum(a.nbytes for a in arrays.values()))
     batch = next(iter(arrays.values())).shape[0] if arrays else 1
     outputs = estimate_output_bytes(loaded, batch)
     return plan_memory(costs, weights_bytes=loaded_weights_bytes(loaded), input_bytes=inputs,
                        output_bytes=inputs if outputs is None else outputs,
-                       keras=loaded.is_keras, profile=profile)
+                       keras=loaded.is_keras, profile=profile, calibrated=calibrated)
 
 
 def loaded_weights_bytes(loaded) -> int:

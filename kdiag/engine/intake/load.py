@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import warnings
-import zipfile
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from kdiag.engine.intake import safety
 from kdiag.errors import KdiagError, first_line
+from kdiag.sanitize import joined
+from kdiag.engine.intake.declared import DeclaredModel, declared_model_of
 from kdiag.engine.intake.h5probe import probe
+from kdiag.engine.intake.savedmodel_files import check_saved_model_files
 from kdiag.engine.intake.inputs import InputSpec
-from kdiag.engine.intake.keras_era import keras2_signs, saved_by_keras_version
+from kdiag.engine.intake.keras_archive import KerasArchive, read_keras_archive
+from kdiag.engine.intake.keras_era import Era, read_era
 from kdiag.engine.intake.limits import check_model_file_memory
+from kdiag.engine.intake.memory_model import check_declared_memory
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 DEFAULT_COMPILE = dict(optimizer="rmsprop", loss="mse")
@@ -49,6 +54,7 @@ class LoadedModel:
     default_batch_size: Optional[int] = None  # an example's batch size
     load_notes: List[str] = dataclasses.field(default_factory=list)  # what Keras warned while loading
     keras2_signs: List[str] = dataclasses.field(default_factory=list)  # why the file looks saved by Keras 2
+    declared: Optional[DeclaredModel] = None  # what its config declares (None: a plain SavedModel)
 
     @property
     def is_keras(self) -> bool:
@@ -75,10 +81,18 @@ class LoadedModel:
         return None
 
 
-def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = None) -> LoadedModel:
+def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = None,
+              batch_size: Optional[int] = None, input_shapes: Optional[Mapping[str, Sequence[int]]] = None
+              ) -> LoadedModel:
+    """Load a model file or SavedModel after every check that needs nothing from it to run.
+
+    `batch_size` and `input_shapes` (as the run will use them) size the memory estimate made from
+    the config before Keras builds anything (kdiag.engine.intake.declared)."""
     path = Path(path)
     if not path.exists():
         raise KdiagError(f"{path} does not exist", "check the path, or try --example tiny")
+    if path.is_dir() and any(os.path.lexists(path / name) for name in ("saved_model.pb", "saved_model.pbtxt")):
+        check_saved_model_files(path, unsafe=unsafe)  # regular files inside it, before anything opens one
     check_model_file_memory(path)  # .keras and SavedModel; an .h5's datasets are sized by its probe
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
@@ -96,23 +110,30 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
         )
     if path.stat().st_size == 0:
         raise KdiagError(f"{path.name} is empty (0 bytes)", "save the model again; the file was not written")
+    archive = None
     if suffix == ".keras":
-        compile_config = _check_keras_zip(path)
+        archive = _check_keras_zip(path)  # config.json and metadata.json read once, shared below
+        model_config, compile_config = archive.config, archive.config.get("compile_config")
         fmt = "keras"
     else:
-        compile_config = _check_h5(path)
+        model_config, compile_config = _check_h5(path)
         fmt = "h5"
     # Before Keras sees the file: tf-keras' HDF5 loader would run a Lambda's bytecode even in safe_mode.
-    safety.check_keras_file(path, unsafe=unsafe, custom_objects=custom_objects)
-    loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects)  # noqa: E731
+    safety.check_keras_file(path, unsafe=unsafe, custom_objects=custom_objects, archive=archive)
+    era = read_era(path, archive)
+    # Keras allocates every variable the config declares while it builds, whatever the file stores.
+    declared = check_declared_memory(path.name, model_config, batch_size, input_shapes or {})
+    del archive, model_config  # the parsed config is not kept while Keras parses its own
+    loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects, era)  # noqa: E731
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = loader(False)
     load_time = time.perf_counter() - start
     loaded = _from_keras(model, path.stem, str(path), fmt, load_time, _compiled_factory(loader, compile_config),
-                         uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught))
-    return dataclasses.replace(loaded, keras2_signs=keras2_signs(path))
+                         uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught),
+                         declared=declared)
+    return dataclasses.replace(loaded, keras2_signs=list(era.signs))
 
 
 def load_example(name: str) -> LoadedModel:
@@ -157,51 +178,19 @@ def from_model(model) -> LoadedModel:
 # --- Keras files ------------------------------------------------------------------
 
 
-def _check_keras_zip(path: Path) -> Optional[dict]:
-    """Refuse what is not a .keras archive before Keras sees it; return its compile_config."""
-    if not zipfile.is_zipfile(path):
-        raise KdiagError(
-            f"{path.name} is not a valid .keras file (not a zip archive: truncated, or another format renamed)",
-            "save the model again with model.save('model.keras')",
-        )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-            if bad is not None:
-                raise KdiagError(
-                    f"{path.name} is damaged (entry {bad} fails its checksum)",
-                    "save the model again with model.save('model.keras')",
-                )
-            if "config.json" not in archive.namelist():
-                raise KdiagError(
-                    f"{path.name} is a zip archive without config.json, so not a .keras model",
-                    "save the model again with model.save('model.keras')",
-                )
-            try:
-                config = json.loads(archive.read("config.json"))
-            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-                raise KdiagError(
-                    f"{path.name} is damaged (its config.json is not valid JSON: {exc})",
-                    "save the model again with model.save('model.keras')",
-                ) from exc
-            members = archive.namelist()
-    except KdiagError:
-        raise
-    except Exception as exc:
-        raise KdiagError(
-            f"{path.name} is damaged ({type(exc).__name__}: {exc})",
-            "save the model again with model.save('model.keras')",
-        ) from exc
-    if not isinstance(config, dict):
-        raise KdiagError(f"{path.name} has a config.json that is not a model config", "save the model again")
-    _check_unicode(path, config, "config.json")
-    for member in members:
+def _check_keras_zip(path: Path) -> KerasArchive:
+    """Refuse what is not a sane .keras archive before Keras sees it (its sizes, checksums and JSON:
+    kdiag.engine.intake.keras_archive), then probe its HDF5 entries; the archive as read, once."""
+    archive = read_keras_archive(path)
+    _check_unicode(path, archive.config, "config.json")
+    for member in archive.members:
         if member.lower().endswith((".h5", ".hdf5")):
             probe(path, member)
-    return config.get("compile_config")
+    return archive
 
 
-def _check_h5(path: Path) -> Optional[dict]:
+def _check_h5(path: Path) -> Tuple[dict, Optional[dict]]:
+    """Refuse what is not a Keras HDF5 model before Keras sees it; its model and training configs."""
     with open(path, "rb") as handle:
         head = handle.read(8)
     if head != HDF5_SIGNATURE:
@@ -230,7 +219,7 @@ def _check_h5(path: Path) -> Optional[dict]:
             "save the model again",
         ) from exc
     _check_unicode(path, model_config, "model_config")
-    return training_config
+    return model_config, training_config
 
 
 def _h5_json(path: Path, raw, what: str):
@@ -258,7 +247,7 @@ def _check_unicode(path: Path, config, what: str) -> None:
         ) from exc
 
 
-def _keras_load(path: Path, compile: bool, unsafe: bool, custom_objects: Optional[dict]):
+def _keras_load(path: Path, compile: bool, unsafe: bool, custom_objects: Optional[dict], era: Era):
     from kdiag.engine.tf import tf_and_keras
 
     _, keras = tf_and_keras()
@@ -267,10 +256,10 @@ def _keras_load(path: Path, compile: bool, unsafe: bool, custom_objects: Optiona
             str(path), compile=compile, safe_mode=not unsafe, custom_objects=custom_objects
         )
     except Exception as exc:
-        raise _explain_load_error(path, exc) from exc
+        raise _explain_load_error(path, exc, era) from exc
 
 
-def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
+def _explain_load_error(path: Path, exc: Exception, era: Era) -> KdiagError:
     refused = safety.explain_keras_refusal(path.name, exc)  # Keras' own safe_mode, worded as kdiag's
     if refused is not None:
         return refused
@@ -278,7 +267,7 @@ def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
     from kdiag.engine.tf import legacy_keras_requested
 
     if legacy_keras_requested():
-        version = saved_by_keras_version(path)
+        version = era.version
         if version is not None and version.startswith("3."):  # tf-keras cannot read what Keras 3 wrote
             return KdiagError(
                 f"{path.name} could not be loaded by tf-keras (Keras 2): it was saved by Keras {version} "
@@ -286,7 +275,7 @@ def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
                 "run it under Keras 3 with --keras 3; --debug shows the traceback",
             )
     else:
-        signs = keras2_signs(path)
+        signs = era.signs
         if signs:  # Keras 3 reads most Keras 2 files, not all: tf-keras reads what Keras 2 wrote
             return KdiagError(
                 f"{path.name} could not be loaded by Keras 3 ({type(exc).__name__}: {first[:200]}); it looks "
@@ -386,9 +375,11 @@ def _metric_names(metrics) -> Optional[list]:
 
 
 def _from_keras(model, name, source, fmt, load_time, compiled_factory: CompiledFactory, *,
-                uncompiled_factory, load_notes=(), default_batch_size=None) -> LoadedModel:
+                uncompiled_factory, load_notes=(), default_batch_size=None,
+                declared: Optional[DeclaredModel] = None) -> LoadedModel:
     specs, structure = keras_input_specs(model)
     return LoadedModel(
+        declared=declared if declared is not None else declared_model_of(model),
         name=name,
         source=source,
         format=fmt,
@@ -538,6 +529,6 @@ def serving_signature(loaded, path):
         return next(iter(signatures.values()))
     raise KdiagError(
         f"{path} has no '{SERVING_SIGNATURE}' signature"
-        + (f" (it has: {', '.join(signatures)})" if signatures else " (it has none)"),
+        + (f" (it has: {joined(signatures)})" if signatures else " (it has none)"),
         "export it with model.export(dir) or tf.saved_model.save(obj, dir, signatures=...)",
     )

@@ -24,7 +24,9 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
+from kdiag.engine.intake.keras_archive import KerasArchive, read_keras_archive
 from kdiag.errors import KdiagError
+from kdiag.sanitize import clip, joined
 
 UNSAFE_FIX = "if you trust this file, re-run with --unsafe"
 CUSTOM_FIX = "pass the module that defines it with --custom-objects module.py (its code will run)"
@@ -78,25 +80,26 @@ class KerasConfig:
     training: object = None  # the training/compile config: what compile=True deserializes
 
 
-def check_keras_file(path: Path, *, unsafe: bool = False, custom_objects: Optional[dict] = None) -> None:
+def check_keras_file(path: Path, *, unsafe: bool = False, custom_objects: Optional[dict] = None,
+                     archive: Optional[KerasArchive] = None) -> None:
     """Refuse a .keras or .h5 file whose config would run code, read a file or need unknown classes.
 
     Called after kdiag/load.py has checked that the file is intact (and, for HDF5, read it in a child
     process), before Keras sees it. --unsafe allows everything; --custom-objects names classes.
+    `archive`: a .keras file's archive as kdiag.engine.intake.keras_archive already read it.
     """
     if unsafe:
         return
-    findings = scan_keras_config(read_keras_config(path), allowed_names(custom_objects))
+    findings = scan_keras_config(read_keras_config(path, archive), allowed_names(custom_objects))
     if findings:
         raise refusal(path.name, findings)
 
 
-def read_keras_config(path: Path) -> KerasConfig:
+def read_keras_config(path: Path, archive: Optional[KerasArchive] = None) -> KerasConfig:
     """The model and training configs of a .keras archive (config.json) or an HDF5 file (its attributes)."""
     try:
         if path.suffix.lower() == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                config = json.loads(archive.read("config.json"))
+            config = (archive if archive is not None else read_keras_archive(path)).config
             training = config.get("compile_config") if isinstance(config, dict) else None
             if isinstance(config, dict):
                 config = {key: value for key, value in config.items() if key != "compile_config"}
@@ -318,7 +321,7 @@ def refusal(file_name: str, findings: List[ConfigFinding]) -> KdiagError:
         return file_read_refusal(file_name, first.what + _place(first.where), first.path,
                                  vocabulary="TFSMLayer" not in first.what)
     return custom_object_refusal(
-        file_name, ", ".join(_unique(f.what + (f" in layer{_place(f.where)}" if f.where else "") for f in same)))
+        file_name, joined(_unique(f.what + (f" in layer{_place(f.where)}" if f.where else "") for f in same)))
 
 
 def lambda_refusal(file_name: str, where: str = "", count: int = 1) -> KdiagError:
@@ -328,7 +331,7 @@ def lambda_refusal(file_name: str, where: str = "", count: int = 1) -> KdiagErro
 
 
 def custom_object_refusal(file_name: str, detail: str) -> KdiagError:
-    return KdiagError(f"{file_name} needs a custom object that is not registered ({detail[:200]})", CUSTOM_FIX)
+    return KdiagError(f"{file_name} needs a custom object that is not registered ({clip(detail, 300)})", CUSTOM_FIX)
 
 
 def file_read_refusal(file_name: str, what: str, path: str, vocabulary: bool = True) -> KdiagError:

@@ -31,6 +31,8 @@ from kdiag.datamodel.strategies import CPP
 from kdiag.engine.measure import MeasureSettings
 from kdiag.errors import KdiagError, first_line
 from kdiag.datamodel.measurement import Measurement
+from kdiag.sanitize import joined
+from kdiag.tempdirs import temporary_directory
 
 BINARY_NAME = "kdiag_cpp_baseline"
 _ERROR_PREFIX = BINARY_NAME + ": error: "
@@ -285,7 +287,7 @@ def signature_tensors(
         ) from err
     signatures = meta_graph.signature_def
     if signature not in signatures:
-        available = ", ".join(sorted(k for k in signatures if not k.startswith("__"))) or "none"
+        available = joined(sorted(k for k in signatures if not k.startswith("__"))) or "none"
         raise KdiagError(
             f"SavedModel {saved_model_dir} has no signature '{signature}' (it has: {available})",
             "pick one of those signatures",
@@ -389,7 +391,7 @@ def run_baseline(
 
     with contextlib.ExitStack() as stack:
         if work_dir is None:
-            work = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kdiag-cpp-")))
+            work = pathlib.Path(stack.enter_context(temporary_directory(prefix="kdiag-cpp-")))
         else:
             work = pathlib.Path(work_dir)
             work.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from kdiag.datamodel import strategies as ids
 from kdiag.engine.intake.limits import StrategyCost
 from kdiag.engine.runtimes.base import Strategy, natural_key, tf_module
 from kdiag.errors import NotApplicable, first_line
+from kdiag.sanitize import joined
 
 
 def tflite_model(ctx) -> bytes:
@@ -58,7 +59,8 @@ def prepare(ctx):
     expected = signatures[key]["inputs"]
     arrays = ctx.inputs.arrays
     if set(expected) != set(arrays):
-        raise NotApplicable(f"TFLite signature inputs {expected} do not match the model's {sorted(arrays)}")
+        raise NotApplicable(f"TFLite signature inputs {joined(map(repr, expected))} do not match the model's "
+                            f"{joined(map(repr, sorted(arrays)))}")
     _resize_for_batch(interpreter, key, arrays)
     interpreter.allocate_tensors()
     # The fastest way to call it from Python: tensor indices looked up once, then set_tensor,
