@@ -142,6 +142,9 @@ class RunSettings:
     time_limit_s: float = 0.0  # the whole run's limit; 0: none (and in reports from before it existed)
     elapsed_s: Optional[float] = None  # loading to findings, as measured; the report's writing is not in it
     redact_paths: bool = True  # report.md shows ~, <python> and <model-dir> for local paths (--no-redact)
+    # --precision: timing stopped once the median's 95% interval was within ±this of it; None in reports
+    # written before it existed, whose strategies spent their whole budget.
+    precision: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -127,6 +127,7 @@ class RunState:
                 time_limit_s=self.config.time_limit_s,
                 elapsed_s=self.budget.elapsed(),
                 redact_paths=self.config.redact,
+                precision=self.config.precision,
             ),
             environment=collect(),
             model=dataclasses.replace(

@@ -68,8 +68,10 @@ NO_HEADLINE = "No measured strategy has outputs checked against a reference, so 
 def run_summary(report: Report) -> str:
     """How the run measured, in one sentence."""
     s = report.settings
-    return (f"{len(facts.measured(report))} ways of calling the model timed, batch size {s.batch_size}, budget "
-            f"{s.budget_s:g} s per strategy (at least {s.min_calls} calls), rounds interleaved across strategies.")
+    until = (f"each until its median's 95% interval was within ±{s.precision * 100:g}% or for a budget of "
+             f"{s.budget_s:g} s" if s.precision else f"budget {s.budget_s:g} s per strategy")
+    return (f"{len(facts.measured(report))} ways of calling the model timed, batch size {s.batch_size}, {until} "
+            f"(at least {s.min_calls} calls), rounds interleaved across strategies.")
 
 
 def verdict_line(report: Report, width: int = 80, saved: bool = False) -> str:
