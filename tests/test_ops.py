@@ -113,3 +113,9 @@ def test_the_lstm_example_s_top_ops_cover_ninety_to_a_hundred_percent_of_its_tra
     assert 0.90 <= breakdown.listed_share <= 1.0
     assert breakdown.ops[0].op_type == "MatMul"  # the LSTM cells' matrix products
     assert breakdown.converter.startswith("xprof ")
+
+
+def test_op_types_show_the_graph_s_names_whatever_kernels_ran_them():
+    # oneDNN (on by default on x86) renames kernels; the report shows the op the model's graph holds.
+    assert [ops.plain_op_type(t) for t in ("_MklMatMul", "_MklNativeConv2D", "_FusedConv2D", "MatMul", "_")] == [
+        "MatMul", "Conv2D", "FusedConv2D", "MatMul", "_"]

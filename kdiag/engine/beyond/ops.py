@@ -120,9 +120,18 @@ def op_table(tables) -> Tuple[str, List[OpRow]]:
     device = [r for r in rows if str(r["host_or_device"]).lower() == "device"]
     where, chosen = ("device", device) if device else ("host", rows)
     share_key = "device_total_self_time_percent" if device else "host_total_self_time_percent"
-    ops = [OpRow(str(r["operation"]), str(r["type"]), int(r["occurrences"] or 0),
+    ops = [OpRow(str(r["operation"]), plain_op_type(str(r["type"])), int(r["occurrences"] or 0),
                  float(r["total_self_time"] or 0.0) / 1e6, float(r[share_key] or 0.0)) for r in chosen]
     return where, sorted(ops, key=lambda op: -op.self_s)
+
+
+def plain_op_type(op_type: str) -> str:
+    """The op type as the model's graph names it: oneDNN's kernels (on by default on x86) rename
+    `MatMul` to `_MklMatMul` and `Conv2D` to `_MklNativeConv2D`, and grappler fuses into `_FusedConv2D`."""
+    plain = op_type.lstrip("_")
+    for prefix in ("Mkl", "Native"):
+        plain = plain.removeprefix(prefix)
+    return plain or op_type
 
 
 def _cells(table, row) -> dict:
