@@ -212,9 +212,11 @@ def test_an_anchor_is_timed_once_a_round_beside_the_group_and_pooled_by_the_call
     clock = FakeClock()
     calls = {"a": clock.strategy("a", [0.01] * 10_000)}
     anchor = Anchor("predict", clock.strategy("predict", [0.2] * 100), calls_per_sample=1, samples=5)
+    told = []
     timed = measure_interleaved(calls, MeasureSettings(budget_s=1.0, min_calls=5, rounds=5), clock=clock,
-                                anchor=lambda: anchor)
+                                anchor=lambda: anchor, on_second_call=lambda name, *_: told.append(name))
     assert clock.order.count("predict") == 5  # no cold call: it was called before
+    assert told == ["a"]  # its first two calls were told when it was first timed, not again
     assert timed["predict"].measurement.stopped_by == "anchor"
     assert timed["predict"].samples == pytest.approx((0.2,) * 5)
 

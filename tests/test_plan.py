@@ -219,8 +219,8 @@ def test_a_model_whose_answer_fits_is_told_nothing(monkeypatch, tmp_path):
 
 
 def test_the_estimate_behind_the_line_adds_up_the_steps_to_the_verdicts():
-    cost = plan.answer_cost(RunConfig(example="tiny", time_limit_s=60), elapsed_s=6.0, reserve_s=5.0, load_s=0.5,
-                            first_s=2.0, second_s=1.6)
+    cost = plan.answer_cost(RunConfig(example="tiny", time_limit_s=60), elapsed_s=6.0, reserve_s=5.0,
+                            instance_s=0.5, first_s=2.0, second_s=1.6)
     # predict 5 calls; compiled: a load, a first call, 5 calls; two profiles (a load, a cold call under
     # cProfile, 2 warm ones); two direct paths (a first call and 5 calls each); the report's reserve.
     profiled = 0.5 + (2.0 + 1.0) + 2 * (1.6 + 0.1)

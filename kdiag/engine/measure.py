@@ -266,6 +266,8 @@ def measure_interleaved(
     told = set()
 
     def tell(timer: _Timer) -> None:
+        if timer.anchor_samples is not None:
+            return  # called before: its first two calls were told then
         if on_second_call is not None and timer.name not in told and not math.isnan(timer.second_call_s):
             told.add(timer.name)
             on_second_call(timer.name, timer.first_call_s, timer.second_call_s)

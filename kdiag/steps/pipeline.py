@@ -103,7 +103,7 @@ def _after_question_s(state: RunState) -> float:
     known = timing.known(state)
     first, second = state.first_calls.get(plan.ids.PREDICT.name, (0.0, 0.0))
     passes = profile.planned_steps(state.config)
-    profiles = passes * (state.loaded.load_time_s + plan.profiled_call_s(first, cold=True)
+    profiles = passes * (timing.instance_s(state) + plan.profiled_call_s(first, cold=True)
                          + plan.MIN_PROFILE_CALLS * plan.profiled_call_s(second))
     return profiles + plan.direct_minimum_s(state.config, known)
 

@@ -79,11 +79,15 @@ def timing_steps(config: RunConfig) -> int:
 # Rough costs, in units of what this run has measured, from the examples and the Conv1D+LSTM(512)
 # model on our 2-core machine: a strategy's preparation and first call in "traces" (the concrete
 # function's first call: tracing the model once, and running it), and its calls against the fastest
-# direct path's. model(x) eager ran 2.8-3.3x slower than predict_on_batch there; the SavedModel export
-# took 1.5 traces, the TFLite export and conversion 2.5 (twice the SavedModel export, when measured).
+# direct path's. model(x) eager ran 2.8-5.4x slower than predict_on_batch there (the more, the busier the
+# machine); the SavedModel export took 1.5 traces, the TFLite export and conversion 2.5 (twice the
+# SavedModel export, when measured).
 PREPARE_TRACES = {ids.SAVEDMODEL.key: 1.5, ids.TFLITE.key: 2.5, ids.XLA.key: 1.0}
 FIRST_CALL_TRACES = {ids.TF_FUNCTION.key: 1.0, ids.XLA.key: 2.0, ids.SAVEDMODEL.key: 1.0}
-CALL_FACTOR = {ids.EAGER.key: 3.0}
+CALL_FACTOR = {ids.EAGER.key: 4.0}
+#: A gated strategy starts only if this many times its estimate fits: the strategies of a group are
+#: timed in turns, so one that runs over its estimate leaves the others short of --min-calls.
+START_MARGIN = 1.5
 #: What any preparation that writes files costs at least (an export: a second or so here).
 WRITE_FLOOR_S = 0.5
 
@@ -150,20 +154,21 @@ class AnswerCost:
                 f"limit is {self.limit_s:g} s (--time-limit {self.suggested_limit_s:.0f} to get it)")
 
 
-def answer_cost(config: RunConfig, elapsed_s: float, reserve_s: float, load_s: float, first_s: float,
+def answer_cost(config: RunConfig, elapsed_s: float, reserve_s: float, instance_s: float, first_s: float,
                 second_s: float) -> AnswerCost:
     """The run's elapsed time plus what steps 1-3 still need at --min-calls, from predict's first (cold)
-    and second calls: predict's timed calls, predict (compiled)'s instance, first call and timed calls,
+    and second calls and what loading a fresh instance takes (`instance_s`): predict's timed calls,
+    predict (compiled)'s instance, first call and timed calls,
     the profiles (a fresh instance, a cold call and MIN_PROFILE_CALLS warm ones each), each direct path's
     first call and timed calls (taken as predict's: an upper bound, as they skip its pipeline), the report."""
     keys = set(selected_keys(config))
     n = config.min_calls
     needs = n * second_s
     if ids.PREDICT_COMPILED.key in keys:
-        needs += load_s + first_s + n * second_s
+        needs += instance_s + first_s + n * second_s
     if config.profile:
         passes = sum(k in keys for k in (ids.PREDICT.key, ids.PREDICT_COMPILED.key))
-        needs += passes * (load_s + profiled_call_s(first_s, cold=True)
+        needs += passes * (instance_s + profiled_call_s(first_s, cold=True)
                            + MIN_PROFILE_CALLS * profiled_call_s(second_s))
     needs += sum(first_s + n * second_s for k in DIRECT.keys if k in keys)
     return AnswerCost(second_s, elapsed_s + needs + reserve_s, config.time_limit_s)

@@ -65,6 +65,12 @@ def run(state: RunState, scratch: Path, extras: bool = False) -> None:
         dataclasses.replace(p, prof_path="", cold_prof_path="") for p in profiles]
 
 
+def _instance_s(state: RunState) -> float:
+    from kdiag.steps import timing
+
+    return timing.instance_s(state)
+
+
 def _direct_minimum_s(state: RunState) -> float:
     from kdiag.steps import timing
 
@@ -108,7 +114,7 @@ def _warm_calls(state: RunState, result: StrategyResult, name: str, passes_left:
     wanted = state.config.profile_calls
     per_call = plan.profiled_call_s(result.median_s)
     # A fresh instance (about what loading took), its cold call and the warm calls, under cProfile.
-    start_cost = state.loaded.load_time_s + plan.profiled_call_s(result.measurement.first_call_s, cold=True)
+    start_cost = _instance_s(state) + plan.profiled_call_s(result.measurement.first_call_s, cold=True)
     share = state.budget.share(passes_left)
     calls = wanted
     if math.isfinite(share) and math.isfinite(start_cost):

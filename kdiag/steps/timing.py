@@ -189,7 +189,7 @@ def _not_started(state: RunState, group: plan.TimingGroup, strategy: Strategy,
     if not group.gated or users_path:
         return "", 0.0
     needs = plan.start_estimate_s(known(state), strategy.identity.key)
-    if needs is not None and not budget.fits(admitted_s + needs + budget.reserve_s):
+    if needs is not None and not budget.fits(plan.START_MARGIN * (admitted_s + needs) + budget.reserve_s):
         budget.cut(needs_s=admitted_s + needs + budget.reserve_s)
         return budget.not_started(needs), 0.0
     return "", needs or 0.0
@@ -210,14 +210,19 @@ def _anchor(state: RunState, group: plan.TimingGroup, prepared: Dict[str, Callab
     return Anchor(PREDICT.name, call, predict.measurement.calls_per_sample, calls)
 
 
+def instance_s(state: RunState) -> float:
+    """What loading a fresh instance of the model takes: predict (compiled)'s preparation when it was
+    timed (loading the run's first instance also imported TensorFlow), else loading's time."""
+    return state.prepared_s.get(ids.PREDICT_COMPILED.key, state.loaded.load_time_s)
+
+
 def _second_call(state: RunState, name: str, first_s: float, second_s: float) -> None:
     """After predict's first two calls: say once, up front, if the verdicts cannot come within the limit."""
     state.first_calls[name] = (first_s, second_s)
     budget = state.budget
     if name != PREDICT.name or not budget.limited or state.answer_cost_said:
         return
-    cost = plan.answer_cost(state.config, budget.elapsed(), budget.reserve_s, state.loaded.load_time_s, first_s,
-                            second_s)
+    cost = plan.answer_cost(state.config, budget.elapsed(), budget.reserve_s, instance_s(state), first_s, second_s)
     if cost.needs_s > budget.limit_s:
         state.answer_cost_said = True
         line = cost.line()
