@@ -45,7 +45,10 @@ def test_what_was_cut_is_said_once_with_the_limit_that_would_fit_it():
     clock.now += 50
     budget.cut("The steps beyond one batch ran on 40% of their budgets.", needs_s=31)  # needed until 81 s
     budget.cut(needs_s=12)  # a row that says so itself: no note, and less than the first
-    assert budget.not_started(30).startswith("not measured: would take ~30 s, and 10 s of the time limit were left")
+    assert budget.not_started(30).startswith("not measured: would take ~30 s (estimates), and 10 s of the time limit "
+                                             "were left")
+    assert budget.not_started(4, 14).startswith("not measured: would take ~4 s after the ~14 s of those started "
+                                                "before it (estimates), and 10 s")
     note = budget.note(["C++ (TF C API)"], ["predict"], 5)
     assert note == ("Time limit 60 s (--time-limit; 0 for none); this run took 50 s. Not started, for want of time: "
                     "C++ (TF C API). Fewer than 5 timed calls: predict. The steps beyond one batch ran on 40% of their "

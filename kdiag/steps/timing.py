@@ -191,7 +191,7 @@ def _not_started(state: RunState, group: plan.TimingGroup, strategy: Strategy,
     needs = plan.start_estimate_s(known(state), strategy.identity.key)
     if needs is not None and not budget.fits(plan.START_MARGIN * (admitted_s + needs) + budget.reserve_s):
         budget.cut(needs_s=admitted_s + needs + budget.reserve_s)
-        return budget.not_started(needs), 0.0
+        return budget.not_started(needs, admitted_s), 0.0
     return "", needs or 0.0
 
 
