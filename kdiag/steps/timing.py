@@ -70,8 +70,9 @@ def run_group(state: RunState, group: plan.TimingGroup, keep_s: Callable[[], flo
     anchored: List[Anchor] = []
 
     def anchor() -> Optional[Anchor]:  # decided once the group's first calls are known
-        anchored.extend(a for a in [_anchor(state, group, prepared)] if a is not None)
-        return anchored[0] if anchored else None
+        chosen = _anchor(state, group, prepared)
+        anchored.extend([chosen] if chosen is not None else [])
+        return chosen
 
     state.steps.next("measure", f"{names}, interleaved")
     from kdiag.engine.phases.profiling import capture_tf_warnings
