@@ -1,5 +1,6 @@
 """Measurement and statistics, on a fake clock: no TensorFlow."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -241,3 +242,26 @@ def test_the_median_interval_comes_from_order_statistics():
     assert (lo, hi) == (4901, 5098)  # the normal approximation, n/2 ± 0.98·sqrt(n)
     m = Measurement("s", 1.0, tuple(range(1, 21)))
     assert (m.ci_low_s, m.ci_high_s) == (6, 15)
+
+
+def test_a_measurement_saved_before_the_interval_loads_without_one_and_a_new_one_round_trips():
+    import json
+
+    import factories as fx
+    from kdiag.datamodel.report import Report
+    from kdiag.render.json import render as render_json
+
+    new = Measurement.from_samples("predict", 0.5, [0.1 + i * 1e-3 for i in range(20)], calls_per_sample=5,
+                                   stopped_by="precision")
+    report = fx.report([fx.strategy("predict", 100.0)])
+    report = dataclasses.replace(report, strategies=[dataclasses.replace(report.strategies[0], measurement=new)])
+    data = json.loads(render_json(report))
+    saved = data["strategies"][0]["measurement"]
+    assert (saved["ci_low_s"], saved["ci_high_s"]) == (new.ci_low_s, new.ci_high_s)
+    assert (new.ci_low_s, new.ci_high_s) == pytest.approx((0.105, 0.114))  # the 6th and 15th of 20: ranks 5 and 14
+    assert Report.from_dict(data).strategies[0].measurement == new
+    for field in ("ci_low_s", "ci_high_s", "calls_per_sample", "stopped_by"):  # as a report from before wrote it
+        del saved[field]
+    old = Report.from_dict(data).strategies[0].measurement
+    assert old.ci_low_s is None and old.ci_half_width is None and old.calls_per_sample == 1 and old.stopped_by == ""
+    assert old.median_s == new.median_s
