@@ -161,8 +161,10 @@ def test_a_ragged_last_chunk_is_warmed_before_it_is_timed():
     sweeps.data_size_sweep(paths, {"x": np.zeros((3, 4))}, 32, "concrete function", 1000.0, requested=[70],
                            clock=clock)
     loop_sizes = [n for kind, n in calls if kind == "loop"]
-    assert loop_sizes[:2] == [32, 6]  # the warm-up: a full chunk and the last one
-    assert sorted(set(loop_sizes)) == [6, 32]
+    # The run's own batch (3 rows here) before the sweep's clock, then the count's warm-up: a full
+    # chunk and the last one, before any timed run.
+    assert loop_sizes[:3] == [3, 32, 6]
+    assert sorted(set(loop_sizes[3:])) == [6, 32]
 
 
 # --- the batch-size sweep ---------------------------------------------------------------------

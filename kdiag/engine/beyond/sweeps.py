@@ -254,7 +254,14 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
                     predict_batch: Optional[int] = None, stretch_s: float = 0.0) -> DataSizeSweep:
     """Time every path end to end at each planned count; predict is `paths[0]`, in batches of
     `predict_batch` (default: `batch`), the loops in chunks of `batch`. `stretch_s`: seconds past
-    `budget_s` it may take to reach MIN_SWEEP_COUNTS automatic counts."""
+    `budget_s` it may take to reach MIN_SWEEP_COUNTS automatic counts.
+
+    Every path is called once on the run's own batch before the sweep's clock starts: a new predict
+    call or a newly traced function traces on its first call, a one-off that no sample count pays
+    (it took the whole budget of the first count on a busy machine).
+    """
+    for path in paths:
+        path.warm(dict(arrays))
     start = clock()
     memory = memory or (lambda n: None)
 
