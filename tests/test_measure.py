@@ -146,7 +146,7 @@ def test_wall_cap_spent_in_warm_up_still_leaves_the_minimum():
 # --- the precision rule ------------------------------------------------------------------------
 
 
-def _lognormal_calls(clock, name, median, sigma, seed, count=100_000):
+def _lognormal_calls(clock, name, median, sigma, seed, count=12_000):
     import random
 
     rng = random.Random(seed)
