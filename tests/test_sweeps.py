@@ -228,3 +228,17 @@ def test_a_slow_model_may_stretch_its_budget_for_three_counts_as_far_apart_as_th
     assert stretched.judged and stretched.counts[0] == 32 and stretched.counts[-1] >= 128
     assert stretched.spent_s <= 21.0 * 1.3
     assert all(line.split(":")[0].endswith("samples") for line in stretched.skipped)
+
+
+def test_the_minimum_a_slow_model_keeps_for_three_counts_adds_up_their_estimates():
+    # ResNet50 at batch 1 here: predict 174 ms, predict_on_batch 89 ms and the concrete function 70 ms a call.
+    loops = [0.089, 0.070]
+    paths = [sweeps.SweepPath("predict", "", None, None, 0.174)] + [sweeps.SweepPath("l", "", None, None, s)
+                                                                   for s in loops]
+    counts = sum(sweeps.round_seconds(paths, n, 1, 32) for n in (1, 2, 4))
+    assert sweeps.minimum_seconds(0.174, loops, batch=1) == pytest.approx(0.174 + 0.159 + counts / sweeps.PLAN_MARGIN)
+    assert 4.0 < sweeps.minimum_seconds(0.174, loops, batch=1) < 6.0
+    # A model whose batch is fixed at 32 counts in whole batches: 32, 64 and 128 samples.
+    fixed = sum(sweeps.round_seconds(paths, n, 32, 32) for n in (32, 64, 128))
+    assert sweeps.minimum_seconds(0.174, loops, batch=32, multiple=32) == pytest.approx(
+        0.174 + 0.159 + fixed / sweeps.PLAN_MARGIN)

@@ -18,7 +18,7 @@ from typing import List, Optional
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.profile import GRAPH
 from kdiag.datamodel.report import StrategyResult
-from kdiag.datamodel.strategies import DIRECT_PATHS, PREDICT
+from kdiag.datamodel.strategies import DIRECT_PATHS, PREDICT, PREDICT_ON_BATCH
 from kdiag.steps.state import RunState
 
 #: The op breakdown runs by default when graph execution is at least this share of predict's profiled time.
@@ -84,6 +84,25 @@ def _decide(state: RunState, step) -> str:
                 f"{GRAPH_SHARE_FOR_OPS:.0%}: below that the time goes to Python, which the ops do not show); "
                 f"{step.flag} runs it")
     return ""
+
+
+def minimum_s(state: RunState) -> float:
+    """What the data-size sweep needs for its smallest useful answer, three sample counts (estimated
+    from the medians measured so far): kept from the strategies started after the direct paths, since
+    a sweep of fewer counts claims nothing. 0 when it is off, was given its counts, or cannot be estimated."""
+    from kdiag.engine.beyond import sweeps
+
+    config = state.config
+    if not config.sweeps or config.samples is not None:
+        return 0.0
+    medians = {r.name: r.median_s for r in state.results if r.available and r.measurement.count}
+    best = best_direct_path(state.results)
+    if PREDICT.name not in medians or best is None:
+        return 0.0
+    fixed = {s.shape[0] for s in state.loaded.input_specs if s.shape and s.shape[0] is not None}
+    multiple = fixed.pop() if fixed else 1
+    loops = [medians[name] for name in dict.fromkeys((PREDICT_ON_BATCH.name, best.name)) if name in medians]
+    return sweeps.minimum_seconds(medians[PREDICT.name], loops, state.inputs.batch_size, multiple)
 
 
 def graph_share(state: RunState) -> Optional[float]:

@@ -23,7 +23,7 @@ from kdiag.engine.runtimes.strategies import BY_KEY, BY_NAME
 from kdiag.engine.tf import native_stderr_captured
 from kdiag.errors import KdiagError, NotApplicable, first_line
 from kdiag.signals import stop_cause
-from kdiag.steps import plan
+from kdiag.steps import beyond, plan
 from kdiag.steps.budget import RERUN
 from kdiag.steps.state import RunState
 
@@ -190,8 +190,10 @@ def _not_started(state: RunState, group: plan.TimingGroup, strategy: Strategy,
     if not group.gated or users_path:
         return "", 0.0
     needs = plan.start_estimate_s(known(state), strategy.identity.key)
-    if needs is not None and not budget.fits(plan.START_MARGIN * (admitted_s + needs) + budget.reserve_s):
-        budget.cut(needs_s=admitted_s + needs + budget.reserve_s)
+    # The data-size sweep keeps the time of its three smallest counts: fewer claim nothing.
+    keep = budget.reserve_s + beyond.minimum_s(state)
+    if needs is not None and not budget.fits(plan.START_MARGIN * (admitted_s + needs) + keep):
+        budget.cut(needs_s=admitted_s + needs + keep)
         return budget.not_started(needs, admitted_s), 0.0
     return "", needs or 0.0
 

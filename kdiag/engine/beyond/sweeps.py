@@ -201,6 +201,16 @@ def _fillers(chosen: Sequence[int], multiple: int) -> List[int]:
     return [n for _, n in sorted(candidates, reverse=True) if n % multiple == 0]
 
 
+def minimum_seconds(predict_s: float, loops_s: Sequence[float], batch: int, multiple: int = 1) -> float:
+    """The estimated seconds of the three smallest automatic counts (`multiple`, its double and its
+    quadruple) for predict and loops with these per-call medians at the run's batch, the warm-up on the
+    run's batch and the estimates' margin included."""
+    predict_batch = multiple if multiple > 1 else PREDICT_DEFAULT_BATCH
+    paths = [SweepPath("predict", "", None, None, predict_s)] + [SweepPath("loop", "", None, None, s) for s in loops_s]
+    warm = predict_s + sum(loops_s)
+    return warm + sum(round_seconds(paths, n * multiple, batch, predict_batch) for n in (1, 2, 4)) / PLAN_MARGIN
+
+
 def three_counts(cost: Callable[[int], float], budget_s: float, memory: Callable[[int], Optional[str]],
                  multiple: int = 1) -> Optional[List[int]]:
     """The smallest count (`multiple`), the largest doubling of it L and the doubling halfway between (in
