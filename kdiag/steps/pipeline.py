@@ -67,7 +67,8 @@ def _measure(state: RunState, scratch: Path) -> Report:
             profile.run(state, scratch)  # nothing to profile: its steps are shown as skipped
         for group in groups:
             doing = f"timing {group.label}"
-            keep = (lambda: _after_question_s(state)) if group.label == plan.QUESTION.label else (lambda: 0.0)
+            keep = {plan.QUESTION.label: lambda: _after_question_s(state),
+                    plan.OTHERS.label: lambda: beyond.minimum_s(state)}.get(group.label, lambda: 0.0)
             if not timing.run_group(state, group, keep):
                 raise KeyboardInterrupt
             if group.label == plan.QUESTION.label:

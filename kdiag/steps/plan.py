@@ -76,9 +76,9 @@ def timing_steps(config: RunConfig) -> int:
 
 
 # --- estimates ------------------------------------------------------------------------------------
-# Rough costs, in units of what this run has measured, from the examples and the Conv1D+LSTM(512)
-# model on our 2-core machine: a strategy's preparation and first call in "traces" (the concrete
-# function's first call: tracing the model once, and running it), and its calls against the fastest
+# Rough costs, in units of what this run has measured, from the examples, ResNet50 and the
+# Conv1D+LSTM(512) model on our 2-core machine: a strategy's preparation and first call in "traces"
+# (tracing the model once and running it: trace_s), and its calls against the fastest
 # direct path's. model(x) eager ran 2.8-5.4x slower than predict_on_batch there (the more, the busier the
 # machine); the SavedModel export took 1.5 traces, the TFLite export and conversion 2.5 (twice the
 # SavedModel export, when measured).
@@ -115,7 +115,7 @@ def start_estimate_s(known: Known, key: str, prepared: bool = True) -> Optional[
     """A strategy's preparation (unless `prepared` is False), first call and --min-calls calls,
     estimated; None with nothing to go on."""
     call = call_estimate_s(known, key)
-    trace = known.first_calls.get(ids.CONCRETE.key, known.first_calls.get(ids.PREDICT.key))
+    trace = trace_s(known)
     if call is None or trace is None:
         return None
     prepare = known.prepared_s.get(key) if prepared else 0.0
@@ -127,6 +127,14 @@ def start_estimate_s(known: Known, key: str, prepared: bool = True) -> Optional[
             prepare = max(prepare, WRITE_FLOOR_S)
     first = known.first_calls.get(key, call + FIRST_CALL_TRACES.get(key, 0.0) * trace)
     return prepare + first + known.min_calls * call
+
+
+def trace_s(known: Known) -> Optional[float]:
+    """Tracing the model once and calling it: the concrete function's preparation (it traces there) and
+    first call when they were measured, else predict's first call (which traces the model and more)."""
+    if ids.CONCRETE.key in known.first_calls:
+        return known.prepared_s.get(ids.CONCRETE.key, 0.0) + known.first_calls[ids.CONCRETE.key]
+    return known.first_calls.get(ids.PREDICT.key)
 
 
 def profiled_call_s(call_s: float, cold: bool = False) -> float:
