@@ -6,6 +6,8 @@ so the sweep's arithmetic can be checked against numbers worked out by hand.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -242,3 +244,17 @@ def test_the_minimum_a_slow_model_keeps_for_three_counts_adds_up_their_estimates
     fixed = sum(sweeps.round_seconds(paths, n, 32, 32) for n in (32, 64, 128))
     assert sweeps.minimum_seconds(0.174, loops, batch=32, multiple=32) == pytest.approx(
         0.174 + 0.159 + fixed / sweeps.PLAN_MARGIN)
+
+
+def test_a_count_that_calls_for_a_new_batch_shape_is_costed_a_trace_more():
+    # ResNet50 at batch 1: predict's first call took 1.15 s more than its median (tracing).
+    traced = [sweeps.SweepPath("predict", "", None, None, 0.17, trace_s=1.15),
+              sweeps.SweepPath("predict_on_batch", "", None, None, 0.09, trace_s=0.9)]
+    plain = [dataclasses.replace(p, trace_s=0.0) for p in traced]
+    # One sample: the run's own batch shape, seen already. Four: predict on a batch of 4, a new shape;
+    # the loop still calls on batches of 1. Forty: predict on 32 and 8, both new.
+    assert sweeps.round_seconds(traced, 1, 1, 32) == sweeps.round_seconds(plain, 1, 1, 32)
+    assert sweeps.round_seconds(traced, 4, 1, 32) == pytest.approx(sweeps.round_seconds(plain, 4, 1, 32) + 1.15)
+    assert sweeps.round_seconds(traced, 40, 1, 32) == pytest.approx(sweeps.round_seconds(plain, 40, 1, 32) + 2.3)
+    # The loops at batch 32: fewer samples than that is a new shape for them too.
+    assert sweeps.round_seconds(traced, 4, 32, 32) == pytest.approx(sweeps.round_seconds(plain, 4, 32, 32) + 2.05)

@@ -101,8 +101,12 @@ def minimum_s(state: RunState) -> float:
         return 0.0
     fixed = {s.shape[0] for s in state.loaded.input_specs if s.shape and s.shape[0] is not None}
     multiple = fixed.pop() if fixed else 1
-    loops = [medians[name] for name in dict.fromkeys((PREDICT_ON_BATCH.name, best.name)) if name in medians]
-    return sweeps.minimum_seconds(medians[PREDICT.name], loops, state.inputs.batch_size, multiple)
+    from kdiag.engine.beyond.steps import trace_s
+
+    names = [name for name in dict.fromkeys((PREDICT_ON_BATCH.name, best.name)) if name in medians]
+    traces = [trace_s(state.results, name) for name in [PREDICT.name] + names]
+    return sweeps.minimum_seconds(medians[PREDICT.name], [medians[n] for n in names], state.inputs.batch_size, multiple,
+                                  traces)
 
 
 def graph_share(state: RunState) -> Optional[float]:

@@ -38,6 +38,16 @@ def _median(results: Sequence[StrategyResult], name: str) -> Optional[float]:
     return value if value > 0 and math.isfinite(value) else None
 
 
+def trace_s(results: Sequence[StrategyResult], name: str) -> float:
+    """What a strategy's first call cost beyond a call (tracing, mostly): what a new batch shape costs it again."""
+    median = _median(results, name)
+    result = next((r for r in results if r.name == name), None)
+    if median is None or result is None or not math.isfinite(result.measurement.first_call_s):
+        return 0.0
+    return max(0.0, result.measurement.first_call_s - median)
+
+
+
 def _fixed_batch(ctx: StrategyContext) -> Optional[int]:
     fixed = {s.shape[0] for s in ctx.loaded.input_specs if s.shape and s.shape[0] is not None}
     return fixed.pop() if fixed else None
@@ -92,11 +102,13 @@ def data_size_step(ctx: StrategyContext, results: Sequence[StrategyResult], best
     predict_batch = fixed or sweeps.PREDICT_DEFAULT_BATCH
     try:
         paths = [sweeps.whole_array_path(PREDICT.name, predict_whole(ctx, None if fixed is None else fixed),
-                                         predict_batch, predict_s, default=fixed is None)]
+                                         predict_batch, predict_s, default=fixed is None,
+                                         trace_s=trace_s(results, PREDICT.name))]
         names = [PREDICT_ON_BATCH.name] if _median(results, PREDICT_ON_BATCH.name) is not None else []
         names += [best.name] if best.name not in names else []
         for name in names:
-            paths.append(sweeps.loop_path(name, _chunked(ctx, name), batch, _median(results, name)))
+            paths.append(sweeps.loop_path(name, _chunked(ctx, name), batch, _median(results, name),
+                                          trace_s=trace_s(results, name)))
         memory = sweeps.memory_check(_per_sample_bytes(ctx))
         return sweeps.data_size_sweep(paths, ctx.inputs.arrays, batch, best.name, budget_s, samples, memory,
                                       progress=lambda what: say("sweep", f"data size: {what}"), multiple=fixed or 1,

@@ -84,9 +84,13 @@ class SweepPath:
     run: Callable[[Arrays], object]  # scores the whole array, outputs on the host
     warm: Callable[[Arrays], None]  # calls every chunk shape of this array once
     chunk_s: float  # its measured seconds per call at the run's batch (for the plan)
+    # What its first call on a batch shape it has not seen costs beyond a call (it traces again): its
+    # first call's time less its median, from the timing pass (for the plan).
+    trace_s: float = 0.0
 
 
-def whole_array_path(strategy: str, predict: ChunkCall, batch: int, chunk_s: float, default: bool = True) -> SweepPath:
+def whole_array_path(strategy: str, predict: ChunkCall, batch: int, chunk_s: float, default: bool = True,
+                     trace_s: float = 0.0) -> SweepPath:
     """predict(X): one call on the whole array, in batches of `batch` (`default`: predict's own)."""
 
     def warm(arrays):
@@ -96,10 +100,10 @@ def whole_array_path(strategy: str, predict: ChunkCall, batch: int, chunk_s: flo
         predict(_chunk(arrays, slice(0, min(samples, batch + rest))))
 
     how = "model.predict(X)" if default else f"model.predict(X, batch_size={batch})"
-    return SweepPath(strategy, how, predict, warm, chunk_s)
+    return SweepPath(strategy, how, predict, warm, chunk_s, trace_s)
 
 
-def loop_path(strategy: str, call: ChunkCall, batch: int, chunk_s: float) -> SweepPath:
+def loop_path(strategy: str, call: ChunkCall, batch: int, chunk_s: float, trace_s: float = 0.0) -> SweepPath:
     """`call` on each chunk of `batch` samples, outputs joined as predict joins them."""
 
     def run(arrays):
@@ -113,7 +117,7 @@ def loop_path(strategy: str, call: ChunkCall, batch: int, chunk_s: float) -> Swe
         for where in shapes.values():
             call(_chunk(arrays, where))
 
-    return SweepPath(strategy, f"{strategy} on each chunk of {batch}", run, warm, chunk_s)
+    return SweepPath(strategy, f"{strategy} on each chunk of {batch}", run, warm, chunk_s, trace_s)
 
 
 def round_seconds(paths: Sequence[SweepPath], samples: int, batch: int, predict_batch: Optional[int] = None) -> float:
@@ -123,7 +127,8 @@ def round_seconds(paths: Sequence[SweepPath], samples: int, batch: int, predict_
     predict's measured call covers one batch; each further sample is taken at the slowest loop's
     pace per sample (an upper bound for predict's larger batches). A loop's call on fewer samples
     than a batch is taken as a whole call: an upper bound too. The warm-up calls predict once on a
-    batch of its own (`predict_batch`, default `batch`) and the ragged rest, and each loop on two chunks.
+    batch of its own (`predict_batch`, default `batch`) and the ragged rest, and each loop on two
+    chunks; a batch shape other than the run's traces again (each path's `trace_s`).
     """
     predict_batch = predict_batch or batch
     per_sample = max((p.chunk_s for p in paths[1:]), default=paths[0].chunk_s) / batch
@@ -135,7 +140,15 @@ def round_seconds(paths: Sequence[SweepPath], samples: int, batch: int, predict_
     loops = sum(chunks * p.chunk_s for p in paths[1:])
     warm = predict_s(min(samples, predict_batch + samples % predict_batch)) + sum(min(chunks, 2) * p.chunk_s
                                                                                    for p in paths[1:])
+    warm += paths[0].trace_s * len(_new_shapes(samples, predict_batch, batch))
+    warm += sum(p.trace_s for p in paths[1:]) * len(_new_shapes(samples, batch, batch))
     return predict_s(samples) + loops + warm
+
+
+def _new_shapes(samples: int, step: int, seen: int) -> set:
+    """The batch shapes that scoring `samples` samples in steps of `step` calls for, but `seen`."""
+    shapes = {min(samples, step)} | ({samples % step} if samples > step and samples % step else set())
+    return shapes - {seen}
 
 
 def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[int], float], budget_s: float,
@@ -201,12 +214,15 @@ def _fillers(chosen: Sequence[int], multiple: int) -> List[int]:
     return [n for _, n in sorted(candidates, reverse=True) if n % multiple == 0]
 
 
-def minimum_seconds(predict_s: float, loops_s: Sequence[float], batch: int, multiple: int = 1) -> float:
+def minimum_seconds(predict_s: float, loops_s: Sequence[float], batch: int, multiple: int = 1,
+                    traces_s: Sequence[float] = ()) -> float:
     """The estimated seconds of the three smallest automatic counts (`multiple`, its double and its
-    quadruple) for predict and loops with these per-call medians at the run's batch, the warm-up on the
-    run's batch and the estimates' margin included."""
+    quadruple) for predict and loops with these per-call medians at the run's batch (and these costs of
+    tracing a new shape, predict's first), the warm-up on the run's batch and the estimates' margin included."""
     predict_batch = multiple if multiple > 1 else PREDICT_DEFAULT_BATCH
-    paths = [SweepPath("predict", "", None, None, predict_s)] + [SweepPath("loop", "", None, None, s) for s in loops_s]
+    traces = list(traces_s) + [0.0] * (1 + len(loops_s) - len(traces_s))
+    paths = [SweepPath("predict", "", None, None, predict_s, traces[0])] + [
+        SweepPath("loop", "", None, None, s, t) for s, t in zip(loops_s, traces[1:])]
     warm = predict_s + sum(loops_s)
     return warm + sum(round_seconds(paths, n * multiple, batch, predict_batch) for n in (1, 2, 4)) / PLAN_MARGIN
 
