@@ -122,27 +122,36 @@ def loop_path(strategy: str, call: ChunkCall, batch: int, chunk_s: float, trace_
 
 def round_seconds(paths: Sequence[SweepPath], samples: int, batch: int, predict_batch: Optional[int] = None) -> float:
     """The estimated seconds of one run of every path on `samples` samples (from the per-call medians
-    at the run's batch `batch`), its warm-up included.
+    at the run's batch `batch`), its warm-up included: run_seconds + warm_seconds."""
+    return run_seconds(paths, samples, batch) + warm_seconds(paths, samples, batch, predict_batch)
+
+
+def run_seconds(paths: Sequence[SweepPath], samples: int, batch: int) -> float:
+    """One timed run of every path on `samples` samples, estimated.
 
     predict's measured call covers one batch; each further sample is taken at the slowest loop's
     pace per sample (an upper bound for predict's larger batches). A loop's call on fewer samples
-    than a batch is taken as a whole call: an upper bound too. The warm-up calls predict once on a
-    batch of its own (`predict_batch`, default `batch`) and the ragged rest, and each loop on two
-    chunks; a batch shape other than the run's traces again (each path's `trace_s`).
+    than a batch is taken as a whole call: an upper bound too.
     """
-    predict_batch = predict_batch or batch
-    per_sample = max((p.chunk_s for p in paths[1:]), default=paths[0].chunk_s) / batch
-
-    def predict_s(n: int) -> float:
-        return paths[0].chunk_s + max(0, n - batch) * per_sample
-
     chunks = math.ceil(samples / batch)
-    loops = sum(chunks * p.chunk_s for p in paths[1:])
-    warm = predict_s(min(samples, predict_batch + samples % predict_batch)) + sum(min(chunks, 2) * p.chunk_s
-                                                                                   for p in paths[1:])
+    return _predict_s(paths, samples, batch) + sum(chunks * p.chunk_s for p in paths[1:])
+
+
+def warm_seconds(paths: Sequence[SweepPath], samples: int, batch: int, predict_batch: Optional[int] = None) -> float:
+    """The warm-up before a count's runs, estimated: predict once on a batch of its own (`predict_batch`,
+    default `batch`) and the ragged rest, each loop on two chunks; a batch shape other than the run's
+    traces again (each path's `trace_s`)."""
+    predict_batch = predict_batch or batch
+    chunks = math.ceil(samples / batch)
+    warm = _predict_s(paths, min(samples, predict_batch + samples % predict_batch), batch)
+    warm += sum(min(chunks, 2) * p.chunk_s for p in paths[1:])
     warm += paths[0].trace_s * len(_new_shapes(samples, predict_batch, batch))
-    warm += sum(p.trace_s for p in paths[1:]) * len(_new_shapes(samples, batch, batch))
-    return predict_s(samples) + loops + warm
+    return warm + sum(p.trace_s for p in paths[1:]) * len(_new_shapes(samples, batch, batch))
+
+
+def _predict_s(paths: Sequence[SweepPath], samples: int, batch: int) -> float:
+    per_sample = max((p.chunk_s for p in paths[1:]), default=paths[0].chunk_s) / batch
+    return paths[0].chunk_s + max(0, samples - batch) * per_sample
 
 
 def _new_shapes(samples: int, step: int, seen: int) -> set:
@@ -306,10 +315,10 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
                         for n in counts[position:]]
             break
         progress(count(samples, "sample"))
-        # Extra runs share only the slack: every larger count keeps the time for its one run.
+        # Extra runs share only the slack: every larger count keeps the time for its warm-up and one run.
         later = sum(estimate_s(n) for n in counts[position + 1:])
         slack = budget_s - (clock() - start) - later - estimate
-        allowance = estimate + max(0.0, slack) / (len(counts) - position)
+        allowance = run_seconds(paths, samples, batch) + max(0.0, slack) / (len(counts) - position)
         _time_count(paths, tiled(arrays, samples), samples, allowance, runs, clock)
         measured.append(samples)
     series = []
