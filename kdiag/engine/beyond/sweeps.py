@@ -139,14 +139,23 @@ def run_seconds(paths: Sequence[SweepPath], samples: int, batch: int) -> float:
 
 def warm_seconds(paths: Sequence[SweepPath], samples: int, batch: int, predict_batch: Optional[int] = None) -> float:
     """The warm-up before a count's runs, estimated: predict once on a batch of its own (`predict_batch`,
-    default `batch`) and the ragged rest, each loop on two chunks; a batch shape other than the run's
-    traces again (each path's `trace_s`)."""
+    default `batch`) and the ragged rest, each loop on two chunks. Tracing a new batch shape is
+    `retrace_seconds`, once per sweep."""
     predict_batch = predict_batch or batch
     chunks = math.ceil(samples / batch)
     warm = _predict_s(paths, min(samples, predict_batch + samples % predict_batch), batch)
-    warm += sum(min(chunks, 2) * p.chunk_s for p in paths[1:])
-    warm += paths[0].trace_s * len(_new_shapes(samples, predict_batch, batch))
-    return warm + sum(p.trace_s for p in paths[1:]) * len(_new_shapes(samples, batch, batch))
+    return warm + sum(min(chunks, 2) * p.chunk_s for p in paths[1:])
+
+
+def retrace_seconds(paths: Sequence[SweepPath], counts: Sequence[int], batch: int,
+                    predict_batch: Optional[int] = None) -> float:
+    """What tracing again costs the sweep over `counts`: each path's `trace_s`, once, if any count calls
+    for a batch shape other than the run's. Once: TensorFlow relaxes a function retraced for a second
+    shape to any batch size (reduce_retracing, which Keras' predict uses)."""
+    predict_batch = predict_batch or batch
+    steps = [predict_batch] + [batch] * (len(paths) - 1)
+    return sum(path.trace_s for path, step in zip(paths, steps)
+               if any(_new_shapes(n, step, batch) for n in counts))
 
 
 def _predict_s(paths: Sequence[SweepPath], samples: int, batch: int) -> float:
@@ -232,8 +241,9 @@ def minimum_seconds(predict_s: float, loops_s: Sequence[float], batch: int, mult
     traces = list(traces_s) + [0.0] * (1 + len(loops_s) - len(traces_s))
     paths = [SweepPath("predict", "", None, None, predict_s, traces[0])] + [
         SweepPath("loop", "", None, None, s, t) for s, t in zip(loops_s, traces[1:])]
-    warm = predict_s + sum(loops_s)
-    return warm + sum(round_seconds(paths, n * multiple, batch, predict_batch) for n in (1, 2, 4)) / PLAN_MARGIN
+    counts = [n * multiple for n in (1, 2, 4)]
+    warm = predict_s + sum(loops_s) + retrace_seconds(paths, counts, batch, predict_batch)
+    return warm + sum(round_seconds(paths, n, batch, predict_batch) for n in counts) / PLAN_MARGIN
 
 
 def three_counts(cost: Callable[[int], float], budget_s: float, memory: Callable[[int], Optional[str]],
@@ -303,7 +313,12 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
     def estimate_s(n: int) -> float:
         return round_seconds(paths, n, batch, predict_batch)
 
-    counts, skipped, budget_s = _plan_with_stretch(requested, batch, estimate_s, budget_s, memory, multiple, stretch_s)
+    automatic = sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS})
+    retrace = retrace_seconds(paths, requested or automatic[:MIN_SWEEP_COUNTS], batch, predict_batch)
+    counts, skipped, planned_s = _plan_with_stretch(requested, batch, estimate_s, budget_s - retrace, memory, multiple,
+                                                    stretch_s)
+    budget_s = planned_s + retrace
+    pending = retrace  # kept from the extra runs until a count with a new batch shape has paid it
     runs: Dict[Tuple[int, int], List[float]] = {}
     measured: List[int] = []
     for position, samples in enumerate(counts):
@@ -317,9 +332,10 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
         progress(count(samples, "sample"))
         # Extra runs share only the slack: every larger count keeps the time for its warm-up and one run.
         later = sum(estimate_s(n) for n in counts[position + 1:])
-        slack = budget_s - (clock() - start) - later - estimate
+        slack = budget_s - (clock() - start) - later - estimate - pending
         allowance = run_seconds(paths, samples, batch) + max(0.0, slack) / (len(counts) - position)
         _time_count(paths, tiled(arrays, samples), samples, allowance, runs, clock)
+        pending = 0.0 if retrace_seconds(paths, [samples], batch, predict_batch) else pending
         measured.append(samples)
     series = []
     for index, path in enumerate(paths):
