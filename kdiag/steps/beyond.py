@@ -87,14 +87,17 @@ def _decide(state: RunState, step) -> str:
 
 
 def minimum_s(state: RunState) -> float:
-    """What the data-size sweep needs for its smallest useful answer, three sample counts (estimated
-    from the medians measured so far): kept from the strategies started after the direct paths, since
-    a sweep of fewer counts claims nothing. 0 when it is off, was given its counts, or cannot be estimated."""
+    """What the sweeps need for their smallest useful answer: the data-size sweep's three sample counts
+    (estimated from the medians measured so far) and the batch-size sweep's budget, and a second for the
+    training check. Kept from the strategies started after the direct paths, since a data-size sweep of
+    fewer counts claims nothing. 0 when the sweeps are off, were given their counts, or cannot be estimated."""
     from kdiag.engine.beyond import sweeps
+    from kdiag.engine.beyond.steps import BEYOND_STEPS
 
     config = state.config
     if not config.sweeps or config.samples is not None:
         return 0.0
+    batch_sweep = next(s.seconds_per_budget for s in BEYOND_STEPS if s.field == "batch_size_sweep") * config.budget_s
     medians = {r.name: r.median_s for r in state.results if r.available and r.measurement.count}
     best = best_direct_path(state.results)
     if PREDICT.name not in medians or best is None:
@@ -105,8 +108,9 @@ def minimum_s(state: RunState) -> float:
 
     names = [name for name in dict.fromkeys((PREDICT_ON_BATCH.name, best.name)) if name in medians]
     traces = [trace_s(state.results, name) for name in [PREDICT.name] + names]
-    return sweeps.minimum_seconds(medians[PREDICT.name], [medians[n] for n in names], state.inputs.batch_size, multiple,
-                                  traces)
+    data = sweeps.minimum_seconds(medians[PREDICT.name], [medians[n] for n in names], state.inputs.batch_size,
+                                  multiple, traces)
+    return data + batch_sweep + 1.0
 
 
 def graph_share(state: RunState) -> Optional[float]:

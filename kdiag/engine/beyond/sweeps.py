@@ -170,7 +170,8 @@ def _new_shapes(samples: int, step: int, seen: int) -> set:
 
 
 def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[int], float], budget_s: float,
-                memory: Callable[[int], Optional[str]], multiple: int = 1) -> Tuple[List[int], List[str]]:
+                memory: Callable[[int], Optional[str]], multiple: int = 1,
+                overhead_s: float = 0.0) -> Tuple[List[int], List[str]]:
     """The counts to measure, smallest first, and a line for each one left out.
 
     `cost(n)`: estimated seconds of one run of every path on n samples; `memory(n)`: why n samples
@@ -179,13 +180,14 @@ def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[
     of the last count that does fit takes its place, and while fewer than MIN_SWEEP_COUNTS fit,
     doublings in between are filled in (a crossover needs three counts). `multiple`: a model whose
     batch size is fixed takes only whole batches, so the automatic counts are rounded up to multiples of it.
+    `overhead_s`: what the sweep spends besides its counts (tracing again), out of `budget_s`.
     """
     automatic = requested is None
     counts = sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS} if automatic
                     else set(requested))
     chosen: List[int] = []
     skipped: List[str] = []
-    left = budget_s
+    left = budget_s - overhead_s
     out_of_time = False
     for n in counts:
         why = memory(n)
@@ -315,9 +317,8 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
 
     automatic = sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS})
     retrace = retrace_seconds(paths, requested or automatic[:MIN_SWEEP_COUNTS], batch, predict_batch)
-    counts, skipped, planned_s = _plan_with_stretch(requested, batch, estimate_s, budget_s - retrace, memory, multiple,
-                                                    stretch_s)
-    budget_s = planned_s + retrace
+    counts, skipped, budget_s = _plan_with_stretch(requested, batch, estimate_s, budget_s, memory, multiple, stretch_s,
+                                                   retrace)
     pending = retrace  # kept from the extra runs until a count with a new batch shape has paid it
     runs: Dict[Tuple[int, int], List[float]] = {}
     measured: List[int] = []
@@ -347,17 +348,17 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
 
 
 def _plan_with_stretch(requested, batch: int, estimate_s, budget_s: float, memory, multiple: int,
-                       stretch_s: float) -> Tuple[List[int], List[str], float]:
-    """(counts, lines of those left out, the budget they were planned in)."""
-    counts, skipped = plan_counts(requested, batch, estimate_s, budget_s, memory, multiple)
+                       stretch_s: float, overhead_s: float) -> Tuple[List[int], List[str], float]:
+    """(counts, lines of those left out, the budget they were planned in, `overhead_s` included)."""
+    counts, skipped = plan_counts(requested, batch, estimate_s, budget_s, memory, multiple, overhead_s)
     if requested is not None or len(counts) >= MIN_SWEEP_COUNTS or stretch_s <= 0:
         return counts, skipped, budget_s
     # A slow model: its budget holds fewer counts than a crossover needs. It may take up to
     # `stretch_s` more (what the run has to spare) for three counts, as far apart as that allows.
-    three = three_counts(estimate_s, budget_s + stretch_s, memory, multiple)
+    three = three_counts(estimate_s, budget_s + stretch_s - overhead_s, memory, multiple)
     if not three:
         return counts, skipped, budget_s
-    budget_s = sum(estimate_s(n) for n in three) / PLAN_MARGIN
+    budget_s = sum(estimate_s(n) for n in three) / PLAN_MARGIN + overhead_s
     skipped = [f"{count(n, 'sample')}: " + (memory(n) or f"not measured: would take ~{_seconds(estimate_s(n))}, "
                                               f"beyond what the run had to spare for this sweep ({budget_s:.2g} s)")
                for n in sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS}) if n > three[-1]]
