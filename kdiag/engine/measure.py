@@ -165,7 +165,9 @@ def measure_interleaved(
 
 
 def _timed(timer: _Timer) -> "Timed":
-    return Timed(timer.result(), timer.first_output, timer.error, timer.skipped)
+    # The outputs of its latest call besides the cold one, so that outputs are compared on two calls.
+    later = timer._last_output if timer._last_output is not timer.first_output else None
+    return Timed(timer.result(), timer.first_output, timer.error, timer.skipped, later)
 
 
 def _start_estimate(timers: List[_Timer]) -> Optional[float]:
@@ -211,3 +213,4 @@ class Timed:
     first_output: object
     error: str = ""
     skipped: str = ""  # "not measured: would take ~N s ..." when the time limit left no room
+    later_output: object = None  # what its latest call after the cold one returned; None: no such call

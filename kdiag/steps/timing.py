@@ -170,7 +170,8 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Ti
     if outcome.measurement.count == 0:
         return not_measured(f"not measured: the time limit was reached after its first call, before any timed "
                             f"call; {RERUN}")
-    outputs = check.compare(reference_name, reference, outcome.first_output) if reference is not None else None
+    outputs = (check.checked(reference_name, reference, outcome.first_output, outcome.later_output)
+               if reference is not None else None)
     return StrategyResult(identity.name, identity.snippet, True, measurement=outcome.measurement, outputs=outputs,
                           notes=notes)
 
