@@ -101,7 +101,8 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
         parser.print_help(env.stdout)
         return ExitStatus.OK
     if args.debug:  # TensorFlow's own warnings too: a failing call's, with its Python traceback
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "")
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = level if level in ("0", "1") else "1"
     try:
         if args.command == "inspect":
             with StopSignals(env.stderr):  # SIGTERM stops like Ctrl-C; a second signal waits for the save
