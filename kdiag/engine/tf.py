@@ -15,8 +15,8 @@ def quiet_tensorflow():
 
     TensorFlow reads TF_CPP_MIN_LOG_LEVEL once, when it is first imported: whatever imports it first
     (kdiag, or a --custom-objects module) decides whether a failing call's warnings, with the Python
-    traceback of a py_function inside, reach stderr. kdiag asks for errors only (2); `--debug` asks for
-    warnings too (kdiag.cli); a level the user set is kept.
+    traceback of a py_function inside, reach stderr. kdiag asks for errors only (2) unless the user set
+    a level; `--debug` asks for warnings too (1, or the user's 0; kdiag.cli).
     """
     # TensorFlow's C++ start-up logs (CUDA probing, CPU features) are noise in a report;
     # users who want them can set the variable themselves.
