@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST
+from test_runfolder_faults import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -48,53 +49,30 @@ def error_lines(stderr: str) -> list:
     return [line for line in stderr.splitlines() if line.startswith("kdiag: error:")]
 
 
-def wait_for(process, text: str, timeout: float = 180) -> str:
-    seen, deadline = "", time.time() + timeout
-    while time.time() < deadline and text not in seen:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen += line
-    assert text in seen, seen
-    return seen
-
-
 # --- custom layers, loaded by consent (--custom-objects) -----------------------------------------------
 
-SLOW = textwrap.dedent('''
-    import os, time
-    import keras, tensorflow as tf
+def py_function_layer(class_name: str, body: str, prelude: str = "") -> str:
+    """A module defining `class_name`, a layer whose call runs `_body(x)` (Python) in a tf.py_function."""
+    return textwrap.dedent(f'''
+        import os, time
+        import keras, tensorflow as tf
+        {prelude}
+        def _body(x):
+            {body}
+            return x
 
-    def _sleep(x):
-        time.sleep(float(os.environ["SLOW_S"]))
-        return x
+        @keras.saving.register_keras_serializable(package="kdiag_tests")
+        class {class_name}(keras.layers.Layer):
+            def call(self, x):
+                y = tf.py_function(_body, [x], Tout=x.dtype)
+                y.set_shape(x.shape)
+                return y
+    ''')
 
-    @keras.saving.register_keras_serializable(package="kdiag_tests")
-    class Slow(keras.layers.Layer):
-        def call(self, x):
-            y = tf.py_function(_sleep, [x], Tout=x.dtype)
-            y.set_shape(x.shape)
-            return y
-''')
 
-FAILING = textwrap.dedent('''
-    import keras, tensorflow as tf
-
-    CALLS = [0]
-
-    def _count(x):
-        CALLS[0] += 1
-        if CALLS[0] >= 3:
-            raise RuntimeError("the third call fails")
-        return x
-
-    @keras.saving.register_keras_serializable(package="kdiag_tests")
-    class ThirdCallFails(keras.layers.Layer):
-        def call(self, x):
-            y = tf.py_function(_count, [x], Tout=x.dtype)
-            y.set_shape(x.shape)
-            return y
-''')
+SLOW = py_function_layer("Slow", 'time.sleep(float(os.environ["SLOW_S"]))')
+FAILING = py_function_layer("ThirdCallFails", 'CALLS.append(x)\n            if len(CALLS) >= 3: raise RuntimeError("the third call fails")',
+                            prelude="CALLS = []")
 
 NOISY = textwrap.dedent('''
     import keras, tensorflow as tf
@@ -225,7 +203,7 @@ def test_a_model_raising_from_its_third_call_prints_no_tensorflow_traceback_with
     (_, loud), code = results[True]
     assert code == 2
     # TensorFlow's own report of the failing call, with the py_function's Python traceback.
-    assert "RuntimeError: the third call fails" in loud and 'in _count\n' in loud
+    assert "RuntimeError: the third call fails" in loud and 'in _body\n' in loud
 
 
 def test_a_nan_model_gets_its_finding_and_no_strategy_differs(keras):
