@@ -48,9 +48,11 @@ T = TypeVar("T")
 STOP_GRACE_S = 1.0
 #: How often the stop is raised again in the worker while its job has not ended.
 STOP_RESEND_S = 1.0
-#: The worker's stack: deep configs recurse deeply (a 2,000-layer model), and a thread's default
-#: stack is smaller than the main thread's can grow to. Reserved address space, not memory.
-WORKER_STACK_BYTES = 256 << 20
+#: The worker's stack. The main thread's grows to RLIMIT_STACK (8 MiB by default); a thread's is fixed
+#: when it starts (glibc: RLIMIT_STACK, or 2 MiB when that is unlimited), and a deep config (a
+#: 2,000-layer model) recurses deeply while it loads: where the main thread would raise RecursionError,
+#: the worker must not overflow its stack. Address space, used only as deep as the calls go.
+WORKER_STACK_BYTES = 32 << 20
 
 
 class TimeUp(KeyboardInterrupt):
