@@ -155,9 +155,8 @@ def test_calls_that_overrun_the_limit_end_within_seconds_of_it(tmp, slow_model):
     assert elapsed < 12 + 3, f"ended {elapsed - 12:.1f} s after the limit"
     # 5 s a call: a first call and a warm-up leave no timed call of predict within 12 s.
     assert process.returncode == 2, stderr[-3000:]
-    line, = error_lines(stderr)
-    assert line.startswith("kdiag: error: predict could not be measured on this model (not measured: the time limit "
-                           "was reached before its first timed call"), line
+    assert error_lines(stderr) == ["kdiag: error: predict could not be measured on this model (not measured: the time "
+                                   "limit was reached before its first timed call). rerun with a larger --time-limit"]
     assert "Traceback" not in stderr
     assert not (tmp / "run").exists() and leftovers(tmp) == []
 

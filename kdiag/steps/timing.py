@@ -148,7 +148,7 @@ def require_the_users_path(state: RunState) -> None:
 def _refuse_unmeasurable(name: str, reason: str) -> None:
     fix = (RERUN if "time limit" in reason else
            "check the model and its inputs (--inputs, --input-shape); --debug shows the traceback")
-    raise KdiagError(f"{name} could not be measured on this model ({reason})", fix)
+    raise KdiagError(f"{name} could not be measured on this model ({reason.removesuffix('; ' + RERUN)})", fix)
 
 
 def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Timed], notes: List[str],
