@@ -103,3 +103,16 @@ def test_the_new_outputs_fields_survive_the_json_round_trip():
         for name in ("repeatable", "repeat_max_abs_diff", "repeat_detail", "nonfinite_values", "output_values"):
             strategy["outputs"].pop(name)
     assert Report.from_dict(older).strategies[0].outputs.repeatable is None
+
+
+def test_every_output_shows_a_varying_strategy_as_varying():
+    from kdiag.render import render
+
+    strategies = f.typical_keras3()
+    strategies[2] = _varying(strategies[2])  # predict_on_batch
+    report = dataclasses.replace(f.report(strategies), findings=[])
+    report = dataclasses.replace(report, findings=diagnose(report))
+    for fmt in ("terminal", "markdown"):
+        text = render(report, fmt, **({"width": 200, "verbose": True} if fmt == "terminal" else {}))
+        rows = [line for line in text.splitlines() if line.lstrip("| ").startswith("predict_on_batch ")]
+        assert rows and all("vary" in row and "match" not in row for row in rows), rows
