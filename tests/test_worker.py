@@ -138,3 +138,32 @@ def test_the_temporary_folders_of_a_stuck_job_are_removed_with_their_locks(tmp_p
     tempdirs.remove_own()
     assert not os.path.exists(held[0]) and not os.path.exists(held[0] + tempdirs.LOCK_SUFFIX)
     assert not (tmp_path / f"kdiag-{os.getuid()}").exists(), "the emptied root goes too"
+
+
+def test_a_strategy_whose_preparation_the_limit_stops_gets_a_row_saying_so():
+    from types import SimpleNamespace
+
+    from kdiag.engine.measure import MeasureSettings
+    from kdiag.engine.runtimes.strategies import BY_KEY
+    from kdiag.steps import timing
+    from kdiag.steps.state import StepCounter
+
+    class Worker:  # the first preparation runs, the limit stops the second, no time is left for the third
+        outcomes = [None, TimeUp(ran_s=7.0), TimeUp(started=False)]
+
+        def call(self, fn):
+            outcome = self.outcomes.pop(0)
+            if outcome is not None:
+                raise outcome
+            return (lambda: "prepared"), "", []
+
+    budget = Budget(0)
+    state = SimpleNamespace(worker=Worker(), budget=budget, steps=StepCounter(None, 3, budget), memory_skip={},
+                            loaded=SimpleNamespace(is_keras=True), context=None)
+    strategies = [BY_KEY["predict"], BY_KEY["concrete"], BY_KEY["tflite"]]
+    prepared, unavailable, _ = timing._prepare_all(state, strategies, MeasureSettings())
+    assert list(prepared) == ["predict"]
+    assert unavailable == {
+        "concrete function": "not measured: preparing it did not finish within the time limit (stopped after 7 s); "
+                             "rerun with a larger --time-limit",
+        "TFLite": "not measured: the time limit left no time to prepare it; rerun with a larger --time-limit"}

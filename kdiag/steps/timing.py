@@ -103,7 +103,7 @@ def _prepare_all(state: RunState, strategies: List[Strategy], settings: MeasureS
             call, caught = None, []
             why = (f"not measured: preparing it did not finish within the time limit (stopped after "
                    f"{up.ran_s:.0f} s); {RERUN}" if up.started else
-                   f"not measured: the time limit was reached while preparing the strategies before it; {RERUN}")
+                   f"not measured: the time limit left no time to prepare it; {RERUN}")
         if call is None:
             unavailable[strategy.name] = why
         else:
