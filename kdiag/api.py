@@ -83,7 +83,7 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, time_limit_s: float = 60.0,
             out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None,
             keras: Optional[str] = None, samples: Optional[Sequence[int]] = None, sweeps: bool = True,
-            memory_loops: bool = True, ops: bool = True) -> Report:
+            memory_loops: bool = True, ops: bool = True, tf: Optional[Sequence[str]] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -112,6 +112,9 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     samples, sweeps: the data-size sweep's sample counts (None: automatic), and whether to run the
         data-size and batch-size sweeps at all; memory_loops: the sustained loops that watch RSS;
         ops: the op breakdown (needs XProf: pip install kdiag[ops]) and the threads comparison.
+    tf: TensorFlow releases to measure side by side, e.g. ["2.15", "installed", "nightly"]: each in its
+        own cached environment (`kdiag envs` lists them), in alternating rounds on one input batch; the
+        Report is the first release's, with every release in `report.tf_versions`. Needs a model file.
 
     The Report renders itself: report.print(), report.to_markdown(), report.to_json().
 
@@ -124,8 +127,46 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
         profile_calls=profile_calls, time_limit_s=time_limit_s, redact=redact, keras=keras,
         samples=None if samples is None else tuple(samples), sweeps=sweeps, memory_loops=memory_loops, ops=ops,
+        tf_versions=None if tf is None else tuple(tf) if not isinstance(tf, str) else tf.split(","),
     )
     return run(config, progress=progress, out_dir=out_dir)
+
+
+def bisect(model_or_path=None, *, good: str, bad: str, strategy: str = "predict", threshold: float = 1.2,
+           example: Optional[str] = None, inputs=None, batch_size: Optional[int] = None,
+           input_shapes: Optional[Mapping[str, Sequence[int]]] = None, budget_s: float = 1.0, min_calls: int = 5,
+           time_limit_s: float = 60.0, unsafe: bool = False, custom_objects: Optional[str] = None,
+           progress: Optional[Progress] = None, on_probe: Optional[Callable] = None, command: str = ""):
+    """The first TensorFlow release from `good` to `bad` where `strategy` (a key, default predict) is slower
+    than under `good` beyond the noise by at least `threshold`: a BisectResult.
+
+    Binary search over every release the package index serves between the two (inclusive), each
+    probed release measured against the good one in alternating timing rounds on one input batch;
+    at most ceil(log2(n)) + 2 environments for n releases. `on_probe(result so far, probe)` is called as
+    each probe ends. A flat series gives `first_slow` None. custom_objects: the path of a module file defining
+    the model's classes (its code runs). Options are checked as `kdiag bisect` checks them.
+    Ctrl-C raises kdiag.versions.rounds.Stopped (a KeyboardInterrupt) whose `report` is the partial result.
+    """
+    from kdiag.datamodel.config import check_strategy_keys
+    from kdiag.datamodel.versions import check_release, check_threshold
+    from kdiag.versions.bisect import bisect as run_bisect
+
+    good, bad = check_release("--good", good), check_release("--bad", bad)
+    threshold = check_threshold(threshold)
+    check_strategy_keys([strategy])
+    loaded_objects = None
+    if custom_objects is not None:
+        from kdiag.engine.custom_objects import load_custom_objects
+
+        loaded_objects = load_custom_objects(custom_objects)
+    config = RunConfig(model=model_or_path, example=example, inputs=inputs, batch_size=batch_size,
+                       input_shapes=dict(input_shapes or {}), strategies=(strategy,), budget_s=budget_s,
+                       min_calls=min_calls, unsafe=unsafe, custom_objects=loaded_objects,
+                       custom_objects_file=custom_objects, profile=False, time_limit_s=time_limit_s, sweeps=False,
+                       memory_loops=False, ops=False, command=command)
+    config.check_child_model("kdiag bisect")
+    return run_bisect(config, good, bad, strategy=strategy, threshold=threshold, progress=progress,
+                      on_probe=on_probe or (lambda result, probe: None))
 
 
 class _Steps:
@@ -224,6 +265,8 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     """Carry out one validated RunConfig; see `inspect` for what each step does."""
     from kdiag.engine.keras_child import current_keras
 
+    if config.tf_versions is not None:  # --tf: each release in its own environment (kdiag.versions)
+        return _run_tf_versions(config, progress, out_dir)
     if config.keras not in (None, current_keras()):  # --keras both, or the Keras this process does not run
         return _run_keras_sides(config, progress, out_dir, work_dir)
     selected = [BY_KEY[k] for k in dict.fromkeys(config.strategies)] if config.strategies else list(STRATEGIES)
@@ -236,6 +279,10 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     steps.next("inputs", "building the input batch")
     state = _RunState(config, loaded, _make_inputs(loaded, config),
                       started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), steps=steps)
+    if config.save_inputs:  # --save-inputs: the batch, for another run to time the same data (--tf does)
+        from kdiag.engine.inputs import save_inputs
+
+        save_inputs(state.inputs, config.save_inputs)
     # Timing gets the time left but what the later steps need: the report always, and roughly
     # what loading took again for each fresh profiled instance (a compute-bound model's profile
     # then still gets its calls).
@@ -310,6 +357,18 @@ def _time_limit_note(config: RunConfig, state: _RunState) -> str:
     if state.time_needed_s:
         parts.append(f"Rerun with --time-limit {math.ceil(state.time_needed_s / 10) * 10:.0f} to measure it all.")
     return " ".join(parts)
+
+
+def _run_tf_versions(config: RunConfig, progress: Optional[Progress], out_dir: Optional[Path]) -> Report:
+    """--tf: the releases in turns (kdiag.versions.rounds); Ctrl-C keeps the runs that finished."""
+    from kdiag.versions.rounds import Stopped, compare_versions
+
+    try:
+        return compare_versions(config, progress=progress, out_dir=out_dir)
+    except Stopped as stopped:
+        if stopped.report is None:
+            raise KeyboardInterrupt() from None  # nothing was measured: nothing to keep
+        raise RunInterrupted(stopped.report) from None
 
 
 def _run_keras_sides(config: RunConfig, progress: Optional[Progress], out_dir: Optional[Path],

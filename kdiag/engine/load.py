@@ -13,7 +13,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from kdiag.engine import safety
 from kdiag.errors import KdiagError, first_line
@@ -77,13 +77,32 @@ class LoadedModel:
 
 def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = None) -> LoadedModel:
     path = Path(path)
+    fmt, compile_config = check_file(path, unsafe=unsafe, custom_objects=custom_objects)
+    if fmt == "savedmodel":
+        return _load_saved_model(path)
+    loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects)  # noqa: E731
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = loader(False)
+    load_time = time.perf_counter() - start
+    loaded = _from_keras(model, path.stem, str(path), fmt, load_time, _compiled_factory(loader, compile_config),
+                         uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught))
+    return dataclasses.replace(loaded, keras2_signs=keras2_signs(path))
+
+
+def check_file(path, *, unsafe: bool = False, custom_objects: Optional[dict] = None) -> Tuple[str, Optional[dict]]:
+    """Every check `load_path` makes before a Keras or TensorFlow loader sees the file: it exists, is whole,
+    fits in memory, and runs nothing from the file (kdiag.engine.safety). Returns its format ("keras",
+    "h5", "savedmodel") and its compile config. `kdiag inspect --tf` runs it before any child starts."""
+    path = Path(path)
     if not path.exists():
         raise KdiagError(f"{path} does not exist", "check the path, or try --example tiny")
     check_model_file_memory(path)  # .keras and SavedModel; an .h5's datasets are sized by its probe
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
             safety.check_saved_model(path, unsafe=unsafe)  # its graph, before TensorFlow runs any of it
-            return _load_saved_model(path)
+            return "savedmodel", None
         raise KdiagError(
             f"{path} is a directory but not a SavedModel (no saved_model.pb in it)",
             "point kdiag at a .keras or .h5 file, or at the directory that holds saved_model.pb",
@@ -104,15 +123,7 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
         fmt = "h5"
     # Before Keras sees the file: tf-keras' HDF5 loader would run a Lambda's bytecode even in safe_mode.
     safety.check_keras_file(path, unsafe=unsafe, custom_objects=custom_objects)
-    loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects)  # noqa: E731
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = loader(False)
-    load_time = time.perf_counter() - start
-    loaded = _from_keras(model, path.stem, str(path), fmt, load_time, _compiled_factory(loader, compile_config),
-                         uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught))
-    return dataclasses.replace(loaded, keras2_signs=keras2_signs(path))
+    return fmt, compile_config
 
 
 def load_example(name: str) -> LoadedModel:
