@@ -1,0 +1,167 @@
+"""`kdiag bisect MODEL --good 2.12 --bad 2.21`: the first release from which predict is slow.
+
+The releases are every final release the package index serves from good to bad (inclusive,
+kdiag.versions.index). The search probes bad first: when it is not slower than good beyond the
+noise by at least the threshold, the series is flat and nothing more is built. Otherwise it halves
+the range between the last good and the first slow release until they are neighbours, so it builds
+at most ceil(log2(n)) + 2 environments for n releases (good, bad, and one per halving). It assumes
+that a release after a slow one is slow too, as any bisect does; each probe is printed as it ends,
+so a series that does not behave so shows.
+
+Each probe measures the strategy (predict unless --strategy says another) under the good release
+and the probed one in alternating rounds of timing runs (A, B, A, B, ...), every run on the same
+input batch, pooled per release, and judged by the one noise rule (`views.judge`): slow means
+beyond the noise and at least `threshold` times the good release's median.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from kdiag import views
+from kdiag.datamodel.config import RunConfig
+from kdiag.datamodel.report import StrategyResult
+from kdiag.datamodel.strategies import BY_KEY
+from kdiag.datamodel.versions import BisectProbe, BisectResult
+from kdiag.errors import KdiagError
+from kdiag.versions.children import Interpreter, run_kdiag
+from kdiag.versions.pooling import pool_strategy
+from kdiag.versions.rounds import (Column, Progress, Rounds, Steps, Stopped, cannot_read, check_model, folder_name,
+                                  plan_more, workspace)
+from kdiag.views_versions import probe_verdict
+
+#: probe(release index) -> its BisectProbe; `slow` None stops the search (the probe could not tell).
+Probe = Callable[[int], BisectProbe]
+
+
+def search(releases: Sequence[str], probe: Probe, on_probe: Callable[[BisectProbe], None] = lambda p: None
+           ) -> Tuple[List[BisectProbe], Optional[str], Optional[str], bool]:
+    """Binary search for the first slow release; `releases[0]` is good by definition.
+
+    Returns (the probes in order, the first slow release, the last good one, whether the search
+    finished). A flat series gives (probes, None, None, True): the last release is not slow.
+    """
+    probes: List[BisectProbe] = []
+
+    def ask(index: int) -> BisectProbe:
+        outcome = probe(index)
+        probes.append(outcome)
+        on_probe(outcome)
+        return outcome
+
+    last = ask(len(releases) - 1)
+    if last.slow is None:
+        return probes, None, None, False
+    if not last.slow:
+        return probes, None, None, True
+    good, slow = 0, len(releases) - 1
+    while slow - good > 1:
+        middle = (good + slow) // 2
+        outcome = ask(middle)
+        if outcome.slow is None:
+            return probes, releases[slow], releases[good], False
+        good, slow = (good, middle) if outcome.slow else (middle, slow)
+    return probes, releases[slow], releases[good], True
+
+
+def bisect(config: RunConfig, good: str, bad: str, *, strategy: str = "predict", threshold: float = 1.2,
+           provider=None, progress: Optional[Progress] = None,
+           on_probe: Callable[[BisectResult, BisectProbe], None] = lambda result, probe: None, run_child=run_kdiag,
+           clock=time.perf_counter) -> BisectResult:
+    """Find the first release from `good` to `bad` where `strategy` (a key) is slow; see the module doc.
+
+    `on_probe(result so far, probe)` is called as each probe ends.
+    """
+    if provider is None:
+        from kdiag.versions.provider import CachedReleases
+
+        provider = CachedReleases()
+    name = BY_KEY[strategy].name
+    # Timing runs of the one strategy: profiles and the steps beyond one batch answer other questions.
+    config = dataclasses.replace(config, strategies=(strategy,), profile=False, profile_strategies=(),
+                                 sweeps=False, memory_loops=False, ops=False, samples=None, tf_versions=None)
+    steps = Steps(progress, clock)
+    steps.next("check", "the model file, before any child process starts")
+    check_model(config)
+    steps.next("resolve", f"the releases from {good} to {bad} the package index serves")
+    targets = provider.releases_between(good, bad)
+    releases = [t.version for t in targets]
+    steps.next("environment", f"TensorFlow {releases[0]} (good)")
+    reference = provider.prepare(targets[0], lambda text: steps.update(f"TensorFlow {releases[0]}: {text}"))
+    refused = cannot_read(config, reference)
+    if refused:
+        raise KdiagError(f"--good {good}: {refused}", "bisect between releases that can read the file")
+    result = BisectResult(config.model_label, name, threshold, releases[0], releases[-1], releases, [],
+                          command=config.command, package=targets[0].package)
+    with workspace(None) as (folder, private):
+        rounds = Rounds(config, steps, folder, private, run_child, clock)
+
+        def probe(index: int) -> BisectProbe:
+            return _probe(config, targets[index], reference, provider, rounds, steps, name, threshold, clock)
+
+        probes: List[BisectProbe] = []
+        try:
+            def ended(outcome: BisectProbe) -> None:
+                probes.append(outcome)
+                on_probe(dataclasses.replace(result, probes=list(probes)), outcome)
+
+            probes, first_slow, last_good, finished = search(releases, probe, ended)
+        except KeyboardInterrupt:
+            from kdiag.signals import stop_cause
+
+            raise Stopped(dataclasses.replace(result, probes=probes, incomplete=True,
+                                              notes=[f"Interrupted by {stop_cause()}: the probes above had "
+                                                     "finished."])) from None
+    notes = []
+    if not finished:
+        stuck = probes[-1]
+        notes.append(f"The search stopped at {stuck.tensorflow}: {stuck.reason or stuck.verdict}.")
+    return dataclasses.replace(result, probes=probes, first_slow=first_slow if finished else None,
+                               last_good=last_good if finished else None, incomplete=not finished, notes=notes)
+
+
+def _probe(config: RunConfig, target, reference: Interpreter, provider, rounds: Rounds, steps: Steps, name: str,
+           threshold: float, clock) -> BisectProbe:
+    """`target` against the good release, in alternating timing rounds; judged."""
+    steps.next("environment", f"TensorFlow {target.version}")
+    try:
+        probed = provider.prepare(target, lambda text: steps.update(f"TensorFlow {target.version}: {text}"))
+    except KdiagError as failed:
+        return BisectProbe(target.version, None, None, None, "not measured", reason=failed.message)
+    columns = [Column(reference, folder_name(reference)), Column(probed, folder_name(probed))]
+    columns[1].reason = cannot_read(config, probed)
+    if columns[1].reason:
+        return BisectProbe(target.version, None, None, None, "not measured", 0, probed.environment,
+                           columns[1].reason)
+    limit = 2 * config.time_limit_s if config.time_limit_s else None
+    done, started = 0, clock()
+    while all(c.runnable for c in columns) and plan_more(done, clock() - started, columns, limit):
+        done += 1
+        for column in columns:
+            if column.runnable:
+                rounds.run(column, done, max(2, done), full=False)
+    failed = next((c for c in columns if not c.runnable), None)
+    if failed is not None:
+        return BisectProbe(target.version, None, None, None, "not measured", done, probed.environment,
+                           f"{failed.label}: {failed.reason}")
+    good_result, probed_result = (pool_strategy([r.strategy(name) for r in c.reports]) for c in columns)
+    slow, verdict = judge_probe(good_result, probed_result, threshold)
+    return BisectProbe(target.version, good_result.measurement, probed_result.measurement, slow, verdict, done,
+                       probed.environment)
+
+
+def judge_probe(good: Optional[StrategyResult], probed: Optional[StrategyResult], threshold: float
+                ) -> Tuple[Optional[bool], str]:
+    """(slow, verdict): slower than good beyond the noise by at least `threshold`; None when it cannot tell."""
+    if views.median(good) is None or views.median(probed) is None:
+        missing = probed if views.median(probed) is None else good
+        why = missing.reason if missing is not None and missing.reason else "no timed calls"
+        return None, f"not measured: {why}"
+    judged = views.judge(probed, good)
+    verdict = probe_verdict(judged, threshold)
+    if not judged.enough_calls:
+        return None, verdict
+    return judged.beyond_noise and judged.ratio >= threshold, verdict
+
