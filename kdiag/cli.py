@@ -18,6 +18,7 @@ from typing import Optional, Sequence, TextIO, Tuple
 from kdiag.version import __version__
 from kdiag.datamodel.config import KERAS_CHOICES, RunConfig, parse_samples, parse_shape_overrides
 from kdiag.datamodel.strategies import BY_KEY
+from kdiag.datamodel.versions import parse_tf_versions
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.render import FORMATS
 from kdiag.runfolder import OUT_FIX, RunFolder, write_atomic
@@ -92,8 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="skip the sustained loops that watch memory over many calls")
     inspect.add_argument("--no-ops", action="store_true",
                          help="skip the op breakdown (TensorFlow profiler + XProf) and the threads comparison")
+    inspect.add_argument("--tf", metavar="V,V",
+                         help="TensorFlow releases side by side, each in its own cached environment, in alternating "
+                              "rounds: e.g. 2.15,installed,nightly (2.15: the newest 2.15.x the index serves; "
+                              "installed: this environment's). kdiag envs lists the environments")
+    inspect.add_argument("--save-inputs", metavar="FILE.npz",
+                         help="also save the input batch the run used (time the same data again with --inputs)")
     inspect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
 
+    _add_bisect_parser(commands)
+    envs = commands.add_parser("envs", help="the cached TensorFlow environments of --tf and bisect",
+                               description="List the cached environments (one per TensorFlow release and Python), "
+                                           "with their sizes and last use, or remove them.")
+    envs_commands = envs.add_subparsers(dest="envs_command", metavar="ACTION")
+    envs_rm = envs_commands.add_parser("rm", help="remove environments: VERSION (2.15 or 2.15.1) or --all")
+    envs_rm.add_argument("version", nargs="?", metavar="VERSION", help="a release (2.15.1) or a series (2.15)")
+    envs_rm.add_argument("--all", action="store_true", help="remove every cached environment")
     commands.add_parser("examples", help="list the built-in example models")
     view = commands.add_parser("view", help="open a run's report.html, or a .prof file in snakeviz",
                                description="Open a run folder's report.html, or a profile in snakeviz, in the "
@@ -118,6 +133,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_bisect_parser(commands) -> None:
+    bisect = commands.add_parser(
+        "bisect", help="find the TensorFlow release that made predict slow",
+        description="Binary search over the TensorFlow releases the package index serves from --good to --bad: "
+                    "each probed release is timed against the good one in alternating rounds, to the first one "
+                    "slower beyond the noise by at least --threshold. At most ceil(log2(n)) + 2 environments.")
+    bisect.add_argument("model", nargs="?", help=".keras or .h5/.hdf5 file, or a SavedModel directory")
+    bisect.add_argument("--example", metavar="NAME", help="a built-in example instead of a file")
+    bisect.add_argument("--good", required=True, metavar="RELEASE", help="a release where it was fast, e.g. 2.12")
+    bisect.add_argument("--bad", required=True, metavar="RELEASE", help="a release where it is slow, e.g. 2.21")
+    bisect.add_argument("--strategy", default="predict", metavar="KEY",
+                        help=f"the strategy to time (default predict): {','.join(BY_KEY)}")
+    bisect.add_argument("--threshold", type=float, default=1.2, metavar="RATIO",
+                        help="slow means slower than --good beyond the noise by at least this ratio (default 1.2)")
+    bisect.add_argument("--batch-size", type=int, metavar="N", help="batch size (default: as kdiag inspect)")
+    bisect.add_argument("--input-shape", action="append", default=[], metavar="NAME=D1,D2",
+                        help="size of dynamic axes after the batch axis, per input (repeatable)")
+    bisect.add_argument("--inputs", metavar="FILE", help="your own inputs: .npy (one input) or .npz (by name)")
+    bisect.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
+                        help="timed seconds per run (default 1)")
+    bisect.add_argument("--min-calls", type=int, default=5, metavar="N", help="timed calls at least (default 5)")
+    bisect.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
+                        help="per run (default 60); a probe's rounds stop at twice this")
+    bisect.add_argument("--unsafe", action="store_true", help="allow Lambda layers (runs code from the file)")
+    bisect.add_argument("--custom-objects", metavar="MODULE.py",
+                        help="a Python file defining the model's custom classes (its code runs)")
+    bisect.add_argument("--format", choices=("terminal", "json"), default="terminal", help="what to print at the end")
+    bisect.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+
+
 def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int:
     env = env or Env()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -133,6 +178,11 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
         if args.command == "inspect":
             with StopSignals(env.stderr):  # SIGTERM stops like Ctrl-C; a second signal waits for the save
                 return run_inspect(request_from_args(args, argv), env)
+        if args.command == "bisect":
+            with StopSignals(env.stderr):
+                return run_bisect(args, argv, env)
+        if args.command == "envs":
+            return run_envs(args, env)
         if args.command == "examples":
             return run_examples(env)
         if args.command == "cpp":
@@ -206,6 +256,8 @@ def request_from_args(args, argv) -> InspectRequest:
         sweeps=not args.no_sweeps,
         memory_loops=not args.no_memory_loop,
         ops=not args.no_ops,
+        tf_versions=parse_tf_versions(args.tf) if args.tf is not None else None,
+        save_inputs=args.save_inputs,
     )
     return InspectRequest(config, args.format, args.out, args.verbose)
 
@@ -277,6 +329,67 @@ def save_run(report, folder: Path) -> dict:
     write_atomic(folder / "report.html", texts["html"])
     write_atomic(folder / repro.FILE_NAME, repro.render(report))  # standalone: TensorFlow alone runs it
     return texts
+
+
+def run_bisect(args, argv, env: Env) -> int:
+    """`kdiag bisect`: progress on stderr, a line per probe as it ends, then the result."""
+    from kdiag.api import bisect
+    from kdiag.render import bisect as text
+    from kdiag.versions.rounds import Stopped
+
+    probes_out = env.stdout if args.format == "terminal" else env.stderr
+
+    def ended(result, probe) -> None:
+        if len(result.probes) == 1:
+            print(text.header(result), file=probes_out)
+        print(text.probe_text(result, probe), file=probes_out, flush=True)
+
+    progress = _progress(env)
+    try:
+        try:
+            result = bisect(args.model, example=args.example, good=args.good, bad=args.bad, strategy=args.strategy,
+                            threshold=args.threshold, batch_size=args.batch_size,
+                            input_shapes=parse_shape_overrides(args.input_shape), inputs=args.inputs,
+                            budget_s=args.budget, min_calls=args.min_calls, time_limit_s=args.time_limit,
+                            unsafe=args.unsafe, custom_objects=args.custom_objects, progress=progress,
+                            on_probe=ended, command="kdiag " + " ".join(shlex.quote(a) for a in argv))
+        finally:
+            progress.close()
+    except Stopped as stopped:  # what finished is printed already; the partial result says where it stopped
+        if stopped.report is not None:
+            env.stdout.write(_printable(text.summary_text(stopped.report) if args.format == "terminal"
+                                        else text.render_json(stopped.report), env.stdout))
+        raise KeyboardInterrupt() from None
+    print("", file=probes_out)
+    env.stdout.write(_printable(text.summary_text(result) if args.format == "terminal" else text.render_json(result),
+                                env.stdout))
+    return active_stop().exit_status
+
+
+def run_envs(args, env: Env) -> int:
+    """`kdiag envs` (list) and `kdiag envs rm VERSION|--all`."""
+    from kdiag.versions.environments import EnvironmentCache, listing
+
+    cache = EnvironmentCache()
+    cache.remove_leftovers()
+    if args.envs_command != "rm":
+        env.stdout.write(_printable(listing(cache), env.stdout))
+        return ExitStatus.OK
+    if args.all == (args.version is not None):
+        raise KdiagError("kdiag envs rm takes a VERSION or --all", "e.g. kdiag envs rm 2.15, or kdiag envs rm --all")
+    doomed = cache.environments() if args.all else cache.matching(args.version)
+    if not doomed and not args.all:
+        raise KdiagError(f"no cached environment holds TensorFlow {args.version}",
+                         "kdiag envs lists the cached environments")
+    freed = 0
+    for environment in doomed:
+        freed += cache.remove(environment)
+        print(f"kdiag: removed {environment.name}", file=env.stdout)
+    from kdiag.views import size_text
+
+    print(f"kdiag: {len(doomed)} environment{'s' if len(doomed) != 1 else ''} removed, {size_text(freed)} freed",
+          file=env.stdout)
+    return ExitStatus.OK
 
 
 def run_examples(env: Env) -> int:

@@ -26,6 +26,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from kdiag import views
 from kdiag.analysis.keras_versions import KERAS2_FILE, KERAS_VERSIONS, THRESHOLD_ROWS, keras2_file, keras_versions
+from kdiag.analysis.tf_versions import THRESHOLD_ROWS as TF_THRESHOLD_ROWS
+from kdiag.analysis.tf_versions import TF_VERSIONS, tf_versions
 from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, GROWTH_PARTS, MIN_GROWTH_PER_1000_CALLS,
                                     MIN_STEADY_PARTS, MIN_TOTAL_GROWTH, STEADY_SHARE, per_1000)
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
@@ -45,7 +47,7 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 #: Every finding, in the order a user needs them (see the module docstring).
 FINDING_ORDER = (
     "outputs-differ", "training-dependent-layers",
-    "predict-overhead", KERAS_VERSIONS,
+    "predict-overhead", KERAS_VERSIONS, TF_VERSIONS,
     "advice-backfires",
     "data-size",
     "compile-slowdown", "retracing", "memory-growth", "eager-slow", "compile-no-effect",
@@ -136,6 +138,7 @@ THRESHOLDS: Tuple[Threshold, ...] = (
 )
 
 THRESHOLDS += tuple(Threshold(*row) for row in THRESHOLD_ROWS)  # Keras 2 against Keras 3 (keras_versions.py)
+THRESHOLDS += tuple(Threshold(*row) for row in TF_THRESHOLD_ROWS)  # TensorFlow releases (tf_versions.py)
 
 _THRESHOLD_VALUES: Dict[Tuple[str, str], float] = {(t.finding_id, t.name): t.value for t in THRESHOLDS}
 
@@ -811,5 +814,5 @@ def outputs_differ(report: Report) -> List[Finding]:
 RULES: Tuple[Callable[[Report], List[Finding]], ...] = (
     predict_overhead, advice_backfires, compile_effect, retracing, eager_slow, training_dependent_layers,
     compute_bound, floor_gap, not_enough_calls, noisy, outputs_differ, keras_versions, keras2_file,
-    data_size, memory_growth, intra_op_threads,
+    data_size, memory_growth, intra_op_threads, tf_versions,
 )
