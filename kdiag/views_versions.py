@@ -89,13 +89,13 @@ def judgement(result: Optional[StrategyResult], reference: Optional[StrategyResu
 
 
 def judged_text(judged: Optional[views.Judgement]) -> str:
-    """"1.34x slower", "2.01x faster", "within the noise (±1.2 ms)", "no verdict (n=3 and n=12)", or ""."""
+    """"1.34x slower", "2.01x faster", "within noise ±1.2 ms", "no verdict, n=3/12", or "" (short: a table cell)."""
     if judged is None:
         return ""
     if not judged.enough_calls:
-        return f"no verdict ({judged.calls_text})"
+        return f"no verdict, n={judged.slow.measurement.count}/{judged.fast.measurement.count}"
     if not judged.beyond_noise:
-        return f"within the noise (±{duration(judged.noise_s)})"
+        return f"within noise ±{duration(judged.noise_s)}"
     return views.times_text(judged.ratio)
 
 
@@ -103,7 +103,7 @@ def version_cell(result: Optional[StrategyResult], reference: Optional[StrategyR
     """A strategy's median under one release, judged against the reference release's when both were timed."""
     base = views.keras_cell(result)
     verdict = judged_text(judgement(result, reference)) if reference is not None else ""
-    return f"{base} ({verdict})" if verdict else base
+    return f"{base}, {verdict}" if verdict else base
 
 
 def compile_text(report: Optional[Report]) -> str:
@@ -115,10 +115,10 @@ def compile_text(report: Optional[Report]) -> str:
         return "not measured"
     judged = views.judge(compiled, plain)
     if not judged.enough_calls:
-        return f"no verdict ({judged.calls_text})"
+        return f"no verdict, n={judged.slow.measurement.count}/{judged.fast.measurement.count}"
     if not judged.beyond_noise:
-        return f"no measurable effect (±{duration(judged.noise_s)})"
-    return f"predict {views.times_text(judged.ratio)} compiled"
+        return f"none measurable, ±{duration(judged.noise_s)}"
+    return f"compiled {views.times_text(judged.ratio)}"
 
 
 def version_table(report: Report) -> Optional[TableData]:
@@ -134,16 +134,17 @@ def version_table(report: Report) -> Optional[TableData]:
     rows = []
     for name in names:
         ours = reference.report.strategy(name)
-        cells = [version_cell(ours, None) if e is reference else
+        cells = [version_cell(ours, None) if e.run.reference else
                  (version_cell(e.report.strategy(name), ours) if e.report is not None else "—") for e in entries]
         rows.append([name, *cells])
-    rows.append(["compile() on predict, within each release", *[compile_text(e.report) for e in entries]])
+    rows.append(["compile() effect", *[compile_text(e.report) for e in entries]])
     rows.append(["runs pooled", *[str(e.run.rounds) if e.report is not None else "0" for e in entries]])
     comparison = report.tf_versions
     caption = (f"Median per call over every run of each release ({comparison.rounds} rounds, the releases taking "
                f"turns; the same options, time limit and input batch for each). Every release is judged against "
                f"{reference.run.label} by the one noise rule: a ratio only beyond the noise and with at least "
-               f"{views.MIN_CALLS_FOR_VERDICT} timed calls a side; ~ marks a noisy median. The sections below are "
+               f"{views.MIN_CALLS_FOR_VERDICT} timed calls a side; ~ marks a noisy median. compile() effect: "
+               f"predict compiled against not, within each release. The sections below are "
                f"{reference.run.label}'s run.")
     return TableData("TensorFlow releases side by side", ["strategy", *[e.header for e in entries]], rows, caption,
                      "l" + "r" * len(entries))

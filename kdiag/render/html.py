@@ -27,7 +27,7 @@ import warnings
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from kdiag import format as fmt
-from kdiag import views
+from kdiag import views, views_versions
 from kdiag.datamodel.measurement import NOISE_THRESHOLD, percentile
 from kdiag.datamodel.profile import (CALLBACKS, EAGER, GRAPH, INPUT, OTHER, OUTPUT, PHASES, TFDATA, TRACING, CallNode,
                                      ProfileResult)
@@ -83,6 +83,7 @@ def render(report: Report) -> str:
     charts = Charts()
     body = "\n".join(part for part in (
         _verdict(report),
+        _tf_versions(report),
         _strategies(report, charts),
         _distribution(report, charts),
         _phases(report, charts),
@@ -225,6 +226,25 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], numeric: Seq
                          for i, c in enumerate(row)) + "</tr>"
         for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _tf_versions(report: Report) -> str:
+    """--tf: the version table, predict's phases per release and how each release ran (kdiag.views_versions)."""
+    table = views_versions.version_table(report)
+    if table is None:
+        return ""
+    parts = [f'<section id="tf-versions"><h2>{e(table.title)}</h2>', _data_table(table)]
+    phases = views_versions.phase_table(report)
+    if phases is not None:
+        parts += [f"<h3>{e(phases.title)}</h3>", _data_table(phases)]
+    parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in views_versions.version_lines(report)) + "</ul>")
+    return "\n".join(parts) + "</section>"
+
+
+def _data_table(data: "views_versions.TableData") -> str:
+    numeric = [i for i in range(len(data.headers)) if data.align[i:i + 1] == "r"]
+    return _table(data.headers, data.rows, numeric) + (f'<p class="meta">{e(data.caption)}</p>' if data.caption
+                                                       else "")
 
 
 # --- 2. strategies ---------------------------------------------------------------------

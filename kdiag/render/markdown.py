@@ -25,7 +25,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from kdiag.version import __version__
 from kdiag import format as fmt
-from kdiag import views
+from kdiag import views, views_versions
 from kdiag.datamodel.beyond import CROSSOVER_WITHIN, GROWTH_CONFIDENCE, THROUGHPUT_GAIN
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import PHASES, ProfileResult, TopFunction
@@ -127,7 +127,8 @@ class _Writer:
 def _render(report: Report, limits: Limits, limit: int, redact: bool = False, copies: bool = False) -> str:
     w = _Writer(limits, limit, redact, copies)
     body: List[str] = []
-    for section in (_command, _environment, _model, _keras_sides, _strategies, _phases, _traces, _beyond_one_batch,
+    for section in (_command, _environment, _model, _keras_sides, _tf_versions, _strategies, _phases, _traces,
+                    _beyond_one_batch,
                     _findings, _top_functions, _reproduce, _standalone_repro, _prof_files):
         lines = section(report, w)
         if lines:
@@ -250,7 +251,18 @@ def _environment(report: Report, w: _Writer) -> List[str]:
         env.onednn,
     )
     rows = [(k, w.cell(v)) for k, v in zip(ENVIRONMENT_FIELDS, values)]
+    if report.tf_versions is not None:  # the bug template's "Have you reproduced the bug with TensorFlow Nightly?"
+        rows.insert(1, ("Reproduced with TensorFlow Nightly", w.cell(_nightly(report))))
     return ["## Environment", "", *_table(("field", "value"), rows)]
+
+
+def _nightly(report: Report) -> str:
+    entry = views_versions.nightly_entry(report)
+    if entry is None:
+        return "No: not run here (kdiag inspect MODEL --tf installed,nightly measures it side by side)"
+    if entry.report is None:
+        return f"No: tf-nightly was asked for but not measured ({entry.run.reason})"
+    return f"Yes: tf-nightly {entry.run.tensorflow}, measured side by side below"
 
 
 def _custom_code(report: Report) -> str:
@@ -323,6 +335,24 @@ def _keras_sides(report: Report, w: _Writer) -> List[str]:
         if more:
             lines += ["", more]
     return lines
+
+
+def _tf_versions(report: Report, w: _Writer) -> List[str]:
+    """--tf: the version table, predict's phases per release and how each release ran (kdiag.views_versions)."""
+    table = views_versions.version_table(report)
+    if table is None:
+        return []
+    lines = [f"## {table.title}", "", text_escape(table.caption), "", *_data_table(table, w)]
+    phases = views_versions.phase_table(report)
+    if phases is not None:
+        lines += ["", f"### {text_escape(phases.title)}", "", text_escape(phases.caption), "",
+                  *_data_table(phases, w)]
+    lines += ["", *[f"- {w.cell(line)}" for line in views_versions.version_lines(report)]]
+    return lines
+
+
+def _data_table(data: "views_versions.TableData", w: _Writer) -> List[str]:
+    return _table([w.cell(h) for h in data.headers], [[w.cell(c) for c in row] for row in data.rows], data.align)
 
 
 def _count(result: Optional[StrategyResult]) -> str:

@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kdiag import format as fmt
-from kdiag import views
+from kdiag import views, views_versions
 from kdiag.datamodel.beyond import CROSSOVER_WITHIN, GROWTH_CONFIDENCE, THROUGHPUT_GAIN
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.progress import ProgressUpdate
@@ -142,6 +142,9 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
     if sides is not None:  # --keras both
         title = f"{views.keras_label(sides.keras2)} and {views.keras_label(sides.keras3)} side by side"
         yield from _section(title, _keras_sides(report, verbose))
+    versions = _tf_versions(report)
+    if versions:  # --tf
+        yield from _section("TensorFlow releases side by side", versions)
     yield from _section("Strategies", _strategies(report, width, verbose))
     if report.profiles:
         yield from _section("Where the time goes", _phases(report, width, verbose))
@@ -208,6 +211,31 @@ def _keras_sides(report: Report, verbose: bool) -> List[RenderableType]:
         parts.append(Text(f"Findings of the {old} run: " + "; ".join(f"[{f.severity}] {f.title}" for f in findings)
                           + "."))
     return parts
+
+
+def _tf_versions(report: Report) -> List[RenderableType]:
+    """--tf: the version table, predict's phases per release and how each release ran (kdiag.views_versions)."""
+    table = views_versions.version_table(report)
+    if table is None:
+        return []
+    parts: List[RenderableType] = [_data_table(table)]
+    phases = views_versions.phase_table(report)
+    if phases is not None:
+        parts.append(_data_table(phases, title=True))
+    parts.append(_bullets(views_versions.version_lines(report)))
+    return parts
+
+
+def _data_table(data: "views_versions.TableData", title: bool = False) -> Table:
+    """A table built in the views, laid out: its headers, rows and caption as they are."""
+    table = Table(box=box.SIMPLE_HEAD, caption=data.caption or None, caption_justify="left",
+                  title=Text(data.title) if title else None, title_justify="left")
+    for index, header in enumerate(data.headers):
+        table.add_column(header, justify="right" if data.align[index:index + 1] == "r" else "left",
+                         no_wrap=index == 0)
+    for row in data.rows:
+        table.add_row(*row)
+    return table
 
 
 def _count(result) -> str:

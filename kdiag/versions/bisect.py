@@ -26,7 +26,7 @@ from kdiag.datamodel.report import StrategyResult
 from kdiag.datamodel.strategies import BY_KEY
 from kdiag.datamodel.versions import BisectProbe, BisectResult
 from kdiag.errors import KdiagError
-from kdiag.versions.children import Interpreter, run_kdiag
+from kdiag.versions.children import Interpreter
 from kdiag.versions.pooling import pool_strategy
 from kdiag.versions.rounds import (Column, Progress, Rounds, Steps, Stopped, cannot_read, check_model, folder_name,
                                   plan_more, workspace)
@@ -68,7 +68,7 @@ def search(releases: Sequence[str], probe: Probe, on_probe: Callable[[BisectProb
 
 def bisect(config: RunConfig, good: str, bad: str, *, strategy: str = "predict", threshold: float = 1.2,
            provider=None, progress: Optional[Progress] = None,
-           on_probe: Callable[[BisectResult, BisectProbe], None] = lambda result, probe: None, run_child=run_kdiag,
+           on_probe: Callable[[BisectResult, BisectProbe], None] = lambda result, probe: None, run_child=None,
            clock=time.perf_counter) -> BisectResult:
     """Find the first release from `good` to `bad` where `strategy` (a key) is slow; see the module doc.
 

@@ -90,8 +90,8 @@ def pool_reports(reports: Sequence[Report]) -> Report:
     strategies = [pool_strategy([r.strategy(name) for r in reports]) for name in names]
     thinned = [s.name for s in strategies if s.measurement is not None and s.measurement.count
                and any(_thinned(r.strategy(s.name)) for r in reports)]
-    note = (f"Timed calls pooled over {len(reports)} runs of this release, taken in turns with the other "
-            "releases; the profiles and the steps beyond one batch come from its first run.")
+    note = (f"Timed calls pooled over {len(reports)} runs of this release (in rounds, taking turns with any other "
+            "release measured with it); the profiles and the steps beyond one batch come from its first run.")
     if thinned:
         note += (f" Percentiles of {', '.join(thinned)} are estimated from the samples each run kept (each "
                  "standing for its share of that run's calls); counts, minimum, maximum and mean are exact.")

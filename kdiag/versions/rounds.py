@@ -31,7 +31,8 @@ from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.progress import ProgressUpdate
 from kdiag.datamodel.report import Report, VersionComparison, VersionRun
 from kdiag.errors import KdiagError, first_line
-from kdiag.versions.children import Interpreter, child_argv, run_kdiag
+from kdiag.versions import children
+from kdiag.versions.children import Interpreter, child_argv
 from kdiag.versions.pooling import pool_reports
 from kdiag.views_versions import environment_text
 
@@ -137,9 +138,9 @@ class Rounds:
     """Child runs of several releases in turns (A, B, A, B, ...) on one shared input batch."""
 
     def __init__(self, config: RunConfig, steps: Steps, folder: Path, private: Path,
-                 run_child: ChildRunner = run_kdiag, clock=time.perf_counter):
+                 run_child: Optional[ChildRunner] = None, clock=time.perf_counter):
         self.steps, self.folder, self.private = steps, Path(folder), Path(private)
-        self.run_child, self.clock = run_child, clock
+        self.run_child, self.clock = run_child or children.run_kdiag, clock
         self.inputs = self.folder / INPUTS_FILE  # drawn by the first run that loads the model
         if config.inputs is not None:  # the user's batch: the same file for every run
             from kdiag.engine.keras_child import inputs_file
@@ -202,7 +203,7 @@ def plan_more(rounds_done: int, measuring_s: float, columns: Sequence[Column], l
 
 
 def compare_versions(config: RunConfig, *, provider=None, progress: Optional[Progress] = None,
-                     out_dir: Optional[Path] = None, run_child: ChildRunner = run_kdiag,
+                     out_dir: Optional[Path] = None, run_child: Optional[ChildRunner] = None,
                      clock=time.perf_counter) -> Report:
     """Measure `config` under every release of `config.tf_versions`; the merged Report (see the module doc).
 
