@@ -23,7 +23,7 @@ from kdiag import views
 from kdiag.datamodel.profile import PHASES
 from kdiag.datamodel.report import Report, StrategyResult, VersionRun
 from kdiag.datamodel.strategies import PREDICT, PREDICT_COMPILED
-from kdiag.datamodel.versions import NIGHTLY, BisectProbe, BisectResult, EnvironmentInfo
+from kdiag.datamodel.versions import NIGHTLY, BisectProbe, BisectResult, EnvironmentInfo, keras_major
 from kdiag.format import duration
 
 
@@ -49,7 +49,8 @@ class VersionEntry:
     def header(self) -> str:
         """"2.15.1 · Keras 2.15.0", "2.21.0 (installed) · Keras 3.15.1": a column header."""
         if self.report is None:
-            return self.run.label
+            major = keras_major(self.run.tensorflow)
+            return f"{self.run.label} · Keras {major}" if major else self.run.label
         env = self.report.environment
         keras = f"tf-keras {env.keras}" if env.legacy_keras else f"Keras {env.keras}"
         return f"{self.run.label} · {keras}"

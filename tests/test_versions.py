@@ -154,14 +154,14 @@ def test_a_release_that_cannot_read_the_file_gets_a_column_saying_why_and_the_ot
     assert "model.export('saved_model_dir')" in refused.reason  # names the format that would work
     assert report.tf_versions.runs[1].reference and report.environment.tensorflow == "2.16.2"
     table = vv.version_table(report)
-    assert table.headers[1] == "2.15.1" and all(row[1] == "—" for row in table.rows[:-1])
+    assert table.headers[1] == "2.15.1 · Keras 2" and all(row[1] == "—" for row in table.rows[:-1])
     assert any("2.15.1 (tensorflow-cpu)" in line and "cannot read" in line for line in vv.version_lines(report))
 
 
 def test_a_child_refusal_is_that_release_s_column_and_all_refused_is_one_line():
-    runs = FakeRuns({"2.16.2": 60.0}, refuse={"2.15.1": "k.h5 could not be loaded by Keras (TypeError: x)"})
+    runs = FakeRuns({"2.16.2": 60.0}, refuse={"2.15.1": "k.h5 could not be loaded by Keras 2.15.0 (TypeError: x)"})
     report = compare(["2.15", "2.16"], runs)
-    assert report.tf_versions.runs[0].reason == "k.h5 could not be loaded by Keras (TypeError: x)"
+    assert report.tf_versions.runs[0].reason == "k.h5 could not be loaded by Keras 2.15.0 (TypeError: x)"
     assert runs.order.count("2.15.1") == 1  # refused once, then left out of the rounds
     nobody = FakeRuns({}, refuse={"2.15.1": "nope", "2.16.2": "nope either"})
     with pytest.raises(KdiagError, match="no TensorFlow release could measure the model .*2.15.1: nope"):

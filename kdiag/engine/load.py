@@ -296,7 +296,7 @@ def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
                 f"({type(exc).__name__}: {first[:160]})",
                 "run it under Keras 3 with --keras 3; --debug shows the traceback",
             )
-    else:
+    elif _keras_major() == 3:  # not under TensorFlow <= 2.15, whose own Keras is 2
         signs = keras2_signs(path)
         if signs:  # Keras 3 reads most Keras 2 files, not all: tf-keras reads what Keras 2 wrote
             return KdiagError(
@@ -305,9 +305,25 @@ def _explain_load_error(path: Path, exc: Exception) -> KdiagError:
                 "run it under tf-keras with --keras 2 (pip install kdiag[legacy]); --debug shows the traceback",
             )
     return KdiagError(
-        f"{path.name} could not be loaded by Keras ({type(exc).__name__}: {first[:200]})",
+        f"{path.name} could not be loaded by Keras{_keras_version_text()} ({type(exc).__name__}: {first[:200]})",
         "check that the file is complete and was saved by Keras; --debug shows the traceback",
     )
+
+
+def _keras_major() -> int:
+    from kdiag.engine.tf import tf_and_keras
+
+    version = str(getattr(tf_and_keras()[1], "__version__", "3"))
+    return int(version.split(".", 1)[0]) if version.split(".", 1)[0].isdigit() else 3
+
+
+def _keras_version_text() -> str:
+    """" 2.15.0" under TensorFlow <= 2.15 (its own Keras 2, which reads fewer files than the newer ones); ""."""
+    from kdiag.engine.tf import legacy_keras_requested, tf_and_keras
+
+    if legacy_keras_requested() or _keras_major() != 2:
+        return ""
+    return f" {tf_and_keras()[1].__version__}"
 
 
 def _weight_warnings(caught) -> List[str]:

@@ -173,7 +173,7 @@ class Rounds:
         try:
             report = self.run_child(column.interpreter, argv, out, self.steps.child, cwd)
         except KdiagError as refused:  # its one-line refusal: this release cannot measure the model
-            column.reason = _reason(refused.message, column.label)
+            column.reason = _reason(refused.message, column.label) + _format_hint(self.config, refused.message)
             return None
         except RuntimeError as crashed:
             column.reason = f"its run failed: {first_line(crashed, 300)}"
@@ -187,6 +187,14 @@ def _reason(message: str, label: str) -> str:
     """A child's refusal without the "under TensorFlow X: " its label already says."""
     prefix = f"under {label}: "
     return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _format_hint(config: RunConfig, message: str) -> str:
+    """A Keras file one release's Keras cannot load: name the format every release reads."""
+    if config.model is None or Path(config.model).is_dir() or "could not be loaded by" not in message:
+        return ""
+    return ("; a SavedModel loads under every TensorFlow 2.x: export one (model.export('saved_model_dir')) and "
+            "pass that folder")
 
 
 def plan_more(rounds_done: int, measuring_s: float, columns: Sequence[Column], limit_s: Optional[float]) -> bool:
@@ -219,6 +227,7 @@ def compare_versions(config: RunConfig, *, provider=None, progress: Optional[Pro
     check_model(config)
     steps.next("resolve", "asking the package index for " + ", ".join(config.tf_versions))
     targets = provider.resolve(config.tf_versions)
+    steps.total = steps.step + len(targets) * (1 + MIN_ROUNDS)  # environments, then two rounds at least
     columns = []
     for target in targets:
         steps.next("environment", f"TensorFlow {target.version}")
