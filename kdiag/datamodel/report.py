@@ -16,7 +16,7 @@ from kdiag.datamodel.beyond import (BatchSizeSweep, DataSizeSweep, MemoryLoop, M
                                     ThreadsEffect)
 from kdiag.datamodel.measurement import Measurement
 from kdiag.datamodel.profile import ProfileResult
-from kdiag.datamodel.versions import INSTALLED, NIGHTLY, EnvironmentInfo
+from kdiag.datamodel.versions import INSTALLED, NIGHTLY, BisectProbe, BisectResult, EnvironmentInfo
 from kdiag.errors import KdiagError, first_line
 from kdiag.version import __version__
 
@@ -356,6 +356,8 @@ _DERIVED = {
                  "growing"),
     OpBreakdown: ("execution_share",),
     ThreadsEffect: ("ratio",),
+    BisectProbe: ("ratio",),
+    BisectResult: ("ratio", "max_environments"),
 }
 #: Written last, after the short fields, so a reader of the JSON sees the figures first.
 _LAST = {Measurement: ("samples_s",)}

@@ -17,6 +17,7 @@ beyond the noise and at least `threshold` times the good release's median.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -28,8 +29,8 @@ from kdiag.datamodel.versions import BisectProbe, BisectResult
 from kdiag.errors import KdiagError
 from kdiag.versions.children import Interpreter
 from kdiag.versions.pooling import pool_strategy
-from kdiag.versions.rounds import (Column, Progress, Rounds, Steps, Stopped, cannot_read, check_model, folder_name,
-                                  plan_more, workspace)
+from kdiag.versions.rounds import (MIN_ROUNDS, Column, Progress, Rounds, Steps, Stopped, cannot_read, check_model,
+                                  folder_name, plan_more, workspace)
 from kdiag.views_versions import probe_verdict
 
 #: probe(release index) -> its BisectProbe; `slow` None stops the search (the probe could not tell).
@@ -88,6 +89,8 @@ def bisect(config: RunConfig, good: str, bad: str, *, strategy: str = "predict",
     steps.next("resolve", f"the releases from {good} to {bad} the package index serves")
     targets = provider.releases_between(good, bad)
     releases = [t.version for t in targets]
+    # The most it may take: an environment and two rounds of two runs per probe, after the good release's.
+    steps.total = steps.step + 1 + (math.ceil(math.log2(max(2, len(releases)))) + 1) * (1 + 2 * MIN_ROUNDS)
     steps.next("environment", f"TensorFlow {releases[0]} (good)")
     reference = provider.prepare(targets[0], lambda text: steps.update(f"TensorFlow {releases[0]}: {text}"))
     refused = cannot_read(config, reference)
