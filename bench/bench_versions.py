@@ -8,14 +8,15 @@ Prints:
    cache, so everything is fetched) and warm (the environment reused); kdiag's wall time for each, and
    both releases' predict medians with the judgement;
 2. `kdiag bisect` on that file between 2.12 and 2.21: the releases probed, each one's predict median
-   against the good one's, and the result; its wall time;
+   against the good one's, and the result; its wall time; then the same with `--strategy eager`
+   (model(x) called directly), which the 2.12-against-2.21 comparison here found slower beyond the noise;
 3. the refusals: a Keras 3 .keras under `--tf 2.15,installed` (the 2.15 column), and `--tf 2.99`;
 4. the disk size of one environment.
 
 Not a test: the figures depend on the machine and the network.
 
     python bench/bench_versions.py             # all of it (about 20 minutes here, cold downloads included)
-    python bench/bench_versions.py --skip-bisect
+    python bench/bench_versions.py bisect      # only some parts: inspect, bisect, refusals, disk
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ def inspect_tf(model: Path, out: Path, cold: bool) -> None:
     print("\n".join(versions_summary(out / "report.json")))
 
 
-def bisect(model: Path) -> None:
-    argv = ["bisect", model, "--good", "2.12", "--bad", "2.21", "--format", "json"]
+def bisect(model: Path, strategy: str = "predict") -> None:
+    argv = ["bisect", model, "--good", "2.12", "--bad", "2.21", "--strategy", strategy, "--format", "json"]
     code, stdout, stderr, wall = kdiag(*argv)
     print(f"\nkdiag {' '.join(shlex.quote(str(a)) for a in argv)}")
     if code != 0:
@@ -122,13 +123,14 @@ def bisect(model: Path) -> None:
             print(f"  {probe['tensorflow']}: {probe['reason'] or probe['verdict']}")
             continue
         fresh = probe["environment"]["fresh"] if probe["environment"] else None
-        print(f"  {probe['tensorflow']}: predict {probed['median_s'] * 1e3:.1f} ms (IQR {probed['iqr_s'] * 1e3:.1f}, "
-              f"n={probed['count']}) vs {result['good']} {good['median_s'] * 1e3:.1f} ms (IQR "
-              f"{good['iqr_s'] * 1e3:.1f}, n={good['count']}), {probe['rounds']} rounds"
+        print(f"  {probe['tensorflow']}: {result['strategy']} {probed['median_s'] * 1e3:.2f} ms (IQR "
+              f"{probed['iqr_s'] * 1e3:.2f}, "
+              f"n={probed['count']}) vs {result['good']} {good['median_s'] * 1e3:.2f} ms (IQR "
+              f"{good['iqr_s'] * 1e3:.2f}, n={good['count']}), {probe['rounds']} rounds"
               f"{', environment built fresh' if fresh else ''}: {probe['verdict']}")
     print(f"  first slow: {result['first_slow']}, last good: {result['last_good']}; "
           f"{len(result['probes'])} probes, {1 + len(result['probes'])} environments "
-          f"(promised at most {result['max_environments'] if 'max_environments' in result else '?'})")
+          f"(promised at most {result['max_environments']}); ratio {result['ratio']}")
     for note in result["notes"]:
         print(f"  note: {note}")
 
@@ -167,18 +169,22 @@ def disk() -> None:
 
 
 def main() -> None:
-    skip_bisect = "--skip-bisect" in sys.argv
+    parts = [a for a in sys.argv[1:] if not a.startswith("-")] or ["inspect", "bisect", "refusals", "disk"]
     with tempfile.TemporaryDirectory(prefix="kdiag-bench-versions-") as scratch:
         folder = Path(scratch)
         model, keras3, parameters = write_models(folder)
         print(f"model: {model.name}, {parameters:,} parameters, written by tf-keras (Keras 2-era .h5); machine: "
               f"{os.cpu_count()} cores, shared with other work while this ran")
-        inspect_tf(model, folder / "cold", cold=True)
-        inspect_tf(model, folder / "warm", cold=False)
-        if not skip_bisect:
+        if "inspect" in parts:
+            inspect_tf(model, folder / "cold", cold=True)
+            inspect_tf(model, folder / "warm", cold=False)
+        if "bisect" in parts:
             bisect(model)
-        refusals(keras3, model, folder)
-        disk()
+            bisect(model, "eager")
+        if "refusals" in parts:
+            refusals(keras3, model, folder)
+        if "disk" in parts:
+            disk()
 
 
 if __name__ == "__main__":

@@ -115,11 +115,8 @@ def compile_text(report: Optional[Report]) -> str:
     if plain is None or compiled is None:
         return "not measured"
     judged = views.judge(compiled, plain)
-    if not judged.enough_calls:
-        return f"no verdict, n={judged.slow.measurement.count}/{judged.fast.measurement.count}"
-    if not judged.beyond_noise:
-        return f"none measurable, ±{duration(judged.noise_s)}"
-    return f"compiled {views.times_text(judged.ratio)}"
+    text = judged_text(judged)
+    return f"compiled {text}" if judged.enough_calls and judged.beyond_noise else text
 
 
 def version_table(report: Report) -> Optional[TableData]:
@@ -252,6 +249,8 @@ def probe_verdict(judged: views.Judgement, threshold: float) -> str:
     if not judged.enough_calls:
         return judged.not_enough_text
     noise = f"±{duration(judged.noise_s)}"
+    if not judged.beyond_noise and judged.ratio >= threshold:
+        return f"{views.times_text(judged.ratio)} but within the noise ({noise}): cannot tell"
     if not judged.beyond_noise:
         return f"within the noise ({noise}): not slow"
     if judged.ratio >= threshold:
@@ -285,7 +284,7 @@ def bisect_summary(result: BisectResult) -> List[str]:
         lines.append(f"No slow release: {result.strategy} under {result.bad} is not {result.threshold:g}x slower than "
                      f"under {result.good} beyond the noise ({bad.verdict if bad else 'not measured'}).")
     else:
-        lines.append("No result: the search did not finish.")
+        lines.append("No result: the search stopped before it found the first slow release.")
     lines.append(f"{span}; {len(result.probes)} probed, {built} environments (at most {result.max_environments} "
                  "promised).")
     return lines + list(result.notes)

@@ -281,3 +281,14 @@ def _running(pid: int) -> bool:
             return stat.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_an_environment_whose_python_is_gone_is_built_again(tmp_path):
+    builder = FakeBuilder()
+    cache = envs.EnvironmentCache(tmp_path / "cache", builder)
+    first = cache.ensure(TARGET)
+    (cache.root / first.name / "bin" / "python").unlink()  # its base interpreter was removed
+    said = []
+    again = cache.ensure(TARGET, said.append)
+    assert again.fresh and len(builder.built) == 2 and (cache.root / again.name / "bin" / "python").exists()
+    assert "the cached environment no longer runs: building it again" in said

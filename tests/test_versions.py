@@ -267,7 +267,7 @@ def test_every_renderer_lays_out_the_same_version_table():
     assert table.headers == ["strategy", "2.15.1 · Keras 2.15.0", "2.16.2 · Keras 3.15.1"]
     predict = next(row for row in table.rows if row[0] == "predict")
     assert predict == ["predict", "38 ms", "68 ms, 1.79x slower"]
-    assert next(row for row in table.rows if row[0] == "compile() effect")[1].startswith("none measurable")
+    assert next(row for row in table.rows if row[0] == "compile() effect")[1].startswith("within noise ±")
     phases = vv.phase_table(report)
     assert next(row for row in phases.rows if row[0] == "tf.data pipeline")[1:] == ["11.4 ms (30%)", "40.8 ms (60%)"]
     terminal = render(report, "terminal", width=120)
@@ -353,7 +353,7 @@ def test_bisect_measures_each_probe_against_the_good_release_in_turns():
     assert data["first_slow"] == "2.16.2" and data["probes"][0]["probed"]["count"] == 5 * data["probes"][0]["rounds"]
 
 
-def test_bisect_on_a_flat_series_builds_two_environments_and_says_none(monkeypatch):
+def test_bisect_on_a_flat_series_builds_two_environments_and_says_none():
     provider = FakeReleases(served=SERVED)
     result = bisect_.bisect(RunConfig(example="tiny"), "2.12", "2.21", provider=provider,
                             run_child=FakeRuns({v: 31.7 for v in SERVED}))
@@ -484,3 +484,17 @@ def test_a_child_run_gets_the_steps_beyond_one_batch_as_asked():
     assert {"--no-sweeps", "--no-memory-loop", "--no-ops"} <= set(argv)  # --keras children used to drop them
     sampled = keras_child.child_arguments(RunConfig(example="tiny", samples=(32, 256)), "2", Path("o"), Path("p"))
     assert arg(sampled, "--samples") == "32,256" and "--no-sweeps" not in sampled
+
+
+def test_a_probe_is_slow_not_slow_or_undecided_by_the_noise_rule_and_the_threshold():
+    good = fx.strategy("predict", 30.0, 1.0)
+    cases = [(fx.strategy("predict", 45.0, 1.0), True, "1.50x slower, beyond the noise (±2 ms): slow"),
+             (fx.strategy("predict", 33.0, 0.5), False, "1.10x slower, beyond the noise but below the 1.2x threshold"),
+             (fx.strategy("predict", 31.0, 2.0), False, "within the noise (±3 ms): not slow"),
+             (fx.strategy("predict", 20.0, 1.0), False, "1.50x faster, beyond the noise (±2 ms): not slow"),
+             # 1.9x slower, but the spread is wider than the gap: calling it not slow would mislead the search.
+             (fx.strategy("predict", 57.0, 30.0), None, "1.90x slower but within the noise (±31 ms): cannot tell"),
+             (fx.strategy("predict", 60.0, 1.0, calls=3), None, "not enough calls to judge")]
+    for probed, slow, words in cases:
+        verdict = bisect_.judge_probe(good, probed, 1.2)
+        assert verdict[0] is slow and verdict[1].startswith(words), verdict

@@ -120,7 +120,13 @@ def bisect(config: RunConfig, good: str, bad: str, *, strategy: str = "predict",
     notes = []
     if not finished:
         stuck = probes[-1]
-        notes.append(f"The search stopped at {stuck.tensorflow}: {stuck.reason or stuck.verdict}.")
+        notes.append(f"The search stopped at {stuck.tensorflow}, which it could not judge: "
+                     f"{stuck.reason or stuck.verdict}.")
+        if first_slow is not None:
+            notes.append(f"The first slow release lies after {last_good} and at or before {first_slow}.")
+        if stuck.probed is not None:
+            notes.append("Rerun with a larger --budget or --min-calls, or on a quieter machine, for a narrower "
+                         "noise band.")
     return dataclasses.replace(result, probes=probes, first_slow=first_slow if finished else None,
                                last_good=last_good if finished else None, incomplete=not finished, notes=notes)
 
@@ -157,14 +163,16 @@ def _probe(config: RunConfig, target, reference: Interpreter, provider, rounds: 
 
 def judge_probe(good: Optional[StrategyResult], probed: Optional[StrategyResult], threshold: float
                 ) -> Tuple[Optional[bool], str]:
-    """(slow, verdict): slower than good beyond the noise by at least `threshold`; None when it cannot tell."""
+    """(slow, verdict). Slow: slower than good beyond the noise by at least `threshold`. Not slow: faster
+    beyond the noise, or below the threshold. None, cannot tell: too few calls, or at least `threshold`
+    slower but within the noise (calling that "not slow" would send the search the wrong way)."""
     if views.median(good) is None or views.median(probed) is None:
         missing = probed if views.median(probed) is None else good
         why = missing.reason if missing is not None and missing.reason else "no timed calls"
         return None, f"not measured: {why}"
     judged = views.judge(probed, good)
     verdict = probe_verdict(judged, threshold)
-    if not judged.enough_calls:
+    if not judged.enough_calls or (not judged.beyond_noise and judged.ratio >= threshold):
         return None, verdict
     return judged.beyond_noise and judged.ratio >= threshold, verdict
 

@@ -290,6 +290,10 @@ class EnvironmentCache:
         found = self.find(target)
         fresh = found is None
         if fresh:
+            broken = self.root / environment_name(target)
+            if broken.exists():  # described but unusable (its base Python is gone): built again
+                say("the cached environment no longer runs: building it again")
+                shutil.rmtree(broken, ignore_errors=True)
             found = self.build(target, say)
         _touch(found.path / LAST_USED)
         return found.info(fresh)
