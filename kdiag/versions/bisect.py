@@ -124,9 +124,11 @@ def bisect(config: RunConfig, good: str, bad: str, *, strategy: str = "predict",
                      f"{stuck.reason or stuck.verdict}.")
         if first_slow is not None:
             notes.append(f"The first slow release lies after {last_good} and at or before {first_slow}.")
-        if stuck.probed is not None:
-            notes.append("Rerun with a larger --budget or --min-calls, or on a quieter machine, for a narrower "
-                         "noise band.")
+        if stuck.probed is not None and stuck.good is not None and min(stuck.probed.count, stuck.good.count) < 5:
+            notes.append("Rerun with a larger --budget or --min-calls: a verdict needs at least 5 calls a side.")
+        elif stuck.probed is not None:
+            notes.append("The noise band is the spread of the calls themselves, which more calls do not narrow: rerun "
+                         "on a quieter machine, or bisect a path with less spread (--strategy).")
     return dataclasses.replace(result, probes=probes, first_slow=first_slow if finished else None,
                                last_good=last_good if finished else None, incomplete=not finished, notes=notes)
 
