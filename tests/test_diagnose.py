@@ -51,10 +51,11 @@ def test_every_identity_in_the_data_model_has_code_that_prepares_it():
 def _threshold_references():
     """(finding id, name) of every threshold(...) call in kdiag/analysis/diagnose.py and the rule modules
     whose thresholds its table holds, constants resolved."""
-    from kdiag.analysis import keras_versions
+    from kdiag.analysis import keras_versions, tf_versions
 
     found = set()
-    functions = [n for module in (dg, keras_versions) for n in ast.walk(ast.parse(inspect.getsource(module)))
+    modules = (dg, keras_versions, tf_versions)
+    functions = [n for module in modules for n in ast.walk(ast.parse(inspect.getsource(module)))
                  if isinstance(n, ast.FunctionDef)]
     for func in functions:
         local_ids = {}

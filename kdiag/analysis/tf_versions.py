@@ -41,8 +41,9 @@ _VALUES: Dict[Tuple[str, str], float] = {(fid, name): value for fid, name, value
 ALTERNATIVES = DIRECT_PATHS + (XLA.name, SAVEDMODEL.name)
 
 
-def threshold(name: str) -> float:
-    return _VALUES[(TF_VERSIONS, name)]
+def threshold(finding_id: str, name: str) -> float:
+    """The value of one of this module's thresholds (as kdiag.analysis.diagnose.threshold)."""
+    return _VALUES[(finding_id, name)]
 
 
 def tf_versions(report: Report) -> List[Finding]:
@@ -64,8 +65,9 @@ def tf_versions(report: Report) -> List[Finding]:
 
 def _compare(report: Report, reference: vv.VersionEntry, entry: vv.VersionEntry, old: StrategyResult,
              new: StrategyResult, move: Optional[vv.PhaseMove]) -> Finding:
+    fid = "tf-versions"
     before, after = reference.run.label, entry.run.label
-    judged = views.judge(new, old, threshold("noise_iqrs"))
+    judged = views.judge(new, old, threshold(fid, "noise_iqrs"))
     figures = f"{duration(new.median_s)} vs {duration(old.median_s)}"
     evidence = [f"predict under TensorFlow {before}: median {_med(old)} per call, pooled over "
                 f"{reference.run.rounds} runs.",
@@ -89,8 +91,8 @@ def _compare(report: Report, reference: vv.VersionEntry, entry: vv.VersionEntry,
                        f"TensorFlow {after} runs predict faster on this model ({duration(-judged.gap_s)} less per "
                        "call).", "")
     ratio = judged.ratio
-    severity = ("high" if ratio >= threshold("high_ratio") else "medium" if ratio >= threshold("medium_ratio")
-                else "low" if ratio >= threshold("min_ratio") else "info")
+    severity = ("high" if ratio >= threshold(fid, "high_ratio") else "medium" if ratio >= threshold(fid, "medium_ratio")
+                else "low" if ratio >= threshold(fid, "min_ratio") else "info")
     moved = f"; the time moved into {move.delta.phase} ({move.delta.delta_ms:+.3g} ms per call)" \
         if move is not None and move.delta is not None and move.delta.delta_ms > 0 else ""
     best = views.fastest_usable(entry.report, ALTERNATIVES)
