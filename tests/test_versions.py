@@ -418,7 +418,8 @@ def test_kdiag_inspect_tf_runs_real_children_in_turns_and_saves_one_report(tmp_p
     assert (out / "tf-2.21.0-installed" / "report.json").is_file()
     other = runs[1].report
     assert other.model.inputs[0].value_range == "user data from inputs.npz"  # the batch the first run saved
-    assert other.strategy("predict").measurement.count >= 5 * runs[1].rounds
+    first_run = read_report(out / "tf-2.21.0-installed" / "report.json").strategy("predict").measurement
+    assert other.strategy("predict").measurement.count > first_run.count  # later rounds' calls pooled in
     assert other.profile("predict") is not None and report.profile("predict") is not None
     assert "TensorFlow releases side by side" in stdout and "2.21.0 (installed)" in stdout
     markdown = (out / "report.md").read_text(encoding="utf-8")
