@@ -16,10 +16,12 @@ import warnings
 
 import numpy as np
 
-from kdiag.api import _make_inputs
+from kdiag.steps.load import make_inputs
 from kdiag.datamodel.config import RunConfig
-from kdiag.engine.load import load_example
-from kdiag.engine.strategies import BY_KEY, StrategyContext, _tflite_model, to_host
+from kdiag.engine.intake.load import load_example
+from kdiag.engine.runtimes.base import StrategyContext, to_host
+from kdiag.engine.runtimes.strategies import BY_KEY
+from kdiag.engine.runtimes.tflite import tflite_model
 
 ROUNDS, CALLS_PER_ROUND = 40, 250
 
@@ -61,9 +63,9 @@ def bench(example: str) -> None:
     from pathlib import Path
 
     loaded = load_example(example)
-    inputs = _make_inputs(loaded, RunConfig(example=example))
+    inputs = make_inputs(loaded, RunConfig(example=example))
     ctx = StrategyContext(loaded, inputs, Path(tempfile.mkdtemp(prefix="kdiag-bench-")))
-    blob = _tflite_model(ctx)
+    blob = tflite_model(ctx)
     calls = {}
     for name, interpreter in interpreters(blob).items():
         # Two interpreters per runtime: a live signature runner blocks invoke() on its interpreter.

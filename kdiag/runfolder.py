@@ -5,9 +5,11 @@ file in the same folder, then a rename), so a reader never sees half a report.
 
 A run folder is claimed with an exclusive create, so of two runs started at the same
 instant exactly one gets it: a default folder by `mkdir` of a name nobody has (a suffix
-when the timestamp collides), a folder given with --out by a lock file made with
-O_EXCL inside it. File-system faults (read-only, full, a file in the way) are one line
-naming the folder and `--out DIR`. What was measured is never thrown away: when the run
+when the timestamp collides), a folder given with --out by a lock (`fcntl.flock`) on a file
+inside it, which the kernel releases when the run's process ends, however it ends: the
+leftovers of a killed run (no report.json) are removed by the next run on that --out.
+File-system faults (read-only, full, a file in the way) are one line naming the folder and
+`--out DIR`. What was measured is never thrown away: when the run
 folder cannot take the report, it is saved in a fallback folder in the system's temporary
 folder, and the message names it.
 """
@@ -21,13 +23,14 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from kdiag.datamodel.redaction import REDACTED_FOLDER
 from kdiag.errors import ExitStatus, KdiagError, first_line
+from kdiag.tempdirs import HeldLock
 
 DEFAULT_ROOT = Path("reports")
-# Present while a run owns a folder given with --out; its O_EXCL create is the claim.
+# Present while a run owns a folder given with --out; the flock on it is the claim (kdiag.tempdirs.HeldLock).
 LOCK_NAME = ".kdiag-run.lock"
 FALLBACK_PREFIX = "kdiag-rescued-"
 OUT_FIX = "pass --out DIR naming a new or empty folder you can write to, on a disk with free space"
@@ -59,13 +62,14 @@ class Saved:
 class RunFolder:
     """A run folder this run alone owns: claimed atomically, saved into, or removed."""
 
-    def __init__(self, path: Path, created: bool, lock: Optional[Path] = None, name: str = "model",
-                 made_parents: Sequence[Path] = ()):
+    def __init__(self, path: Path, created: bool, lock: Optional[HeldLock] = None, name: str = "model",
+                 made_parents: Sequence[Path] = (), took_over: Sequence[str] = ()):
         self.path = path
         self.created = created  # made by this run, so removed whole when nothing is kept
         self.lock = lock
         self.name = name
         self.made_parents = tuple(made_parents)  # folders above it made for it, innermost first
+        self.took_over = tuple(took_over)  # what a killed run had left in it, removed for this one
 
     @classmethod
     def claim(cls, model_name: str, out: Optional[Path] = None, root: Path = DEFAULT_ROOT) -> "RunFolder":
@@ -106,32 +110,45 @@ class RunFolder:
                 created = True
             except FileExistsError:  # made by someone else since we looked: the lock below decides
                 _refuse_unusable(out)
-        lock = out / LOCK_NAME
+        path = out / LOCK_NAME
+        stale = os.path.lexists(path)  # left by a run that is gone, when we get its lock
         try:
-            os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        except FileExistsError:
-            raise KdiagError(f"--out {out} is claimed by another kdiag run (it holds {LOCK_NAME}; "
-                             "remove the folder if that run is gone)", OUT_FIX) from None
+            lock = HeldLock.try_acquire(path)
         except OSError:
             if created:
                 cls(out, created, name=model_name, made_parents=made).discard()
             raise
-        if any(child.name != LOCK_NAME for child in out.iterdir()):  # filled since we looked
-            lock.unlink(missing_ok=True)
+        if lock is None:
+            raise KdiagError(_claimed(out), OUT_FIX)
+        others = sorted(child.name for child in out.iterdir() if child.name != LOCK_NAME)
+        if others and not (stale and "report.json" not in others):  # filled since we looked
+            lock.release()
             _refuse_unusable(out)
-        return cls(out, created=created, lock=lock, name=model_name, made_parents=made)
+        took_over = []
+        if others:  # a killed run's partial files (it never saved a report): this run takes the folder
+            for child in out.iterdir():
+                if child.name == LOCK_NAME:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+            took_over = others
+        return cls(out, created=created, lock=lock, name=model_name, made_parents=made, took_over=took_over)
 
     def release(self) -> None:
         """Drop the claim: the saved report now marks the folder as a finished run."""
         if self.lock is not None:
-            self.lock.unlink(missing_ok=True)
+            self.lock.release()
             self.lock = None
 
     def discard(self) -> None:
         """Remove everything this run wrote (nothing was measured, so nothing is kept)."""
         if self.path.is_dir():
             discard(self.path, keep_folder=not self.created)
-        self.lock = None
+        if self.lock is not None:
+            self.lock.release(remove=False)  # its file went with the rest
+            self.lock = None
         for parent in self.made_parents:
             try:
                 parent.rmdir()  # only while empty: another run may have put its folder there since
@@ -238,12 +255,18 @@ def _refuse_unusable(out: Path) -> None:
     if not out.is_dir():
         return
     names = {child.name for child in out.iterdir()}
-    if names == {LOCK_NAME}:
-        raise KdiagError(f"--out {out} is claimed by another kdiag run (it holds {LOCK_NAME}; "
-                         "remove the folder if that run is gone)", OUT_FIX)
+    if LOCK_NAME in names:
+        if HeldLock.is_held(out / LOCK_NAME):
+            raise KdiagError(_claimed(out), OUT_FIX)
+        if "report.json" not in names:
+            return  # the leftovers of a run that was killed before it saved a report: taken over
     if names:
         raise KdiagError(f"--out {out} already exists and is not an empty folder; kdiag never overwrites a run",
                          OUT_FIX + ", or remove the old run first")
+
+
+def _claimed(out: Path) -> str:
+    return f"--out {out} is claimed by another kdiag run, still running (it holds the lock on {LOCK_NAME})"
 
 
 def _move_profiles(report, old: Path, new: Path):
@@ -285,6 +308,27 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_run(report, folder: Path) -> Dict[str, str]:
+    """Write every format that has a file (kdiag.render.FORMATS) into the run folder; returns the texts
+    by format, so that stdout need not render one twice."""
+    from kdiag.render import FORMATS
+
+    texts = {}
+    for name, output in FORMATS.items():
+        if output.file_name is not None:
+            texts[name] = output.render(report)
+            write_atomic(folder / output.file_name, texts[name])
+    return texts
+
+
+def saved_files() -> List[str]:
+    """The file names a run folder holds, the HTML page first (what `kdiag view RUN_FOLDER` opens)."""
+    from kdiag.render import FORMATS
+
+    saved = sorted((f for f in FORMATS.values() if f.file_name is not None), key=lambda f: f.name != "html")
+    return [f.file_name for f in saved]
 
 
 def discard(folder: Path, keep_folder: bool = False) -> None:

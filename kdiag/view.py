@@ -114,12 +114,39 @@ def run_page(folder: Path) -> bytes:
                      "give a run folder written by kdiag inspect, or a .prof file from one")
 
 
-def report_server(page: bytes, host: str, port: int) -> http.server.ThreadingHTTPServer:
+#: The names a browser on this machine uses for the report server, whatever address it is bound to.
+LOCAL_NAMES = (LOCALHOST, "localhost")
+
+
+def allowed_host_headers(names, port: int) -> frozenset:
+    """The `Host:` values a request may carry: each name with the port (IPv6 in brackets), and bare
+    when the port is 80 (browsers leave the default port out)."""
+    allowed = set()
+    for name in names:
+        shown = f"[{name}]" if ":" in name and not name.startswith("[") else name
+        allowed.add(f"{shown}:{port}".lower())
+        if port == 80:
+            allowed.add(shown.lower())
+    return frozenset(allowed)
+
+
+def report_server(page: bytes, host: str, port: int, names=LOCAL_NAMES) -> http.server.ThreadingHTTPServer:
     """An HTTP server for one page, at / and /report.html; anything else is 404. A taken port
-    is replaced by a free one, as snakeviz does."""
+    is replaced by a free one, as snakeviz does.
+
+    Only requests whose `Host:` header names this machine (`names`, with the bound port) are
+    answered; others get 421. A page of a web site the user visits can make the browser resolve its
+    own name to 127.0.0.1 (DNS rebinding) and read whatever localhost serves: its requests carry the
+    site's name in `Host:`, so they are refused.
+    """
 
     class OnePage(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (the name http.server calls)
+            allowed = allowed_host_headers(names, self.server.server_address[1])
+            if (self.headers.get("Host") or "").strip().lower() not in allowed:
+                self.send_error(421, "Misdirected Request: this server answers only requests for "
+                                     + " or ".join(sorted(allowed)))
+                return
             if self.path.split("?", 1)[0] not in ("/", "/report.html"):
                 self.send_error(404)
                 return
@@ -143,7 +170,8 @@ def report_server(page: bytes, host: str, port: int) -> http.server.ThreadingHTT
 
 def view_run(folder: Path, server: bool, host: Optional[str], port: int, stdout: TextIO) -> int:
     page = run_page(folder)
-    httpd = report_server(page, host or LOCALHOST, port)
+    # An address given with --host is a name the user will browse to, besides the local ones.
+    httpd = report_server(page, host or LOCALHOST, port, LOCAL_NAMES + ((host,) if host else ()))
     bound_host, bound_port = httpd.server_address[:2]
     url = f"http://{bound_host}:{bound_port}/report.html"
     if host and host != LOCALHOST:

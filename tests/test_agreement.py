@@ -1,8 +1,9 @@
-"""Every output states the shared facts of one Report the same way.
+"""Every output states the shared facts of one Report, the same way.
 
-The terminal, the Markdown report and the findings read "fastest matching", the compile()
-verdict and the per-phase deltas from `kdiag.views`; these tests render one factory Report
-three ways and compare what each says.
+The terminal, report.md, report.html and report.json read "fastest matching", the compile()
+verdict and the per-phase deltas from `kdiag.views`, and lay out the same sections
+(kdiag.views.sections): these tests render factory Reports (plain, with the steps beyond one
+batch, under --keras both, with a failed strategy) every way and compare what each says.
 """
 
 from __future__ import annotations
@@ -100,3 +101,108 @@ def test_compile_verdict_and_phase_deltas_agree(compiled_ms, compiled_iqr, slowd
         assert compile_finding.title.startswith("compile() makes predict")
     else:
         assert "within the noise" in evidence and "outside" not in evidence
+
+
+# --- every output shows every fact the others show ----------------------------------------------------
+#
+# The facts are the rows and captions of kdiag.views.sections (the one place each is built), the
+# findings, and the verdict's headline. report.md, report.html and the verbose terminal (at a width
+# where nothing is left out) must each show all of them; report.json must carry enough to render
+# the same report again.
+
+
+def _failed_strategy():
+    strategies = [fx.strategy("predict_on_batch", available=False, reason="failed when called: RuntimeError: boom")
+                  if s.name == "predict_on_batch" else
+                  fx.strategy("XLA (jit_compile)", available=False,
+                              reason="failed to prepare: NotApplicable: XLA could not compile the model")
+                  if s.name == "XLA (jit_compile)" else s for s in fx.typical_keras3()]
+    return _with_findings(fx.report(strategies, notes=["TensorFlow warned while timing: retracing <f>"]))
+
+
+def _cases():
+    from test_beyond_findings import full_report
+    from test_keras_both import both
+    from test_terminal import _full_report
+
+    return {"profiles and notes": _full_report, "beyond one batch": lambda: _with_findings(full_report()),
+            "--keras both": lambda: both(66.0, 4.7), "a failed strategy": _failed_strategy}
+
+
+CASES = ("profiles and notes", "beyond one batch", "--keras both", "a failed strategy")
+
+
+def _facts(report):
+    """Every text the sections and the findings hold, as it reads with its marks dropped."""
+    from kdiag.views import sections, wording
+
+    built = [sections.environment(report), sections.model(report), sections.strategies(report),
+             sections.phases(report), sections.tracing(report), sections.beyond_one_batch(report),
+             sections.side_by_side(report), sections.profile_files(report),
+             sections.top_functions(report, per_phase=2, min_share=0.05)]  # what the terminal shows of them
+    texts = []
+    stack = [s for s in built if s is not None]
+    while stack:
+        section = stack.pop()
+        texts += [section.title, *section.paragraphs, *section.after, *section.bullets]  # headers are labels
+        texts += [cell.text for table in section.tables for row in table.rows for cell in row]
+        stack += section.subsections
+    for finding in report.findings:
+        texts += [finding.title, *finding.evidence, finding.advice, wording.finding_meta(finding)]
+    headline = wording.headline(report)
+    if headline is not None:  # the terminal words it in its verdict line
+        texts += [headline.best, headline.time, headline.versus.split(" faster")[0]]
+    return {_plain(t) for t in texts if t and t.strip() and t != "—"}
+
+
+def _plain(text: str) -> str:
+    """Words and figures only: markup marks, escapes, line breaks and case dropped."""
+    text = text.replace("\\|", "|").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return " ".join(re.sub(r"[*`]", "", text).split()).casefold()
+
+
+class _Text(__import__("html.parser").parser.HTMLParser):
+    def __init__(self, page: str):
+        super().__init__(convert_charrefs=True)
+        self.parts = []
+        self.feed(page)
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def _outputs(report):
+    from kdiag.render import html
+
+    return {
+        "report.md": _plain(markdown.render(report, redact=False)),
+        "report.html": _plain("".join(_Text(html.render(report)).parts)),
+        # Wide enough that no column is dropped and no cell wrapped; --verbose shows every section.
+        "terminal --verbose": _plain(render_terminal(report, width=2000, verbose=True)),
+    }
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_fact_is_in_every_output(case):
+    report = _cases()[case]()
+    facts = _facts(report)
+    assert len(facts) > 40, facts  # the case has content enough to compare
+    for name, text in _outputs(report).items():
+        missing = sorted(fact for fact in facts if fact not in text)
+        assert not missing, f"{name} leaves out: {missing[:10]}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_report_json_carries_every_fact_the_other_outputs_show(case):
+    """The JSON holds the data every renderer reads: read back, it renders the same report."""
+    import json
+
+    from kdiag.datamodel.report import Report
+    from kdiag.render import html
+    from kdiag.render.json import render as render_json
+
+    report = _cases()[case]()
+    again = Report.from_dict(json.loads(render_json(report)))
+    assert markdown.render(again) == markdown.render(report)
+    assert render_terminal(again, width=120, verbose=True) == render_terminal(report, width=120, verbose=True)
+    assert html.render(again) == html.render(report)

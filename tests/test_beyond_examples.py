@@ -54,7 +54,7 @@ def test_the_cli_passes_the_new_options_on():
 @pytest.mark.slow
 def test_tiny_states_its_crossover_or_none_up_to_the_largest_count():
     from kdiag.api import inspect
-    from kdiag.engine.ops import NOT_INSTALLED, xprof_version
+    from kdiag.engine.beyond.ops import NOT_INSTALLED, xprof_version
     from kdiag.render.terminal import render
 
     report = inspect(example="tiny", strategies=["predict", "predict_on_batch", "concrete"], budget_s=0.3,
@@ -88,9 +88,9 @@ def _measured(name: str, median_s: float):
 
 @pytest.fixture(scope="module")
 def lstm_context(tmp_path_factory):
-    from kdiag.engine.inputs import resolve_shapes, synthetic_inputs
-    from kdiag.engine.load import load_example
-    from kdiag.engine.strategies import StrategyContext
+    from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
+    from kdiag.engine.intake.load import load_example
+    from kdiag.engine.runtimes.base import StrategyContext
 
     loaded = load_example("lstm")
     inputs = synthetic_inputs(loaded.input_specs, resolve_shapes(loaded.input_specs, 32, {}))
@@ -99,7 +99,7 @@ def lstm_context(tmp_path_factory):
 
 @pytest.mark.slow
 def test_lstm_paths_converge_at_the_largest_count(lstm_context):
-    from kdiag.engine.beyond import data_size_step
+    from kdiag.engine.beyond.steps import data_size_step
 
     # Medians of the order this machine measures; they only plan the sweep, which times for itself.
     results = [_measured("predict", 0.1), _measured("predict_on_batch", 0.04), _measured("concrete function", 0.04)]
@@ -117,7 +117,7 @@ def test_lstm_paths_converge_at_the_largest_count(lstm_context):
 
 @pytest.mark.slow
 def test_memory_loops_on_a_real_model_give_a_verdict_per_path(lstm_context):
-    from kdiag.engine.beyond import memory_step
+    from kdiag.engine.beyond.steps import memory_step
 
     results = [_measured("predict", 0.1), _measured("concrete function", 0.04)]
     loops = memory_step(lstm_context, results, results[1], budget_s=3.0, say=lambda *a: None)

@@ -1,6 +1,5 @@
 """The real CLI, in-process and as a subprocess; bad input gets one clean line and exit 2."""
 
-import io
 import json
 import os
 import subprocess
@@ -9,8 +8,8 @@ import zipfile
 
 import pytest
 
-from checks import assert_refused
-from kdiag.cli import Env, main
+from checks import assert_refused, run
+
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
@@ -22,9 +21,8 @@ FAST_ARGS = ["--budget", "0.02", "--min-calls", "2", "--no-profile"]
 
 
 def run_cli(*argv):
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    code = main(list(argv), env)
-    return code, env.stdout.getvalue(), env.stderr.getvalue()
+    """(exit status, stdout, stderr) of `kdiag ARGV`, in-process."""
+    return run(*argv)[:3]
 
 
 def run_subprocess(*argv, cwd=None):
@@ -43,7 +41,7 @@ def test_help_is_instant_and_does_not_import_tensorflow():
 
 def test_help_lists_exactly_the_strategy_keys():
     from kdiag.cli import build_parser
-    from kdiag.engine.strategies import STRATEGIES
+    from kdiag.engine.runtimes.strategies import STRATEGIES
 
     inspect_parser = build_parser()._subparsers._group_actions[0].choices["inspect"]
     strategies_help = next(a.help for a in inspect_parser._actions if a.dest == "strategies")

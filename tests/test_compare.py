@@ -106,9 +106,16 @@ def test_strategies_in_only_one_report_are_added_or_removed_not_crashed_on():
     assert change(comparison, "TFLite").status == cmp.REMOVED
     assert change(comparison, "C++ (TF C API)").status == cmp.ADDED
     assert change(comparison, "C++ (TF C API)").ratio is None
-    assert cmp.exit_status(comparison) == 0
+    # A strategy measured before and gone after is a pair the gate could not compare: it fails,
+    # unless --allow-missing says that is expected.
+    assert comparison.missing == ("TFLite",)
+    assert cmp.exit_status(comparison) == ExitStatus.REGRESSION
     text = render_comparison(comparison)
     assert "removed (only before)" in text and "added (only after)" in text
+    assert text.splitlines()[-1].startswith("MISSING: 1 measured before and not after, so not compared: TFLite")
+    allowed = cmp.compare_reports(before, after, fail_above=10.0, allow_missing=True)
+    assert cmp.exit_status(allowed) == 0
+    assert "TFLite missing after: allowed by --allow-missing" in render_comparison(allowed).splitlines()[-1]
 
 
 def test_a_strategy_unavailable_on_one_side_is_not_compared_and_says_why():
@@ -251,3 +258,125 @@ def test_fail_above_rejects_nan_infinity_negative_and_absurd_values(tmp_path, va
     assert main(["compare", str(path), str(path), "--fail-above", value], Env(io.StringIO(), err)) == 2
     assert err.getvalue().startswith("kdiag: error: --fail-above must be a percentage from 0 to 10,000")
     assert len(err.getvalue().splitlines()) == 1
+
+
+# --- hostile report.json files (issue 20: renamed strategies, nonsense figures, escape codes) ---------------
+
+
+def _report_files(tmp_path, change_after=lambda data: None, change_before=lambda data: None):
+    paths = []
+    for name, change in (("before.json", change_before), ("after.json", change_after)):
+        data = json.loads(render_json_report(run()))
+        change(data)
+        path = tmp_path / name
+        path.write_text(json.dumps(data))  # json writes NaN and Infinity as JavaScript does, and reads them back
+        paths.append(path)
+    return paths
+
+
+def _cli_compare(*argv):
+    import io
+
+    from kdiag.cli import Env, main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["compare", *map(str, argv)], Env(out, err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _rename(data, old, new, recorded=True):
+    for item in data["strategies"]:
+        if item["name"] == old:
+            item["name"] = new
+            if recorded and item.get("measurement"):
+                item["measurement"]["strategy"] = new
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["name-and-record", "name-only"])
+def test_a_strategy_renamed_in_the_candidate_fails_the_gate(tmp_path, recorded):
+    # The candidate's predict became 4x slower, and was renamed so that no row pairs with the baseline's.
+    def slower_and_renamed(data):
+        for item in data["strategies"]:
+            if item["name"] == "predict":
+                item["measurement"]["median_s"] *= 4
+        _rename(data, "predict", "predict\u200b", recorded)
+
+    before, after = _report_files(tmp_path, slower_and_renamed)
+    code, out, err = _cli_compare(before, after, "--fail-above", "10")
+    assert code == ExitStatus.REGRESSION, out + err
+    assert "'predict\\u200b' (after): " in out  # listed as not matched, the zero-width space shown
+    assert ("its measurement was recorded as 'predict'" in out) != recorded
+    assert out.splitlines()[-1].startswith("MISSING: 1 measured before and not after, so not compared: predict")
+    code, out, _ = _cli_compare(before, after, "--fail-above", "10", "--allow-missing")
+    assert code == 0, out
+    assert "predict missing after: allowed by --allow-missing" in out.splitlines()[-1]
+
+
+def test_nothing_compared_never_passes_the_gate(tmp_path):
+    def nothing_measured(data):
+        for item in data["strategies"]:
+            item.update(available=False, reason="failed to prepare: boom", measurement=None, outputs=None)
+
+    before, after = _report_files(tmp_path, nothing_measured, nothing_measured)
+    code, out, _ = _cli_compare(before, after, "--fail-above", "10", "--allow-missing")
+    assert code == ExitStatus.REGRESSION, out
+    assert out.splitlines()[-1] == "NOT COMPARED: no strategy was measured in both runs."
+
+
+@pytest.mark.parametrize("field, value, shown", [
+    ("median_s", float("nan"), "nan"),
+    ("median_s", float("inf"), "inf"),
+    ("median_s", 1e308, "1e+308"),
+    ("median_s", -0.05, "-0.05"),
+    ("median_s", 0.0, "0.0"),
+    ("iqr_s", 1e308, "1e+308"),
+    ("iqr_s", float("nan"), "nan"),
+    ("iqr_s", -1.0, "-1.0"),
+])
+def test_nonsense_figures_are_refused_with_one_line_naming_the_field(tmp_path, field, value, shown):
+    def damage(data):
+        data["strategies"][0]["measurement"][field] = value
+
+    before, after = _report_files(tmp_path, damage)
+    code, out, err = _cli_compare(before, after, "--fail-above", "10")
+    assert code == ExitStatus.BAD_INPUT and out == "", (code, out, err)
+    assert err.startswith(f"kdiag: error: {after}: report.strategies[0].measurement.{field} is {shown}, "
+                          "not a time kdiag measures"), err
+    assert len(err.splitlines()) == 1
+
+
+def test_nonsense_medians_on_both_sides_never_exit_0(tmp_path):
+    # The case that used to pass a CI gate: NaN medians made every row "not compared", then "No regression".
+    def nan_everywhere(data):
+        for item in data["strategies"]:
+            if item.get("measurement"):
+                item["measurement"]["median_s"] = float("nan")
+
+    before, after = _report_files(tmp_path, nan_everywhere, nan_everywhere)
+    code, _, err = _cli_compare(before, after, "--fail-above", "10", "--allow-missing")
+    assert code == ExitStatus.BAD_INPUT and "median_s is nan" in err
+
+
+def test_a_second_row_with_the_same_strategy_is_not_matched(tmp_path):
+    def duplicate(data):
+        data["strategies"].append(dict(data["strategies"][0]))
+
+    before, after = _report_files(tmp_path, duplicate)
+    code, out, _ = _cli_compare(before, after, "--fail-above", "10")
+    assert code == 0 and "'predict' (after): a second row with the same strategy" in out
+
+
+def test_text_from_the_reports_reaches_the_terminal_as_escapes(tmp_path):
+    hostile = "\x1b]52;c;cHduZWQ=\x07\r\x1b[2K\x1b[32mNo regression\x1b[0m\n"
+
+    def hostile_text(data):
+        data["environment"]["cpu_model"] = "cpu" + hostile
+        data["strategies"][1]["reason"] = hostile
+        _rename(data, "TFLite", "TFLite" + hostile)
+
+    before, after = _report_files(tmp_path, hostile_text)
+    code, out, _ = _cli_compare(before, after, "--fail-above", "10")
+    assert code == ExitStatus.REGRESSION  # TFLite is renamed away: missing
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+    assert "\\x1b[32mNo regression" in out
+    assert all(line.isprintable() for line in out.splitlines())

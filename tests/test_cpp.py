@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kdiag.datamodel.strategies import CPP
-from kdiag.engine import cpp
+from kdiag.engine.runtimes import cpp
 from kdiag.engine.measure import MeasureSettings
 from kdiag.errors import KdiagError
 
@@ -121,7 +121,7 @@ def test_missing_cmake_or_compiler_is_a_kdiag_error(monkeypatch):
 
 
 def test_importing_kdiag_cpp_does_not_import_tensorflow():
-    code = "import sys, kdiag.engine.cpp; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    code = "import sys, kdiag.engine.runtimes.cpp; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

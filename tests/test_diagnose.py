@@ -4,6 +4,7 @@ stays silent on ones that don't. No TensorFlow here."""
 from __future__ import annotations
 
 import ast
+import importlib
 import dataclasses
 import inspect
 import re
@@ -18,6 +19,7 @@ if str(HERE) not in sys.path:
 
 import factories as fx  # noqa: E402
 from kdiag.analysis import diagnose as dg  # noqa: E402
+from kdiag import views  # noqa: E402
 from kdiag.datamodel.report import Finding  # noqa: E402
 
 
@@ -41,7 +43,7 @@ def replace(strategies, name, **kwargs):
 
 def test_every_identity_in_the_data_model_has_code_that_prepares_it():
     from kdiag.datamodel import strategies as ids
-    from kdiag.engine import strategies
+    from kdiag.engine.runtimes import strategies
 
     assert tuple(s.identity for s in strategies.STRATEGIES) == ids.PYTHON_STRATEGIES
     assert ids.ALL_STRATEGIES == ids.PYTHON_STRATEGIES + (ids.CPP,)
@@ -49,27 +51,34 @@ def test_every_identity_in_the_data_model_has_code_that_prepares_it():
 
 
 def _threshold_references():
-    """(finding id, name) of every threshold(...) call in kdiag/analysis/diagnose.py and the rule modules
-    whose thresholds its table holds, constants resolved."""
-    from kdiag.analysis import keras_versions, tf_versions
+    """(finding id, name) of every threshold(...) call in the rule modules (kdiag/analysis/rules/), constants
+    resolved (a function's own, then its module's)."""
+    import pkgutil
+
+    from kdiag.analysis import rules
 
     found = set()
-    modules = (dg, keras_versions, tf_versions)
-    functions = [n for module in modules for n in ast.walk(ast.parse(inspect.getsource(module)))
-                 if isinstance(n, ast.FunctionDef)]
-    for func in functions:
-        local_ids = {}
-        for node in ast.walk(func):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        local_ids[target.id] = node.value.value
-        for node in ast.walk(func):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "threshold":
-                first, second = node.args
-                finding = first.value if isinstance(first, ast.Constant) else local_ids[first.id]
-                found.add((finding, second.value))
+    for info in pkgutil.iter_modules(rules.__path__):
+        tree = ast.parse(inspect.getsource(importlib.import_module(f"kdiag.analysis.rules.{info.name}")))
+        module_ids = _constants(tree.body)
+        for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            local_ids = {**module_ids, **_constants(ast.walk(func))}
+            for node in ast.walk(func):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "threshold":
+                    first, second = node.args
+                    finding = first.value if isinstance(first, ast.Constant) else local_ids[first.id]
+                    found.add((finding, second.value))
     return found
+
+
+def _constants(nodes):
+    names = {}
+    for node in nodes:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    names[target.id] = node.value.value
+    return names
 
 
 def test_every_threshold_is_used_by_its_finding_and_only_table_thresholds_are_used():
@@ -89,9 +98,11 @@ def test_threshold_values_drive_the_rules(monkeypatch):
     strategies = fx.typical_keras3()
     report = fx.report(strategies)
     assert "predict-overhead" in ids(dg.diagnose(report))
-    patched = dict(dg._THRESHOLD_VALUES)
+    from kdiag.analysis import registry
+
+    patched = dict(registry._THRESHOLD_VALUES)
     patched[("predict-overhead", "min_ratio")] = 1000.0
-    monkeypatch.setattr(dg, "_THRESHOLD_VALUES", patched)
+    monkeypatch.setattr(registry, "_THRESHOLD_VALUES", patched)
     assert "predict-overhead" not in ids(dg.diagnose(report))
 
 
@@ -495,7 +506,7 @@ def test_every_recommendation_is_a_measured_strategy_with_matching_outputs():
         if finding.strategy is not None:
             result = report.strategy(finding.strategy)
             assert result.available and result.measurement.count
-            assert dg.outputs_match(result) and finding.outputs_match is True
+            assert views.outputs_match(result) and finding.outputs_match is True
             assert finding.measured_speedup and finding.measured_speedup > 1
 
 
@@ -510,3 +521,19 @@ def test_findings_survive_the_json_round_trip():
     report = dataclasses.replace(report, findings=dg.diagnose(report))
     again = Report.from_dict(report.to_dict())
     assert again.findings == report.findings
+
+
+def test_only_recommend_sets_a_finding_s_recommendation():
+    """No rule writes strategy=, measured_speedup= or outputs_match= itself: they come from
+    kdiag.analysis.findings.recommend, which refuses what was not measured or does not match."""
+    import pkgutil
+
+    from kdiag.analysis import rules
+
+    fields = {"strategy", "measured_speedup", "outputs_match"}
+    for info in pkgutil.iter_modules(rules.__path__):
+        tree = ast.parse(inspect.getsource(importlib.import_module(f"kdiag.analysis.rules.{info.name}")))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding":
+                assert not fields & {k.arg for k in node.keywords}, f"{info.name}: line {node.lineno}"
+                assert len(node.args) <= 6, f"{info.name}: line {node.lineno} passes the recommendation by position"

@@ -273,7 +273,7 @@ def test_a_chart_that_fails_says_why_and_the_page_is_still_written(monkeypatch):
     def broken(figure, *args):
         raise RuntimeError("drawing broke")
 
-    monkeypatch.setattr(report_html, "_icicle_chart", broken)
+    monkeypatch.setattr(report_html, "_icicle_chart", broken)  # the name report.html draws the icicle with
     text = report_html.render(realistic_report())
     section = text.split('id="profile"', 1)[1].split("</section>", 1)[0]
     assert "not drawn (RuntimeError: drawing broke)" in section
@@ -407,3 +407,39 @@ def test_inspect_format_html_prints_it_and_the_run_folder_keeps_it(tmp_path, mon
     assert "kdiag view" in env.stderr.getvalue()
     saved = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
     assert saved["profiles"][0]["call_tree"]["function"] == "all profiled calls"
+
+
+def _get_with_host(port: int, host_header):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", "/report.html", skip_host=True)
+        if host_header is not None:
+            connection.putheader("Host", host_header)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_report_server_answers_only_requests_for_this_machine():
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 reaches the server with its own
+    name in Host:; only 127.0.0.1:PORT and localhost:PORT (and a --host given) are answered."""
+    from kdiag.view import LOCAL_NAMES, LOCALHOST, report_server
+
+    server = report_server(b"<html>ok</html>", LOCALHOST, 0, LOCAL_NAMES + ("kdiag-box.lan",))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        for good in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"kdiag-box.lan:{port}"):
+            assert _get_with_host(port, good) == (200, b"<html>ok</html>"), good
+        for bad in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1:{port + 1}", "localhost",
+                    f"127.0.0.1.attacker.example:{port}", "", None):
+            status, body = _get_with_host(port, bad)
+            assert status == 421 and b"<html>ok</html>" not in body, (bad, status)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,7 +5,7 @@ import pytest
 
 from kdiag.errors import KdiagError
 from kdiag.datamodel.config import parse_shape_overrides
-from kdiag.engine.inputs import (InputSpec, load_user_inputs, resolve_shapes,
+from kdiag.engine.intake.inputs import (InputSpec, load_user_inputs, resolve_shapes,
                           synthetic_inputs)
 
 
@@ -79,7 +79,7 @@ def test_damaged_npy_is_refused(tmp_path):
 
 
 def test_a_string_input_is_refused_with_one_line_not_a_traceback():
-    from kdiag.engine.limits import check_input_memory
+    from kdiag.engine.intake.limits import check_input_memory
 
     spec = InputSpec("text", (None, 1), "string", None, "")
     check_input_memory([spec], {"text": (4, 1)})  # no NumPy size for "string": estimated, not a crash

@@ -8,7 +8,6 @@ process, with small budgets.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 
@@ -19,12 +18,12 @@ from checks import assert_refused
 from kdiag import views
 from kdiag.analysis.compare import compare_reports
 from kdiag.analysis.diagnose import diagnose
-from kdiag.cli import Env, main
+from checks import run
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.profile import GRAPH, TFDATA, TRACING
 from kdiag.datamodel.report import Report, read_report
 from kdiag.engine import keras_child
-from kdiag.engine.keras_era import keras2_signs
+from kdiag.engine.intake.keras_era import keras2_signs
 from kdiag.errors import KdiagError
 from kdiag.render import render
 
@@ -38,9 +37,8 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 def run_cli(*argv):
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    code = main([str(a) for a in argv], env)
-    return code, env.stdout.getvalue(), env.stderr.getvalue()
+    """(exit status, stdout, stderr) of `kdiag ARGV`, in-process."""
+    return run(*argv)[:3]
 
 
 # --- factory Reports: data model, findings, renderers ------------------------------------

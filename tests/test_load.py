@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kdiag.errors import KdiagError
-from kdiag.engine.load import load_example, load_path
+from kdiag.engine.intake.load import load_example, load_path
 from kdiag.api import inspect
 
 from conftest import FAST

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from kdiag.engine.memloop import TARGET_CALLS, sustained_loop
+from kdiag.engine.beyond.memloop import TARGET_CALLS, sustained_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 
 LOOP = """
 import json, sys
-from kdiag.engine.memloop import sustained_loop
+from kdiag.engine.beyond.memloop import sustained_loop
 kept = []
 calls = {{"leak": lambda: kept.append(bytearray(1024)), "flat": lambda: bytearray(1024)}}
 loop = sustained_loop("synthetic", calls[{kind!r}], budget_s=3.0)

@@ -1,6 +1,6 @@
 """Memory is estimated before it is spent: refusals and skips with "needs ~N, M available".
 
-The available-memory figure is mocked (kdiag.engine.limits.available_memory_bytes), so every refusal here
+The available-memory figure is mocked (kdiag.engine.intake.limits.available_memory_bytes), so every refusal here
 is the same on a laptop and on a large CI runner; the hostile files are made in the tests, and the
 2 GiB zip bomb costs 2 MiB of disk and about a second to write.
 """
@@ -17,11 +17,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import kdiag.engine.limits
-from kdiag.cli import Env, main
+import kdiag.engine.intake.limits
+from checks import assert_refused, run
 from kdiag.errors import KdiagError
-from kdiag.engine.inputs import InputSpec, load_user_inputs, synthetic_inputs
-from kdiag.engine.limits import (MemoryPlan, cgroup_headroom_bytes, check_input_memory, plan_memory)
+from kdiag.engine.intake.inputs import InputSpec, load_user_inputs, synthetic_inputs
+from kdiag.engine.intake.limits import (MemoryPlan, cgroup_headroom_bytes, check_input_memory, plan_memory)
 
 from conftest import FAST
 
@@ -34,27 +34,9 @@ def memory(monkeypatch):
     """Set the memory kdiag believes is available: memory(2 * GIB)."""
 
     def set_available(n_bytes):
-        monkeypatch.setattr(kdiag.engine.limits, "available_memory_bytes", lambda: int(n_bytes))
+        monkeypatch.setattr(kdiag.engine.intake.limits, "available_memory_bytes", lambda: int(n_bytes))
 
     return set_available
-
-
-def run_cli(*argv):
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    start = time.monotonic()
-    code = main([str(a) for a in argv], env)
-    return code, env.stderr.getvalue(), time.monotonic() - start
-
-
-def assert_refused(code, stderr, elapsed, *words):
-    assert code == 2, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("kdiag: error:")]
-    assert len(errors) == 1, stderr
-    assert "Traceback" not in stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    assert elapsed < REFUSAL_S, f"refused after {elapsed:.1f} s"
-    return errors[0]
 
 
 # --- available memory: psutil and the cgroup --------------------------------------------
@@ -64,10 +46,10 @@ def test_available_memory_is_the_tighter_of_the_system_and_the_cgroup(monkeypatc
     import psutil
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=8 * GIB))
-    monkeypatch.setattr(kdiag.engine.limits, "cgroup_headroom_bytes", lambda: 2 * GIB)
-    assert kdiag.engine.limits.available_memory_bytes() == 2 * GIB
-    monkeypatch.setattr(kdiag.engine.limits, "cgroup_headroom_bytes", lambda: None)  # no cgroup limit
-    assert kdiag.engine.limits.available_memory_bytes() == 8 * GIB
+    monkeypatch.setattr(kdiag.engine.intake.limits, "cgroup_headroom_bytes", lambda: 2 * GIB)
+    assert kdiag.engine.intake.limits.available_memory_bytes() == 2 * GIB
+    monkeypatch.setattr(kdiag.engine.intake.limits, "cgroup_headroom_bytes", lambda: None)  # no cgroup limit
+    assert kdiag.engine.intake.limits.available_memory_bytes() == 8 * GIB
 
 
 def _write(path: Path, text: str) -> None:
@@ -121,8 +103,8 @@ def keras_archive(path: Path, weights_bytes: int) -> Path:
 def test_keras_archive_whose_weights_will_not_fit_is_refused_before_loading(tmp_path, memory):
     model = keras_archive(tmp_path / "big.keras", 8 * MIB)
     memory(10 * MIB)  # loading holds the weights twice: ~16 MiB
-    code, stderr, elapsed = run_cli("inspect", model, "--out", tmp_path / "run")
-    line = assert_refused(code, stderr, elapsed, "big.keras", "needs ~16.", "10.0 MiB available", "free some memory")
+    line = assert_refused(run("inspect", model, "--out", tmp_path / "run"), "big.keras", "needs ~16.",
+                          "10.0 MiB available", "free some memory", within_s=REFUSAL_S)
     assert not (tmp_path / "run").exists(), line  # nothing half-written
 
 
@@ -135,8 +117,8 @@ def test_h5_whose_datasets_claim_more_than_memory_is_refused_by_its_probe(tmp_pa
         handle.create_dataset("model_weights/dense/dense/kernel:0", shape=(65536, 65536), dtype="float32")
     assert (tmp_path / "dense16g.h5").stat().st_size < 1 * MIB
     memory(24 * GIB)
-    code, stderr, elapsed = run_cli("inspect", tmp_path / "dense16g.h5", "--out", tmp_path / "run")
-    assert_refused(code, stderr, elapsed, "dense16g.h5", "needs ~32.0 GiB, 24.0 GiB available")
+    assert_refused(run("inspect", tmp_path / "dense16g.h5", "--out", tmp_path / "run"), "dense16g.h5",
+                   "needs ~32.0 GiB, 24.0 GiB available", within_s=REFUSAL_S)
     assert not (tmp_path / "run").exists()
 
 
@@ -147,8 +129,8 @@ def test_savedmodel_whose_variables_will_not_fit_is_refused_before_tensorflow_lo
     with open(folder / "variables/variables.data-00000-of-00001", "wb") as handle:
         handle.truncate(3 * GIB)  # sparse: no disk used
     memory(4 * GIB)
-    code, stderr, elapsed = run_cli("inspect", folder, "--out", tmp_path / "run")
-    assert_refused(code, stderr, elapsed, "exported", "needs ~6.0 GiB, 4.0 GiB available")
+    assert_refused(run("inspect", folder, "--out", tmp_path / "run"), "exported",
+                   "needs ~6.0 GiB, 4.0 GiB available", within_s=REFUSAL_S)
 
 
 # --- the inputs ---------------------------------------------------------------------------
@@ -288,15 +270,22 @@ KEYS = ["predict", "predict-compiled", "predict_on_batch", "eager", "tf-function
         "savedmodel", "tflite"]
 
 
+def costs(keras: bool = True):
+    """Every strategy's own memory cost (kdiag.engine.runtimes), by key, for a Keras model or a plain SavedModel."""
+    from kdiag.engine.runtimes.strategies import BY_KEY, memory_costs
+
+    return memory_costs([BY_KEY[key] for key in KEYS], keras)
+
+
 def test_strategies_whose_copies_would_not_fit_are_skipped_in_order():
-    plan = plan_memory(KEYS, weights_bytes=1 * GIB, input_bytes=1 * MIB, output_bytes=1 * MIB,
+    plan = plan_memory(costs(), weights_bytes=1 * GIB, input_bytes=1 * MIB, output_bytes=1 * MIB,
                        profile=True, available=int(3.5 * GIB))
     # predict-compiled: 1 copy kept + 1 while loading; savedmodel: +1 kept, +1 while exporting
     # (3 copies with the compiled one); tflite: +2 kept, +3 while converting, on top of those 2: 7.
     assert set(plan.skip) == {"tflite"}
     assert plan.skip["tflite"].startswith("not measured: too little memory (needs ~7.0 GiB, 3.5 GiB available")
     assert plan.needs["savedmodel"] < 3.5 * GIB < plan.needs["tflite"]
-    tight = plan_memory(KEYS, weights_bytes=1 * GIB, input_bytes=1 * MIB, output_bytes=1 * MIB,
+    tight = plan_memory(costs(), weights_bytes=1 * GIB, input_bytes=1 * MIB, output_bytes=1 * MIB,
                         profile=True, available=int(1.5 * GIB))
     assert set(tight.skip) == {"predict-compiled", "savedmodel", "tflite", "profile"}
     assert "profiling skipped" in tight.skip["profile"]
@@ -305,20 +294,20 @@ def test_strategies_whose_copies_would_not_fit_are_skipped_in_order():
 
 
 def test_plain_savedmodel_counts_only_the_strategies_that_run_on_it():
-    plan = plan_memory(KEYS, weights_bytes=1 * GIB, input_bytes=0, output_bytes=0, keras=False,
+    plan = plan_memory(costs(keras=False), weights_bytes=1 * GIB, input_bytes=0, output_bytes=0, keras=False,
                        available=int(1.5 * GIB))
     assert set(plan.needs) == {"savedmodel", "tflite"} and set(plan.skip) == {"tflite"}
 
 
 @pytest.mark.slow
 def test_memory_plan_of_a_loaded_model_uses_its_weights_and_output_shapes(keras):
-    from kdiag.engine.load import from_model
+    from kdiag.engine.intake.load import from_model
 
     inputs = keras.Input((256,), name="x")
     model = keras.Model(inputs, keras.layers.Dense(1024)(inputs))
     loaded = from_model(model)
     arrays = {"x": np.zeros((32, 256), "float32")}
-    plan = kdiag.engine.limits.memory_plan_for(loaded, arrays, KEYS, profile=True)
+    plan = kdiag.engine.intake.limits.memory_plan_for(loaded, arrays, costs(), profile=True)
     assert plan.weights_bytes == (256 * 1024 + 1024) * 4
     assert plan.input_bytes == 32 * 256 * 4 and plan.output_bytes == 32 * 1024 * 4
     assert plan.available_bytes > 0
@@ -328,12 +317,12 @@ def test_memory_plan_of_a_loaded_model_uses_its_weights_and_output_shapes(keras)
 def test_inspect_reports_skipped_strategies_as_not_measured(monkeypatch):
     from kdiag.api import inspect
 
-    def plan(keys, **figures):
+    def plan(costs, **figures):
         return MemoryPlan(1 * GIB, 9 * GIB, 0, 0, {}, {
             "tflite": "not measured: too little memory (needs ~54.0 GiB, 1.0 GiB available)",
             "profile": "profiling skipped: too little memory (needs ~27.0 GiB, 1.0 GiB available)"})
 
-    monkeypatch.setattr(kdiag.engine.limits, "plan_memory", plan)
+    monkeypatch.setattr(kdiag.engine.intake.limits, "plan_memory", plan)
     report = inspect(example="tiny", strategies=["predict", "tflite"], **{**FAST, "profile": True})
     rows = {r.name: r for r in report.strategies}
     assert rows["predict"].available

@@ -12,7 +12,7 @@ import math
 import pytest
 
 from kdiag.datamodel.beyond import OpRow
-from kdiag.engine import ops
+from kdiag.engine.beyond import ops
 
 COLUMNS = ["rank", "host_or_device", "type", "operation", "occurrences", "total_time", "avg_time", "total_self_time",
            "avg_self_time", "device_total_self_time_percent", "device_cumulative_total_self_time_percent",
@@ -99,9 +99,10 @@ def test_a_budget_too_small_for_a_trace_traces_nothing(monkeypatch):
 @pytest.mark.slow
 def test_the_lstm_example_s_top_ops_cover_ninety_to_a_hundred_percent_of_its_traced_execution():
     pytest.importorskip("xprof", reason="XProf is in the test extra: pip install -e .[test]")
-    from kdiag.engine.inputs import resolve_shapes, synthetic_inputs
-    from kdiag.engine.load import load_example
-    from kdiag.engine.strategies import BY_KEY, StrategyContext
+    from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
+    from kdiag.engine.intake.load import load_example
+    from kdiag.engine.runtimes.base import StrategyContext
+    from kdiag.engine.runtimes.strategies import BY_KEY
 
     loaded = load_example("lstm")
     inputs = synthetic_inputs(loaded.input_specs, resolve_shapes(loaded.input_specs, 32, {}))

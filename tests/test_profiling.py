@@ -13,7 +13,7 @@ import pytest
 
 from kdiag.api import inspect
 from kdiag.datamodel.profile import GRAPH, INPUT, TFDATA, TRACING
-from kdiag.engine.profiling import capture_tf_warnings, file_stem
+from kdiag.engine.phases.profiling import capture_tf_warnings, file_stem
 from kdiag.render.terminal import render
 from kdiag.views import compile_phase_deltas
 

@@ -98,7 +98,7 @@ def test_predict_that_cannot_run_is_the_one_exit_2(monkeypatch):
     import io
 
     from kdiag.cli import Env, main
-    from kdiag.engine import strategies
+    from kdiag.engine.runtimes import strategies
 
     def broken(ctx):
         raise RuntimeError("predict cannot run on this model")

@@ -13,7 +13,7 @@ import pytest
 import factories as fx
 from kdiag.datamodel.redaction import Redactor, redacted_prof_path
 from kdiag.engine import environment
-from kdiag.engine.profiling import write_redacted
+from kdiag.engine.phases.profiling import write_redacted
 
 HOME = "/home/alice"
 SITE = f"{HOME}/.venv/lib/python3.11/site-packages"

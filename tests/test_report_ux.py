@@ -162,7 +162,7 @@ def test_the_readme_api_example_runs_and_leaves_no_temporary_folder(tmp_path):
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines[-3:]] == ["predict", "predict_on_batch", "concrete"]
     assert all(line.endswith("outputs match: True") for line in lines[-3:])
-    assert any(line.startswith("predict: ") and " · best: " in line for line in lines)  # report.print()'s verdict
+    assert any(line.startswith("predict: ") and " · best: " in line for line in lines)  # kdiag.print_report()'s verdict
     assert sorted(p.name for p in scratch.iterdir()) == []  # no kdiag-profiles-* (nor anything else) left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["example.py", "tmp"]
 
@@ -174,12 +174,12 @@ def test_the_api_keeps_prof_files_only_in_out_dir(tmp_path):
     report = kdiag.inspect(example="tiny", strategies=["predict", "concrete"], budget_s=0.05, min_calls=3,
                            profile_calls=2)
     assert report.profiles and all(p.prof_path == "" == p.cold_prof_path for p in report.profiles)
-    assert "were not kept" in report.to_markdown()
+    assert "were not kept" in kdiag.render_report(report, "markdown")
     kept = kdiag.inspect(example="tiny", strategies=["predict", "concrete"], budget_s=0.05, min_calls=3,
                          profile_calls=2, out_dir=tmp_path / "run")
     for profile in kept.profiles:
         assert Path(profile.prof_path).is_file() and Path(profile.cold_prof_path).is_file()
         assert (tmp_path / "run" / "redacted" / Path(profile.prof_path).name).is_file()
     buffer = io.StringIO()
-    kept.print(file=buffer)
+    kdiag.print_report(kept, file=buffer)
     assert buffer.getvalue().splitlines()[-1] == verdict(kept, 80)

@@ -112,7 +112,7 @@ def test_inputs_are_the_reports_shapes_dtypes_and_integer_ranges(tmp_path):
 
 def test_the_script_draws_the_very_values_kdiag_drew(tmp_path):
     import numpy as np
-    from kdiag.engine.inputs import InputSpec, synthetic_inputs
+    from kdiag.engine.intake.inputs import InputSpec, synthetic_inputs
 
     specs = [InputSpec("image", (None, 5, 3), "float32"), InputSpec("tokens", (None, 7), "int32", (0, 300), "emb"),
              InputSpec("ids", (None, 2), "int64"), InputSpec("mask", (None, 4), "bool"),
@@ -218,7 +218,7 @@ def test_report_md_leaves_the_script_out_before_cutting_anything_else_when_it_mu
 
 
 def test_save_run_writes_repro_py_next_to_the_reports(tmp_path):
-    from kdiag.cli import save_run
+    from kdiag.runfolder import save_run
 
     report = typical()
     save_run(report, tmp_path)

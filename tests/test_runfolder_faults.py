@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from checks import run
 from kdiag.cli import Env, main
 from kdiag.errors import ExitStatus, KdiagError
 from kdiag.runfolder import FALLBACK_PREFIX, LOCK_NAME, RunFolder
@@ -45,9 +46,8 @@ def _private_tmp(tmp_path, monkeypatch):
 
 
 def run_cli(*argv):
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    code = main(list(argv), env)
-    return code, env.stdout.getvalue(), env.stderr.getvalue()
+    """(exit status, stdout, stderr) of `kdiag ARGV`, in-process."""
+    return run(*argv)[:3]
 
 
 def error_line(stderr: str) -> str:
@@ -58,7 +58,14 @@ def error_line(stderr: str) -> str:
 
 
 def kdiag_temp_folders(folder: Path):
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("kdiag-"))
+    """kdiag's temporary folders and their locks: inside its root (kdiag.tempdirs), and any beside it."""
+    names = []
+    for path in folder.iterdir():
+        if path.name == f"kdiag-{os.getuid()}" and path.is_dir():
+            names += [f"{path.name}/{inner.name}" for inner in path.iterdir()]
+        elif path.name.startswith("kdiag-"):
+            names.append(path.name)
+    return sorted(names)
 
 
 @contextlib.contextmanager
@@ -205,7 +212,7 @@ def test_a_late_ctrl_c_keeps_the_measurements(tmp_path, monkeypatch):
     def late_ctrl_c(ctx, reference):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("kdiag.api.training_mode_check", late_ctrl_c)
+    monkeypatch.setattr("kdiag.engine.training.training_mode_check", late_ctrl_c)
     out = tmp_path / "run"
     code, _, stderr = run_cli("inspect", *FAST, "--out", str(out))
     assert code == ExitStatus.INTERRUPTED and "Traceback" not in stderr
@@ -220,7 +227,7 @@ def test_a_bug_after_timing_keeps_the_measurements_and_shows_its_traceback(tmp_p
     def broken(ctx, reference):
         raise RuntimeError("a bug in kdiag")
 
-    monkeypatch.setattr("kdiag.api.training_mode_check", broken)
+    monkeypatch.setattr("kdiag.engine.training.training_mode_check", broken)
     out = tmp_path / "run"
     env = Env(stdout=io.StringIO(), stderr=io.StringIO())
     with pytest.raises(RuntimeError, match="a bug in kdiag"):
@@ -234,7 +241,7 @@ def test_a_run_that_measured_nothing_leaves_nothing(tmp_path, monkeypatch):
     def ctrl_c_while_loading(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("kdiag.api._load", ctrl_c_while_loading)
+    monkeypatch.setattr("kdiag.steps.load.load_model", ctrl_c_while_loading)
     new, empty = tmp_path / "new", tmp_path / "empty"
     empty.mkdir()
     assert run_cli("inspect", *FAST, "--out", str(new))[0] == ExitStatus.INTERRUPTED

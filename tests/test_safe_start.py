@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import kdiag
-from kdiag.engine.h5probe import probe
+from kdiag.engine.intake.h5probe import probe
 from kdiag.view import snakeviz_command
 
 ROOT = Path(kdiag.__file__).resolve().parent.parent  # this checkout

@@ -10,7 +10,6 @@ cannot pass by accident.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -18,44 +17,19 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import NamedTuple, Optional
 from unittest import mock
 
 import numpy as np
 import pytest
 
-import kdiag.engine.load
-from kdiag.engine import safety
+import kdiag.engine.intake.load
+from kdiag.engine.intake import safety
 from kdiag.engine.check import compare
-from kdiag.cli import Env, main
+from checks import Result, assert_refused, run
 from kdiag.errors import KdiagError
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT = ["--no-profile", "--budget", "0.01", "--min-calls", "1"]
-REFUSAL_SECONDS = 30.0  # generous for a loaded 2-core machine; measured refusals take about 1 s
-
-
-class Result(NamedTuple):
-    code: int
-    stdout: str
-    stderr: str
-    elapsed: float
-    out: Optional[Path]
-
-
-def run(*argv) -> Result:
-    """main() in-process; anything escaping it is what a user would see as a traceback."""
-    argv = [str(a) for a in argv]
-    env = Env(stdout=io.StringIO(), stderr=io.StringIO())
-    start = time.perf_counter()
-    try:
-        code = main(argv, env)
-    except (Exception, SystemExit) as exc:
-        raise AssertionError(f"main() raised {type(exc).__name__}: {str(exc)[:300]}") from exc
-    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
-    return Result(code, env.stdout.getvalue(), env.stderr.getvalue(), time.perf_counter() - start, out)
-
-
 def run_subprocess(*argv, legacy: bool, cwd: Path) -> Result:
     """`python -m kdiag` in a child process, as a user runs it, with or without TF_USE_LEGACY_KERAS=1."""
     argv = [str(a) for a in argv]
@@ -65,23 +39,6 @@ def run_subprocess(*argv, legacy: bool, cwd: Path) -> Result:
                           cwd=cwd, timeout=300)
     out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
     return Result(done.returncode, done.stdout, done.stderr, time.perf_counter() - start, out)
-
-
-def assert_refused(result: Result, *words: str, marker: Optional[Path] = None) -> str:
-    code, stdout, stderr, elapsed, out = result
-    assert code == 2, f"exit {code}, stderr:\n{stderr}"
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("kdiag: error:")]
-    assert len(errors) == 1, stderr
-    assert stderr.strip().splitlines()[-1] == errors[0], stderr  # the last line, whole: only progress before it
-    assert stdout == "", stdout
-    assert out is not None and not out.exists(), f"run folder {out} left behind"
-    assert elapsed < REFUSAL_SECONDS, f"took {elapsed:.1f} s"
-    if marker is not None:
-        assert not marker.exists(), f"{marker} was written: code from the model file ran"
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 def keras_zip_with_config(source: Path, target: Path, change) -> Path:
@@ -271,7 +228,7 @@ def test_tf_keras_h5_lambda_does_write_its_marker_with_unsafe(legacy_lambda_file
     root, marker = legacy_lambda_files
     monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
     try:
-        loaded = kdiag.engine.load.load_path(root / "nested.h5", unsafe=True)
+        loaded = kdiag.engine.intake.load.load_path(root / "nested.h5", unsafe=True)
         assert type(loaded.model).__module__.startswith("tf_keras")
         assert marker.exists()
     finally:
@@ -294,7 +251,7 @@ def test_tfoplambda_calling_write_file_is_refused_in_legacy_mode(tmp_path, monke
         ops[0]["config"]["function"] = "io.write_file"
         handle.attrs["model_config"] = json.dumps(config)
     monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
-    with mock.patch.object(kdiag.engine.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
+    with mock.patch.object(kdiag.engine.intake.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
         assert_refused(run("inspect", tmp_path / "op.h5", "--out", tmp_path / "run", *SHORT),
                        "op.h5", "tf.io.write_file", "--unsafe")
 
@@ -325,7 +282,7 @@ def keras3_files(tmp_path_factory, keras):
 @pytest.mark.slow
 def test_keras3_lambda_in_a_wrapped_submodel_is_refused_before_keras_sees_it(keras3_files, tmp_path):
     root, marker = keras3_files
-    with mock.patch.object(kdiag.engine.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
+    with mock.patch.object(kdiag.engine.intake.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
         assert_refused(run("inspect", root / "wrapped.keras", "--out", tmp_path / "run", *SHORT),
                        "Lambda layer 'touch' (inside 'per_step' > 'inner')", "--unsafe", marker=marker)
 
@@ -333,7 +290,7 @@ def test_keras3_lambda_in_a_wrapped_submodel_is_refused_before_keras_sees_it(ker
 @pytest.mark.slow
 def test_custom_class_is_refused_then_loads_with_custom_objects(keras3_files, tmp_path):
     root, _ = keras3_files
-    with mock.patch.object(kdiag.engine.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
+    with mock.patch.object(kdiag.engine.intake.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
         assert_refused(run("inspect", root / "custom.keras", "--out", tmp_path / "refused", *SHORT),
                        "custom object", "Doubler", "--custom-objects")
     module = tmp_path / "layers.py"
@@ -360,7 +317,7 @@ def test_vocabulary_file_outside_the_archive_has_its_own_refusal(keras3_files, t
         return config
 
     path = keras_zip_with_config(root / "vocab.keras", tmp_path / "vocab.keras", point_at_a_file)
-    with mock.patch.object(kdiag.engine.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
+    with mock.patch.object(kdiag.engine.intake.load, "_keras_load", side_effect=AssertionError("Keras saw the file")):
         line = assert_refused(run("inspect", path, "--out", tmp_path / "run", *SHORT),
                               "StringLookup layer 'lookup'", f"would read {vocabulary!r} from disk", "--unsafe",
                               "set_vocabulary")
@@ -440,7 +397,7 @@ def hostile_savedmodels(tmp_path_factory, tf):
                                       ("const_path_table", "InitializeTableFromTextFileV2")])
 def test_savedmodel_with_non_computation_ops_is_refused(hostile_savedmodels, tmp_path, name, op):
     root, marker, printed = hostile_savedmodels
-    with mock.patch.object(kdiag.engine.load, "_load_saved_model", side_effect=AssertionError("TensorFlow loaded it")):
+    with mock.patch.object(kdiag.engine.intake.load, "_load_saved_model", side_effect=AssertionError("TensorFlow loaded it")):
         line = assert_refused(run("inspect", root / name, "--out", tmp_path / "run", *SHORT),
                               name, op, "not computation", "--unsafe", marker=marker)
     assert not printed.exists()

@@ -127,7 +127,7 @@ def run_snippet(snippet: str, model, x):
 
 def assert_outputs_match(y, reference, check) -> None:
     from kdiag.engine.check import compare
-    from kdiag.engine.strategies import to_host
+    from kdiag.engine.runtimes.base import to_host
 
     result = compare("predict", reference, to_host(y), atol=check.atol, rtol=check.rtol)
     assert result.matches, f"max |diff| {result.max_abs_diff:g} {result.detail}"
@@ -145,7 +145,7 @@ def _run(model, x, *args, **options) -> Run:
     """kdiag's report (`kdiag.inspect(*args, **options)`, as briefly as it allows) and predict's outputs."""
     import kdiag
     from kdiag import views
-    from kdiag.engine.strategies import to_host
+    from kdiag.engine.runtimes.base import to_host
 
     report = kdiag.inspect(*args, budget_s=0.01, min_calls=1, profile=False, **options)
     assert views.reference_check(report) is not None, "no outputs tolerance to check against"
@@ -155,9 +155,9 @@ def _run(model, x, *args, **options) -> Run:
 @pytest.fixture(scope="module", params=["tiny", "mnist-softmax", "mnist-cnn", "lstm"])
 def example_run(request) -> Run:
     """The example built and its batch made as kdiag makes them, and kdiag's report on both."""
-    from kdiag.engine.inputs import resolve_shapes, synthetic_inputs
-    from kdiag.engine.load import load_example
-    from kdiag.engine.strategies import StrategyContext
+    from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
+    from kdiag.engine.intake.load import load_example
+    from kdiag.engine.runtimes.base import StrategyContext
 
     loaded = load_example(request.param)
     specs = loaded.input_specs
@@ -222,7 +222,7 @@ def test_the_cpp_snippet_builds_with_its_own_command_and_runs_the_exported_tiny_
     """Exempt from the Python run, but complete: built as its comment says, it computes predict's value."""
     if shutil.which("c++") is None or not (_tensorflow_lib() / "include" / "tensorflow" / "c" / "c_api.h").is_file():
         pytest.skip("no C++ compiler or no TensorFlow C API header here")
-    from kdiag.engine.load import load_example
+    from kdiag.engine.intake.load import load_example
 
     commands = [line[len("//   "):] for line in ids.CPP.snippet.splitlines() if line.startswith("//   ")]
     build = [c for c in commands if c.startswith(("TF=", "c++ "))]
@@ -244,9 +244,9 @@ LEGACY_RUN = """
 import contextlib, io, sys
 from kdiag.datamodel import strategies as ids
 from kdiag.engine.check import compare
-from kdiag.engine.inputs import resolve_shapes, synthetic_inputs
-from kdiag.engine.load import load_example
-from kdiag.engine.strategies import StrategyContext, to_host
+from kdiag.engine.intake.inputs import resolve_shapes, synthetic_inputs
+from kdiag.engine.intake.load import load_example
+from kdiag.engine.runtimes.base import StrategyContext, to_host
 from pathlib import Path
 
 loaded = load_example("tiny")

@@ -11,7 +11,7 @@ from kdiag.engine.check import compare
 from kdiag.errors import KdiagError
 from kdiag.render.json import render as render_json
 from kdiag.datamodel.report import Report
-from kdiag.engine.strategies import STRATEGIES
+from kdiag.engine.runtimes.strategies import STRATEGIES
 
 from conftest import FAST
 
@@ -132,15 +132,32 @@ def test_api_and_cli_refuse_a_bad_option_with_the_same_line(option, value, cli):
 def test_tflite_row_calls_set_invoke_get_on_litert_or_tf_lite(monkeypatch, litert):
     import sys
 
-    from kdiag.engine import strategies
+    from kdiag.engine.runtimes import tflite
 
     if not litert:
         monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if not installed
         monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     used = []
-    real = strategies.tflite_interpreter
-    monkeypatch.setattr(strategies, "tflite_interpreter", lambda blob: used.append(real(blob)) or used[-1])
+    real = tflite.tflite_interpreter
+    monkeypatch.setattr(tflite, "tflite_interpreter", lambda blob: used.append(real(blob)) or used[-1])
     report = inspect(example="tiny", strategies=["predict", "tflite"], budget_s=0.05, min_calls=3, profile=False)
     row = report.strategy("TFLite")
     assert row.available and row.outputs.matches, row
     assert used[0][1] == ("LiteRT" if litert else "tf.lite.Interpreter")
+
+
+def test_every_strategy_is_one_module_with_its_memory_cost():
+    """A strategy's cost is a required field beside its code: none can be planned as costing no memory."""
+    import dataclasses as dc
+
+    from kdiag.engine.intake.limits import StrategyCost
+    from kdiag.engine.runtimes.base import Strategy
+    from kdiag.engine.runtimes.strategies import STRATEGIES
+
+    cost = next(f for f in dc.fields(Strategy) if f.name == "cost")
+    assert cost.default is dc.MISSING and cost.default_factory is dc.MISSING
+    modules = [s.prepare.__module__ for s in STRATEGIES]
+    assert len(set(modules)) == len(STRATEGIES), "one module per strategy"
+    for strategy in STRATEGIES:
+        assert isinstance(strategy.cost, StrategyCost), strategy.name
+        assert (strategy.memory_cost(keras=False) is None) == strategy.needs_keras, strategy.name

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdiag.engine import sweeps
+from kdiag.engine.beyond import sweeps
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kdiag import views
-from kdiag.engine import threads
+from kdiag.engine.beyond import threads
 
 
 class FakeClock:

@@ -10,12 +10,13 @@ is each side's share x its scenario's IQR, summed.
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from kdiag import views
 from kdiag.datamodel.comparison import (ADDED, COMPARED, REMOVED, UNMEASURED, Comparison, PhaseChange,
                                         StrategyChange)
 from kdiag.datamodel.report import Report, StrategyResult
+from kdiag.datamodel.strategies import ALL_STRATEGIES, BY_NAME
 from kdiag.errors import ExitStatus, KdiagError
 
 #: A phase change smaller than this fraction of its scenario's median (before) is never a
@@ -24,21 +25,100 @@ PHASE_MIN_SHARE_OF_TOTAL = 0.01
 
 
 def compare_reports(before: Report, after: Report, fail_above: float,
-                    before_label: str = "before", after_label: str = "after") -> Comparison:
-    """Per-strategy and per-phase changes from `before` to `after`; regressions beyond `fail_above` %."""
+                    before_label: str = "before", after_label: str = "after",
+                    allow_missing: bool = False) -> Comparison:
+    """Per-strategy and per-phase changes from `before` to `after`; regressions beyond `fail_above` %.
+
+    Strategies are paired by key (kdiag.datamodel.strategies), never by a display name alone; what
+    cannot be paired is listed in `unmatched`, and what was measured before but not after in
+    `missing`. Figures a run cannot produce (NaN, infinite, negative, beyond a day) are refused.
+    """
     if not math.isfinite(fail_above) or not 0 <= fail_above <= 10_000:
         raise KdiagError(f"--fail-above must be a percentage from 0 to 10,000, not {fail_above:g}", "use e.g. 10")
+    check_figures(before, before_label)
+    check_figures(after, after_label)
     limit = 1.0 + fail_above / 100.0
-    strategies = tuple(_strategy_changes(before, after, limit))
+    keyed_before, unmatched_before = _by_key(before, "before")
+    keyed_after, unmatched_after = _by_key(after, "after")
+    strategies = tuple(_strategy_changes(keyed_before, keyed_after, limit))
     phases = tuple(_phase_changes(before, after, limit))
     regressions = tuple([s for s in strategies if s.regression] + [p for p in phases if p.regression])
+    missing = tuple(s.name for s in strategies if s.before_s is not None and s.after_s is None)
     return Comparison(before_label, after_label, fail_above, strategies, phases, regressions,
-                      tuple(_warnings(before, after)))
+                      tuple(_warnings(before, after)), missing, tuple(unmatched_before + unmatched_after),
+                      allow_missing)
 
 
 def exit_status(comparison: Comparison) -> int:
-    """ExitStatus.REGRESSION (3) when anything regressed, else 0."""
-    return int(ExitStatus.REGRESSION if comparison.regressions else ExitStatus.OK)
+    """The gate: ExitStatus.REGRESSION (3) when anything regressed, when a strategy measured before is
+    missing after (unless allow_missing), or when no strategy could be compared at all; else 0."""
+    failed = (comparison.regressions or (comparison.missing and not comparison.allow_missing)
+              or not comparison.compared)
+    return int(ExitStatus.REGRESSION if failed else ExitStatus.OK)
+
+
+#: Every strategy, the C++ row included, by key.
+_IDENTITIES = {identity.key: identity for identity in ALL_STRATEGIES}
+
+#: No call kdiag times takes a day: a median or an IQR beyond this is damage or an edit, not a figure.
+MAX_SECONDS = 86_400.0
+FIGURES_FIX = "compare the report.json files that kdiag inspect saved; this one was edited or damaged"
+
+
+def check_figures(report: Report, label: str) -> None:
+    """Refuse, with one line naming the field, a measured strategy whose median or IQR (or a profiled
+    phase whose time) is NaN, infinite, negative or absurd: comparing it would pass or fail at random."""
+    for index, result in enumerate(report.strategies):
+        measurement = result.measurement
+        if measurement is None or not measurement.count:
+            continue  # not measured: nothing to compare, and said so in its row
+        where = f"report.strategies[{index}].measurement"
+        _check_seconds(label, f"{where}.median_s", measurement.median_s, positive=True)
+        _check_seconds(label, f"{where}.iqr_s", measurement.iqr_s)
+    for index, profile in enumerate(report.profiles):
+        for row_index, row in enumerate(profile.phases):
+            _check_seconds(label, f"report.profiles[{index}].phases[{row_index}].per_call_s", row.per_call_s)
+            if not (math.isfinite(row.share) and 0 <= row.share <= 1):
+                raise KdiagError(f"{label}: report.profiles[{index}].phases[{row_index}].share is {row.share!r}, "
+                                 "not a share from 0 to 1", FIGURES_FIX)
+
+
+def _check_seconds(label: str, field: str, value, positive: bool = False) -> None:
+    if isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if positive else value >= 0) \
+            and value <= MAX_SECONDS:
+        return
+    lowest = "above 0" if positive else "from 0"
+    raise KdiagError(f"{label}: {field} is {value!r}, not a time kdiag measures ({lowest} to {MAX_SECONDS:,.0f} s)",
+                     FIGURES_FIX)
+
+
+def _by_key(report: Report, side: str) -> Tuple[Dict[str, StrategyResult], List[str]]:
+    """The report's strategies by key, and those that have none (an unknown or conflicting name, or a
+    second row with a key already taken), each as "'name' (side): why"."""
+    keyed: Dict[str, StrategyResult] = {}
+    unmatched = []
+    for result in report.strategies:
+        key, why = _key(result)
+        if key is not None and key in keyed:
+            key, why = None, "a second row with the same strategy"
+        if key is None:
+            unmatched.append(f"{result.name!r} ({side}): {why}")
+        else:
+            keyed[key] = result
+    return keyed, unmatched
+
+
+def _key(result: StrategyResult) -> Tuple[Optional[str], str]:
+    """The strategy's key from its name, checked against the name its measurement was recorded under."""
+    by_name = BY_NAME.get(result.name)
+    recorded = result.measurement.strategy if result.measurement is not None else None
+    by_record = BY_NAME.get(recorded) if isinstance(recorded, str) else None
+    if by_name is None:
+        also = f" (its measurement was recorded as {recorded!r})" if by_record is not None else ""
+        return None, "no strategy kdiag knows has this name" + also
+    if recorded is not None and by_record is not by_name:
+        return None, f"its measurement was recorded as {recorded!r}"
+    return by_name.key, ""
 
 
 def _median(result: Optional[StrategyResult]) -> Optional[float]:
@@ -55,12 +135,13 @@ def _matched(result: Optional[StrategyResult]) -> Optional[bool]:
     return views.outputs_match(result)
 
 
-def _strategy_changes(before: Report, after: Report, limit: float) -> List[StrategyChange]:
-    names = [s.name for s in before.strategies]
-    names += [s.name for s in after.strategies if s.name not in names]
+def _strategy_changes(before: Dict[str, StrategyResult], after: Dict[str, StrategyResult],
+                      limit: float) -> List[StrategyChange]:
+    keys = list(before) + [key for key in after if key not in before]
     changes = []
-    for name in names:
-        b, a = before.strategy(name), after.strategy(name)
+    for key in keys:
+        b, a = before.get(key), after.get(key)
+        name = _IDENTITIES[key].name
         mb, ma = _median(b), _median(a)
         qb, qa = _iqr(b), _iqr(a)
         if b is None or a is None:

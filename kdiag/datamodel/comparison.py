@@ -57,3 +57,15 @@ class Comparison:
     phases: Tuple[PhaseChange, ...]
     regressions: Tuple[Union[StrategyChange, PhaseChange], ...]
     warnings: Tuple[str, ...]  # differences in machine, versions or settings that make figures less comparable
+    # Strategies measured before with no measured counterpart after (gone, renamed, failed, cut):
+    # the gate fails on them unless `allow_missing`.
+    missing: Tuple[str, ...] = ()
+    # Strategies no key could be found for (a name kdiag does not know, or a second row with the same
+    # key), as "'name' (before|after): why".
+    unmatched: Tuple[str, ...] = ()
+    allow_missing: bool = False
+
+    @property
+    def compared(self) -> int:
+        """How many strategies were measured in both runs and compared."""
+        return sum(1 for s in self.strategies if s.status == COMPARED)

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from kdiag.datamodel.strategies import BY_KEY
-from kdiag.datamodel.versions import check_tf_versions
 from kdiag.errors import KdiagError
+from kdiag.sanitize import joined
 
 # Upper bounds that catch a typo (1e9 for 1) before it turns into a run that never ends.
 MAX_BUDGET_S = 600.0
@@ -31,45 +30,122 @@ MAX_SAMPLES = 10**9  # --samples: one count; the memory each needs is checked se
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Everything `kdiag inspect` was asked to do.
+class Option:
+    """How one RunConfig field is spelled on the command line, and what it means.
 
-    `model` is a path (str) or an in-memory Keras model; `inputs` a path to .npy/.npz, an
-    array, or a dict of arrays by input name; None for synthetic inputs.
+    The one place an option is spelled: `kdiag inspect`'s argparse options (`add_arguments`),
+    the parsed arguments back to a RunConfig (`from_arguments`), and a child run's arguments
+    (`RunConfig.to_argv`) are all read from these, so no copy can drift.
     """
 
-    model: Any = None
-    example: Optional[str] = None
-    inputs: Any = None
-    batch_size: Optional[int] = None
-    input_shapes: Mapping[str, Tuple[int, ...]] = dataclasses.field(default_factory=dict)
-    strategies: Optional[Tuple[str, ...]] = None  # keys; None means all
-    budget_s: float = 1.0
-    min_calls: int = 5
-    max_wall_s: Optional[float] = None  # a slow strategy stops after this; None: 6x the budget
-    unsafe: bool = False
+    flag: str  # "--budget"; "" for the positional model
+    help: str
+    metavar: Optional[str] = None
+    #: "value" (one argument), "switch" (sets True), "negated" (sets False: --no-profile), "repeat"
+    #: (an argument each time it is given), "positional".
+    kind: str = "value"
+    type: Optional[Callable[[str], Any]] = None  # argparse's conversion (int, float)
+    parse: Optional[Callable[[Any], Any]] = None  # the parsed argument -> the field's value
+    show: Optional[Callable[[Any], List[str]]] = None  # the field's value -> its words on a command line
+    choices: Optional[Tuple[str, ...]] = None
+
+
+def _option(flag: str, help: str, **kwargs) -> Dict[str, Option]:
+    return {"option": Option(flag, help, **kwargs)}
+
+
+def _keys(text: str) -> Tuple[str, ...]:
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _float_words(value: float) -> List[str]:
+    return [repr(float(value))]
+
+
+def _joined(values) -> List[str]:
+    return [",".join(str(v) for v in values)]
+
+
+def _shape_words(shapes: Mapping[str, Tuple[int, ...]]) -> List[str]:
+    words = []
+    for name, dims in shapes.items():
+        shape = ",".join(str(d) for d in dims)
+        words.append(f"{name}={shape}" if name else shape)
+    return words
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything `kdiag inspect` was asked to do: the one list of its options.
+
+    `model` is a path (str) or an in-memory Keras model; `inputs` a path to .npy/.npz, an
+    array, or a dict of arrays by input name; None for synthetic inputs. A field with an
+    `option` in its metadata is a command-line option; `custom_objects` (what the module file
+    defined, for this process) and `command` (how the run was started) are not.
+    """
+
+    model: Any = dataclasses.field(default=None, metadata=_option(
+        "", ".keras or .h5/.hdf5 file, or a SavedModel directory", kind="positional"))
+    example: Optional[str] = dataclasses.field(default=None, metadata=_option(
+        "--example", "a built-in example instead of a file: tiny, mnist-softmax, mnist-cnn, lstm", metavar="NAME"))
+    inputs: Any = dataclasses.field(default=None, metadata=_option(
+        "--inputs", "your own inputs: .npy (one input) or .npz (by name)", metavar="FILE"))
+    batch_size: Optional[int] = dataclasses.field(default=None, metadata=_option(
+        "--batch-size", "batch size (default: the model's fixed one, else the example's, else 1)", metavar="N",
+        type=int))
+    input_shapes: Mapping[str, Tuple[int, ...]] = dataclasses.field(default_factory=dict, metadata=_option(
+        "--input-shape", "size of dynamic axes after the batch axis, per input (repeatable)", metavar="NAME=D1,D2",
+        kind="repeat", parse=lambda items: parse_shape_overrides(items), show=_shape_words))
+    strategies: Optional[Tuple[str, ...]] = dataclasses.field(default=None, metadata=_option(  # keys; None: all
+        "--strategies", f"only these: {','.join(BY_KEY)}", metavar="A,B", parse=_keys, show=_joined))
+    budget_s: float = dataclasses.field(default=1.0, metadata=_option(
+        "--budget", "timed seconds per strategy (default 1); the sweeps, memory loops and op breakdown get their "
+                    "budgets in proportion", metavar="SECONDS", type=float, show=_float_words))
+    min_calls: int = dataclasses.field(default=5, metadata=_option(
+        "--min-calls", "timed calls at least (default 5)", metavar="N", type=int))
+    max_wall_s: Optional[float] = dataclasses.field(default=None, metadata=_option(  # None: 6x the budget
+        "--max-wall", "wall time after which a slow strategy stops early (default: 6x --budget)", metavar="SECONDS",
+        type=float, show=_float_words))
+    unsafe: bool = dataclasses.field(default=False, metadata=_option(
+        "--unsafe", "allow Lambda layers to be deserialised (runs code from the file)", kind="switch"))
     custom_objects: Optional[Mapping[str, Any]] = None
-    cpp: bool = False
-    profile: bool = True
-    profile_strategies: Tuple[str, ...] = ()
-    profile_calls: int = 10
-    time_limit_s: float = 60.0  # the whole run, loading to report; 0: no limit
-    redact: bool = True  # report.md and redacted/*.prof show local paths as ~, <python>, <model-dir>
+    cpp: bool = dataclasses.field(default=False, metadata=_option(
+        "--cpp", "also time the C++ floor: the exported SavedModel through the TF C API (cpp_baseline/)",
+        kind="switch"))
+    profile: bool = dataclasses.field(default=True, metadata=_option(
+        "--no-profile", "skip the cProfile passes", kind="negated"))
+    profile_strategies: Tuple[str, ...] = dataclasses.field(default=(), metadata=_option(
+        "--profile", "also profile these strategies (predict before and after compile() always are)",
+        metavar="A,B", parse=_keys, show=_joined))
+    profile_calls: int = dataclasses.field(default=10, metadata=_option(
+        "--profile-calls", "warm calls per cProfile pass (default 10)", metavar="N", type=int))
+    time_limit_s: float = dataclasses.field(default=60.0, metadata=_option(  # loading to report; 0: no limit
+        "--time-limit", "for the whole run, loading to report (default 60; 0: none): what would not fit is left out "
+                        "and the report says what, and the limit that would fit it", metavar="SECONDS", type=float,
+        show=_float_words))
+    redact: bool = dataclasses.field(default=True, metadata=_option(  # local paths as ~, <python>, <model-dir>
+        "--no-redact", "keep local paths in report.md (default: ~, <python>, <model-dir>) and write no redacted/ "
+                       "copies of the .prof files", kind="negated"))
     command: str = ""  # how the run was started, for the report
-    keras: Optional[str] = None  # one of KERAS_CHOICES; None: this process's Keras
+    keras: Optional[str] = dataclasses.field(default=None, metadata=_option(  # one of KERAS_CHOICES; None: this one
+        "--keras", "which Keras runs the model: 3 (the default; 2 under TF_USE_LEGACY_KERAS=1), 2 (tf-keras, in a "
+                   "child process), or both side by side in one report (needs tf-keras: pip install kdiag[legacy])",
+        choices=KERAS_CHOICES))
     # The --custom-objects module file, so that a run under the other Keras (a child process) can
     # load it too; `custom_objects` holds what it defined, for this process.
-    custom_objects_file: Optional[str] = None
-    # Beyond one batch (kdiag.engine.beyond): the sweeps, the sustained memory loops, the op breakdown.
-    samples: Optional[Tuple[int, ...]] = None  # the data-size sweep's sample counts; None: automatic
-    sweeps: bool = True
-    memory_loops: bool = True
-    ops: bool = True
-    # --tf: TensorFlow releases to run side by side, each in its own cached environment
-    # (kdiag.versions); None: this process's TensorFlow only.
-    tf_versions: Optional[Tuple[str, ...]] = None
-    # --save-inputs: write the input batch the run used to this .npz (a --tf run shares one batch so).
-    save_inputs: Optional[str] = None
+    custom_objects_file: Optional[str] = dataclasses.field(default=None, metadata=_option(
+        "--custom-objects", "a Python file defining the model's custom classes (its code runs)", metavar="MODULE.py"))
+    # Beyond one batch (kdiag.engine.beyond.steps): the sweeps, the sustained memory loops, the op breakdown.
+    samples: Optional[Tuple[int, ...]] = dataclasses.field(default=None, metadata=_option(  # None: automatic
+        "--samples", "sample counts for the data-size sweep (default: one batch, 256, 4096, 65536 as the time "
+                     "allows)", metavar="N,N", parse=lambda text: parse_samples(text), show=_joined))
+    sweeps: bool = dataclasses.field(default=True, metadata=_option(
+        "--no-sweeps", "skip the data-size and batch-size sweeps", kind="negated"))
+    memory_loops: bool = dataclasses.field(default=True, metadata=_option(
+        "--no-memory-loop", "skip the sustained loops that watch memory over many calls", kind="negated"))
+    ops: bool = dataclasses.field(default=True, metadata=_option(
+        "--no-ops", "skip the op breakdown (TensorFlow profiler + XProf) and the threads comparison",
+        kind="negated"))
 
     def __post_init__(self):
         if self.model is None and self.example is None:
@@ -104,31 +180,29 @@ class RunConfig:
                 raise KdiagError("--samples sets the sweep that --no-sweeps turns off", "drop one of them")
             check_sample_counts(self.samples)
             object.__setattr__(self, "samples", tuple(sorted(set(self.samples))))
-        if self.save_inputs is not None and not str(self.save_inputs).endswith(".npz"):
-            raise KdiagError(f"--save-inputs must name a .npz file, not {self.save_inputs!r}",
-                             "use e.g. --save-inputs batch.npz")
-        if self.tf_versions is not None:
-            object.__setattr__(self, "tf_versions", check_tf_versions(self.tf_versions))
-            self._check_tf_options()
 
-    def _check_tf_options(self) -> None:
-        """What --tf cannot combine with: every release runs the Keras it brings, from a file."""
-        self.check_child_model("--tf")
-        if self.keras is not None:
-            raise KdiagError("--tf and --keras cannot be combined: each TensorFlow release runs the Keras it "
-                             "brings (tf.keras 2 up to 2.15, Keras 3 from 2.16)", "drop --keras")
-        if self.cpp:
-            raise KdiagError("--tf and --cpp cannot be combined: the C++ floor is built against one TensorFlow",
-                             "drop --cpp, or run --cpp without --tf")
+    def to_argv(self) -> List[str]:
+        """`kdiag inspect` arguments that ask for this run: every option whose value is not the default.
 
-    def check_child_model(self, what: str) -> None:
-        """A run under other TensorFlow releases (`what`: --tf, kdiag bisect) reads the model from a file."""
-        if self.model is not None and not isinstance(self.model, (str, os.PathLike)):
-            raise KdiagError(f"{what} needs a model file: an in-memory model cannot be loaded under another "
-                             "TensorFlow", "save it (model.save('model.h5')) and pass the path")
-        if self.custom_objects and not self.custom_objects_file:
-            raise KdiagError(f"{what} needs the custom objects as a module file, for the other releases to load",
-                             "pass --custom-objects module.py (the file that defines them)")
+        Paths are written as they are: a caller that runs them elsewhere makes them absolute first
+        (kdiag.engine.keras_child). `custom_objects` and `command` have no option: a child loads
+        `custom_objects_file` itself, and records its own command line.
+        """
+        argv = ["inspect"]
+        for field, option in options():
+            value = getattr(self, field.name)
+            if value == _default(field):
+                continue
+            if option.kind in ("switch", "negated"):
+                argv.append(option.flag)
+                continue
+            words = option.show(value) if option.show is not None else [str(value)]
+            if option.kind == "positional":
+                argv += words
+            else:
+                for word in words:
+                    argv += [option.flag, word]
+        return argv
 
     @property
     def wall_cap_s(self) -> float:
@@ -145,10 +219,55 @@ class RunConfig:
         return getattr(self.model, "name", None) or "model"
 
 
+def options() -> Iterator[Tuple[dataclasses.Field, Option]]:
+    """Every RunConfig field that is a command-line option, in the order `kdiag inspect --help` lists them."""
+    for field in dataclasses.fields(RunConfig):
+        if "option" in field.metadata:
+            yield field, field.metadata["option"]
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def add_arguments(parser) -> None:
+    """The options of RunConfig on an argparse parser, each stored under its field's name."""
+    for field, option in options():
+        if option.kind == "positional":
+            parser.add_argument(field.name, nargs="?", help=option.help)
+            continue
+        common = dict(dest=field.name, help=option.help)
+        if option.kind == "switch":
+            parser.add_argument(option.flag, action="store_true", **common)
+        elif option.kind == "negated":
+            parser.add_argument(option.flag, action="store_false", **common)
+        else:
+            raw_default = [] if option.kind == "repeat" else (None if option.parse else _default(field))
+            parser.add_argument(option.flag, action="append" if option.kind == "repeat" else "store",
+                                default=raw_default, metavar=option.metavar, type=option.type,
+                                choices=option.choices, **common)
+
+
+def from_arguments(args, **others) -> "RunConfig":
+    """A RunConfig from argparse's namespace (see `add_arguments`), with `others` for the fields that
+    are not options (custom_objects, command)."""
+    values = dict(others)
+    for field, option in options():
+        value = getattr(args, field.name)
+        if option.parse is not None and value is not None:
+            value = option.parse(value)
+        elif option.parse is not None:
+            value = _default(field)
+        values[field.name] = value
+    return RunConfig(**values)
+
+
 def check_strategy_keys(keys) -> None:
     unknown = [k for k in keys if k not in BY_KEY]
     if unknown:
-        raise KdiagError(f"unknown strategy {', '.join(map(repr, unknown))}", f"choose from: {', '.join(BY_KEY)}")
+        raise KdiagError(f"unknown strategy {joined(map(repr, unknown))}", f"choose from: {', '.join(BY_KEY)}")
 
 
 def check_sample_counts(counts) -> None:

@@ -1,7 +1,8 @@
 """The Report: everything one run measured, serialisable to and from JSON.
 
-Renderers only read a Report; `kdiag compare` rebuilds Reports from saved JSON with
-`Report.from_dict`, so nothing is re-run to re-render.
+Renderers only read a Report, and a Report renders nothing: `kdiag.render_report(report, "markdown")`
+and `kdiag.print_report(report)` sit at the top (kdiag.api). `kdiag compare` rebuilds Reports from
+saved JSON with `Report.from_dict`, so nothing is re-run to re-render.
 """
 
 from __future__ import annotations
@@ -230,29 +231,6 @@ class Report:
             data = upgrade_schema_1(data)
         return _from_jsonable(cls, data)
 
-    # The renderers live above the data model; these import them only when called, so importing
-    # the data model stays standard-library only (pyproject.toml's import-linter contracts
-    # ignore exactly these imports, and say why).
-
-    def to_json(self) -> str:
-        """report.json's text: every figure, samples included (schema_version says which layout)."""
-        from kdiag.render import render
-
-        return render(self, "json")
-
-    def to_markdown(self, redact: Optional[bool] = None) -> str:
-        """report.md's text, for a GitHub issue. redact: show local paths as ~, <python> and
-        <model-dir> (default: as the run was asked, on unless --no-redact / redact=False)."""
-        from kdiag.render import render
-
-        return render(self, "markdown", redact=redact)
-
-    def print(self, verbose: bool = False, file=None) -> None:
-        """The terminal report on stdout (or `file`), in colour on a terminal, as `kdiag inspect` prints it."""
-        from kdiag.render import print_terminal
-
-        print_terminal(self, verbose=verbose, file=file)
-
 
 #: report.json of a long run with every raw sample stays far below this; a larger file is not ours.
 MAX_REPORT_BYTES = 256 << 20
@@ -432,16 +410,25 @@ def _from_jsonable(tp: Any, data: Any, where: str = "report") -> Any:
             raise ReportFieldError(f"{where} should be an object, not {type(data).__name__}")
         return dict(data)
     if dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise ReportFieldError(f"{where} should be an object, not {type(data).__name__}")
-        hints = typing.get_type_hints(tp)
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in data:
-                kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ReportFieldError(f"{where} has no {f.name}")
-        return tp(**kwargs)
+        return _dataclass_from_jsonable(tp, data, where)
+    return _value_from_jsonable(tp, data, where)
+
+
+def _dataclass_from_jsonable(tp: Any, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ReportFieldError(f"{where} should be an object, not {type(data).__name__}")
+    hints = typing.get_type_hints(tp)
+    kwargs = {}
+    for f in dataclasses.fields(tp):
+        if f.name in data:
+            kwargs[f.name] = _from_jsonable(hints[f.name], data[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ReportFieldError(f"{where} has no {f.name}")
+    return tp(**kwargs)
+
+
+def _value_from_jsonable(tp: Any, data: Any, where: str) -> Any:
+    """A tuple of numbers, a str, an int or a bool, checked; anything else as it is."""
     if tp is tuple:
         if not isinstance(data, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                  for v in data):

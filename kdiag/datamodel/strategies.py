@@ -1,6 +1,6 @@
 """Who the strategies are: keys, display names, snippets. The only copy.
 
-The engine (`kdiag.engine.strategies`) maps each key to the code that prepares the call;
+The engine (`kdiag.engine.runtimes.strategies`) maps each key to the code that prepares the call;
 everything that shows or groups strategies (the CLI's choices, findings, renderers,
 `kdiag compare`) reads the names from here, so no copy can drift.
 """

@@ -4,7 +4,7 @@ Which Keras `tf.keras` and kdiag use is fixed when TensorFlow is imported (TF_US
 so a run under the Keras this process does not run is a second, ordinary kdiag run in a child
 process: `python -I` with TF_USE_LEGACY_KERAS set for it, writing its own run folder, whose
 report.json this process reads back. Being an ordinary run, it goes through every check and
-refusal of kdiag.engine.safety before its Keras sees the file.
+refusal of kdiag.engine.intake.safety before its Keras sees the file.
 
 `python -I` ignores PYTHON* variables, the user's site-packages and the working directory, so
 the child is handed this process's import path explicitly (the folder kdiag itself came from
@@ -14,13 +14,13 @@ private empty folder, with every path it is given made absolute.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -28,6 +28,7 @@ from typing import Callable, List, Optional, Tuple
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.report import Report, read_report
 from kdiag.errors import KdiagError
+from kdiag.tempdirs import temporary_directory
 
 # Progress callback, as kdiag.api's: (stage, detail).
 Progress = Callable[[str, str], None]
@@ -87,7 +88,7 @@ def run_child(config: RunConfig, keras: str, out_dir: Path, say: Progress,
         raise KdiagError(f"--keras {config.keras} needs a child process, and this Python cannot start one",
                          "run kdiag from a normal Python installation")
     label = LABELS[keras]
-    with tempfile.TemporaryDirectory(prefix="kdiag-keras-") as private:
+    with temporary_directory(prefix="kdiag-keras-") as private:
         argv = child_arguments(config, keras, Path(out_dir), Path(private), time_limit_s)
         # COLUMNS: the child's progress lines arrive whole, not wrapped at rich's default 80 columns.
         env = {**os.environ, "TF_USE_LEGACY_KERAS": "1" if keras == "2" else "0", "COLUMNS": "1000"}
@@ -107,7 +108,7 @@ def run_child(config: RunConfig, keras: str, out_dir: Path, say: Progress,
 
 def follow(lines, label: str, say: Progress) -> Tuple[List[str], List[str]]:
     """Read a kdiag child's stderr to its end: its progress lines go on to `say` (the detail prefixed
-    by `label`); returns its `kdiag: error:` lines and the last other lines (for a crash's message)."""
+    by `label`); returns its `kdiag: error:` lines and its last other lines (for a crash's message)."""
     errors: List[str] = []
     tail: deque = deque(maxlen=20)
     for line in lines:
@@ -171,49 +172,21 @@ def child_arguments(config: RunConfig, keras: str, out_dir: Path, private: Path,
     if config.custom_objects and not config.custom_objects_file:
         raise KdiagError(f"--keras {config.keras} needs the custom objects as a module file for {LABELS[keras]}",
                          "pass --custom-objects module.py (the file that defines them)")
-    return inspect_arguments(config, private, time_limit_s) + ["--keras", keras, "--format", "json", "--out",
-                                                              _absolute(out_dir)]
+    return dataclasses.replace(child_config(config, private, time_limit_s), keras=keras).to_argv() + [
+        "--format", "json", "--out", _absolute(out_dir)]
 
 
-def inspect_arguments(config: RunConfig, private: Path, time_limit_s: Optional[float] = None) -> List[str]:
-    """`kdiag inspect` arguments that ask a child for what `config` asks (paths made absolute; in-memory
-    inputs saved in `private`), without --keras, --format and --out, which each caller adds."""
-    argv = ["inspect"]
-    if config.example is not None:
-        argv += ["--example", config.example]
-    else:
-        argv.append(_absolute(config.model))
-    if config.inputs is not None:
-        argv += ["--inputs", inputs_file(config.inputs, private)]
-    if config.batch_size is not None:
-        argv += ["--batch-size", str(config.batch_size)]
-    for name, dims in config.input_shapes.items():
-        shape = ",".join(str(d) for d in dims)
-        argv += ["--input-shape", f"{name}={shape}" if name else shape]
-    if config.strategies is not None:
-        argv += ["--strategies", ",".join(config.strategies)]
-    argv += ["--budget", repr(float(config.budget_s)), "--min-calls", str(config.min_calls)]
-    if config.unsafe:
-        argv.append("--unsafe")
-    if config.custom_objects_file:
-        argv += ["--custom-objects", _absolute(config.custom_objects_file)]
-    if config.cpp:
-        argv.append("--cpp")
-    if not config.profile:
-        argv.append("--no-profile")
-    if config.profile_strategies:
-        argv += ["--profile", ",".join(config.profile_strategies)]
-    argv += ["--profile-calls", str(config.profile_calls)]
-    limit = config.time_limit_s if time_limit_s is None else time_limit_s
-    argv += ["--time-limit", repr(float(limit))]
-    if not config.redact:
-        argv.append("--no-redact")
-    # The steps beyond one batch: the child runs them as this run would.
-    if config.samples is not None:
-        argv += ["--samples", ",".join(str(n) for n in config.samples)]
-    argv += [flag for flag, on in (("--no-sweeps", config.sweeps), ("--no-memory-loop", config.memory_loops),
-                                   ("--no-ops", config.ops)) if not on]
-    return argv
+def child_config(config: RunConfig, private: Path, time_limit_s: Optional[float] = None) -> RunConfig:
+    """`config` as a child process runs it: every path absolute (the child runs in a private folder), the
+    user's arrays saved as a file in `private`, `time_limit_s` its share of the limit (default: all of it).
+    Its `to_argv()` spells the request, so no option can be dropped on the way."""
+    return dataclasses.replace(
+        config,
+        model=None if config.model is None else _absolute(config.model),
+        inputs=None if config.inputs is None else inputs_file(config.inputs, private),
+        custom_objects_file=None if not config.custom_objects_file else _absolute(config.custom_objects_file),
+        time_limit_s=config.time_limit_s if time_limit_s is None else time_limit_s,
+    )
 
 
 def _absolute(path) -> str:

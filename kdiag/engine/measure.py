@@ -1,6 +1,6 @@
 """Timing only: cold first call, warm-up, time-budgeted interleaved repeats.
 
-No profiler is active here (profiling is its own pass in `kdiag.engine.profiling`), and
+No profiler is active here (profiling is its own pass in `kdiag.engine.phases.profiling`), and
 every call's result is forced back to host memory before the clock stops, so an
 asynchronous device cannot hide work.
 

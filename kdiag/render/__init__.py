@@ -1,33 +1,71 @@
-"""One renderer per output format, each `render(report) -> str`.
+"""The output formats: a registry of renderers, each `render(report, **options) -> str`.
 
-Only `terminal` imports rich; the others are plain text, safe to paste or parse. `html`
-imports matplotlib, when installed, only when it renders.
+`FORMATS` is the one list: `--format` offers those printed on stdout, and a run folder holds
+the file of each one that has a file name (`kdiag.runfolder.save_run` iterates it). A new
+format is a renderer module and one line here.
+
+Each renderer is imported when it renders: only `terminal` imports rich, and `html` imports
+matplotlib (when installed) only while it draws, so `kdiag --help` stays instant.
 """
 
-FORMATS = ("terminal", "json", "markdown", "html")
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One output format: its name, its file in a run folder, and its renderer."""
+
+    name: str  # what --format takes
+    file_name: Optional[str]  # in the run folder; None: printed only
+    render: Callable[..., str]  # (report, **options) -> the text
+    stdout: bool = True  # offered by --format; repro.py is a file only
+
+
+def _terminal(report, **options) -> str:
+    from kdiag.render.terminal import render
+
+    return render(report, **options)
+
+
+def _json(report, **options) -> str:
+    from kdiag.render.json import render
+
+    return render(report, **options)
+
+
+def _markdown(report, **options) -> str:
+    from kdiag.render.markdown import render
+
+    return render(report, **options)
+
+
+def _html(report, **options) -> str:
+    from kdiag.render.html import render
+
+    return render(report, **options)
+
+
+def _repro(report, **options) -> str:
+    from kdiag.render.repro import render
+
+    return render(report, **options)
+
+
+FORMATS: Dict[str, Format] = {f.name: f for f in (
+    Format("terminal", None, _terminal),
+    Format("markdown", "report.md", _markdown),
+    Format("json", "report.json", _json),
+    Format("html", "report.html", _html),
+    # Standalone: TensorFlow alone runs it.
+    Format("repro", "repro.py", _repro, stdout=False),
+)}
+#: What --format offers on stdout.
+STDOUT_FORMATS = tuple(name for name, f in FORMATS.items() if f.stdout)
 
 
 def render(report, fmt: str, **options) -> str:
     """The report in `fmt`; options go to that renderer (markdown: redact; terminal: width, verbose)."""
-    if fmt == "json":
-        from kdiag.render.json import render as render_json
-
-        return render_json(report)
-    if fmt == "markdown":
-        from kdiag.render.markdown import render as render_markdown
-
-        return render_markdown(report, **options)
-    if fmt == "html":
-        from kdiag.render.html import render as render_html
-
-        return render_html(report)
-    from kdiag.render.terminal import render as render_terminal
-
-    return render_terminal(report, **options)
-
-
-def print_terminal(report, verbose: bool = False, file=None) -> None:
-    """The terminal report printed on `file` (stdout by default): coloured and as wide as a terminal."""
-    from kdiag.render.terminal import print_report
-
-    print_report(report, verbose=verbose, file=file)
+    return FORMATS[fmt].render(report, **options)

@@ -20,17 +20,23 @@ from __future__ import annotations
 import re
 import string
 import textwrap
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 from kdiag import format as fmt
 from kdiag import views
 from kdiag.datamodel.report import InputInfo, Report, StrategyResult
-from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED, split_snippet
+from kdiag.datamodel.strategies import PREDICT, split_snippet
+from kdiag.views.facts import repro_path as recommended
+from kdiag.views.facts import repro_unavailable_reason as unavailable_reason
 from kdiag.version import __version__
 
 FILE_NAME = "repro.py"
+#: The script's body, and the one it writes when there is nothing to reproduce: template files
+#: (package data), filled with string.Template.
+_TEMPLATES = Path(__file__).with_name("templates")
 
-# kdiag's synthetic integers when no consuming layer bounds them (kdiag.engine.inputs.DEFAULT_INT_RANGE,
+# kdiag's synthetic integers when no consuming layer bounds them (kdiag.engine.intake.inputs.DEFAULT_INT_RANGE,
 # which a renderer may not import); the report states the range it used when a layer did.
 _DEFAULT_INT_RANGE = (0, 10)
 
@@ -39,7 +45,8 @@ def render(report: Report) -> str:
     """The script's text; a short one that explains itself when the report has nothing to compare."""
     why = unavailable_reason(report)
     if why is not None:
-        return _CANNOT.substitute(name=repr(report.model.name), why=repr(why), version=__version__)
+        return _template("repro-cannot.py.tmpl").substitute(name=repr(report.model.name), why=repr(why),
+                                                            version=__version__)
     predict = views.usable(report, PREDICT.name)
     best = recommended(report)
     same = best.name == PREDICT.name
@@ -67,28 +74,7 @@ def render(report: Report) -> str:
         best_function=_prepared("prepare_best", best) if not same else
         "prepare_best = None  # predict was the fastest path with matching outputs\n",
     )
-    return _TEMPLATE.substitute(values)
-
-
-def recommended(report: Report) -> Optional[StrategyResult]:
-    """The fastest strategy with matching outputs (views.fastest_matching) that the script can run.
-
-    Not the C++ floor (a program of its own), nor predict after compile(): the script loads the
-    model without compiling it, and compiling only to call predict is nothing to recommend.
-    """
-    best = views.fastest_matching(report)
-    if best is None or _runnable(best):
-        return best
-    return next((r for r in views.measured(report) if views.outputs_match(r) and _runnable(r)), None)
-
-
-def _runnable(result: StrategyResult) -> bool:
-    return result.name != PREDICT_COMPILED.name and _language(result) == "python"
-
-
-def _language(result: StrategyResult) -> str:
-    identity = BY_NAME.get(result.name)
-    return identity.language if identity is not None else "python"
+    return _template("repro.py.tmpl").substitute(values)
 
 
 def _prepared(function: str, result: StrategyResult) -> str:
@@ -167,358 +153,5 @@ def _docstring(report: Report, predict: StrategyResult, best: StrategyResult) ->
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
-def unavailable_reason(report: Report) -> Optional[str]:
-    """Why this report has no measurement to reproduce, or None when it has one."""
-    if not report.model.keras_model:
-        return "the model is a plain SavedModel: it has no Keras predict to compare with"
-    if views.usable(report, PREDICT.name) is None:
-        return "kdiag could not measure predict on this model, so there is no headline to reproduce"
-    if recommended(report) is None:
-        return "no strategy that Python can run was measured with outputs matching predict's"
-    return None
-
-
-_CANNOT = string.Template('''\
-#!/usr/bin/env python3
-"""kdiag ${version} could not write a reproduction for this run: it says why when run."""
-import sys
-
-sys.exit("repro.py: error: " + ${name} + ": " + ${why})
-''')
-
-
-_TEMPLATE = string.Template('''\
-#!/usr/bin/env python3
-"""${docstring}
-"""
-
-import argparse
-import json
-import os
-import re
-import statistics
-import sys
-import time
-import zipfile
-
-${legacy}os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up log lines
-
-MODEL_NAME = ${model_name}
-LEGACY_KERAS = ${legacy_flag}  # the run used tf-keras (Keras 2) rather than Keras 3
-EXAMPLE = ${example}  # kdiag's built-in example, when the run used one
-# name, shape (batch axis first), dtype, integer range, and how kdiag made the values
-INPUTS = [
-${inputs}
-]
-BUDGET_S = ${budget}  # timed seconds per path, at least MIN_CALLS calls
-MIN_CALLS = ${min_calls}
-ROUNDS = 5  # the budget is spread over interleaved rounds, so machine drift hits both paths alike
-ATOL, RTOL = ${atol}, ${rtol}  # outputs match when |diff| <= ATOL + RTOL * |predict's|
-INTRA_OP_THREADS, INTER_OP_THREADS = ${intra}, ${inter}  # 0: TensorFlow's default
-PREDICT_NAME = ${predict_name}
-BEST_NAME = ${best_name}  # the recommended path; None when it is predict itself
-KDIAG_RATIO = ${measured_ratio}
-
-
-class Refused(Exception):
-    """A problem to report in one line, with exit status 2."""
-
-
-# --- the model -------------------------------------------------------------------------
-
-
-def read_config(path):
-    """The architecture config of a .keras file, an .h5 file or a JSON file: nothing from it runs."""
-    lower = path.lower()
-    try:
-        if lower.endswith(".keras"):
-            with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        if lower.endswith((".h5", ".hdf5")):
-            import h5py  # installed with TensorFlow
-
-            with h5py.File(path, "r") as handle:
-                raw = handle.attrs.get("model_config")
-            if raw is None:
-                raise Refused(f"{path} holds no model_config: it is a weights-only file")
-            return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-        if lower.endswith(".json"):
-            with open(path, encoding="utf-8") as handle:
-                config = json.load(handle)
-            return json.loads(config) if isinstance(config, str) else config
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise Refused(f"cannot read the model config in {path} ({type(exc).__name__}: {exc})") from None
-    raise Refused(f"{path}: give a .keras, .h5 or .json (architecture) file")
-
-
-def refuse_code(config, path):
-    """Refuse, as kdiag does, a config that would run Python code or import a module outside Keras."""
-    stack = [config]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            kind = value.get("class_name")
-            if kind in ("Lambda", "__lambda__") or any(
-                    key.endswith("function_type") and item == "lambda" for key, item in value.items()):
-                raise Refused(f"{path} holds Python code (a Lambda layer or a serialized lambda), which would run "
-                              "when the model is built; if you trust this file, re-run with --unsafe")
-            module = value.get("module")
-            if isinstance(module, str) and module.split(".")[0] not in ("keras", "tf_keras", "builtins"):
-                raise Refused(f"{path} needs code from outside Keras (module {module!r}): this script cannot "
-                              "load custom objects; if you trust the file and have that module, re-run with --unsafe")
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-
-
-def checked_config(path, synthetic, unsafe):
-    """The file's architecture config, read before anything in the file runs, and refused when it
-    holds code; None when there is no file (kdiag's example) or --unsafe skips the check."""
-    if path is None:
-        return None
-    if not os.path.exists(path):
-        raise Refused(f"{path} does not exist")
-    if path.lower().endswith(".json") and not synthetic:
-        raise Refused(f"{path} holds an architecture without weights: add --synthetic to use random weights")
-    if unsafe and not synthetic:
-        return None
-    config = read_config(path)
-    if not unsafe:
-        refuse_code(config, path)
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise Refused(f"{path} holds no Keras model config")
-    return config
-
-
-def load_model(path, config, synthetic, unsafe):
-    """The model: loaded from the file, rebuilt from its config with random weights, or kdiag's example."""
-    ${keras_import}
-
-    if path is None:
-        return build_example(keras)
-    try:
-        if not synthetic:
-            return keras.models.load_model(path, compile=False, safe_mode=not unsafe)
-        keras.utils.set_random_seed(0)  # the same random weights on every run
-        if not LEGACY_KERAS and (path.lower().endswith((".h5", ".hdf5")) or "module" not in config):
-            # An .h5 file's config, or a Keras 2-era one: Keras 3 reads those only through the legacy
-            # loader that keras.models.load_model uses for .h5 files (it has no public name).
-            from keras.src.legacy.saving import saving_utils
-
-            return saving_utils.model_from_config(config)
-        return keras.models.model_from_json(json.dumps(config))
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise Refused(f"{path} could not be {'rebuilt' if synthetic else 'loaded'} by ${keras_name} "
-                      f"({type(exc).__name__}: {first})") from None
-
-
-def build_example(keras):
-    if EXAMPLE is None:
-        raise Refused("give the model file: python repro.py MODEL (or --synthetic MODEL)")
-    try:
-        from kdiag.engine.examples import get_example
-    except ImportError:
-        raise Refused(f"this run used kdiag's built-in example {EXAMPLE!r}: install kdiag, or save the example "
-                      "where kdiag is installed and pass the file: python -c \\"from kdiag.engine.examples import "
-                      f"get_example; get_example('{EXAMPLE}').build().save('{EXAMPLE}.keras')\\"") from None
-    return get_example(EXAMPLE).build()
-
-
-# --- the inputs ------------------------------------------------------------------------
-
-
-def make_inputs(inputs_file):
-    """Arrays by input name: the user's file, else values drawn as kdiag drew them."""
-    import numpy as np
-
-    if inputs_file is not None:
-        try:
-            loaded = np.load(inputs_file)  # no pickles: allow_pickle stays False
-            arrays = dict(loaded) if hasattr(loaded, "files") else {INPUTS[0][0]: loaded}
-            missing = [name for name, *_ in INPUTS if name not in arrays]
-            if missing:
-                raise Refused(f"{inputs_file} has no array named {', '.join(missing)}")
-            return {name: np.asarray(arrays[name], dtype=dtype) for name, _, dtype, _, _ in INPUTS}
-        except (OSError, ValueError, TypeError) as exc:
-            raise Refused(f"cannot use {inputs_file} as inputs ({type(exc).__name__}: {exc})") from None
-    rng = np.random.default_rng(0)  # kdiag's seed, and its order of inputs: the same values kdiag used
-    arrays = {}
-    for name, shape, dtype, int_range, _ in INPUTS:
-        dtype = np.dtype(dtype)
-        if dtype.kind in "iu":
-            bounds = np.iinfo(dtype)
-            low, high = max(int_range[0], int(bounds.min)), min(int_range[1], int(bounds.max) + 1)
-            arrays[name] = rng.integers(low, high, size=shape, dtype=dtype)
-        elif dtype.kind == "b":
-            arrays[name] = rng.integers(0, 2, size=shape, dtype=bool)
-        elif dtype in (np.float32, np.float64):
-            arrays[name] = rng.random(shape, dtype=dtype)
-        elif dtype.kind == "f":  # float16 and the like: drawn as float32
-            arrays[name] = rng.random(shape, dtype=np.float32).astype(dtype)
-        else:
-            raise Refused(f"input {name!r} has dtype {dtype}, which this script cannot draw: pass --inputs FILE")
-    return arrays
-
-
-def pack(model, arrays):
-    """The arrays as the model takes them: one array, a list, or a dict by input name."""
-    try:
-        declared = model.input
-    except (AttributeError, ValueError):  # a Sequential that was never called: one input
-        declared = None
-    names = [name for name, *_ in INPUTS]
-    if isinstance(declared, dict):
-        unknown = sorted(set(declared) - set(arrays))
-        if unknown:
-            raise Refused(f"the model takes inputs {', '.join(unknown)}, which the report does not list")
-        return {key: arrays[key] for key in declared}
-    if isinstance(declared, (list, tuple)) and (len(declared) != 1 or isinstance(declared, list)):
-        if len(declared) != len(names):
-            raise Refused(f"the model takes {len(declared)} inputs, the report lists {len(names)}")
-        return [arrays[name] for name in names]
-    if len(names) != 1:
-        raise Refused(f"the model takes one input, the report lists {len(names)}")
-    return arrays[names[0]]
-
-
-# --- the two paths: the report's snippets --------------------------------------------------
-
-
-${predict_function}
-
-${best_function}
-
-def to_host(value):
-    """Outputs as a flat list of NumPy arrays (dict values by key), copied to host memory."""
-    import numpy as np
-
-    if isinstance(value, dict):
-        # output_2 before output_10, as kdiag orders them
-        keys = sorted(value, key=lambda k: [int(p) if p.isdigit() else p for p in re.split(r"(\\d+)", str(k))])
-        return [array for key in keys for array in to_host(value[key])]
-    if isinstance(value, (list, tuple)):
-        return [array for item in value for array in to_host(item)]
-    return [value.numpy() if hasattr(value, "numpy") else np.asarray(value)]
-
-
-def max_diff(reference, candidate):
-    """The largest |diff|, and whether every element is within ATOL + RTOL * |reference|."""
-    import numpy as np
-
-    if len(reference) != len(candidate):
-        return float("inf"), False
-    worst, matches = 0.0, True
-    for ref, got in zip(reference, candidate):
-        ref = np.asarray(ref, dtype=np.float64)
-        got = np.asarray(got, dtype=np.float64).reshape(ref.shape)
-        if ref.size:
-            diff = np.abs(got - ref)
-            worst = max(worst, float(diff.max()))
-            matches = matches and bool(np.all(diff <= ATOL + RTOL * np.abs(ref)))
-    return worst, matches
-
-
-# --- timing: kdiag's method -------------------------------------------------------------
-
-
-def measure(calls, budget_s, min_calls, rounds=ROUNDS):
-    """A cold call and a warm-up per path, then interleaved rounds until each path has spent
-    budget_s on at least min_calls timed calls (or 6x the budget); the timed samples per path."""
-    samples = {name: [] for name in calls}
-    spent = dict.fromkeys(calls, 0.0)
-    for name, call in calls.items():
-        call()  # cold: tracing, conversion and first-call work, not timed here
-        start = time.perf_counter()
-        call()  # warm-up
-        spent[name] += time.perf_counter() - start
-
-    def done(name):
-        enough = sum(samples[name]) >= budget_s and len(samples[name]) >= min_calls
-        return enough or (spent[name] >= 6 * budget_s and bool(samples[name]))
-
-    while not all(done(name) for name in calls):
-        for name, call in calls.items():
-            in_round = 0.0
-            while not done(name) and (in_round == 0.0 or in_round < budget_s / rounds):
-                start = time.perf_counter()
-                call()
-                elapsed = time.perf_counter() - start
-                samples[name].append(elapsed)
-                spent[name] += elapsed
-                in_round += elapsed
-    return samples
-
-
-def duration(seconds):
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} µs"
-    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
-
-
-def times(ratio):
-    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
-
-
-def iqr(values):
-    if len(values) < 2:
-        return 0.0
-    quartiles = statistics.quantiles(values, n=4, method="inclusive")
-    return quartiles[2] - quartiles[0]
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Time model.predict against the path kdiag recommends.")
-    parser.add_argument("model", nargs="?", help="the .keras or .h5 file (with --synthetic: or a JSON config)")
-    parser.add_argument("--synthetic", action="store_true",
-                        help="rebuild the model from its architecture config with random weights")
-    parser.add_argument("--inputs", help="your own batch: .npz by input name, or .npy for one input")
-    parser.add_argument("--budget", type=float, default=BUDGET_S, help="timed seconds per path")
-    parser.add_argument("--unsafe", action="store_true", help="load a model whose config holds Python code")
-    args = parser.parse_args(argv)
-    if not args.budget > 0 or args.budget > 3600:
-        parser.error("--budget takes seconds between 0 and 3600")
-    if args.synthetic and args.model is None:
-        parser.error("--synthetic needs the MODEL whose architecture to rebuild")
-    try:
-        config = checked_config(args.model, args.synthetic, args.unsafe)  # before TensorFlow: a refusal is quick
-        import tensorflow as tf
-
-        if INTRA_OP_THREADS:
-            tf.config.threading.set_intra_op_parallelism_threads(INTRA_OP_THREADS)
-        if INTER_OP_THREADS:
-            tf.config.threading.set_inter_op_parallelism_threads(INTER_OP_THREADS)
-        model = load_model(args.model, config, args.synthetic, args.unsafe)
-        x = pack(model, make_inputs(args.inputs))
-    except Refused as exc:
-        print(f"repro.py: error: {exc}", file=sys.stderr)
-        return 2
-    weights = ("random (--synthetic: the architecture only)" if args.synthetic
-               else "kdiag's example (seeded)" if args.model is None else f"from {args.model}")
-    print(f"{MODEL_NAME}: TensorFlow {tf.__version__}; weights {weights}; inputs "
-          + ", ".join(f"{name} {tuple(shape)} {dtype}" for name, shape, dtype, _, _ in INPUTS))
-    calls = {PREDICT_NAME: prepare_predict(model, x)}
-    if BEST_NAME is not None:
-        calls[BEST_NAME] = prepare_best(model, x)
-    reference = to_host(calls[PREDICT_NAME]())
-    if BEST_NAME is not None:
-        worst, matches = max_diff(reference, to_host(calls[BEST_NAME]()))
-        print(f"outputs: {BEST_NAME} {'matches' if matches else 'DIFFERS FROM'} predict (max |diff| {worst:.1e})")
-    samples = measure({name: (lambda call=call: to_host(call())) for name, call in calls.items()},
-                      args.budget, MIN_CALLS)
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    width = max(len(name) for name in medians)
-    for name, values in samples.items():
-        print(f"{name:<{width}}  median {duration(medians[name]):>9}  IQR {duration(iqr(values)):>9}  "
-              f"n={len(values)}")
-    if BEST_NAME is None:
-        print("ratio: 1x (predict was the fastest path with matching outputs when kdiag measured it)")
-    else:
-        ratio = medians[PREDICT_NAME] / medians[BEST_NAME]
-        print(f"ratio: predict / {BEST_NAME} = {times(ratio)} (kdiag measured {times(KDIAG_RATIO)})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-''')
+def _template(name: str) -> string.Template:
+    return string.Template((_TEMPLATES / name).read_text(encoding="utf-8"))

@@ -1,11 +1,11 @@
 """The rich terminal report, and progress on stderr. The only module that imports rich.
 
-Made for an 80-column terminal, the default of most: a table never cuts a cell; columns of
-lower priority (p99, first call, vs fastest) are left out when they do not fit, and `verbose`
-stacks them in a second table instead. The default report is short (about 60 lines on a small
-model: the strategies, predict's main phases, the findings' advice, where the profiles are);
-`verbose` adds the environment, the model, every phase, the findings' evidence and the top
-functions. The last line is a one-line verdict.
+It lays out the sections of kdiag.views.sections, made for an 80-column terminal, the default of
+most: a table never cuts a cell; columns of lower priority (p99, first call, vs fastest) are left
+out when they do not fit, and `verbose` stacks them in a second table instead. The default report
+is short (about 60 lines on a small model: the strategies, predict's main phases, the findings'
+advice); `verbose` adds the environment, the model, every phase, the tracing, the findings'
+evidence, the top functions and the steps beyond one batch. The last line is a one-line verdict.
 
 Model names, file names, layer names and error messages come from the user's files, so no
 string is ever read as rich markup: every console here has markup=False, and titles (which
@@ -30,16 +30,11 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from kdiag import format as fmt
-from kdiag import views, views_versions
-from kdiag.datamodel.beyond import CROSSOVER_WITHIN, GROWTH_CONFIDENCE, THROUGHPUT_GAIN
-from kdiag.datamodel.measurement import NOISE_THRESHOLD
+from kdiag import sanitize
 from kdiag.datamodel.progress import ProgressUpdate
-from kdiag.datamodel.report import Report, StrategyResult
-from kdiag.datamodel.strategies import PREDICT, PREDICT_COMPILED
-
-#: Phases under this share of every profiled scenario fold into one row unless verbose.
-MINOR_PHASE_SHARE = 0.05
+from kdiag.datamodel.report import Report
+from kdiag.views import sections, wording
+from kdiag.views.sections import Cell, Section
 #: Lines of a finding's snippet shown unless verbose (report.md has them all).
 SNIPPET_LINES = 8
 #: Notes shown unless verbose.
@@ -74,13 +69,10 @@ def print_report(report: Report, console: Optional[Console] = None, verbose: boo
     console.print(Text(verdict(report, console.width, saved), style="bold"), no_wrap=True, overflow="fold")
 
 
-# C0 and C1 control characters but tab and newline: an ESC from a file name could recolour,
-# move the cursor or retitle the user's terminal. They are shown as \x1b instead.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def visible(text: str) -> str:
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Control characters but tab and newline shown as escapes (kdiag.sanitize.terminal): an ESC
+    from a file name could recolour, move the cursor or retitle the user's terminal."""
+    return sanitize.terminal(text, multiline=True)
 
 
 def scrubbed(value):
@@ -97,150 +89,46 @@ def scrubbed(value):
 
 # --- the verdict ----------------------------------------------------------------------------
 
-
-def verdict(report: Report, width: int = 80, saved: bool = False) -> str:
-    """One line: predict's time, the fastest strategy with matching outputs, and the gain.
-
-    The longest wording that fits `width` columns, e.g. `predict: 66 ms · best: concrete function
-    239 µs (275x faster, outputs match) · see report.md`.
-    """
-    predict = views.timed(report, PREDICT.name)
-    best = views.fastest_matching(report)
-    lead = "incomplete run · " if report.incomplete else ""
-    tail = " · see report.md" if saved else ""
-    if best is None:
-        said = ("no strategy was measured" if not views.measured(report)
-                else "no strategy has checked, matching outputs: nothing to recommend")
-        before = f"predict: {fmt.duration(views.median(predict))} · " if predict is not None else ""
-        candidates = [f"{lead}{before}{said}{tail}", f"{lead}{before}{said}", f"{lead}{said}"]
-    elif predict is None:
-        head = f"best: {best.name} {fmt.duration(views.median(best))}"
-        candidates = [f"{lead}{head} (outputs match; predict was not timed){tail}", f"{lead}{head} (outputs match)",
-                      f"{lead}{head}"]
-    elif best is predict:
-        head = f"predict: {fmt.duration(views.median(predict))} · best: predict"
-        candidates = [f"{lead}{head} (nothing faster has matching outputs){tail}", f"{lead}{head}{tail}",
-                      f"{lead}{head}"]
-    else:
-        speedup = fmt.ratio(views.median(predict) / views.median(best))
-        time = f"predict: {fmt.duration(views.median(predict))}"
-        head = f"best: {best.name} {fmt.duration(views.median(best))}"
-        candidates = [f"{lead}{time} · {head} ({speedup} faster, outputs match){tail}",
-                      f"{lead}{time} · {head} ({speedup} faster, outputs match)",
-                      f"{lead}{time} · {head} ({speedup} faster)",
-                      f"{lead}{head} ({speedup} faster than predict)",
-                      f"{lead}{head} ({speedup} faster)"]
-    return next((c for c in candidates if len(c) <= width), candidates[-1])
+#: The verdict line (kdiag.views.wording), the report's last line.
+verdict = wording.verdict_line
 
 
-# --- the sections ---------------------------------------------------------------------------
+# --- laying out the sections -----------------------------------------------------------------
 
 
 def report_parts(report: Report, width: int = 80, verbose: bool = False):
+    """The report's renderables in order. `verbose` shows every section and column; by default the
+    sections of detail 0 (kdiag.views.sections) and the columns that fit."""
+    detail = 2 if verbose else 1
     yield from _header(report, verbose)
-    sides = views.keras_sides(report)
-    if sides is not None:  # --keras both
-        title = f"{views.keras_label(sides.keras2)} and {views.keras_label(sides.keras3)} side by side"
-        yield from _section(title, _keras_sides(report, verbose))
-    versions = _tf_versions(report)
-    if versions:  # --tf
-        yield from _section("TensorFlow releases side by side", versions)
-    yield from _section("Strategies", _strategies(report, width, verbose))
-    if report.profiles:
-        yield from _section("Where the time goes", _phases(report, width, verbose))
+    side = sections.side_by_side(report)
+    if side is not None:
+        yield from _section(side.title, _parts(side, width, detail, verbose))
+    strategies = sections.strategies(report)
+    yield from _section("Strategies", _strategies(strategies, width, verbose))
+    phases = sections.phases(report, brief=not verbose)
+    if phases is not None:
+        yield from _section(phases.title, _phases(phases, report, width, verbose))
         if verbose:
-            for profile in report.profiles:
-                yield from _section(f"Top functions of {profile.scenario}", [_top_functions(profile)])
+            for part in (sections.tracing(report), sections.top_functions(report, per_phase=2, min_share=0.05)):
+                if part is not None:
+                    yield from _section(part.title, _parts(part, width, detail, verbose))
     if report.findings:
         yield from _section(f"Findings, by measured gain{'' if verbose else ' (evidence, advice: --verbose)'}",
                             _findings(report, verbose))
-    unavailable = [s for s in report.strategies if not s.available]
-    if unavailable:
-        yield from _section("Not measured", [_bullets([f"{r.name}: {r.reason}" for r in unavailable])])
-    beyond = list(_beyond_one_batch(report)) if verbose else []  # by default, the findings say what matters
-    if beyond:
-        yield from _section("Beyond one batch", beyond)
-    notes = list(_notes(report))
-    if notes:
-        # Unless verbose, a few notes of two lines at most: TensorFlow's own warnings run long.
-        shown = notes if verbose else [_clipped(n, width - 2) for n in notes[:NOTES_SHOWN]]
-        if len(notes) > len(shown):
-            shown.append(f"{len(notes) - len(shown)} more notes: --verbose, or report.md.")
-        yield from _section("Notes" if verbose or shown == notes else "Notes (in full: --verbose)",
-                            [_bullets(shown)])
-    kept = [p for p in report.profiles if p.prof_path]
-    if kept and verbose:  # by default the line saying where the run was saved names the .prof files
-        yield from _section("Profiles (kdiag view FILE opens one in snakeviz)", [_profile_files(kept, verbose)])
+    subsections = {s.key: s for s in strategies.subsections}
+    if "not-measured" in subsections:
+        rows = subsections["not-measured"].tables[0].rows
+        yield from _section("Not measured", [_bullets([f"{r[0].text}: {r[1].text}" for r in rows])])
+    beyond = sections.beyond_one_batch(report) if verbose else None  # by default, the findings say what matters
+    if beyond is not None:
+        yield from _section(beyond.title, _parts(beyond, width, detail, verbose))
+    if "notes" in subsections:
+        yield from _notes(list(subsections["notes"].bullets), width, verbose)
+    files = sections.profile_files(report)
+    if verbose and files is not None and files.tables:  # by default the line saying where the run was saved names them
+        yield from _section(files.title, _parts(files, width, 2, verbose))
     yield Text("")
-
-
-def _keras_sides(report: Report, verbose: bool) -> List[RenderableType]:
-    """--keras both: every strategy's median and predict's phases under Keras 2 and Keras 3.
-
-    Call counts only with --verbose, so the table fits 80 columns; the verdict column wraps.
-    """
-    sides = views.keras_sides(report)
-    old, new = views.keras_label(sides.keras2), views.keras_label(sides.keras3)
-    table = Table(box=box.SIMPLE_HEAD, caption=f"Median per call, each Keras in its own process on the same "
-                  f"inputs; ~ = noisy. The sections below are the {new} run's; report.json holds the {old} "
-                  "run in full (other_keras), and its own reports are in keras-N/ of the run folder.",
-                  caption_justify="left")
-    table.add_column("strategy", no_wrap=True)
-    for name in ((old, "n", new, "n") if verbose else (old, new)):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("Keras 3 vs Keras 2")
-    for pair in views.keras_pairs(sides):
-        cells = ([views.keras_cell(pair.keras2), _count(pair.keras2), views.keras_cell(pair.keras3),
-                  _count(pair.keras3)] if verbose else [views.keras_cell(pair.keras2), views.keras_cell(pair.keras3)])
-        table.add_row(pair.name, *cells, pair.verdict_text)
-    parts: List[RenderableType] = [table]
-    deltas = views.keras_phase_deltas(sides)
-    if deltas:
-        phases = Table(box=box.SIMPLE_HEAD, title="predict's phases under each Keras: ms per warm call (cProfile "
-                       "shares scaled to each run's unprofiled median)", title_justify="left")
-        phases.add_column("phase", no_wrap=True)
-        for name in (old, new, "3 − 2"):
-            phases.add_column(name, justify="right", no_wrap=True)
-        for delta in deltas:
-            phases.add_row(delta.phase, f"{delta.before_ms:.2f} ms", f"{delta.after_ms:.2f} ms", delta.text)
-        parts.append(phases)
-    if report.model.keras2_signs:
-        parts.append(Text("The file looks saved by Keras 2: " + "; ".join(report.model.keras2_signs) + "."))
-    findings = views.keras2_run_findings(sides)
-    if findings:
-        parts.append(Text(f"Findings of the {old} run: " + "; ".join(f"[{f.severity}] {f.title}" for f in findings)
-                          + "."))
-    return parts
-
-
-def _tf_versions(report: Report) -> List[RenderableType]:
-    """--tf: the version table, predict's phases per release and how each release ran (kdiag.views_versions)."""
-    table = views_versions.version_table(report)
-    if table is None:
-        return []
-    parts: List[RenderableType] = [_data_table(table)]
-    phases = views_versions.phase_table(report)
-    if phases is not None:
-        parts.append(_data_table(phases, title=True))
-    parts.append(_bullets(views_versions.version_lines(report)))
-    return parts
-
-
-def _data_table(data: "views_versions.TableData", title: bool = False) -> Table:
-    """A table built in the views, laid out: its headers, rows and caption as they are."""
-    table = Table(box=box.SIMPLE_HEAD, caption=data.caption or None, caption_justify="left",
-                  title=Text(data.title) if title else None, title_justify="left")
-    for index, header in enumerate(data.headers):
-        table.add_column(header, justify="right" if data.align[index:index + 1] == "r" else "left",
-                         no_wrap=index == 0)
-    for row in data.rows:
-        table.add_row(*row)
-    return table
-
-
-def _count(result) -> str:
-    m = result.measurement if result is not None else None
-    return str(m.count) if m is not None and result.available and m.count else ""
 
 
 def _clipped(text: str, width: int, lines: int = 2) -> str:
@@ -260,6 +148,70 @@ def _section(title: str, parts: Sequence[RenderableType]):
     yield from parts
 
 
+def _plain(text: str) -> str:
+    """A paragraph's **strong** and `code` marks dropped: the terminal shows the words."""
+    return _CODE.sub(r"\1", _STRONG.sub(r"\1", text))
+
+
+_STRONG = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`\n]+)`")
+
+
+def _parts(section: Section, width: int, detail: int, verbose: bool, title: str = "") -> List[RenderableType]:
+    """A section laid out in order: paragraphs, tables, what follows them, bullets, code, sub-sections."""
+    parts: List[RenderableType] = []
+    if title:
+        parts += [Text(""), Text(title, style="bold")]
+    parts += [Text(_plain(p)) for p in section.paragraphs]
+    for table in section.tables:
+        parts += _table(table, width, detail, verbose)
+    parts += [Text(_plain(p)) for p in section.after]
+    if section.bullets:
+        parts.append(_bullets(list(section.bullets)))
+    parts += [Padding(Text(code.text, style="cyan", overflow="fold"), (0, 0, 0, 2)) for code in section.code]
+    for sub in section.subsections:
+        if sub.detail <= detail:
+            parts += _parts(sub, width, detail, verbose, sub.title)
+    return parts
+
+
+_TONES = {"good": "green", "bad": "bold red", "strong": "bold", "muted": "dim"}
+
+
+def _cell(cell: Cell, short: bool) -> Text:
+    text = cell.short if short and cell.short is not None else cell.text
+    if cell.suffix:
+        text += " " + cell.suffix
+    if cell.tone == "noisy":
+        text = "~ " + text  # the mark first: rich drops a cell's trailing spaces, which would unalign the units
+    return Text(text, style=_TONES.get(cell.tone, ""))
+
+
+def _table(table: sections.Table, width: int, detail: int, verbose: bool, bars: bool = False,
+           key: Optional[int] = 0) -> List[RenderableType]:
+    """The columns of `detail` or less, fitted to `width` (see `_fitted`); a key-value table unhedaded."""
+    short = not verbose
+    picked = [i for i, c in enumerate(table.columns) if c.detail <= detail]
+    columns = [_Column(table.columns[i].header, [_cell(row[i], short) for row in table.rows],
+                       "right" if table.columns[i].align == "r" else "left", table.columns[i].drop,
+                       table.columns[i].wraps) for i in picked]
+    if bars:
+        for i, column in zip(picked, columns):
+            if any(row[i].bar is not None for row in table.rows):
+                column.cells = [Text(f"{_bar(row[i].bar)} {row[i].text:>4}") if row[i].bar is not None else
+                                _cell(row[i], short) for row in table.rows]
+    build = _numeric_table if table.columns[0].header != "field" else _kv_columns
+    tables = _fitted(columns[0], columns[1:], width, verbose, build)
+    return [*tables] + ([Text(_plain(table.caption), style="dim")] if table.caption else [])
+
+
+def _kv_columns(columns: List["_Column"]) -> Table:
+    table = _kv_table()
+    for row in zip(*(c.cells for c in columns)):
+        table.add_row(*row)
+    return table
+
+
 def _header(report: Report, verbose: bool):
     model, env = report.model, report.environment
     params = f" · {model.parameters:,} parameters" if model.parameters is not None else ""
@@ -269,49 +221,17 @@ def _header(report: Report, verbose: bool):
     gpus = "; ".join(env.gpu_models) or ", ".join(env.gpus) or "no GPU"
     yield Text(f"TensorFlow {env.tensorflow} · {keras} · Python {env.python} · {env.cpu_model}, "
                f"{env.cpu_cores} cores · {gpus}", style="dim")
+    if report.incomplete:
+        yield Text(wording.INCOMPLETE, style="bold yellow")
     if verbose:
-        yield from _section("Environment", [_environment(report)])
-        yield from _section("Model", [_model(report)])
+        for section in (sections.environment(report), sections.model(report)):
+            yield from _section(section.title, _parts(section, 10_000, 2, True))
 
 
 def _kv_table(title: Optional[str] = None) -> Table:
     table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    return table
-
-
-def _environment(report: Report) -> Table:
-    env = report.environment
-    table = _kv_table()
-    keras = f"{env.keras} ({'tf-keras, legacy' if env.legacy_keras else 'backend ' + env.keras_backend})"
-    table.add_row("TensorFlow", f"{env.tensorflow} ({env.tensorflow_git}), {env.cuda_build}")
-    if env.tensorflow_install:
-        table.add_row("Installed", env.tensorflow_install)
-    table.add_row("Keras", keras)
-    table.add_row("Python", env.python + (f", NumPy {env.numpy}" if env.numpy else ""))
-    table.add_row("OS", f"{env.os_distribution}; {env.os}" if env.os_distribution else env.os)
-    table.add_row("CPU", f"{env.cpu_model}, {env.cpu_cores} cores")
-    table.add_row("Threads", f"intra-op {fmt.threads(env.intra_op_threads)}, "
-                             f"inter-op {fmt.threads(env.inter_op_threads)}")
-    table.add_row("oneDNN", env.onednn)
-    table.add_row("GPUs", "; ".join(env.gpu_models) or ", ".join(env.gpus) or "none")
-    return table
-
-
-def _model(report: Report) -> Table:
-    model = report.model
-    table = _kv_table()
-    table.add_row("Source", f"{model.source} ({model.format}), loaded in {fmt.duration(model.load_time_s)}")
-    table.add_row("Parameters", f"{model.parameters:,}" if model.parameters is not None else "unknown")
-    for item in model.inputs:
-        shape = "(" + ", ".join(str(d) for d in item.shape) + ")"
-        table.add_row(f"Input {item.name}", f"{shape} {item.dtype}: {item.value_range}")
-    table.add_row("Compiled with", model.compile_config)
-    if model.training_dependent_layers:
-        stray = model.training_true_max_abs_diff
-        table.add_row("training=True", f"{', '.join(model.training_dependent_layers)}: max |diff| "
-                                       f"{'not measured' if stray is None else fmt.diff(stray)}")
     return table
 
 
@@ -361,134 +281,53 @@ def _numeric_table(columns: List[_Column], title: str = "") -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title or None,
                   title_justify="left")
     for column in columns:
-        table.add_column(column.header, justify=column.justify, no_wrap=not column.wraps,
+        header = column.header if column.wraps or len(column.header) <= 12 else _stacked(column.header)
+        table.add_column(header, justify=column.justify, no_wrap=not column.wraps,
                          overflow="fold" if column.wraps else "ellipsis")
     for row in zip(*(c.cells for c in columns)):
         table.add_row(*row)
     return table
 
 
-def _strategies(report: Report, width: int, verbose: bool) -> List[RenderableType]:
-    rows = [r for r in views.strategy_rows(report) if r.result.available and r.result.measurement is not None]
-    if not rows:
-        return [Text("No strategy was measured.")]
-    key = _Column("strategy", [r.result.name + (" (stopped early)" if r.result.measurement.stopped_early else "")
-                               for r in rows], justify="left", wraps=True)
+def _stacked(header: str) -> str:
+    """A long header of figures in short lines: "predict (compiled) ms/call" as predict / (compiled) / ms/call,
+    "compile() Δ ms/call" as compile() Δ / ms/call (a column of figures is as wide as its widest line)."""
+    head, _, unit = header.replace(" (", "\n(").rpartition(" ")
+    return f"{head}\n{unit}" if head else header
 
-    def stat(header, getter, drop_order=0):
-        return _Column(header, [getter(r.result.measurement) for r in rows], drop_order=drop_order)
 
-    # In reading order; drop_order says which go first when the width is short (0: never).
-    columns = [
-        # The noise mark goes first: rich drops a cell's trailing spaces, which would unalign the units.
-        stat("median", lambda m: ("~ " if m.noisy else "") + fmt.duration(m.median_s)),
-        stat("IQR", lambda m: fmt.duration(m.iqr_s), drop_order=10),
-        stat("p90", lambda m: fmt.duration(m.p90_s), drop_order=4),
-        stat("p99", lambda m: fmt.duration(m.p99_s), drop_order=7),
-        stat("n", lambda m: f"{m.count:,}", drop_order=5),
-        stat("first call", lambda m: fmt.duration(m.first_call_s), drop_order=6),
-        _Column("speed-up", [fmt.ratio(r.vs_predict) for r in rows]),
-        _Column("vs fastest", [fmt.ratio(r.vs_fastest) for r in rows], drop_order=8),
-        _Column("outputs", [_outputs_cell(r.result) for r in rows], justify="left"),
-    ]
-    if not verbose:  # IQR is in the JSON and Markdown reports; the ~ marks what it says
-        columns = [c for c in columns if c.header != "IQR"]
-    tables = _fitted(key, columns, width, verbose, _numeric_table)
+def _strategies(section: Section, width: int, verbose: bool) -> List[RenderableType]:
+    if not section.tables:
+        return [Text(_plain(p)) for p in section.after]
+    table = section.tables[0]
+    tables = _table(table, width, 2 if verbose else 1, verbose)
     shown = {c.header for t in tables if isinstance(t, Table) for c in t.columns}
-    left = [c.header for c in columns if c.header not in shown]
-    check = views.reference_check(report)
-    outputs = (f"outputs: max |diff| vs {check.reference} (match: ≤ {check.atol:g} + {check.rtol:g}·|{check.reference}|)"
-               if check else "outputs: not compared (no reference ran)")
-    caption = (f"speed-up: predict's median / this one · ~ noisy: IQR/median > {NOISE_THRESHOLD:.0%} · {outputs}"
-               + (f" · also: {', '.join(left)} (--verbose)" if left else ""))
+    left = [c.header for c in table.columns if c.detail <= (2 if verbose else 1)
+            and c.header.replace(" ", "\n") not in shown and c.header not in shown]
+    caption = " ".join(_plain(p) for p in section.paragraphs) if verbose else section.caption
+    if left:
+        caption += f" · also: {', '.join(left)} (--verbose)"
     return [*tables, Text(caption, style="dim")]
 
 
-def _outputs_cell(result: StrategyResult) -> Text:
-    check = result.outputs
-    if check is None:
-        return Text("not checked")
-    if check.reference == result.name:
-        return Text("reference", style="green")
-    if check.matches:
-        return Text(f"match {fmt.diff(check.max_abs_diff)}", style="green")
-    return Text(f"DIFFER {fmt.diff(check.max_abs_diff)}", style="bold red")
-
-
-def _phases(report: Report, width: int, verbose: bool) -> List[RenderableType]:
-    """Phases per profiled scenario side by side, the compile() delta when both predicts were profiled."""
-    profiles = list(report.profiles)
-    if not verbose:  # predict before and after compile(); other scenarios with --verbose
-        profiles = [p for p in profiles if p.scenario in (PREDICT.name, PREDICT_COMPILED.name)] or profiles[:1]
-    names = [row.name for row in profiles[0].phases]
-    minor = [] if verbose else [n for n in names if all((p.phase(n).share if p.phase(n) else 0) < MINOR_PHASE_SHARE
-                                                        for p in profiles)]
-    major = [n for n in names if n not in minor]
-    deltas = {d.phase: d for d in views.compile_phase_deltas(report)}
-    labels = major + ([f"{len(minor)} phases under {MINOR_PHASE_SHARE:.0%}"] if minor else [])
-    labels.append("traces/call (first)")
-    key = _Column("phase", labels, justify="left", wraps=True)
-
-    def cells(profile, bar):
-        out = []
-        for name in major:
-            row = profile.phase(name)
-            out.append(_phase_cell(row.ms_per_call, row.share, bar) if row else "—")
-        if minor:
-            rows = [profile.phase(n) for n in minor if profile.phase(n)]
-            out.append(_phase_cell(sum(r.ms_per_call for r in rows), sum(r.share for r in rows), bar))
-        out.append(f"{profile.traces_per_call:g} ({profile.cold_traces})")
-        return out
-
-    header = {PREDICT_COMPILED.name: "predict\n(compiled)"}
+def _phases(section: Section, report: Report, width: int, verbose: bool) -> List[RenderableType]:
+    """The phase table, with share bars where they fit; the caption below it."""
+    detail = 2 if verbose else 1
     tables = None
-    for bar in (True, False):  # the share bars only where they fit
-        columns = [_Column(header.get(p.scenario, p.scenario), cells(p, bar)) for p in profiles]
-        if deltas and PREDICT.name in [p.scenario for p in profiles]:
-            columns.append(_Column("compile() Δ", [deltas[n].text if n in deltas else "—" for n in major]
-                                   + (["within the noise" if all(not deltas[n].beyond_noise for n in minor if n in deltas)
-                                       else "see --verbose"] if minor else []) + [""]))
-        for column in columns[2:len(profiles)]:  # scenarios beyond predict's two: stacked in --verbose
-            column.drop_order = 1
-        tables = _fitted(key, columns, width, verbose, _numeric_table)
-        if not bar or (len(tables) == 1 and len(tables[0].columns) == 1 + len(columns)
-                       and natural_width(tables[0]) <= width):
+    for bars in (True, False):  # the share bars only where they fit
+        tables = _table(section.tables[0], width, detail, verbose, bars=bars)
+        if not bars or (len(tables) == 1 and natural_width(tables[0]) <= width):
             break
-    if verbose:
-        effects = "; ".join(f"{p.scenario}: {views.inflation_text(p)}" for p in profiles)
-    else:
-        effects = "profiled / unprofiled time: " + ", ".join(f"{p.scenario} {fmt.ratio(p.inflation)}"
-                                                            for p in profiles)
-    caption = f"ms per warm call = cProfile's share × the unprofiled median ({effects})."
-    return [*tables, Text(caption, style="dim")]
-
-
-def _phase_cell(ms: float, share: float, bar: bool) -> str:
-    text = f"{ms:.2f} ms"
-    return f"{text} {_bar(share)} {share:>3.0%}" if bar else f"{text} {share:>4.0%}"
+    after = ([Text(_plain(p), style="dim") for p in section.paragraphs + section.after] if verbose
+             else [Text(section.caption, style="dim")])
+    subs = [p for sub in section.subsections if sub.detail <= detail for p in _parts(sub, width, detail, verbose,
+                                                                                     sub.title)]
+    return [*tables, *after, *subs]
 
 
 def _bar(share: float, width: int = 8) -> str:
     filled = int(round(share * width))
     return "█" * filled + "·" * (width - filled)
-
-
-def _top_functions(profile, per_phase: int = 2, min_share: float = 0.05) -> Table:
-    """The functions that carry the big phases of one scenario (own time, as profiled)."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  caption=f"own time over {profile.calls} profiled calls; report.md lists every phase",
-                  caption_justify="left", caption_style="dim")
-    table.add_column("phase", overflow="fold")
-    table.add_column("function (file)", overflow="fold", ratio=1)
-    table.add_column("own time", justify="right", no_wrap=True)
-    big = [p.name for p in profile.phases if p.share >= min_share]
-    for phase in big:
-        functions = sorted((f for f in profile.top_functions if f.phase == phase), key=lambda f: -f.own_s)
-        for function in functions[:per_phase]:
-            where = "built-in (C)" if function.file == "~" else f"{function.file}:{function.line}"
-            table.add_row(phase, Text.assemble(function.qualname, "\n", (where, "dim")),
-                          fmt.duration(function.own_s))
-    return table
 
 
 def _findings(report: Report, verbose: bool) -> List[RenderableType]:
@@ -501,7 +340,9 @@ def _findings(report: Report, verbose: bool) -> List[RenderableType]:
         body: List[RenderableType] = [Text.assemble((f"[{finding.severity}] ", style.get(finding.severity, "bold")),
                                                     (finding.title, "bold"))]
         if verbose:
-            body.append(_bullets(finding.evidence, mark="·", style="dim"))
+            meta = wording.finding_meta(finding)
+            body.append(_bullets(finding.evidence + ([meta[0].upper() + meta[1:] + "."] if meta else []), mark="·",
+                                 style="dim"))
         # Unless verbose, the advice of the top finding and of those that matter (a low finding's
         # title says it); report.md has every one.
         if verbose or number == 1 or finding.severity in ("high", "medium"):
@@ -527,142 +368,12 @@ def _bullets(lines: Sequence[str], mark: str = "-", style: str = "") -> Table:
     return grid
 
 
-def _profile_files(profiles, verbose: bool) -> Table:
-    table = _kv_table()
-    for profile in profiles:
-        table.add_row(profile.scenario, profile.prof_path)
-        if verbose:
-            table.add_row("", f"first call: {profile.cold_prof_path}")
-    return table
-
-
-def _notes(report: Report):
-    noisy = [r.name for r in report.strategies if r.measurement and r.measurement.count and r.measurement.noisy]
-    if noisy and not any(f.id == "noisy" for f in report.findings):  # the finding says it already
-        yield (f"Noisy (IQR/median > {NOISE_THRESHOLD:.0%}, marked ~): {', '.join(noisy)}. Another process may be "
-               "using the CPU; rounds were interleaved so ratios stay comparable, but re-run for firmer figures.")
-    for result in report.strategies:
-        m = result.measurement
-        if m is not None and m.stopped_early:
-            yield (f"{result.name}: stopped early after {m.count} calls (wall cap {report.settings.max_wall_s:g} s) "
-                   f"— its figures rest on few samples.")
-        if views.outputs_differ(result):
-            detail = f" ({result.outputs.detail})" if result.outputs.detail else ""
-            yield f"{result.name}: outputs differ from {result.outputs.reference}'s{detail}; it is never recommended."
-        for note in result.notes:
-            yield f"{result.name}: {note}"
-    yield from views.floor_gaps(report)
-    yield from report.notes
-
-
-# --- beyond one batch -------------------------------------------------------------------
-
-
-def _beyond_one_batch(report: Report):
-    """The sweeps, the memory loops, the op breakdown and the threads effect: only what the run has."""
-    if report.data_size_sweep is not None:
-        yield _data_size(report.data_size_sweep)
-    if report.batch_size_sweep is not None:
-        yield _batch_size(report.batch_size_sweep)
-    if report.memory_loops is not None:
-        yield _memory_loops(report.memory_loops)
-    if report.op_breakdown is not None:
-        yield _op_breakdown(report.op_breakdown)
-    if report.threads_effect is not None:
-        table = _kv_table("Intra-op threads")
-        table.add_row(report.threads_effect.strategy or "best path", views.threads_text(report.threads_effect))
-        yield table
-
-
-def _data_size(sweep):
-    if sweep.reason or not sweep.counts:
-        table = _kv_table("Data size: predict against loops, end to end")
-        table.add_row("sweep", sweep.reason or "no sample count was measured")
-        for line in sweep.skipped:
-            table.add_row("", line)
-        return table
-    table = Table(box=box.SIMPLE_HEAD, title=f"Data size: the whole array end to end, time per 1,000 samples "
-                  f"(chunks of {sweep.batch_size})", title_justify="left")
-    table.add_column("samples", justify="right", no_wrap=True)
-    for series in sweep.series:
-        table.add_column(series.strategy if series is sweep.predict else f"{series.strategy} loop", justify="right",
-                         no_wrap=True)
-    table.add_column("predict / fastest loop", justify="right", no_wrap=True)
-    for n in sweep.counts:
-        cells = [f"{n:,}"]
-        for series in sweep.series:
-            seconds = series.seconds_at(n)
-            cells.append(f"{fmt.duration(seconds * 1000 / n)} ({fmt.duration(seconds)})")
-        cells.append(fmt.ratio(sweep.ratio_at(n)))
-        table.add_row(*cells)
-    # Below the table, not a caption: a caption wraps to the table's width.
-    notes = [f"Crossover (predict within {CROSSOVER_WITHIN:.0%} of the fastest loop): {views.crossover_text(sweep)}."]
-    return Group(table, *[Text(line) for line in notes + [f"{line}." for line in sweep.skipped]])
-
-
-def _batch_size(sweep):
-    if sweep.reason or not sweep.points:
-        table = _kv_table("Batch size")
-        table.add_row(sweep.strategy or "best path", sweep.reason or "no batch size was measured")
-        return table
-    knee = sweep.knee()
-    where = (f"samples/s stop growing by more than {THROUGHPUT_GAIN:.0%} at batch {knee:,}: the batch a "
-             f"server should collect" if knee is not None else
-             f"samples/s were still growing at batch {sweep.points[-1][0]:,}")
-    table = Table(box=box.SIMPLE_HEAD, title=f"Batch size: {sweep.strategy}", title_justify="left")
-    for name in ("batch", "per call", "per sample", "samples/s"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for (batch, seconds), (_, rate) in zip(sweep.points, sweep.throughput):
-        table.add_row(f"{batch:,}" + (" ◀" if batch == knee else ""), fmt.duration(seconds),
-                      fmt.duration(seconds / batch), f"{rate:,.0f}")
-    return Group(table, Text(f"{where}. The doubling stopped: {sweep.stopped_by}."))
-
-
-def _memory_loops(loops) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, title="Memory over many calls: RSS in a sustained loop (least-squares slope, "
-                  f"{GROWTH_CONFIDENCE:.0%} band)", title_justify="left")
-    for name, justify in (("strategy", "left"), ("calls", "right"), ("time", "right"), ("peak RSS", "right"),
-                          ("growth", "left"), ("verdict", "left")):
-        table.add_column(name, justify=justify, overflow="fold")
-    if loops.reason:
-        table.add_row("—", "", "", "", "", loops.reason)
-    for loop in loops.loops:
-        if loop.reason:
-            table.add_row(loop.strategy, "", "", "", "", loop.reason)
-            continue
-        table.add_row(loop.strategy, f"{loop.calls:,}", fmt.duration(loop.seconds),
-                      views.size_text(loop.peak_rss_bytes), views.growth_text(loop), views.memory_verdict(loop))
-    return table
-
-
-def _op_breakdown(ops) -> Table:
-    if ops.reason:
-        table = _kv_table("What execution is made of")
-        table.add_row(ops.strategy or "best path", ops.reason)
-        return table
-    share = ops.execution_share
-    table = Table(box=box.SIMPLE_HEAD, title=f"What execution is made of: {ops.strategy}'s ops by self time "
-                  f"({ops.calls} traced calls)", title_justify="left",
-                  caption=f"Shares of the traced execution time ({ops.where} ops, idle excluded), converted by "
-                          f"{ops.converter}; graph execution was {_share_text(share)} of the traced calls' time. "
-                          "By type: " + ", ".join(f"{t.name} {t.share:.0%}" for t in ops.by_type[:5]) + ".",
-                  caption_justify="left")
-    for name, justify in (("op", "left"), ("type", "left"), ("count", "right"), ("self time per call", "right"),
-                          ("share", "right")):
-        table.add_column(name, justify=justify, overflow="fold")
-    for op in ops.ops:
-        table.add_row(op.name, op.op_type, f"{op.occurrences:,}", fmt.duration(op.self_s / ops.calls),
-                      f"{op.share:.1%}")
-    if ops.other_ops:
-        table.add_row(f"{ops.other_ops} other ops", "", "", "", f"{ops.other_share:.1%}")
-    return table
-
-
-def _share_text(share) -> str:
-    if share is None:
-        return "—"
-    # Ops on several threads at once add up to more than the wall time.
-    return f"{share:.0%}" if share <= 1 else f"{share:.0%} (ops ran in parallel)"
+def _notes(notes: List[str], width: int, verbose: bool):
+    # Unless verbose, a few notes of two lines at most: TensorFlow's own warnings run long.
+    shown = notes if verbose else [_clipped(n, width - 2) for n in notes[:NOTES_SHOWN]]
+    if len(notes) > len(shown):
+        shown.append(f"{len(notes) - len(shown)} more notes: --verbose, or report.md.")
+    yield from _section("Notes" if verbose or shown == notes else "Notes (in full: --verbose)", [_bullets(shown)])
 
 
 class StderrProgress:
@@ -706,12 +417,12 @@ class StderrProgress:
             self.progress.start()
             self.task = self.progress.add_task("", total=update.total_steps, left="")
         left = f"≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
-        self.progress.update(self.task, description=visible(update.line), completed=update.step - 1,
+        self.progress.update(self.task, description=sanitize.terminal(update.line), completed=update.step - 1,
                              total=update.total_steps, left=left)
 
     def _print(self, update: ProgressUpdate, prefix: str) -> None:
         left = f", ≤ {update.left_s:.0f} s left" if update.left_s is not None else ""
-        self.console.print(f"kdiag: [{update.elapsed_s:6.1f} s{left}] {prefix}{visible(update.line)}",
+        self.console.print(f"kdiag: [{update.elapsed_s:6.1f} s{left}] {prefix}{sanitize.terminal(update.line)}",
                            soft_wrap=True)
         self.last_line_at = time.monotonic()
 

@@ -168,22 +168,9 @@ def landmark_moves(keys, matcher: Matcher, rules: RuleSet) -> Dict:
     return moves
 
 
-def attribute(stats: pstats.Stats, rules: RuleSet, calls: int = 1, top: int = 5) -> PhaseBreakdown:
-    """Split the profiled time into phases by `rules` (see the module docstring).
-
-    `calls` is how many calls of the profiled callable the profile holds (recorded in
-    the result, nothing is divided by it); `top` how many functions to keep per phase
-    in `top_functions`.
-    """
-    raw = stats.stats  # {key: (cc, nc, tt, ct, {caller: (nc, cc, tt, ct)})}
-    keys = list(raw)
-    matcher = Matcher(rules)
-    n_phases = len(PHASES)
-    origin = [0.0] * n_phases
-    origin[OTHER_INDEX] = 1.0
-    moves = landmark_moves(keys, matcher, rules)
-
-    # Edges into each function.
+def _edges(raw, keys):
+    """({function: (edges into it from other callers, its recursive own time, its recursive total)},
+    {caller: its callees}), from pstats' caller dictionaries."""
     edges_of: Dict = {}
     callees_of: Dict = {}
     for key in keys:
@@ -201,6 +188,25 @@ def attribute(stats: pstats.Stats, rules: RuleSet, calls: int = 1, top: int = 5)
             edges.append((caller, count, e_tt, e_ct))
             callees_of.setdefault(caller, []).append(key)
         edges_of[key] = (edges, self_tt, self_ct)
+    return edges_of, callees_of
+
+
+def attribute(stats: pstats.Stats, rules: RuleSet, calls: int = 1, top: int = 5) -> PhaseBreakdown:
+    """Split the profiled time into phases by `rules` (see the module docstring).
+
+    `calls` is how many calls of the profiled callable the profile holds (recorded in
+    the result, nothing is divided by it); `top` how many functions to keep per phase
+    in `top_functions`.
+    """
+    raw = stats.stats  # {key: (cc, nc, tt, ct, {caller: (nc, cc, tt, ct)})}
+    keys = list(raw)
+    matcher = Matcher(rules)
+    n_phases = len(PHASES)
+    origin = [0.0] * n_phases
+    origin[OTHER_INDEX] = 1.0
+    moves = landmark_moves(keys, matcher, rules)
+
+    edges_of, callees_of = _edges(raw, keys)
     inflow = {
         key: _Inflow(raw[key], self_tt, self_ct, edges)
         for key, (edges, self_tt, self_ct) in edges_of.items()

@@ -1,0 +1,114 @@
+"""The registry of findings: each rule is one function registered with its finding id, its place in
+the order a user needs findings in, and the thresholds it compares against (printed by `kdiag rules`).
+
+    @rule("eager-slow", rank=HABITS + 3, thresholds=[("min_ratio", 2.0, "model(x) eager's median / ...")])
+    def eager_slow(report: Report) -> List[Finding]:
+        ... threshold("eager-slow", "min_ratio") ...
+
+A rule is a pure function of the Report that returns the findings its evidence supports (none
+when the evidence is absent: nothing is estimated to fill a gap). It recommends a strategy only
+through `kdiag.analysis.findings.recommend`, which refuses what was not measured or whose outputs
+do not match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
+
+from kdiag.datamodel.report import Finding, Report
+
+SEVERITIES = ("high", "medium", "low", "info")
+_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+# The order a user needs findings in, by band: correctness first (outputs that differ, the training
+# flag), then the user's own path (predict against the best path that matches), then advice that
+# backfires on this model, the data size, then compile(), retracing, memory and eager calls, then
+# runtimes and floors, then noise. Within a band, a rule's rank places it; within one rank, by
+# severity, then measured gain.
+CORRECTNESS = 10
+USERS_PATH = 20
+BACKFIRES = 30
+DATA_SIZE = 40
+HABITS = 50
+RUNTIMES = 60
+NOISE = 70
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    finding_id: str
+    name: str
+    value: float
+    meaning: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    finding_id: str
+    rank: int
+    check: Callable[[Report], List[Finding]]
+    thresholds: Tuple[Threshold, ...]
+
+
+RULES: List[Rule] = []
+_THRESHOLD_VALUES: Dict[Tuple[str, str], float] = {}
+
+
+def rule(finding_id: str, rank: int, thresholds: Sequence[Tuple[str, float, str]] = ()):
+    """Register `check` as the rule of `finding_id`, with its thresholds as (name, value, meaning)."""
+    def register(check: Callable[[Report], List[Finding]]):
+        if any(r.finding_id == finding_id for r in RULES):
+            raise ValueError(f"two rules for {finding_id}")
+        rows = tuple(Threshold(finding_id, name, value, meaning) for name, value, meaning in thresholds)
+        RULES.append(Rule(finding_id, rank, check, rows))
+        for row in rows:
+            _THRESHOLD_VALUES[(finding_id, row.name)] = row.value
+        return check
+
+    return register
+
+
+def threshold(finding_id: str, name: str) -> float:
+    """The value of one threshold; KeyError for one that no rule registered."""
+    return _THRESHOLD_VALUES[(finding_id, name)]
+
+
+def ordered_rules() -> List[Rule]:
+    return sorted(RULES, key=lambda r: r.rank)
+
+
+def finding_order() -> Tuple[str, ...]:
+    """Every finding id, in the order a user needs them."""
+    return tuple(r.finding_id for r in ordered_rules())
+
+
+def thresholds() -> Tuple[Threshold, ...]:
+    """Every threshold, rule by rule in the findings' order."""
+    return tuple(t for r in ordered_rules() for t in r.thresholds)
+
+
+def thresholds_table() -> List[Tuple[str, str, str, str]]:
+    """Rows (finding id, threshold name, value, meaning) for `kdiag rules`."""
+    return [(t.finding_id, t.name, f"{t.value:g}", t.meaning) for t in thresholds()]
+
+
+def run_rules(report: Report) -> List[Finding]:
+    """Every finding the registered rules find in the report, in the order a user needs them."""
+    findings: List[Finding] = []
+    for registered in RULES:
+        findings.extend(registered.check(report))
+    return sort_findings(findings)
+
+
+def sort_findings(findings: Iterable[Finding]) -> List[Finding]:
+    """By rank (the rule's place in the order), then severity, then measured speed-up, largest first (stable)."""
+    ranks = {r.finding_id: r.rank for r in RULES}
+    indexed = list(enumerate(findings))
+    indexed.sort(key=lambda item: (
+        ranks.get(item[1].id, NOISE + 100),
+        _SEVERITY_RANK.get(item[1].severity, len(SEVERITIES)),
+        -(item[1].measured_speedup or 0.0),
+        item[0],
+    ))
+    return [f for _, f in indexed]

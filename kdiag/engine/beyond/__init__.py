@@ -1,0 +1,1 @@
+"""Beyond one batch: data-size and batch-size sweeps, memory over many calls, op breakdown, threads."""

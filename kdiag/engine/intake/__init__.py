@@ -1,0 +1,1 @@
+"""Model intake: load a file safely, estimate its memory, build its inputs."""

@@ -1,0 +1,10 @@
+"""What every consumer of a Report shares, one definition each.
+
+- `facts` (re-exported here, so `views.median(...)` reads as before): derived facts such as
+  "measured", "outputs match", "fastest matching" and "beyond the noise".
+- `wording`: every sentence that two outputs show.
+- `sections`: every section of the report built once as rows and captions; the terminal, Markdown
+  and HTML renderers lay them out and add no facts.
+"""
+
+from kdiag.views.facts import (Judgement, KerasPair, KerasSides, LabelledRun, MIN_CALLS_FOR_VERDICT, PhaseDelta, StrategyRow, beyond_noise, compile_phase_deltas, compile_total_delta, crossover_text, fastest_matching, fastest_usable, floor_gaps, growth_text, inflation_text, iqr, judge, keras2_run_findings, keras_cell, keras_label, keras_pairs, keras_phase_deltas, keras_sides, measured, median, memory_verdict, outputs_differ, outputs_match, outputs_text, phase_deltas, reference_check, repro_path, repro_unavailable_reason, side_by_side, size_text, strategy_rows, threads_judgement, threads_text, timed, times_text, usable, versus_text)  # noqa: F401

@@ -1,0 +1,509 @@
+"""Derived facts of a Report, one definition each.
+
+Findings (`kdiag.analysis`), `kdiag compare` and every renderer read these instead of
+working them out again, so the terminal, the Markdown report, the JSON findings and a
+comparison can never disagree on what "measured", "outputs match", "fastest" or "beyond
+the noise" mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable, List, Optional
+
+from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, DataSizeSweep, MemoryLoop,
+                                    ThreadsEffect)
+from kdiag.datamodel.profile import ProfileResult
+from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult
+from kdiag.datamodel.strategies import BY_NAME, CPP, PREDICT, PREDICT_COMPILED
+from kdiag.format import diff, duration
+from kdiag.format import ratio as fmt_ratio
+
+# --- strategies -------------------------------------------------------------------------
+
+
+def median(result: Optional[StrategyResult]) -> Optional[float]:
+    """The median of a strategy that was measured: available, timed calls, positive and finite; else None."""
+    if result is None or not result.available or result.measurement is None or not result.measurement.count:
+        return None
+    value = result.measurement.median_s
+    return value if value > 0 and math.isfinite(value) else None
+
+
+def iqr(result: StrategyResult) -> float:
+    """The IQR of a measured strategy; 0 where the samples give none (a single call)."""
+    value = result.measurement.iqr_s if result.measurement is not None else math.nan
+    return value if math.isfinite(value) else 0.0
+
+
+def timed(report: Report, name: str) -> Optional[StrategyResult]:
+    """The strategy called `name` when it was measured (see `median`)."""
+    result = report.strategy(name)
+    return result if median(result) is not None else None
+
+
+def measured(report: Report) -> List[StrategyResult]:
+    """Every measured strategy, fastest first."""
+    return sorted((r for r in report.strategies if median(r) is not None), key=lambda r: median(r))
+
+
+def outputs_match(result: StrategyResult) -> bool:
+    """Its outputs were checked against the reference and match; the reference itself matches.
+
+    A strategy whose outputs were never checked does not match: it is never recommended.
+    """
+    check = result.outputs
+    return check is not None and (check.matches or check.reference == result.name)
+
+
+def outputs_differ(result: StrategyResult) -> bool:
+    """Checked, and different from the reference (the reference never differs from itself)."""
+    check = result.outputs
+    return check is not None and not check.matches and check.reference != result.name
+
+
+def outputs_text(result: StrategyResult) -> str:
+    """The outputs check in words, as every output shows it: "not checked", "reference",
+    "match (max |diff| 2.0e-08)" or "differ (max |diff| 0.5): output 0 | shape (8, 1)"."""
+    check = result.outputs
+    if check is None:
+        return "not checked"
+    if check.reference == result.name:
+        return "reference"
+    if check.matches:
+        return f"match (max |diff| {diff(check.max_abs_diff)})"
+    return f"differ (max |diff| {diff(check.max_abs_diff)})" + (f": {check.detail}" if check.detail else "")
+
+
+def usable(report: Report, name: str) -> Optional[StrategyResult]:
+    """Measured and matching: only these are ever recommended."""
+    result = timed(report, name)
+    return result if result is not None and outputs_match(result) else None
+
+
+def fastest_usable(report: Report, names: Iterable[str]) -> Optional[StrategyResult]:
+    candidates = [r for r in (usable(report, n) for n in names) if r is not None]
+    return min(candidates, key=lambda r: median(r)) if candidates else None
+
+
+def fastest_matching(report: Report) -> Optional[StrategyResult]:
+    """The fastest measured strategy whose outputs match the reference."""
+    return next((r for r in measured(report) if outputs_match(r)), None)
+
+
+def reference_check(report: Report) -> Optional[OutputCheck]:
+    """The outputs check of the run (its reference and tolerance), when any ran."""
+    return next((s.outputs for s in report.strategies if s.outputs is not None), None)
+
+
+def beyond_noise(a: StrategyResult, b: StrategyResult, iqrs: float = 1.0) -> bool:
+    """The one noise rule: the medians differ by more than `iqrs` times the sum of both IQRs."""
+    return abs(median(a) - median(b)) > iqrs * (iqr(a) + iqr(b))
+
+
+#: Below this many timed calls on either side, no comparison is judged either way: an IQR
+#: of one or two samples is no noise band.
+MIN_CALLS_FOR_VERDICT = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """Strategy `slow` against strategy `fast`: how much slower, and whether the data can say so."""
+
+    slow: StrategyResult
+    fast: StrategyResult
+    ratio: float  # median(slow) / median(fast): above 1 when `slow` really is the slower
+    gap_s: float  # median(slow) - median(fast)
+    noise_s: float  # the sum of both IQRs, times the rule's multiple
+    enough_calls: bool
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.enough_calls and abs(self.gap_s) > self.noise_s
+
+    @property
+    def calls_text(self) -> str:
+        """"n=3 and n=12": the call counts behind the judgement."""
+        return f"n={self.slow.measurement.count} and n={self.fast.measurement.count}"
+
+    @property
+    def not_enough_text(self) -> str:
+        return (f"not enough calls to judge ({self.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each are needed "
+                "for a noise band): re-run with a larger --budget or --min-calls")
+
+
+def judge(slow: StrategyResult, fast: StrategyResult, iqrs: float = 1.0) -> Judgement:
+    """Compare two measured strategies under the one noise rule, refusing a verdict on too few calls."""
+    enough = min(slow.measurement.count, fast.measurement.count) >= MIN_CALLS_FOR_VERDICT
+    return Judgement(slow, fast, median(slow) / median(fast), median(slow) - median(fast),
+                     iqrs * (iqr(slow) + iqr(fast)), enough)
+
+
+def times_text(ratio: float) -> str:
+    """A ratio of two times in words that never reads "0.21x the time": "4.8x slower" / "3.10x faster"."""
+    if ratio >= 1.0:
+        return f"{fmt_ratio(ratio)} slower"
+    return f"{fmt_ratio(1.0 / ratio)} faster"
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyRow:
+    result: StrategyResult
+    vs_predict: Optional[float]  # predict's median / this median: >1 means faster than predict
+    vs_fastest: Optional[float]  # this median / the fastest median: 1.0 for the fastest
+
+
+def strategy_rows(report: Report) -> List[StrategyRow]:
+    """Measured strategies fastest first, then the rest (not measured) in report order."""
+    done = measured(report)
+    predict_median = median(report.strategy(PREDICT.name))
+    fastest = median(done[0]) if done else None
+    rows = [StrategyRow(r, predict_median / median(r) if predict_median else None, median(r) / fastest)
+            for r in done]
+    return rows + [StrategyRow(r, None, None) for r in report.strategies if r not in done]
+
+
+def floor_gaps(report: Report) -> List[str]:
+    """How far predict and the best Python path are from the C++ floor, when it was measured."""
+    floor = timed(report, CPP.name)
+    if floor is None:
+        return []
+    if outputs_differ(floor):
+        return [f"{CPP.name}: its outputs differ, so it is not used as the floor."]
+    lines = []
+    predict = timed(report, PREDICT.name)
+    if predict is not None:
+        lines.append(f"predict takes {median(predict) / median(floor):,.0f}x the C++ floor "
+                     f"({duration(median(predict))} vs {duration(median(floor))} per call): "
+                     "that much is Python and Keras.")
+    python = [r for r in measured(report) if r.name != CPP.name and outputs_match(r)]
+    if python:
+        best = python[0]
+        lines.append(f"The best Python path, {best.name}, takes {median(best) / median(floor):.2f}x the C++ floor "
+                     f"({duration(median(best))} vs {duration(median(floor))}).")
+    return lines
+
+
+# --- phases -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseDelta:
+    """One phase's change between two profiles of the same scenario kind (ms per call)."""
+
+    phase: str
+    before_ms: float
+    after_ms: float
+    share_before: float
+    share_after: float
+    noise_ms: Optional[float]  # None when a side has no timing measurement to take an IQR from
+
+    @property
+    def delta_ms(self) -> float:
+        return self.after_ms - self.before_ms
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.noise_ms is not None and abs(self.delta_ms) > self.noise_ms
+
+    @property
+    def text(self) -> str:
+        """"+1.20 ms" beyond the noise; "~0 (±0.35 ms noise)" within it; "+1.20 ms (noise unknown)"."""
+        if self.noise_ms is None:
+            return f"{self.delta_ms:+.2f} ms (noise unknown)"
+        if not self.beyond_noise:
+            return f"~0 (±{self.noise_ms:.2f} ms noise)"
+        return f"{self.delta_ms:+.2f} ms"
+
+
+def phase_deltas(before: ProfileResult, before_result: Optional[StrategyResult],
+                 after: ProfileResult, after_result: Optional[StrategyResult]) -> List[PhaseDelta]:
+    """Per phase, after minus before, with its noise band.
+
+    A phase's milliseconds are its profiled share times the scenario's unprofiled median, so
+    its noise is each side's share times that side's IQR, summed (the one noise rule, per phase).
+    """
+    known = median(before_result) is not None and median(after_result) is not None
+    rows_after = {p.name: p for p in after.phases}
+    deltas = []
+    for b in before.phases:
+        a = rows_after.get(b.name)
+        if a is None:
+            continue
+        noise = (b.share * iqr(before_result) + a.share * iqr(after_result)) * 1e3 if known else None
+        deltas.append(PhaseDelta(b.name, b.ms_per_call, a.ms_per_call, b.share, a.share, noise))
+    return deltas
+
+
+def compile_phase_deltas(report: Report) -> List[PhaseDelta]:
+    """What compile() changed per phase of predict; empty unless both predicts were profiled."""
+    before, after = report.profile(PREDICT.name), report.profile(PREDICT_COMPILED.name)
+    if before is None or after is None:
+        return []
+    return phase_deltas(before, report.strategy(PREDICT.name), after, report.strategy(PREDICT_COMPILED.name))
+
+
+def compile_total_delta(report: Report) -> Optional[PhaseDelta]:
+    """predict's whole profiled time per call, before and after compile(), with the same noise rule."""
+    before, after = report.profile(PREDICT.name), report.profile(PREDICT_COMPILED.name)
+    if before is None or after is None:
+        return None
+    plain, compiled = report.strategy(PREDICT.name), report.strategy(PREDICT_COMPILED.name)
+    known = median(plain) is not None and median(compiled) is not None
+    return PhaseDelta("total", sum(p.ms_per_call for p in before.phases), sum(p.ms_per_call for p in after.phases),
+                      1.0, 1.0, (iqr(plain) + iqr(compiled)) * 1e3 if known else None)
+
+
+def inflation_text(profile: ProfileResult) -> str:
+    """cProfile's effect on the time, in words: a factor below 1 is not an inflation."""
+    factor = profile.inflation
+    if factor is None:
+        return "no unprofiled median to compare with"
+    if factor >= 1.0:
+        return f"cProfile made the calls {factor:.2f}x slower"
+    # The profiled pass ran on a fresh instance at another moment; a machine that drifted
+    # faster, or a noisy median, can make it come out quicker than the timing pass.
+    return f"the profiled calls ran {1 / factor:.2f}x faster than the timing pass (machine drift or noise)"
+
+
+# --- Keras 2 and Keras 3 side by side (--keras both) -------------------------------------
+
+
+def keras_label(report: Report) -> str:
+    """"Keras 2 (tf-keras 2.21.0)" or "Keras 3 (3.15.1)": which Keras a run measured."""
+    env = report.environment
+    return f"Keras 2 (tf-keras {env.keras})" if env.legacy_keras else f"Keras 3 ({env.keras})"
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasSides:
+    """One model measured under both Keras versions; the older first, as in "after upgrading"."""
+
+    keras2: Report
+    keras3: Report
+
+
+def keras_sides(report: Report) -> Optional[KerasSides]:
+    """The two runs of a `--keras both` report; None for a run under one Keras."""
+    other = report.other_keras
+    if other is None or other.environment.legacy_keras == report.environment.legacy_keras:
+        return None
+    return KerasSides(other, report) if other.environment.legacy_keras else KerasSides(report, other)
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasPair:
+    """One strategy under Keras 2 and under Keras 3 (None on a side that does not list it)."""
+
+    name: str
+    keras2: Optional[StrategyResult]
+    keras3: Optional[StrategyResult]
+
+    def judgement(self, iqrs: float = 1.0) -> Optional[Judgement]:
+        """Keras 3 against Keras 2 under the one noise rule; None unless both sides were timed."""
+        if median(self.keras2) is None or median(self.keras3) is None:
+            return None
+        if median(self.keras3) >= median(self.keras2):
+            return judge(self.keras3, self.keras2, iqrs)
+        return judge(self.keras2, self.keras3, iqrs)
+
+    @property
+    def keras3_over_keras2(self) -> Optional[float]:
+        """Keras 3's median / Keras 2's: above 1 when Keras 3 is the slower."""
+        if median(self.keras2) is None or median(self.keras3) is None:
+            return None
+        return median(self.keras3) / median(self.keras2)
+
+    @property
+    def verdict_text(self) -> str:
+        """"Keras 3 14.0x slower", "Keras 3 3.10x faster", "within the noise (±1.2 ms)", or why not judged."""
+        return versus_text(self.keras2, self.keras3, "Keras 3")
+
+
+def versus_text(base: Optional[StrategyResult], other: Optional[StrategyResult], label: str, iqrs: float = 1.0) -> str:
+    """`other` (the run called `label`) against `base` under the one noise rule: "Keras 3 14.0x slower",
+    "within the noise (±1.2 ms)", "no verdict (n=3 and n=3; at least 5 each)", or "—" unless both were timed.
+    A ratio only where the noise rule supports one, and never below 1."""
+    if median(base) is None or median(other) is None:
+        return "—"
+    judged = judge(other, base, iqrs) if median(other) >= median(base) else judge(base, other, iqrs)
+    if not judged.enough_calls:
+        return f"no verdict ({judged.calls_text}; at least {MIN_CALLS_FOR_VERDICT} each)"
+    if not judged.beyond_noise:
+        return f"within the noise (±{duration(judged.noise_s)})"
+    return f"{label} {times_text(median(other) / median(base))}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledRun:
+    """One run of a side-by-side report, with the label its column shows."""
+
+    label: str
+    report: Report
+
+
+def side_by_side(report: Report) -> List[LabelledRun]:
+    """The runs of a report that measured one model several ways (--keras both), oldest first; empty for one run.
+
+    Every side-by-side section is built over this list, so more runs (other TensorFlow releases)
+    add columns, not code.
+    """
+    sides = keras_sides(report)
+    if sides is None:
+        return []
+    return [LabelledRun(keras_label(sides.keras2), sides.keras2), LabelledRun(keras_label(sides.keras3), sides.keras3)]
+
+
+def keras_pairs(sides: KerasSides) -> List[KerasPair]:
+    """Every strategy of either run, in the Keras 3 run's order (fastest first), Keras 2-only ones last."""
+    names = [row.result.name for row in strategy_rows(sides.keras3)]
+    names += [r.name for r in sides.keras2.strategies if r.name not in names]
+    return [KerasPair(name, sides.keras2.strategy(name), sides.keras3.strategy(name)) for name in names]
+
+
+def keras2_run_findings(sides: KerasSides) -> List[Finding]:
+    """The Keras 2 run's own findings, less its advice to run --keras both (this is that run):
+    id "keras2-file" of kdiag.analysis.rules.keras_versions, which sits above this module."""
+    return [f for f in sides.keras2.findings if f.id != "keras2-file"]
+
+
+def keras_cell(result: Optional[StrategyResult]) -> str:
+    """A strategy's median on one side, marked when noisy or when its outputs differ; why not, else."""
+    if result is None:
+        return "not run"
+    m = result.measurement
+    if not result.available or m is None or not m.count:
+        return result.reason.split(":", 1)[0] if result.reason else "not measured"
+    text = duration(m.median_s) + (" ~" if m.noisy else "")
+    return text + (" (outputs differ)" if outputs_differ(result) else "")
+
+
+def keras_phase_deltas(sides: KerasSides) -> List[PhaseDelta]:
+    """predict's phases under Keras 2 (before) and Keras 3 (after); empty unless both were profiled."""
+    before, after = sides.keras2.profile(PREDICT.name), sides.keras3.profile(PREDICT.name)
+    if before is None or after is None:
+        return []
+    return phase_deltas(before, sides.keras2.strategy(PREDICT.name), after, sides.keras3.strategy(PREDICT.name))
+
+
+# --- beyond one batch -------------------------------------------------------------------
+
+
+def size_text(n: Optional[float]) -> str:
+    """A byte count with a sign where it has one: "+2.1 MB", "-512 kB" (decimal units, as RSS is quoted)."""
+    if n is None or n != n:
+        return "—"
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{sign}{n / scale:.3g} {unit}"
+    return f"{sign}{n:.0f} bytes"
+
+
+def crossover_text(sweep: DataSizeSweep, within: float = CROSSOVER_WITHIN) -> str:
+    """Where predict catches up with the best loop, in words: "from 4,096 samples" / "none up to 65,536 samples"."""
+    if sweep.largest is None:
+        return "not measured"
+    found = sweep.crossover(within)
+    if found is None:
+        return f"none up to {sweep.largest:,} samples"
+    return f"from {found:,} samples"
+
+
+def growth_text(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> str:
+    """"2.1 MB per 1,000 calls (95% band 1.9 MB to 2.3 MB) over 1,000 calls", or why there is no slope.
+
+    A loop of fewer than 1,000 calls gives its fitted growth over the calls it made, not a figure
+    per 1,000 calls that it never reached.
+    """
+    if loop.reason:
+        return loop.reason
+    band = loop.growth_band(confidence)
+    if band is None:
+        return f"no slope: {len(loop.points)} RSS samples over {loop.calls:,} calls are too few"
+    per = 1000 if loop.calls >= 1000 else loop.calls
+    scale = per / 1000
+    return (f"{size_text(loop.growth_per_1000_calls_bytes * scale)} per {per:,} calls ({confidence:.0%} band "
+            f"{size_text(band[0] * scale)} to {size_text(band[1] * scale)}) over {loop.calls:,} calls")
+
+
+def memory_verdict(loop: MemoryLoop, confidence: float = GROWTH_CONFIDENCE) -> str:
+    """What the loop shows: growth, or "no growth measured over N calls"."""
+    if loop.reason:
+        return loop.reason
+    if loop.fit is None:
+        return f"not judged: {len(loop.points)} RSS samples are too few for a slope"
+    if loop.grows(confidence):
+        return f"grows RSS by ~{size_text(loop.growth_per_1000_calls_bytes)} per 1,000 calls"
+    if loop.rises(confidence):
+        return (f"RSS rose by {size_text(loop.observed_growth_bytes)} over {loop.calls:,} calls in a few steps, not "
+                "steadily (as allocators and caches warm up): no steady growth measured")
+    return f"no growth measured over {loop.calls:,} calls"
+
+
+def threads_judgement(effect: Optional[ThreadsEffect], iqrs: float = 1.0) -> Optional[Judgement]:
+    """1 intra-op thread (`slow`) against the core count (`fast`) under the one noise rule; None unless both ran.
+
+    The ratio is above 1 when more threads help, below 1 when one thread is faster.
+    """
+    if effect is None or effect.one is None or effect.many is None or not effect.one.count or not effect.many.count:
+        return None
+    one = StrategyResult(effect.one.strategy, "", True, measurement=effect.one)
+    many = StrategyResult(effect.many.strategy, "", True, measurement=effect.many)
+    if median(one) is None or median(many) is None:
+        return None
+    return judge(one, many, iqrs)
+
+
+def threads_text(effect: ThreadsEffect, iqrs: float = 1.0) -> str:
+    """The threads effect with its noise band, or why it was not measured."""
+    if effect.reason:
+        return effect.reason
+    judged = threads_judgement(effect, iqrs)
+    if judged is None:
+        return "not measured"
+    one, many = median(judged.slow), median(judged.fast)
+    cores = f"{effect.cores} threads (one per core)"
+    head = (f"1 intra-op thread {duration(one)} vs {cores} {duration(many)} per call "
+            f"(n={judged.slow.measurement.count} and n={judged.fast.measurement.count})")
+    if not judged.enough_calls:
+        return f"{head}: {judged.not_enough_text}"
+    verdict = f"1 thread is {times_text(judged.ratio)}" if judged.beyond_noise else "within the noise"
+    return f"{head}: difference {duration(abs(judged.gap_s))}, noise band ±{duration(judged.noise_s)}: {verdict}"
+
+
+# --- repro.py ----------------------------------------------------------------------------
+
+
+def repro_path(report: Report) -> Optional[StrategyResult]:
+    """The fastest strategy with matching outputs (fastest_matching) that the script can run.
+
+    Not the C++ floor (a program of its own), nor predict after compile(): the script loads the
+    model without compiling it, and compiling only to call predict is nothing to recommend.
+    """
+    best = fastest_matching(report)
+    if best is None or _runnable(best):
+        return best
+    return next((r for r in measured(report) if outputs_match(r) and _runnable(r)), None)
+
+
+def _runnable(result: StrategyResult) -> bool:
+    return result.name != PREDICT_COMPILED.name and _language(result) == "python"
+
+
+def _language(result: StrategyResult) -> str:
+    identity = BY_NAME.get(result.name)
+    return identity.language if identity is not None else "python"
+
+
+def repro_unavailable_reason(report: Report) -> Optional[str]:
+    """Why this report has no measurement to reproduce, or None when it has one."""
+    if not report.model.keras_model:
+        return "the model is a plain SavedModel: it has no Keras predict to compare with"
+    if usable(report, PREDICT.name) is None:
+        return "kdiag could not measure predict on this model, so there is no headline to reproduce"
+    if repro_path(report) is None:
+        return "no strategy that Python can run was measured with outputs matching predict's"
+    return None

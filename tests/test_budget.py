@@ -1,0 +1,53 @@
+"""The Budget, on a fake clock: the one reader of the time limit, and the wording of what it cut."""
+
+from __future__ import annotations
+
+import math
+
+from kdiag.steps.budget import Budget
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_without_a_limit_everything_fits_and_nothing_is_said():
+    clock = Clock()
+    budget = Budget(0, clock=clock)
+    clock.now += 1_000
+    assert budget.left() == math.inf and budget.left_or_none() is None
+    assert budget.fits(1e9) and budget.scale(1e9) == 1.0
+    assert budget.deadline_for(5.0) is None and budget.for_child(20.0) is None
+    assert budget.note(["TFLite"], [], 5) == ""
+
+
+def test_steps_ask_for_their_share_and_the_report_keeps_its_reserve():
+    clock = Clock()
+    budget = Budget(60, clock=clock, reserve_s=5.0)
+    clock.now += 35  # 25 s left, 20 after the report's reserve
+    assert budget.left() == 25 and budget.elapsed() == 35
+    assert budget.share(2) == 10
+    assert budget.scale(40) == 0.5  # half of what was wanted fits
+    assert budget.deadline_for(5.0) == 100 + 60 - 5
+    assert budget.fits(25) and not budget.fits(25.5)
+    assert budget.for_child(30.0) == 30.0 and budget.for_child(10.0) == 25
+    clock.now += 30
+    assert budget.scale(40) == 0.0 and budget.left_or_none() == 0.0 and budget.past(budget.deadline_for(0))
+
+
+def test_what_was_cut_is_said_once_with_the_limit_that_would_fit_it():
+    clock = Clock()
+    budget = Budget(60, clock=clock)
+    clock.now += 50
+    budget.cut("The steps beyond one batch ran on 40% of their budgets.", needs_s=31)  # needed until 81 s
+    budget.cut(needs_s=12)  # a row that says so itself: no note, and less than the first
+    assert budget.not_started(30).startswith("not measured: would take ~30 s, and 10 s of the time limit were left")
+    note = budget.note(["C++ (TF C API)"], ["predict"], 5)
+    assert note == ("Time limit 60 s (--time-limit; 0 for none); this run took 50 s. Not started, for want of time: "
+                    "C++ (TF C API). Fewer than 5 timed calls: predict. The steps beyond one batch ran on 40% of their "
+                    "budgets. Rerun with --time-limit 90 to measure it all.")
+    assert Budget(60, clock=clock).note([], [], 5) == ""  # nothing left out: the limit is in the settings
