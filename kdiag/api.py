@@ -23,7 +23,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             profile_strategies: Sequence[str] = (), profile_calls: int = 10, time_limit_s: float = 60.0,
             out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None,
             keras: Optional[str] = None, samples: Optional[Sequence[int]] = None, sweeps: bool = True,
-            memory_loops: bool = True, ops: bool = True) -> Report:
+            memory_loops: bool = True, ops: bool = True, tf: Optional[Sequence[str]] = None,
+            save_inputs: Optional[str] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -52,6 +53,10 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     samples, sweeps: the data-size sweep's sample counts (None: automatic), and whether to run the
         data-size and batch-size sweeps at all; memory_loops: the sustained loops that watch RSS;
         ops: the op breakdown (needs XProf: pip install kdiag[ops]) and the threads comparison.
+    tf: TensorFlow releases to measure side by side, e.g. ["2.15", "installed", "nightly"]: each in its
+        own cached environment (`kdiag envs` lists them), in alternating rounds on one input batch; the
+        Report is the first release's, with every release in `report.tf_versions`. Needs a model file.
+    save_inputs: also save the input batch the run used to this .npz (never over a file).
 
     The Report is data: `print_report(report)`, `render_report(report, "markdown")` and `render_report(report, "json")`
     show it.
@@ -65,6 +70,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
         profile_calls=profile_calls, time_limit_s=time_limit_s, redact=redact, keras=keras,
         samples=None if samples is None else tuple(samples), sweeps=sweeps, memory_loops=memory_loops, ops=ops,
+        tf_versions=tf.split(",") if isinstance(tf, str) else None if tf is None else tuple(tf),
+        save_inputs=save_inputs,
     )
     return run(config, progress=progress, out_dir=out_dir)
 

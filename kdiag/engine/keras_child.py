@@ -185,6 +185,7 @@ def child_config(config: RunConfig, private: Path, time_limit_s: Optional[float]
         model=None if config.model is None else _absolute(config.model),
         inputs=None if config.inputs is None else inputs_file(config.inputs, private),
         custom_objects_file=None if not config.custom_objects_file else _absolute(config.custom_objects_file),
+        save_inputs=None if config.save_inputs is None else _absolute(config.save_inputs),
         time_limit_s=config.time_limit_s if time_limit_s is None else time_limit_s,
     )
 

@@ -27,6 +27,10 @@ def run(state: RunState) -> None:
     state.steps.next("inputs", "building the input batch")
     state.inputs = make_inputs(state.loaded, config)
     state.notes.extend(state.inputs.notes)
+    if config.save_inputs:  # --save-inputs: the batch, for another run to time the same data (--tf does)
+        from kdiag.engine.intake.inputs import save_inputs
+
+        save_inputs(state.inputs, config.save_inputs)
 
 
 def plan_memory(state: RunState, strategies, profile: bool) -> None:

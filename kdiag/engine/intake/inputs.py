@@ -40,8 +40,8 @@ class ModelInputs:
 
 
 def save_inputs(inputs: ModelInputs, path) -> Path:
-    """The batch as a .npz by input name, as --inputs reads it back; written whole (a temporary file renamed)
-    and never over an existing file."""
+    """The batch as a .npz by input name, as --inputs reads it back; written whole (a temporary file, then
+    linked into place, which fails rather than replace a file that appeared meanwhile): never over a file."""
     path = Path(path)
     if path.exists():
         raise KdiagError(f"--save-inputs {path} exists already", "name a new file; kdiag overwrites nothing")
@@ -49,11 +49,14 @@ def save_inputs(inputs: ModelInputs, path) -> Path:
     try:
         with open(partial, "wb") as handle:
             np.savez(handle, **inputs.arrays)
-        os.replace(partial, path)
+        os.link(partial, path)
+    except FileExistsError:
+        raise KdiagError(f"--save-inputs {path} exists already", "name a new file; kdiag overwrites nothing") from None
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise KdiagError(f"--save-inputs {path} could not be written ({exc.strerror or exc})",
                          "name a file in a folder you can write to") from None
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
