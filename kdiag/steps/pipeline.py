@@ -33,6 +33,10 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     """Carry out one validated RunConfig; see `kdiag.api.inspect` for what each step does."""
     from kdiag.engine.keras_child import current_keras
 
+    if config.tf_versions is not None:  # --tf: each release in its own environment, in child processes
+        from kdiag.steps import tf_versions
+
+        return tf_versions.run(config, progress, out_dir)
     if config.keras not in (None, current_keras()):  # --keras both, or the Keras this process does not run
         from kdiag.steps import keras_sides
 

@@ -3,7 +3,7 @@
 This is what `--keras 2|both` does (kdiag.engine.keras_child), with the Python and the import
 path of the release's environment: `ENV/bin/python -I`, kdiag's copy first on its path, writing
 its own run folder, whose report.json this process reads. Being an ordinary run, the child checks
-the model file (kdiag.engine.safety) again before its Keras sees it, and refuses in one line as
+the model file (kdiag.engine.intake.safety) again before its Keras sees it, and refuses in one line as
 any run would; that line comes back as a KdiagError naming the release.
 
 The child runs in its own process group (kdiag.versions.processes): Ctrl-C here stops it with
@@ -56,16 +56,15 @@ class Interpreter:
 
 def child_argv(config: RunConfig, private: Path, out_dir: Path, *, full: bool = True,
                save_inputs: Optional[Path] = None) -> List[str]:
-    """`kdiag inspect` arguments for one run under a release: the same options as `config` (without
-    --tf); `full=False` for a timing round (no profiles, no steps beyond one batch)."""
-    run = dataclasses.replace(config, tf_versions=None, save_inputs=None)
+    """`kdiag inspect` arguments for one run under a release: the same options as `config` (without --tf),
+    spelled by RunConfig.to_argv; `full=False` for a timing round (no profiles, no steps beyond one batch);
+    `save_inputs`: where this run saves the batch it draws, for the others."""
+    run = dataclasses.replace(config, tf_versions=None, save_inputs=None if save_inputs is None else str(save_inputs))
     if not full:
         run = dataclasses.replace(run, profile=False, profile_strategies=(), sweeps=False, memory_loops=False,
                                   ops=False, samples=None)
-    argv = keras_child.inspect_arguments(run, private)
-    if save_inputs is not None:
-        argv += ["--save-inputs", str(Path(save_inputs).absolute())]
-    return argv + ["--format", "json", "--out", str(Path(out_dir).absolute())]
+    return keras_child.child_config(run, private).to_argv() + ["--format", "json", "--out",
+                                                              str(Path(out_dir).absolute())]
 
 
 def run_kdiag(interpreter: Interpreter, argv: List[str], out_dir: Path, say: ChildProgress,

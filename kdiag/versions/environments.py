@@ -383,6 +383,21 @@ def listing(cache: EnvironmentCache) -> str:
     return "\n".join(lines) + "\n"
 
 
+def removal(cache: EnvironmentCache, version: Optional[str]) -> str:
+    """`kdiag envs rm VERSION` (a release or a series) or `--all` (None): remove them; what was removed."""
+    from kdiag.views import size_text
+
+    doomed = cache.environments() if version is None else cache.matching(version)
+    if not doomed and version is not None:
+        raise KdiagError(f"no cached environment holds TensorFlow {version}", "kdiag envs lists the cached environments")
+    freed, lines = 0, []
+    for environment in doomed:
+        freed += cache.remove(environment)
+        lines.append(f"kdiag: removed {environment.name}")
+    lines.append(f"kdiag: {len(doomed)} environment{'s' if len(doomed) != 1 else ''} removed, {size_text(freed)} freed")
+    return "\n".join(lines) + "\n"
+
+
 def _fix_for(reason: str) -> str:
     lowered = reason.lower()
     if "no space left" in lowered or "errno 28" in lowered:

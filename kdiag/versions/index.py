@@ -114,9 +114,12 @@ class PackageIndex:
 
 
 def _available(stdout: str) -> Optional[List[str]]:
+    """The releases pip lists, each as PEP 440 writes it (digits, letters, dots: nothing else from pip's
+    output reaches a report or a command line); what does not parse as a version is dropped."""
     for line in stdout.splitlines():
         if line.startswith("Available versions:"):
-            return [v.strip() for v in line.split(":", 1)[1].split(",") if v.strip()]
+            parsed = (_version(v.strip()) for v in line.split(":", 1)[1].split(",") if v.strip())
+            return [str(v) for v in parsed if v is not None]
     return None
 
 
