@@ -11,7 +11,7 @@ import dataclasses
 import math
 import numbers
 import os
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from kdiag.datamodel.strategies import BY_KEY
 from kdiag.datamodel.versions import check_tf_versions, parse_tf_versions
@@ -256,10 +256,11 @@ class RunConfig:
         return getattr(self.model, "name", None) or "model"
 
 
-def options() -> Iterator[Tuple[dataclasses.Field, Option]]:
-    """Every RunConfig field that is a command-line option, in the order `kdiag inspect --help` lists them."""
+def options(names: Optional[Collection[str]] = None) -> Iterator[Tuple[dataclasses.Field, Option]]:
+    """Every RunConfig field that is a command-line option (or those of `names`), in the order
+    `kdiag inspect --help` lists them."""
     for field in dataclasses.fields(RunConfig):
-        if "option" in field.metadata:
+        if "option" in field.metadata and (names is None or field.name in names):
             yield field, field.metadata["option"]
 
 
@@ -269,9 +270,10 @@ def _default(field: dataclasses.Field) -> Any:
     return field.default
 
 
-def add_arguments(parser) -> None:
-    """The options of RunConfig on an argparse parser, each stored under its field's name."""
-    for field, option in options():
+def add_arguments(parser, names: Optional[Collection[str]] = None) -> None:
+    """The options of RunConfig (those of `names`: `kdiag bisect` takes some) on an argparse parser, each
+    stored under its field's name."""
+    for field, option in options(names):
         if option.kind == "positional":
             parser.add_argument(field.name, nargs="?", help=option.help)
             continue
@@ -287,11 +289,11 @@ def add_arguments(parser) -> None:
                                 choices=option.choices, **common)
 
 
-def from_arguments(args, **others) -> "RunConfig":
-    """A RunConfig from argparse's namespace (see `add_arguments`), with `others` for the fields that
-    are not options (custom_objects, command)."""
+def from_arguments(args, names: Optional[Collection[str]] = None, **others) -> "RunConfig":
+    """A RunConfig from argparse's namespace (see `add_arguments`, with the same `names`), with `others` for
+    the fields that are not options (custom_objects, command); the options not in `names` keep their defaults."""
     values = dict(others)
-    for field, option in options():
+    for field, option in options(names):
         value = getattr(args, field.name)
         if option.parse is not None and value is not None:
             value = option.parse(value)

@@ -17,6 +17,7 @@ import re
 from typing import List, Optional, Tuple
 
 from kdiag.datamodel.measurement import Measurement
+from kdiag.datamodel.strategies import BY_KEY
 from kdiag.errors import KdiagError
 
 #: `--tf installed`: the TensorFlow this kdiag runs under, measured in a child process like the others.
@@ -71,6 +72,23 @@ def check_threshold(value) -> float:
         raise KdiagError(f"--threshold must be a ratio above 1 and at most {MAX_BISECT_THRESHOLD:g}, not {value!r}",
                          "use e.g. --threshold 1.2 (20% slower)")
     return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class BisectRequest:
+    """What `kdiag bisect` and `kdiag.bisect()` ask beside the run's options: checked once, for both."""
+
+    good: str  # a release where it was fast: "2.12", "2.12.1"
+    bad: str
+    strategy: str = "predict"  # a strategy key
+    threshold: float = DEFAULT_BISECT_THRESHOLD
+
+    def __post_init__(self):
+        object.__setattr__(self, "good", check_release("--good", self.good))
+        object.__setattr__(self, "bad", check_release("--bad", self.bad))
+        object.__setattr__(self, "threshold", check_threshold(self.threshold))
+        if self.strategy not in BY_KEY:
+            raise KdiagError(f"unknown strategy {self.strategy!r}", f"choose from: {', '.join(BY_KEY)}")
 
 
 def keras_major(tensorflow: str) -> Optional[int]:
