@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -135,8 +136,8 @@ def test_a_slower_release_is_a_finding_naming_the_phase_the_time_moved_into():
     assert finding.strategy == "concrete function" and finding.outputs_match is True  # the drop-in fix, measured
     assert "pip install tensorflow-cpu==2.15.1" in finding.advice
     assert "kdiag bisect --example tiny --good 2.15.1 --bad 2.16.2" in finding.advice
-    assert moves(report) == ["tf.data pipeline +29.4 ms per call from TensorFlow 2.15.1 to TensorFlow 2.16.2"]
-    assert "tf.data pipeline +29.4 ms per call from TensorFlow 2.15.1 to TensorFlow 2.16.2" in " ".join(
+    assert moves(report) == ["tf.data pipeline +29.4 ms per call from TF 2.15.1 to TF 2.16.2"]
+    assert "tf.data pipeline +29.4 ms per call from TF 2.15.1 to TF 2.16.2" in " ".join(
         finding.evidence)
     assert [f.id for f in report.findings].index("tf-versions") <= 2  # the user's own path comes early
 
@@ -146,7 +147,7 @@ def test_releases_within_the_noise_or_with_too_few_calls_get_no_ratio():
     finding = next(f for f in same.findings if f.id == "tf-versions")
     assert "differ by less than the noise" in finding.title and finding.severity == "info"
     rows, headers = version_rows(same)
-    assert headers[-1] == "TensorFlow 2.16.2 vs TensorFlow 2.15.1"
+    assert headers[-1] == "TF 2.16.2 vs TF 2.15.1"
     assert rows["predict"][0] == "40 ms" and rows["predict"][2] == "40.2 ms"
     assert rows["predict"][4].startswith("within the noise (±")
     few = compare(["2.15", "2.16"], FakeRuns({"2.15.1": 40.0, "2.16.2": 80.0}, calls=1), time_limit_s=0)
@@ -175,7 +176,7 @@ def test_a_release_that_cannot_read_the_file_gets_a_column_saying_why_and_the_ot
     rows, headers = version_rows(report)
     assert headers[1] == "TensorFlow 2.15.1 (Keras 2)" and all(cells[0] == "not measured" for name, cells in
                                                                  rows.items() if name != "compile() on predict")
-    assert any("2.15.1 (tensorflow-cpu)" in line and "cannot read" in line for line in vv.release_lines(report))
+    assert any("TensorFlow 2.15.1: tensorflow-cpu" in line and "cannot read" in line for line in vv.release_lines(report))
 
 
 def test_a_child_refusal_is_that_release_s_column_and_all_refused_is_one_line():
@@ -186,6 +187,20 @@ def test_a_child_refusal_is_that_release_s_column_and_all_refused_is_one_line():
     nobody = FakeRuns({}, refuse={"2.15.1": "nope", "2.16.2": "nope either"})
     with pytest.raises(KdiagError, match="no TensorFlow release could measure the model .*2.15.1: nope"):
         compare(["2.15", "2.16"], nobody)
+
+
+def test_a_hostile_refusal_is_one_inert_line_in_every_output():
+    """A child's refusal quotes the model file: no control character reaches the terminal, and Markdown shows it
+    in a code span, where it forms no image, link or mention."""
+    hostile = "layer \x1b]0;owned\x07 ![x](https://tracker.example/p.png) @maintainer\nsecond line"
+    report = compare(["2.15", "2.16"], FakeRuns({"2.16.2": 60.0}, refuse={"2.15.1": hostile}))
+    reason = report.tf_versions.runs[0].reason
+    assert "\x1b" not in reason and "\n" not in reason and "\\x1b" in reason  # shown as escapes, one line
+    terminal = render(report, "terminal", width=200, verbose=True)
+    assert "\x1b" not in terminal and "\x07" not in terminal
+    line = next(line for line in render(report, "markdown").splitlines() if "tracker.example" in line)
+    assert "; not measured: `layer \\x1b]0;owned\\x07 ![x](https://tracker.example/p.png) @maintainer" in line
+    assert line.count("`") == 2
 
 
 def test_ctrl_c_keeps_the_runs_that_finished(tmp_path):
@@ -278,6 +293,14 @@ def both_releases(nightly: bool = False) -> Report:
                                 tfdata={"2.15.1": 0.3, "2.16.2": 0.6}))
 
 
+def three_releases() -> Report:
+    """--tf 2.15,2.16,nightly where 2.15.1 refused the file: a column saying why, two measured and judged."""
+    runs = FakeRuns({"2.16.2": 68.0, "2.23.0.dev20261026": 41.0}, tfdata={"2.16.2": 0.6, "2.23.0.dev20261026": 0.3},
+                    refuse={"2.15.1": "k.h5 could not be loaded by Keras 2.15.0 (TypeError: batch_shape)"})
+    with tempfile.TemporaryDirectory() as folder:  # a run folder: the .prof files are named, as the CLI keeps them
+        return compare(["2.15", "2.16", "nightly"], runs, out_dir=Path(folder) / "run")
+
+
 def test_a_tf_report_survives_the_json_round_trip_and_old_reports_still_load():
     report = both_releases()
     data = json.loads(render(report, "json"))
@@ -293,9 +316,9 @@ def test_the_version_table_is_the_side_by_side_section_every_renderer_lays_out()
     report = both_releases()
     rows, headers = version_rows(report)
     assert headers == ["strategy", "TensorFlow 2.15.1 (Keras 2.15.0)", "n", "TensorFlow 2.16.2 (Keras 3.15.1)", "n",
-                       "TensorFlow 2.16.2 vs TensorFlow 2.15.1"]
+                       "TF 2.16.2 vs TF 2.15.1"]
     calls = str(5 * report.tf_versions.rounds)
-    assert rows["predict"] == ["38 ms", calls, "68 ms", calls, "TensorFlow 2.16.2 1.79x slower"]
+    assert rows["predict"] == ["38 ms", calls, "68 ms", calls, "TF 2.16.2 1.79x slower"]
     assert rows["compile() on predict"][0].startswith("within the noise (±")
     phases = sections.side_by_side(report).subsections[1]
     assert phases.title == "predict's phases under each release"
@@ -306,9 +329,9 @@ def test_the_version_table_is_the_side_by_side_section_every_renderer_lays_out()
     html = render(report, "html")
     for text in (terminal, markdown, html):
         assert "TensorFlow releases side by side" in text
-        assert "1.79x slower" in text and "tf.data pipeline +29.4 ms per call from TensorFlow 2.15.1 to" in text
+        assert "1.79x slower" in text and "tf.data pipeline +29.4 ms per call from TF 2.15.1 to TF 2.16.2" in text
         assert "built fresh in 27 s" in text and "reused from the cache" in text
-    assert f"| predict | 38 ms | {calls} | 68 ms | {calls} | TensorFlow 2.16.2 1.79x slower |" in markdown
+    assert f"| predict | 38 ms | {calls} | 68 ms | {calls} | TF 2.16.2 1.79x slower |" in markdown
     assert "| Reproduced with TensorFlow Nightly | No: not run here" in markdown
 
 

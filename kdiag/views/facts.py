@@ -343,12 +343,13 @@ class LabelledRun:
     label: str
     report: Optional[Report]  # None: this run measured nothing, and `reason` says why
     reason: str = ""
+    short_label: str = ""  # what a verdict column names it by, when not the label up to " (" (see `short`)
 
     @property
     def short(self) -> str:
-        """"Keras 3" of "Keras 3 (3.15.1)", "TensorFlow 2.16.2" of "TensorFlow 2.16.2 (Keras 3.15.1)": what a
-        verdict column names a run by."""
-        return self.label.split(" (", 1)[0]
+        """What a verdict column or a phase column names a run by: "Keras 3" of "Keras 3 (3.15.1)", "TF 2.16.2"
+        or "TF nightly" for a TensorFlow release."""
+        return self.short_label or self.label.split(" (", 1)[0]
 
 
 def side_by_side(report: Report) -> List[LabelledRun]:
@@ -360,7 +361,8 @@ def side_by_side(report: Report) -> List[LabelledRun]:
     """
     if report.tf_versions is not None:
         runs = [(run, report if run.reference else run.report) for run in report.tf_versions.runs]
-        return [LabelledRun(release_label(run, measured), measured, run.reason) for run, measured in runs]
+        return [LabelledRun(release_label(run, measured), measured, run.reason, release_short(run))
+                for run, measured in runs]
     sides = keras_sides(report)
     if sides is None:
         return []
@@ -378,6 +380,11 @@ def release_label(run: VersionRun, report: Optional[Report]) -> str:
         keras = f"Keras {major}" if major else ""
     details = ", ".join(d for d in (run.requested if run.requested in (INSTALLED, NIGHTLY) else "", keras) if d)
     return f"TensorFlow {run.tensorflow or run.requested}" + (f" ({details})" if details else "")
+
+
+def release_short(run: VersionRun) -> str:
+    """"TF 2.16.2", "TF nightly": a --tf release in a verdict or phase column."""
+    return "TF nightly" if run.requested == NIGHTLY else f"TF {run.tensorflow or run.requested}"
 
 
 def own_findings(report: Report, run: LabelledRun) -> List[Finding]:

@@ -215,7 +215,7 @@ def _side_by_side_phases(runs: Sequence[facts.LabelledRun], what: str) -> Option
     base = runs[0]
     columns = [Column("phase", wraps=True)]
     for run in runs:
-        columns += [Column(f"{run.label} ms", "r"), Column("share", "r", detail=1)]
+        columns += [Column(f"{run.short} ms", "r"), Column("share", "r", detail=1)]
     deltas = [facts.phase_deltas(profiles[0], base.report.strategy(PREDICT.name), p, run.report.strategy(PREDICT.name))
               for run, p in zip(runs[1:], profiles[1:])]
     columns += [Column(f"{run.short} − {base.short}", "r") for run in runs[1:]]

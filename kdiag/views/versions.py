@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional
 
+from kdiag import sanitize
 from kdiag.datamodel.report import Report, VersionRun
 from kdiag.datamodel.strategies import PREDICT
 from kdiag.datamodel.versions import NIGHTLY, BisectProbe, BisectResult, EnvironmentInfo
@@ -108,11 +109,12 @@ def release_lines(report: Report) -> List[str]:
     for entry in entries(report):
         run = entry.run
         where = environment_text(run.environment) if run.environment is not None else "the running environment"
-        line = f"TensorFlow {run.label} ({run.package}): {where}"
+        line = f"TensorFlow {run.label}: {run.package}, {where}"
         if entry.report is not None:
             line += f"; {run.rounds} run{'s' if run.rounds != 1 else ''} pooled"
-        if run.reason:
-            line += f"; {run.reason}"
+        if run.reason:  # it may quote the model file or pip: a code span, where Markdown forms no link or mention
+            stopped = "not measured" if entry.report is None else f"stopped after {run.rounds} runs"
+            line += f"; {stopped}: {sanitize.code_span(run.reason)}"
         lines.append(line + ".")
     return lines + [f"Input batch: {comparison.inputs}."] + list(comparison.notes)
 
@@ -126,7 +128,7 @@ def nightly_text(report: Report) -> Optional[str]:
     if entry is None:
         return "No: not run here (kdiag inspect MODEL --tf installed,nightly measures it side by side)"
     if entry.report is None:
-        return f"No: tf-nightly was asked for but not measured ({entry.run.reason})"
+        return f"No: tf-nightly was asked for but not measured ({sanitize.code_span(entry.run.reason)})"
     return f"Yes: tf-nightly {entry.run.tensorflow}, measured side by side below"
 
 

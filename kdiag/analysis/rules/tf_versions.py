@@ -22,7 +22,7 @@ from kdiag.datamodel.strategies import DIRECT_PATHS, PREDICT, SAVEDMODEL, XLA
 from kdiag.datamodel.versions import INSTALLED, NIGHTLY
 from kdiag.format import duration
 from kdiag.views import versions
-from kdiag.views.facts import LabelledRun, release_label
+from kdiag.views.facts import LabelledRun, release_label, release_short
 
 TF_VERSIONS = "tf-versions"
 
@@ -102,7 +102,7 @@ def _slower(report: Report, reference: versions.VersionEntry, entry: versions.Ve
 
 
 def _labelled(entry: versions.VersionEntry) -> LabelledRun:
-    return LabelledRun(release_label(entry.run, entry.report), entry.report)
+    return LabelledRun(release_label(entry.run, entry.report), entry.report, short_label=release_short(entry.run))
 
 
 def _stay_or_bisect(report: Report, reference: versions.VersionEntry, entry: versions.VersionEntry) -> str:
