@@ -196,14 +196,21 @@ def _side_by_side_table(runs: Sequence[facts.LabelledRun], base: facts.LabelledR
             result = run.report.strategy(name) if run.report is not None else None
             cells += [Cell(facts.keras_cell(result) if run.report is not None else "not measured"),
                       Cell(_count(result))]
-        cells += [Cell(facts.versus_text(base.report.strategy(name), run.report.strategy(name), run.short))
+        cells += [_verdict(facts.versus_text(base.report.strategy(name), run.report.strategy(name), run.short))
                   for run in others]
         rows.append(tuple(cells))
     compiled = [Cell("compile() on predict")]
     for run in runs:
-        compiled += [Cell(facts.compile_effect_text(run.report) if run.report is not None else "—"), Cell("")]
+        compiled += [_verdict(facts.compile_effect_text(run.report) if run.report is not None else "—"), Cell("")]
     rows.append(tuple(compiled) + tuple(Cell("") for _ in others))
     return Table(tuple(columns), tuple(rows))
+
+
+def _verdict(text: str) -> Cell:
+    """A verdict cell; a narrow layout shows "within noise" or "no verdict" without the figures behind it."""
+    brief = next((short for long, short in (("within the noise", "within noise"), ("no verdict", "no verdict"))
+                  if text.startswith(long)), None)
+    return Cell(text, short=brief)
 
 
 def _side_by_side_phases(runs: Sequence[facts.LabelledRun], what: str) -> Optional[Section]:
