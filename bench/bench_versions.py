@@ -16,7 +16,8 @@ Prints:
 Not a test: the figures depend on the machine and the network.
 
     python bench/bench_versions.py             # all of it (about 20 minutes here, cold downloads included)
-    python bench/bench_versions.py bisect      # only some parts: inspect, bisect, refusals, disk
+    python bench/bench_versions.py bisect      # only some parts: inspect (cold and warm), warm, bisect, refusals,
+                                               # disk
 """
 
 from __future__ import annotations
@@ -73,18 +74,19 @@ print(m.count_params())
 
 
 def versions_summary(report_json: Path) -> list:
-    from kdiag import views_versions as vv
     from kdiag.datamodel.report import read_report
+    from kdiag.views import sections
+    from kdiag.views import versions as vv
 
     report = read_report(report_json)
-    table = vv.version_table(report)
-    lines = ["    " + " | ".join(table.headers)]
-    lines += ["    " + " | ".join(row) for row in table.rows if row[0] in ("predict", "predict_on_batch",
-                                                                          "concrete function", "compile() effect",
-                                                                          "runs pooled")]
-    lines += [f"    {move.text}" for move in vv.phase_moves(report)]
+    section = sections.side_by_side(report)
+    table = section.subsections[0].tables[0]
+    lines = ["    " + " | ".join(column.header for column in table.columns)]
+    lines += ["    " + " | ".join(cell.text for cell in row) for row in table.rows
+              if row[0].text in ("predict", "predict_on_batch", "concrete function", "compile() on predict")]
+    lines += [f"    {paragraph}" for sub in section.subsections[1:2] for paragraph in sub.after]  # moved most
     lines += [f"    finding: [{f.severity}] {f.title}" for f in report.findings if f.id == "tf-versions"]
-    lines += [f"    {line}" for line in vv.version_lines(report)[:-1]]
+    lines += [f"    {line}" for line in vv.release_lines(report)[:-1]]
     return lines
 
 
@@ -136,8 +138,8 @@ def bisect(model: Path, strategy: str = "predict") -> None:
 
 
 def refusals(keras3: Path, model: Path, folder: Path) -> None:
-    from kdiag import views_versions as vv
     from kdiag.datamodel.report import read_report
+    from kdiag.views import versions as vv
 
     quick = ["--strategies", "predict,concrete", "--no-profile", "--no-sweeps", "--no-memory-loop", "--no-ops",
              "--budget", "0.2"]
@@ -146,7 +148,7 @@ def refusals(keras3: Path, model: Path, folder: Path) -> None:
     print(f"\nkdiag {' '.join(shlex.quote(str(a)) for a in argv)}\n  exit {code}, {wall:.0f} s")
     if code == 0:
         report = read_report(folder / "k3" / "report.json")
-        for entry in vv.version_entries(report):
+        for entry in vv.entries(report):
             predict = entry.report.strategy("predict") if entry.report else None
             print(f"  {entry.run.label}: " + (entry.run.reason or
                                               f"predict {predict.median_s * 1e3:.1f} ms over {entry.run.rounds} runs"))
@@ -177,6 +179,7 @@ def main() -> None:
               f"{os.cpu_count()} cores, shared with other work while this ran")
         if "inspect" in parts:
             inspect_tf(model, folder / "cold", cold=True)
+        if "inspect" in parts or "warm" in parts:
             inspect_tf(model, folder / "warm", cold=False)
         if "bisect" in parts:
             bisect(model)
