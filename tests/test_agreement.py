@@ -3,7 +3,7 @@
 The terminal, report.md, report.html and report.json read "fastest matching", the compile()
 verdict and the per-phase deltas from `kdiag.views`, and lay out the same sections
 (kdiag.views.sections): these tests render factory Reports (plain, with the steps beyond one
-batch, under --keras both, with a failed strategy) every way and compare what each says.
+batch, under --keras both, under --tf with a release that refused the file, with a failed strategy) every way and compare what each says.
 """
 
 from __future__ import annotations
@@ -124,12 +124,13 @@ def _cases():
     from test_beyond_findings import full_report
     from test_keras_both import both
     from test_terminal import _full_report
+    from test_versions import three_releases
 
     return {"profiles and notes": _full_report, "beyond one batch": lambda: _with_findings(full_report()),
-            "--keras both": lambda: both(66.0, 4.7), "a failed strategy": _failed_strategy}
+            "--keras both": lambda: both(66.0, 4.7), "a failed strategy": _failed_strategy, "--tf": three_releases}
 
 
-CASES = ("profiles and notes", "beyond one batch", "--keras both", "a failed strategy")
+CASES = ("profiles and notes", "beyond one batch", "--keras both", "a failed strategy", "--tf")
 
 
 def _facts(report):

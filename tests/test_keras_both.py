@@ -120,7 +120,8 @@ def test_a_keras2_era_file_points_at_keras_both_unless_it_ran_both():
 def test_terminal_and_markdown_show_a_column_per_keras_and_predicts_phases_per_keras():
     keras2_findings = [fx.Finding("predict-overhead", "high", "model.predict takes 23x the time", [], "", "")]
     report = both(66.0, 4.7, findings=keras2_findings)
-    for text in (render(report, "terminal", width=200), render(report, "markdown")):
+    # Verbose: the default terminal shows a verdict within the noise as "within noise", without its figures.
+    for text in (render(report, "terminal", width=200, verbose=True), render(report, "markdown")):
         assert "Keras 2 (tf-keras 2.21.0) and Keras 3 (3.15.1) side by side" in text
         assert "Keras 3 14.0x slower" in text  # predict's row
         assert "within the noise (±40 µs)" in text  # predict_on_batch: the same figures on both sides

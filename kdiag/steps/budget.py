@@ -41,6 +41,12 @@ class Budget:
         self.cuts: List[str] = []  # what the limit cut, besides the rows that say so themselves
         self.needed_s = 0.0  # a limit under which nothing would have been cut (an estimate)
 
+    def limit_from_now(self, limit_s: float) -> None:
+        """The limit starts now, `limit_s` seconds (0: none): for a run whose first part it does not cover
+        (kdiag inspect --tf builds its environments, which take what the downloads take, before it measures)."""
+        self.limit_s = limit_s
+        self.deadline = self.clock() + limit_s if limit_s else None
+
     @property
     def limited(self) -> bool:
         return self.deadline is not None

@@ -28,6 +28,10 @@ def run(state: RunState) -> None:
     state.steps.next("inputs", "building the input batch")
     state.inputs = _within_the_limit(state, "building the input batch", lambda: make_inputs(state.loaded, config))
     state.notes.extend(state.inputs.notes)
+    if config.save_inputs:  # --save-inputs: the batch, for another run to time the same data (--tf does)
+        from kdiag.engine.intake.inputs import save_inputs
+
+        save_inputs(state.inputs, config.save_inputs)
 
 
 def _within_the_limit(state: RunState, what: str, work):

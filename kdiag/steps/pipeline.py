@@ -5,7 +5,8 @@ count is known before the first) and a `run(state)`: load and inputs, timing, th
 the C++ floor, the profiles, the steps beyond one batch and the training-mode check, then the
 report. Every one asks the run's Budget for its time. Ctrl-C at any step after timing raises
 `RunInterrupted` holding a Report of what was measured, marked incomplete; a failure there,
-`RunFailed` (kdiag.steps.state).
+`RunFailed` (kdiag.steps.state). A run under other Keras versions or TensorFlow releases is handed
+to kdiag.steps.keras_sides or kdiag.steps.tf_versions, which run these steps in child processes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
     started, so the limit holds from the first byte); default: now."""
     from kdiag.engine.keras_child import current_keras
 
+    if config.tf_versions is not None:  # --tf: each release in its own environment, in child processes
+        from kdiag.steps import tf_versions
+
+        return tf_versions.run(config, progress, out_dir)
     if config.keras not in (None, current_keras()):  # --keras both, or the Keras this process does not run
         from kdiag.steps import keras_sides
 

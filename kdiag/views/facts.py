@@ -15,7 +15,8 @@ from typing import Iterable, List, Optional
 from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, DataSizeSweep, MemoryLoop,
                                     ThreadsEffect)
 from kdiag.datamodel.profile import ProfileResult
-from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult
+from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult, VersionRun
+from kdiag.datamodel.versions import INSTALLED, NIGHTLY, keras_major
 from kdiag.datamodel.strategies import BY_NAME, CPP, PREDICT, PREDICT_COMPILED
 from kdiag.format import diff, duration
 from kdiag.format import ratio as fmt_ratio
@@ -349,19 +350,58 @@ class LabelledRun:
     """One run of a side-by-side report, with the label its column shows."""
 
     label: str
-    report: Report
+    report: Optional[Report]  # None: this run measured nothing, and `reason` says why
+    reason: str = ""
+    short_label: str = ""  # what a verdict column names it by, when not the label up to " (" (see `short`)
+
+    @property
+    def short(self) -> str:
+        """What a verdict column or a phase column names a run by: "Keras 3" of "Keras 3 (3.15.1)", "TF 2.16.2"
+        or "TF nightly" for a TensorFlow release."""
+        return self.short_label or self.label.split(" (", 1)[0]
 
 
 def side_by_side(report: Report) -> List[LabelledRun]:
-    """The runs of a report that measured one model several ways (--keras both), oldest first; empty for one run.
+    """The runs of a report that measured one model several ways, oldest first; empty for one run:
+    the two Keras of --keras both, or the TensorFlow releases of --tf in the order asked (the report
+    itself being the release the others are judged against).
 
-    Every side-by-side section is built over this list, so more runs (other TensorFlow releases)
-    add columns, not code.
+    Every side-by-side section is built over this list, so more runs add columns, not code.
     """
+    if report.tf_versions is not None:
+        runs = [(run, report if run.reference else run.report) for run in report.tf_versions.runs]
+        return [LabelledRun(release_label(run, measured), measured, run.reason, release_short(run))
+                for run, measured in runs]
     sides = keras_sides(report)
     if sides is None:
         return []
     return [LabelledRun(keras_label(sides.keras2), sides.keras2), LabelledRun(keras_label(sides.keras3), sides.keras3)]
+
+
+def release_label(run: VersionRun, report: Optional[Report]) -> str:
+    """"TensorFlow 2.15.1 (Keras 2.15.0)", "TensorFlow 2.21.0 (installed, Keras 3.15.1)": a --tf column; the Keras
+    its release brings ("Keras 2") when the run measured nothing."""
+    if report is not None:
+        env = report.environment
+        keras = f"tf-keras {env.keras}" if env.legacy_keras else f"Keras {env.keras}"
+    else:
+        major = keras_major(run.tensorflow)
+        keras = f"Keras {major}" if major else ""
+    details = ", ".join(d for d in (run.requested if run.requested in (INSTALLED, NIGHTLY) else "", keras) if d)
+    return f"TensorFlow {run.tensorflow or run.requested}" + (f" ({details})" if details else "")
+
+
+def release_short(run: VersionRun) -> str:
+    """"TF 2.16.2", "TF nightly": a --tf release in a verdict or phase column."""
+    return "TF nightly" if run.requested == NIGHTLY else f"TF {run.tensorflow or run.requested}"
+
+
+def own_findings(report: Report, run: LabelledRun) -> List[Finding]:
+    """A side run's own findings (not the report's, which are the report's own), less its advice to measure the
+    file under both Keras: id "keras2-file" of kdiag.analysis.rules.keras_versions, which sits above this module."""
+    if run.report is None or run.report is report:
+        return []
+    return [f for f in run.report.findings if f.id != "keras2-file"]
 
 
 def keras_pairs(sides: KerasSides) -> List[KerasPair]:
@@ -371,10 +411,13 @@ def keras_pairs(sides: KerasSides) -> List[KerasPair]:
     return [KerasPair(name, sides.keras2.strategy(name), sides.keras3.strategy(name)) for name in names]
 
 
-def keras2_run_findings(sides: KerasSides) -> List[Finding]:
-    """The Keras 2 run's own findings, less its advice to run --keras both (this is that run):
-    id "keras2-file" of kdiag.analysis.rules.keras_versions, which sits above this module."""
-    return [f for f in sides.keras2.findings if f.id != "keras2-file"]
+def compile_effect_text(report: Report) -> str:
+    """compile()'s effect on predict within one run, by the noise rule: "compiled 1.30x slower", "within the
+    noise (±1.2 ms)", a call count too small to judge, or "not measured"."""
+    plain, compiled = timed(report, PREDICT.name), timed(report, PREDICT_COMPILED.name)
+    if plain is None or compiled is None:
+        return "not measured"
+    return versus_text(plain, compiled, "compiled")
 
 
 def keras_cell(result: Optional[StrategyResult]) -> str:

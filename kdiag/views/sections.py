@@ -23,7 +23,7 @@ from kdiag.datamodel.profile import PHASES, ProfileResult, TopFunction
 from kdiag.datamodel.redaction import HOME
 from kdiag.datamodel.report import Report, StrategyResult
 from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED
-from kdiag.views import facts, wording
+from kdiag.views import facts, versions, wording
 
 #: Phases under this share of every profiled scenario fold into one row in brief layouts.
 MINOR_PHASE_SHARE = 0.05
@@ -99,6 +99,10 @@ ENVIRONMENT_FIELDS = ("TensorFlow version", "TensorFlow installed from", "Custom
                       "CUDA/cuDNN version", "GPU model and memory", "CPU", "CPU cores", "Threads", "oneDNN")
 
 
+#: The bug template's field that a --tf run answers, after the TensorFlow version.
+NIGHTLY_FIELD = "Reproduced with TensorFlow Nightly"
+
+
 def environment(report: Report) -> Section:
     env = report.environment
     keras = (f"tf-keras {env.keras} (legacy Keras 2, TF_USE_LEGACY_KERAS=1)" if env.legacy_keras
@@ -114,6 +118,9 @@ def environment(report: Report) -> Section:
               f"intra-op {fmt.threads(env.intra_op_threads)}, inter-op {fmt.threads(env.inter_op_threads)}",
               env.onednn)
     rows = tuple((Cell(k), Cell(v)) for k, v in zip(ENVIRONMENT_FIELDS, values))
+    nightly = versions.nightly_text(report)
+    if nightly is not None:  # --tf: the bug template's "Have you reproduced the bug with TensorFlow Nightly?"
+        rows = rows[:1] + ((Cell(NIGHTLY_FIELD), Cell(nightly)),) + rows[1:]
     return Section("environment", "Environment", tables=(Table((Column("field"), Column("value", wraps=True)), rows),),
                    detail=2)
 
@@ -139,62 +146,86 @@ def model(report: Report) -> Section:
     return Section("model", "Model", tables=(table,), detail=2)
 
 
-# --- side by side (--keras both) -------------------------------------------------------------
+# --- side by side (--keras both, --tf) ---------------------------------------------------------
 
 
 def side_by_side(report: Report) -> Optional[Section]:
-    """Every strategy's median and predict's phases under each run, the first run as the baseline."""
+    """Every strategy's median and predict's phases under each run (each Keras of --keras both, each
+    TensorFlow release of --tf), judged against the first run that measured the model."""
     runs = facts.side_by_side(report)
-    if not runs:
+    measured = [run for run in runs if run.report is not None]
+    if not measured:
         return None
-    base, others = runs[0], runs[1:]
-    title = " and ".join(r.label for r in runs) + " side by side"
-    columns = [Column("strategy", wraps=True)]
-    for run in runs:
-        columns += [Column(run.label, "r"), Column("n", "r", detail=2)]
-    columns += [Column(f"{_short(r.label)} vs {_short(base.label)}", wraps=True) for r in others]
-    names = [row.result.name for row in facts.strategy_rows(runs[-1].report)]
-    names += [r.name for run in runs for r in run.report.strategies if r.name not in names]
-    names = list(dict.fromkeys(names))
-    rows = []
-    for name in names:
-        results = [run.report.strategy(name) for run in runs]
-        cells = [Cell(name)]
-        for result in results:
-            cells += [Cell(facts.keras_cell(result)), Cell(_count(result))]
-        cells += [Cell(facts.versus_text(results[0], r, _short(run.label))) for run, r in zip(others, results[1:])]
-        rows.append(tuple(cells))
-    parts = [Section("side-by-side-strategies", "", tables=(Table(tuple(columns), tuple(rows)),))]
-    phases = _side_by_side_phases(runs)
+    base = measured[0]
+    releases = report.tf_versions is not None
+    parts = [Section("side-by-side-strategies", "", tables=(_side_by_side_table(runs, base),))]
+    phases = _side_by_side_phases(measured, "release" if releases else "Keras")
     if phases is not None:
         parts.append(phases)
     after = []
     if report.model.keras2_signs:
         after.append("The file looks saved by Keras 2: " + "; ".join(report.model.keras2_signs) + ".")
-    own = facts.keras2_run_findings(facts.keras_sides(report))  # the older run's own findings
-    if own:
-        parts.append(Section("side-by-side-findings", f"Findings of the {base.label} run",
-                             bullets=tuple(f"[{f.severity}] {f.title}" for f in own)))
+    for run in measured:  # the other runs' own findings (the report's are the report's)
+        own = facts.own_findings(report, run)
+        if own:
+            parts.append(Section("side-by-side-findings", f"Findings of the {run.label} run",
+                                 bullets=tuple(f"[{f.severity}] {f.title}" for f in own)))
+    if releases:
+        return Section("side-by-side", "TensorFlow releases side by side",
+                       paragraphs=(wording.releases(base.label, report.tf_versions.rounds),), after=tuple(after),
+                       bullets=tuple(versions.release_lines(report)), subsections=tuple(parts))
+    title = " and ".join(r.label for r in runs) + " side by side"
     return Section("side-by-side", title, paragraphs=(wording.keras_sides(base.label, runs[-1].label),),
                    after=tuple(after), subsections=tuple(parts))
 
 
-def _short(label: str) -> str:
-    """"Keras 3" of "Keras 3 (3.15.1)": what a verdict column names a run by."""
-    return label.split(" (", 1)[0]
+def _side_by_side_table(runs: Sequence[facts.LabelledRun], base: facts.LabelledRun) -> Table:
+    """Strategy x run: medians and call counts, each other measured run judged against `base`; compile()'s
+    effect on predict within each run last."""
+    others = [run for run in runs if run.report is not None and run is not base]
+    columns = [Column("strategy", wraps=True)]
+    for run in runs:
+        columns += [Column(run.label, "r"), Column("n", "r", detail=2)]
+    columns += [Column(f"{r.short} vs {base.short}", wraps=True) for r in others]
+    names = [row.result.name for row in facts.strategy_rows(runs[-1].report or base.report)]
+    names += [r.name for run in runs if run.report is not None for r in run.report.strategies]
+    rows = []
+    for name in dict.fromkeys(names):
+        cells = [Cell(name)]
+        for run in runs:
+            result = run.report.strategy(name) if run.report is not None else None
+            cells += [Cell(facts.keras_cell(result) if run.report is not None else "not measured"),
+                      Cell(_count(result))]
+        cells += [_verdict(facts.versus_text(base.report.strategy(name), run.report.strategy(name), run.short))
+                  for run in others]
+        rows.append(tuple(cells))
+    compiled = [Cell("compile() on predict")]
+    for run in runs:
+        compiled += [_verdict(facts.compile_effect_text(run.report) if run.report is not None else "—"), Cell("")]
+    rows.append(tuple(compiled) + tuple(Cell("") for _ in others))
+    return Table(tuple(columns), tuple(rows))
 
 
-def _side_by_side_phases(runs) -> Optional[Section]:
-    profiles = [run.report.profile(PREDICT.name) for run in runs]
-    if any(p is None for p in profiles):
+def _verdict(text: str) -> Cell:
+    """A verdict cell; a narrow layout shows "within noise" or "no verdict" without the figures behind it."""
+    brief = next((short for long, short in (("within the noise", "within noise"), ("no verdict", "no verdict"))
+                  if text.startswith(long)), None)
+    return Cell(text, short=brief)
+
+
+def _side_by_side_phases(runs: Sequence[facts.LabelledRun], what: str) -> Optional[Section]:
+    """predict's phases under each run that profiled it, with each one's change from the first."""
+    runs = [run for run in runs if run.report.profile(PREDICT.name) is not None]
+    if len(runs) < 2:
         return None
+    profiles = [run.report.profile(PREDICT.name) for run in runs]
     base = runs[0]
     columns = [Column("phase", wraps=True)]
     for run in runs:
-        columns += [Column(f"{run.label} ms", "r"), Column("share", "r", detail=1)]
+        columns += [Column(f"{run.short} ms", "r"), Column("share", "r", detail=1)]
     deltas = [facts.phase_deltas(profiles[0], base.report.strategy(PREDICT.name), p, run.report.strategy(PREDICT.name))
               for run, p in zip(runs[1:], profiles[1:])]
-    columns += [Column(f"{_short(run.label)} − {_short(base.label)}", "r") for run in runs[1:]]
+    columns += [Column(f"{run.short} − {base.short}", "r") for run in runs[1:]]
     rows = []
     for index, delta in enumerate(deltas[0]):
         cells = [Cell(delta.phase), Cell(_ms_value(delta.before_ms)), Cell(f"{delta.share_before:.0%}")]
@@ -205,9 +236,11 @@ def _side_by_side_phases(runs) -> Optional[Section]:
     for p in profiles:
         traces += [Cell(f"{p.traces_per_call:g} ({p.cold_traces})"), Cell("")]
     rows.append(tuple(traces) + tuple(Cell("") for _ in deltas))
-    return Section("side-by-side-phases", "predict's phases under each Keras",
+    moves = [versions.phase_move(base, run) for run in runs[1:]]
+    return Section("side-by-side-phases", f"predict's phases under each {what}",
                    paragraphs=("ms per warm call: each run's cProfile shares scaled to its unprofiled median.",),
-                   tables=(Table(tuple(columns), tuple(rows)),))
+                   tables=(Table(tuple(columns), tuple(rows)),),
+                   after=("Moved most: " + "; ".join(m.text for m in moves) + ".",))
 
 
 # --- strategies -------------------------------------------------------------------------------

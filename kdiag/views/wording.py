@@ -166,3 +166,12 @@ def keras_sides(old: str, new: str) -> str:
     return (f"Median per call; each Keras timed the model in its own process, on the same inputs; ~ marks a noisy "
             f"measurement. The sections below are the {new} run's; report.json holds the {old} run in full "
             "(other_keras), and the run in a child process saved its own reports in keras-N/ of the run folder.")
+
+
+def releases(reference: str, rounds: int) -> str:
+    return (f"Median per call over every run of each release ({rounds} rounds, the releases taking turns; the same "
+            f"options, time limit and input batch for each); ~ marks a noisy measurement. Every release is judged "
+            f"against {reference} by the one noise rule: a ratio only beyond the noise and with at least "
+            f"{facts.MIN_CALLS_FOR_VERDICT} timed calls a side. The sections below are the {reference} run's; report.json "
+            "holds every release's run in full (tf_versions), and each release's first run saved its own reports "
+            "in tf-VERSION/ of the run folder.")

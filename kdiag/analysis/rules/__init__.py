@@ -5,4 +5,4 @@ A new rule is one function in one of these modules (or a new module listed below
 """
 
 from kdiag.analysis.rules import (beyond, compile, correctness, keras_versions, noise, outputs, predict,  # noqa: F401
-                                  runtimes)
+                                  runtimes, tf_versions)

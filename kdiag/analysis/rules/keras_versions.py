@@ -107,8 +107,8 @@ def keras_versions(report: Report) -> List[Finding]:
 def keras2_file(report: Report) -> List[Finding]:
     """A file saved by Keras 2, measured under one Keras only: `--keras both` compares the two."""
     signs = report.model.keras2_signs
-    if not signs or report.other_keras is not None:
-        return []
+    if not signs or report.other_keras is not None or report.tf_versions is not None:
+        return []  # --keras both and --tf measure the file under both Keras already
     here = views.keras_label(report)
     command = f"kdiag inspect {shlex.quote(report.model.source)} --keras both"
     return [Finding(
