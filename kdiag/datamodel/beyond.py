@@ -329,10 +329,13 @@ class OpRow:
     """One op (or one op type) of the traced calls, by self time."""
 
     name: str
-    op_type: str
+    op_type: str  # the plain op name (MatMul), whatever kernel ran it
     occurrences: int
     self_s: float  # over all traced calls
     share: float  # of the traced execution time (XProf's self-time percentage)
+    # The kernel TensorFlow ran, when it is not the plain op: oneDNN's `_MklMatMul`, a fused
+    # `_FusedConv2D` (by op type: the kernels seen, comma-separated). "" when it is the plain op.
+    kernel: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -485,15 +485,22 @@ def op_breakdown(ops) -> Section:
     title = f"What execution is made of: {ops.strategy or 'the best path'}"
     if ops.reason:
         return Section("ops", title, paragraphs=(ops.reason,))
-    rows = [(Cell(op.name, code=True), Cell(op.op_type), Cell(f"{op.occurrences:,}"),
+    rows = [(Cell(op.name, code=True), Cell(op_type_text(op)), Cell(f"{op.occurrences:,}"),
              Cell(fmt.duration(op.self_s / ops.calls)), Cell(f"{op.share:.1%}")) for op in ops.ops]
     if ops.other_ops:
         rows.append((Cell(f"{ops.other_ops} other ops", tone="muted"),) + _cells("", "", "", f"{ops.other_share:.1%}"))
     columns = (Column("op", wraps=True), Column("type"), Column("count", "r"), Column("self time per call", "r"),
                Column("share", "r"))
-    types = ", ".join(f"`{t.name}` {t.share:.0%}" for t in ops.by_type[:8])
+    types = ", ".join(f"`{t.name}` {t.share:.0%}" + (f" (kernel `{t.kernel}`)" if t.kernel else "")
+                      for t in ops.by_type[:8])
     return Section("ops", title, paragraphs=(wording.op_breakdown(ops),), tables=(Table(columns, tuple(rows)),),
                    after=(f"By op type: {types}.",))
+
+
+def op_type_text(op) -> str:
+    """"MatMul (kernel _MklMatMul)": the plain op name, and the kernel that ran it when that differs
+    (oneDNN's and the graph rewrites' names vary by machine; the op does not)."""
+    return f"{op.op_type} (kernel {op.kernel})" if op.kernel else op.op_type
 
 
 def threads(effect) -> Section:
