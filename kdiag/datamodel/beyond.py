@@ -197,7 +197,8 @@ class BatchSizeSweep:
 
     strategy: str = ""
     points: List[tuple] = dataclasses.field(default_factory=list)  # (batch size, median seconds per call)
-    runs_s: List[tuple] = dataclasses.field(default_factory=list)  # every timed call's seconds, per point
+    # Per point, a uniform subset (at most 50, 4 significant digits) of its timed calls' seconds.
+    runs_s: List[tuple] = dataclasses.field(default_factory=list)
     stopped_by: str = ""  # why the doubling stopped: "batch 256 would take ~0.74 s, more than is left ..."
     budget_s: float = 0.0
     spent_s: float = 0.0

@@ -83,7 +83,7 @@ def _measure(strategy, children: Dict[int, "_Child"], cores: int, budget_s: floa
         reply = child.reply(start + LOAD_SHARE * budget_s - clock())
         if reply is None:
             return not_measured(f"the child processes did not load the model within {LOAD_SHARE * budget_s:.3g} s "
-                                f"of this step's {budget_s:g} s budget")
+                                f"of this step's {budget_s:.3g} s budget")
         if "error" in reply:
             return not_measured(f"the child process with {n} thread{'s' if n > 1 else ''} failed: {reply['error']}")
         first[n] = float(reply["first_call_s"])
