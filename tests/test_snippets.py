@@ -61,6 +61,13 @@ def test_python_snippets_need_nothing_but_model_and_x(identity):
     assert "..." not in identity.snippet and "path" not in free_names(identity.snippet)
 
 
+@pytest.mark.parametrize("identity", ids.ALL_STRATEGIES, ids=lambda s: s.key)
+def test_every_snippet_line_fits_an_80_column_terminal_and_an_issue_column(identity):
+    """By construction, not by the renderer: no output ever wraps a line of code."""
+    long = [line for line in identity.snippet.splitlines() if len(line) > ids.SNIPPET_WIDTH]
+    assert not long, long
+
+
 def test_the_free_name_check_catches_what_the_old_snippets_got_wrong():
     assert free_names("fn = serve.get_concrete_function()\ny = fn(x)") - GIVEN == {"serve"}
     assert free_names("model = keras.models.load_model(path, compile=False)") == {"keras", "path"}
@@ -224,9 +231,9 @@ def test_the_cpp_snippet_builds_with_its_own_command_and_runs_the_exported_tiny_
         pytest.skip("no C++ compiler or no TensorFlow C API header here")
     from kdiag.engine.intake.load import load_example
 
-    commands = [line[len("//   "):] for line in ids.CPP.snippet.splitlines() if line.startswith("//   ")]
-    build = [c for c in commands if c.startswith(("TF=", "c++ "))]
-    assert len(build) == 2, commands
+    build = [line[len("// "):] for line in ids.CPP.snippet.splitlines() if line.startswith(("// TF=", "// LIBS=",
+                                                                                             "// c++ "))]
+    assert len(build) == 3, ids.CPP.snippet
     (tmp_path / "run.cc").write_text(ids.CPP.snippet)
     compiled = subprocess.run(["bash", "-c", " && ".join(build)], cwd=tmp_path, capture_output=True, text=True,
                               timeout=300)
