@@ -202,11 +202,11 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
     if request.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
 
-        print_report(report, verbose=request.verbose, saved=True)
+        print_report(report, verbose=request.verbose, saved=str(folder))
     elif request.format == "terminal":  # piped: as wide as COLUMNS says, else 80, and no colour
         width = shutil.get_terminal_size((80, 24)).columns
-        env.stdout.write(_printable(render(report, "terminal", width=width, verbose=request.verbose, saved=True),
-                                    env.stdout))
+        text = render(report, "terminal", width=width, verbose=request.verbose, saved=str(folder))
+        env.stdout.write(_printable(text, env.stdout))
     else:
         text = rendered.get(request.format) or render(report, request.format)
         env.stdout.write(_printable(text, env.stdout))

@@ -1,18 +1,26 @@
 """The report as GitHub-flavoured Markdown, to paste into a GitHub issue.
 
-Plain text, standard library only. It lays out the sections of kdiag.views.sections, in the order a
-maintainer asks for them: the command, the environment (the fields of TensorFlow's issue template),
-the model, then the measurements (a narrow table that fits an issue column, the full one folded in
-a `<details>` block), the phases, the findings, the top functions (folded too), how to reproduce,
-the standalone code to reproduce (repro.py, folded), and the `.prof` files.
+Plain text, standard library only. It opens with what a maintainer reads in one screen: the
+classification, the verdict, the environment in one line, current against expected behaviour, and a
+short script that reproduces it with TensorFlow alone. Then the findings in the order to act on
+them, each snippet once; then the measurements, folded in `<details>` blocks: the strategies (their
+narrow table shown), where predict's time goes, the tracing, the steps beyond one batch, the
+environment as TensorFlow's issue template asks for it and the model, how to run kdiag again, the
+top functions and the `.prof` files. It lays out the sections of kdiag.views.sections.
+
+Text from the user's files (names, paths, versions, exception text) goes through
+kdiag.sanitize: `markdown()` for text, `code_span()` for names shown as code, and fenced literals
+inside kdiag's own paragraphs (`render_literals`), so a file can add no link, image, mention,
+heading or table to the report. Code lines are at most 78 characters by construction
+(kdiag.datamodel.strategies.SNIPPET_WIDTH), so no block scrolls sideways in an issue column.
 
 Local paths are redacted unless the run said --no-redact: the home folder shows as `~`, the
 Python install as `<python>`, the model's folder as `<model-dir>`, and the .prof files named
 are the redacted copies in `redacted/` (kdiag.datamodel.redaction).
 
-GitHub refuses an issue body over 65,536 characters. `render` shortens the longest parts
-first (top functions, then the raw tables and lists, then long cells) until the text fits,
-and says in the text what it left out.
+GitHub refuses an issue body over 65,536 characters. `render` shortens the longest parts first
+(the raw tables and lists, then long cells) until the text fits, and says in the text what it left
+out.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ import dataclasses
 import re
 from typing import List, Optional, Sequence, Tuple
 
+from kdiag import sanitize
 from kdiag.datamodel.redaction import HOME, MODEL_DIR, PYTHON, Redactor, redacted_prof_path
-from kdiag.datamodel.report import Finding, Report
+from kdiag.datamodel.report import FINDING_KINDS, Finding, Report
 from kdiag.render import repro
 from kdiag.version import __version__
 from kdiag.views import sections, wording
@@ -38,21 +47,17 @@ FULL_HEADER = tuple(c.header for c in sections.STRATEGY_COLUMNS)
 class Limits:
     """How much of the long parts to show; None shows everything."""
 
-    top_functions: Optional[int] = None  # rows per phase in each top-functions table; 0 leaves them out
-    rows: Optional[int] = None  # rows of every other table or list
+    rows: Optional[int] = None  # rows of every table or list
     cell: int = 400  # characters per table cell
 
 
-#: Tried in order until the report fits: top functions go first, then raw lists, then long cells.
+#: Tried in order until the report fits: raw lists first, then long cells.
 LADDER: Tuple[Limits, ...] = (
-    Limits(None, None, 400),
-    Limits(10, None, 400),
-    Limits(3, None, 300),
-    Limits(0, None, 300),
-    Limits(0, 100, 200),
-    Limits(0, 30, 160),
-    Limits(0, 10, 120),
-    Limits(0, 3, 80),
+    Limits(None, 400),
+    Limits(100, 200),
+    Limits(30, 160),
+    Limits(10, 120),
+    Limits(3, 80),
 )
 
 
@@ -118,32 +123,21 @@ class _Writer:
             text = text[: self.limits.cell - 1] + "…"
             if "long cells" not in self.omitted:
                 self.omitted.append("long cells")
-        shown = _code_span(text) if cell.code else text_escape(text)
+        shown = sanitize.code_span(text, table_cell=True) if cell.code else sanitize.markdown(text)
         if cell.suffix:
-            shown += " " + text_escape(cell.suffix)
+            shown += " " + sanitize.markdown(cell.suffix)
         if cell.tone == "noisy":
-            shown += " ~"
+            shown += " \\~"
         if cell.tone in ("bad", "strong") and shown:
             shown = f"**{shown}**"
         elif cell.tone == "muted" and shown:
             shown = f"*{shown}*"
-        return shown.replace("|", "\\|")
+        return shown
 
 
 def _render(report: Report, limits: Limits, limit: int, redact: bool = False, copies: bool = False) -> str:
     w = _Writer(limits, limit, redact, copies)
-    body: List[str] = [*_command(report, w), ""]
-    for section in (sections.environment(report), sections.model(report)):
-        body += _section(section, w) + [""]
-    for build in sections.BEFORE_FINDINGS:
-        section = build(report)
-        if section is not None:
-            body += (_strategies(section, w) if section.key == "strategies" else _section(section, w)) + [""]
-    body += _findings(report, w) + [""]
-    for lines in (_top_functions(report, w), _section(sections.reproduce(report), w), _standalone_repro(report, w),
-                  _profile_files(report, w)):
-        if lines:
-            body += lines + [""]
+    body: List[str] = _summary(report) + [""] + _findings(report, w) + [""] + _measurements(report, w)
     return "\n".join(_header(report, w) + [""] + body).rstrip("\n") + "\n"
 
 
@@ -151,15 +145,9 @@ def _render(report: Report, limits: Limits, limit: int, redact: bool = False, co
 
 
 def text_escape(text: str) -> str:
-    """Free text for Markdown: `<` cannot start raw HTML, nor `&` an entity."""
+    """kdiag's own text for Markdown, its **strong** and `code` marks kept: `<` cannot start raw HTML,
+    nor `&` an entity. Text from a file never comes here bare (see `_paragraph`)."""
     return re.sub(r"&(?=#?\w+;)", "&amp;", text).replace("<", "&lt;")
-
-
-def _code_span(text: str) -> str:
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    ticks = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def fence(text: str, lang: str = "") -> List[str]:
@@ -169,13 +157,26 @@ def fence(text: str, lang: str = "") -> List[str]:
 
 
 def _paragraph(text: str) -> str:
-    return text_escape(" ".join(text.split()))
+    """A paragraph of kdiag's, on one line: its marks kept, the file-derived literals in it escaped."""
+    return sanitize.render_literals(" ".join(text.split()), text_escape, sanitize.markdown, sanitize.code_span)
+
+
+def _plain(text: str) -> str:
+    """Plain text (a finding, a note, a bullet): escaped whole, on one line."""
+    return sanitize.markdown(" ".join(text.split()))
+
+
+def _folded(summary: str, lines: List[str]) -> List[str]:
+    """`lines` in a <details> block: GitHub renders the Markdown inside when blank lines set it apart."""
+    if not lines:
+        return []
+    return [f"<details><summary>{text_escape(summary)}</summary>", "", *lines, "", "</details>"]
 
 
 # --- laying out a section -----------------------------------------------------------
 
 
-def _section(section: Section, w: _Writer, level: int = 2) -> List[str]:
+def _section(section: Section, w: _Writer, level: int = 3) -> List[str]:
     lines = [f"{'#' * level} {text_escape(section.title)}", ""] if section.title else []
     for paragraph in section.paragraphs:
         lines += [_paragraph(paragraph), ""]
@@ -185,11 +186,11 @@ def _section(section: Section, w: _Writer, level: int = 2) -> List[str]:
         lines += [_paragraph(paragraph), ""]
     if section.bullets:
         shown, more = w.take(section.bullets, f"{section.title.lower() or 'lines'}")
-        lines += [f"- {_paragraph(b)}" for b in shown] + [""] + ([more, ""] if more else [])
+        lines += [f"- {_plain(b)}" for b in shown] + [""] + ([more, ""] if more else [])
     for code in section.code:
         lines += fence(code.text, code.language) + [""]
     for sub in section.subsections:
-        lines += _section(sub, w, level + 1) + [""]
+        lines += _section(sub, w, min(level + 1, 6)) + [""]
     while lines and not lines[-1]:
         lines.pop()
     return lines
@@ -208,18 +209,13 @@ def _table(table: Table, w: _Writer, what: str, columns: Optional[Sequence[int]]
     return lines + (["", more] if more else [])
 
 
-# --- sections of their own ----------------------------------------------------------
+# --- the summary: one screen -------------------------------------------------------------
 
 
 def _header(report: Report, w: _Writer) -> List[str]:
-    lines = [f"# kdiag report: {text_escape(report.model.name)}", "",
-             f"Why is `model.predict` slow? Measured by kdiag {__version__} on {report.settings.timestamp}: "
-             + text_escape(wording.run_summary(report))]
-    headline = wording.headline(report)
-    if headline is not None:
-        versus = f", {headline.versus}" if headline.versus else ""
-        lines += ["", f"**Fastest with matching outputs:** {text_escape(headline.best)}, {headline.time} per "
-                      f"call{text_escape(versus)}."]
+    lines = [f"# kdiag report: {sanitize.markdown(report.model.name)}", "",  # one line, whatever the name holds
+             f"*Why is `model.predict` slow? Measured by kdiag {__version__} on {report.settings.timestamp}: "
+             f"{_plain(wording.run_summary(report))}*"]
     if report.incomplete:
         lines += ["", f"> **{wording.INCOMPLETE.replace(': ', ':** ', 1)}"]
     if w.omitted:
@@ -228,8 +224,86 @@ def _header(report: Report, w: _Writer) -> List[str]:
     return lines
 
 
+def _summary(report: Report) -> List[str]:
+    """Classification, verdict, environment, current and expected behaviour, and the short repro."""
+    label, _, rest = wording.classification(report).partition(": ")
+    lines = [f"**{label}:** {_plain(rest)}", "", _paragraph(wording.verdict_text(report)), "",
+             f"**Environment:** {_plain(wording.environment_line(report))}", "",
+             f"**Current behaviour:** {_paragraph(wording.current_behaviour(report))}", "",
+             f"**Expected behaviour:** {_paragraph(wording.expected_behaviour(report))}", ""]
+    script = repro.short_script(report)
+    if script is None:
+        return lines + [f"**Reproduce:** {_plain(sections.standalone_repro(report, None, repro.FILE_NAME).paragraphs[0])}"]
+    return lines + [f"**Reproduce** with TensorFlow alone ({len(script.splitlines())} lines; `{repro.FILE_NAME}` in "
+                    "the run folder does the same with kdiag's timing method, checks the outputs, and says whether "
+                    "it reproduced):", "", *fence(script, "python")]
+
+
+# --- findings ------------------------------------------------------------------------------
+
+
+def _findings(report: Report, w: _Writer) -> List[str]:
+    lines = ["## Findings, in the order to act on them", ""]
+    if not report.findings:
+        return lines + [wording.NO_FINDINGS, ""]
+    headings = dict(FINDING_KINDS)
+    repro_code = repro.short_script(report) or ""
+    shown = {}  # snippet -> the number of the finding that showed it
+    kind = None
+    for number, finding in enumerate(report.findings, 1):
+        if finding.kind != kind and finding.kind in headings:
+            kind = finding.kind
+            lines += [f"### {text_escape(headings[kind])}", ""]
+        lines += _finding(number, finding, w, shown, repro_code) + [""]
+    return lines
+
+
+def _finding(number: int, finding: Finding, w: _Writer, shown: dict, repro_code: str) -> List[str]:
+    meta = f"**{finding.severity}** · `{finding.id}`"
+    if wording.finding_meta(finding):
+        meta += " · " + _plain(wording.finding_meta(finding))
+    lines = [f"#### {number}. {_plain(finding.title)}", "", meta, "", f"**What to do:** {_plain(finding.advice)}"]
+    evidence, more = w.take(finding.evidence, f"evidence lines of {finding.id}")
+    if evidence:
+        lines += [""] + _folded(f"Evidence ({len(finding.evidence)})", [f"- {_plain(e)}" for e in evidence]
+                                + (["", more] if more else []))
+    if not finding.snippet:
+        return lines
+    if finding.snippet in shown:  # each snippet once
+        return lines + ["", f"The code: as in finding {shown[finding.snippet]} above."]
+    shown[finding.snippet] = number
+    setup, _, call = finding.snippet.rpartition("\n\n")
+    body = "\n".join(line for line in setup.splitlines() if line and not line.startswith(("import ", "from ")))
+    if body and body in repro_code:  # the short repro runs this set-up already
+        return lines + ["", f"The code: the set-up in **Reproduce** above, then {sanitize.code_span(call)}."]
+    return lines + ["", *fence(finding.snippet, sections.snippet_language(finding.strategy))]
+
+
+# --- measurements, folded --------------------------------------------------------------------
+
+
+def _measurements(report: Report, w: _Writer) -> List[str]:
+    lines = ["## Measurements", ""] + _strategies(sections.strategies(report), w) + [""]
+    for build, title in ((sections.side_by_side, None), (sections.phases, None), (sections.tracing, None),
+                         (sections.beyond_one_batch, None)):
+        section = build(report)
+        if section is not None:
+            lines += _folded(title or section.title, _section(dataclasses.replace(section, title=""), w)) + [""]
+    lines += _folded("Environment (the fields of TensorFlow's issue template) and model",
+                     _section(sections.environment(report), w) + [""] + _section(sections.model(report), w)) + [""]
+    lines += _folded("Run it again with kdiag", _command(report, w) + [""] + _section(sections.reproduce(report), w))
+    tops = sections.top_functions(report, per_phase=2, min_share=0.05)  # as the verbose terminal shows them
+    if tops is not None:
+        lines += [""] + _folded(tops.title, _section(dataclasses.replace(tops, title=""), w) + [
+            "", "*Every function: the .prof files below, or report.json.*"])
+    files = sections.profile_files(report, w.redacted_copies)
+    if files is not None:
+        lines += [""] + _folded(files.title, _section(dataclasses.replace(files, title=""), w))
+    return lines
+
+
 def _command(report: Report, w: _Writer) -> List[str]:
-    lines = ["## Command", "", *fence(report.settings.command, "sh")]
+    lines = ["The command of this run:", "", *fence(report.settings.command, "sh")]
     if w.redacted:
         lines += ["", f"*Local paths are shown as `{HOME}` (the home folder), `{PYTHON}` (the Python install and "
                       f"its packages) and `{MODEL_DIR}` (the model's folder); `kdiag inspect --no-redact` keeps "
@@ -238,85 +312,19 @@ def _command(report: Report, w: _Writer) -> List[str]:
 
 
 def _strategies(section: Section, w: _Writer) -> List[str]:
-    """The narrow table (what fits an issue column: detail 0), and the full one folded."""
-    lines = ["## Strategies", "", *[_paragraph(p) for p in section.paragraphs], ""]
+    """The narrow table (what fits an issue column: detail 0) shown, the full one and the rest folded."""
+    lines = ["### Strategies", ""]
     if section.tables:
         table = section.tables[0]
         narrow = [i for i, c in enumerate(table.columns) if c.detail == 0]
-        # Four short columns fit GitHub's issue column (~780 px) without wrapping a cell.
-        lines += _table(table, w, "measured strategies", narrow, short=True)
-        lines += ["", "<details><summary>All statistics: IQR, p90, p99, calls timed, first call, vs fastest, "
-                      "max |diff|</summary>", "", *_table(table, w, "measured strategies"), "", "</details>"]
+        lines += _table(table, w, "measured strategies", narrow, short=True) + [""]
+        lines += [_paragraph(" ".join(section.paragraphs)), ""]
+        lines += _folded("All statistics: IQR, p90, p99, calls timed, first call, vs fastest, max |diff|",
+                         _table(table, w, "measured strategies")) + [""]
     lines += [_paragraph(p) for p in section.after]
     for sub in section.subsections:
-        lines += [""] + _section(sub, w, 3)
+        lines += _folded(sub.title, _section(dataclasses.replace(sub, title=""), w)) + [""]
     return lines
-
-
-def _findings(report: Report, w: _Writer) -> List[str]:
-    lines = ["## Findings", ""]
-    if not report.findings:
-        return lines + [wording.NO_FINDINGS]
-    for number, finding in enumerate(report.findings, 1):
-        lines += _finding(number, finding, w) + [""]
-    return lines[:-1]
-
-
-def _finding(number: int, finding: Finding, w: _Writer) -> List[str]:
-    meta = f"**{finding.severity}** · `{finding.id}`"
-    if wording.finding_meta(finding):
-        meta += " · " + text_escape(wording.finding_meta(finding))
-    lines = [f"### {number}. {text_escape(finding.title)}", "", meta, ""]
-    evidence, more = w.take(finding.evidence, f"evidence lines of {finding.id}")
-    lines += [f"- {_paragraph(e)}" for e in evidence]
-    if more:
-        lines += ["", more]
-    lines += ["", f"**What to do:** {_paragraph(finding.advice)}"]
-    if finding.snippet:
-        lines += ["", *fence(finding.snippet, sections.snippet_language(finding.strategy))]
-    return lines
-
-
-def _top_functions(report: Report, w: _Writer) -> List[str]:
-    full = sections.top_functions(report)
-    if full is None:
-        return []
-    lines = [f"## {full.title}", ""]
-    if w.limits.top_functions == 0:
-        count = sum(len(s.tables[0].rows) for s in full.subsections)
-        w.omitted.append(f"the top-functions tables ({count} rows)")
-        return lines + [f"*Left out ({count} rows) to keep this report under GitHub's {w.limit:,}-character "
-                        "limit: open the .prof files below, or see report.json.*"]
-    shown = sections.top_functions(report, per_phase=w.limits.top_functions)
-    lines += [_paragraph(full.paragraphs[0]), ""]
-    for part, whole in zip(shown.subsections, full.subsections):
-        left = len(whole.tables[0].rows) - len(part.tables[0].rows)
-        lines += [f"<details><summary>{text_escape(part.title)}</summary>", "",
-                  *_table(part.tables[0], _Writer(Limits(cell=w.limits.cell), w.limit), "functions")]
-        if left:
-            w.omitted.append(f"{left} top-function rows of {part.title}")
-            lines += ["", w.more(f"{left} more functions", "the .prof file has them all")]
-        lines += ["", "</details>", ""]
-    return lines[:-1]
-
-
-def _standalone_repro(report: Report, w: _Writer) -> List[str]:
-    """repro.py, folded: what a maintainer runs with TensorFlow alone, without kdiag or the user's weights."""
-    section = sections.standalone_repro(report, None, repro.FILE_NAME)
-    lines = _section(section, w)
-    if repro.unavailable_reason(report) is not None:
-        return lines
-    if w.limits.rows is not None:  # the report is being cut to fit: the script stays in the run folder
-        w.omitted.append(f"the script itself ({repro.FILE_NAME} is in the run folder)")
-        return lines + ["", f"*Left out to keep this report under GitHub's {w.limit:,}-character limit: attach "
-                            f"{repro.FILE_NAME} from the run folder.*"]
-    return lines + ["", f"<details><summary>standalone code to reproduce ({repro.FILE_NAME})</summary>", "",
-                    *fence(repro.render(report), "python"), "", "</details>"]
-
-
-def _profile_files(report: Report, w: _Writer) -> List[str]:
-    section = sections.profile_files(report, w.redacted_copies)
-    return _section(section, w) if section is not None else []
 
 
 # --- the last resort ---------------------------------------------------------------------

@@ -9,6 +9,8 @@ from kdiag.analysis.registry import NOISE, rule, threshold
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.report import Finding, Report
 from kdiag.format import duration
+from kdiag.views.verdict import rerun_hint
+from kdiag.views.wording import plural
 
 
 @rule("not-enough-calls", NOISE)
@@ -25,11 +27,11 @@ def not_enough_calls(report: Report) -> List[Finding]:
     return [Finding(
         id=fid,
         severity="info",
-        title=f"Not enough calls to judge {len(few)} strateg{'ies' if len(few) != 1 else 'y'} "
+        title=f"Not enough calls to judge {plural(len(few), 'strategy', 'strategies')} "
               f"(fewer than {views.MIN_CALLS_FOR_VERDICT} timed calls)",
         evidence=evidence,
         advice=("No finding compares these: with so few calls there is no noise band to tell a real difference "
-                "from chance. Re-run with a larger --budget or --min-calls to judge them."),
+                f"from chance. To judge them, {rerun_hint(report, few)}."),
         snippet="",
     )]
 
@@ -51,7 +53,7 @@ def noisy(report: Report) -> List[Finding]:
     return [Finding(
         id="noisy",
         severity="low",
-        title=f"Noisy measurements: {len(evidence)} strateg{'ies' if len(evidence) != 1 else 'y'}",
+        title=f"Noisy measurements: {plural(len(evidence), 'strategy', 'strategies')}",
         evidence=evidence,
         advice=("Another process may be using the CPU. Rounds were interleaved, so ratios stay comparable, but "
                 "for firmer figures close other programs or raise --budget and re-run."),
