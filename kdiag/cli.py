@@ -11,6 +11,7 @@ import dataclasses
 import shlex
 import shutil
 import sys
+import textwrap
 import traceback
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
@@ -38,15 +39,25 @@ class Env:
     stderr: TextIO = dataclasses.field(default_factory=lambda: sys.stderr)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help wrapped at spaces only: a strategy key (predict-compiled, tf-function) or an example's name
+    (mnist-softmax) is never broken at its hyphen."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kdiag",
+        prog="kdiag", formatter_class=HelpFormatter,
         description="Why is my Keras model's inference slow, and what should I do about it? "
                     "kdiag times every way of calling the model and checks their outputs.",
     )
     parser.add_argument("--version", action="version", version=f"kdiag {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_parser = commands.add_parser
+    commands.add_parser = lambda *a, **k: add_parser(*a, formatter_class=HelpFormatter, **k)
 
     inspect = commands.add_parser("inspect", help="measure every way of calling a model",
                                   description="Load a model, time every way of calling it, check their outputs.")
