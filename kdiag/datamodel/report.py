@@ -109,7 +109,7 @@ FINDING_KINDS = (
     ("backfires", "Advice that backfires on this model"),
     ("memory", "Memory over many calls"),
     ("runtime", "Runtime changes (leaving Keras) and tuning"),
-    ("note", "Notes"),
+    ("note", "Worth knowing (nothing to change)"),
     ("noise", "How firm the figures are"),
 )
 

@@ -402,9 +402,13 @@ def batch_size_chart(figure, sweep) -> None:
         ax.axvline(knee, color="#444444", linestyle=":", linewidth=1)
     from matplotlib.ticker import NullFormatter
 
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_xticks(batches)
-    ax.set_xticklabels([f"{b:,}" for b in batches])
+    ax.set_xticklabels([f"{b:,}" for b in batches], rotation=45 if len(batches) > 10 else 0,
+                       ha="right" if len(batches) > 10 else "center")
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))  # no "1e7" offset
     ax.set_xlabel(f"batch size ({sweep.strategy}); dotted line: where samples/s stop growing")
     ax.set_ylabel("samples/s")
 

@@ -219,16 +219,18 @@ def _findings(report: Report) -> str:
         parts.append(f"<p>{e(wording.NO_FINDINGS)}</p>")
     headings = dict(FINDING_KINDS)
     kind = None
+    shown = {}  # snippet -> the finding that showed it: each snippet once
     for number, finding in enumerate(report.findings, 1):
         if finding.kind != kind and finding.kind in headings:
             kind = finding.kind
             parts.append(f'<h3 class="kind">{e(headings[kind])}</h3>')
-        parts.append(_finding(number, finding))
+        parts.append(_finding(number, finding, shown.get(finding.snippet)))
+        shown.setdefault(finding.snippet, number)
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _finding(number: int, finding: Finding) -> str:
+def _finding(number: int, finding: Finding, shown_in: Optional[int] = None) -> str:
     meta = f'<span class="sev sev-{e(finding.severity)}">{e(finding.severity)}</span> <code>{e(finding.id)}</code>'
     if wording.finding_meta(finding):
         meta += " · " + e(wording.finding_meta(finding))
@@ -237,7 +239,9 @@ def _finding(number: int, finding: Finding) -> str:
              f'<p class="meta">{meta}</p>', f"<p><strong>What to do:</strong> {_plain(finding.advice)}</p>",
              f"<details><summary>Evidence ({len(finding.evidence)})</summary><ul>{evidence}</ul></details>"
              if evidence else ""]
-    if finding.snippet:
+    if finding.snippet and shown_in is not None:
+        parts.append(f'<p>The code: as in <a href="#finding-{shown_in}">finding {shown_in}</a> above.</p>')
+    elif finding.snippet:
         parts.append(_code_block(finding.snippet, sections.snippet_language(finding.strategy)))
     parts.append("</article>")
     return "".join(parts)
