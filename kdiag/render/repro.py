@@ -68,7 +68,7 @@ def render(report: Report) -> str:
         inter=repr(env.inter_op_threads),
         predict_name=repr(PREDICT.name),
         best_name=repr(best.name),
-        measured_ratio=repr(predict.median_s / best.median_s),
+        measured_ratio=repr(float(f"{predict.median_s / best.median_s:.4g}")),
         predict_function=_prepared("prepare_predict", predict),
         best_function=_prepared("prepare_best", best),
     )
@@ -110,13 +110,19 @@ def _docstring(report: Report, predict: StrategyResult, best: StrategyResult) ->
     env = report.environment
     model = report.model
     keras = f"tf-keras {env.keras}" if env.legacy_keras else f"Keras {env.keras}"
+    verdict = verdicts.verdict(report)
     headline = (f"kdiag measured predict at {fmt.duration(predict.median_s)} per call and {best.name}, the best "
-                f"drop-in fix, at {fmt.duration(best.median_s)}: predict was "
-                f"{views.times_text(predict.median_s / best.median_s)} than it, with matching outputs.")
-    runtime = verdicts.verdict(report).runtime
-    if runtime is not None and runtime.median_s < best.median_s:
-        headline += (f" ({runtime.name} was faster still, outside Keras ({verdicts.leaving_keras(runtime)}); this "
-                     "script does not run it: see the report.)")
+                f"drop-in fix, at {fmt.duration(best.median_s)}")
+    judged = verdict.judged
+    if not judged.enough_calls:
+        headline += f" ({judged.calls_text}: too few calls for kdiag to compare them)."
+    elif not judged.beyond_noise:
+        headline += ", within the noise of each other."
+    else:
+        headline += f": predict was {views.times_text(predict.median_s / best.median_s)} than it, with matching outputs."
+    if verdict.runtime_gain is not None and verdict.recommends:
+        headline += (f" ({verdict.runtime.name} was faster still, outside Keras "
+                     f"({verdicts.leaving_keras(verdict.runtime)}); this script does not run it: see the report.)")
     needs = "TensorFlow" + (" and tf-keras" if env.legacy_keras else "")
     if "litert" in best.snippet.lower():
         needs += " (and LiteRT, pip install ai-edge-litert, if you have it: else tf.lite runs it)"

@@ -281,7 +281,7 @@ def notes(report: Report) -> Optional[Section]:
         m = result.measurement
         if m is not None and m.stopped_early:
             lines.append(f"{result.name}: stopped early after {m.count} calls (wall cap "
-                         f"{report.settings.max_wall_s:g} s) — its figures rest on few samples.")
+                         f"{report.settings.max_wall_s:.3g} s) — its figures rest on few samples.")
         if facts.outputs_differ(result):
             detail = f" ({result.outputs.detail})" if result.outputs.detail else ""
             lines.append(f"{result.name}: outputs differ from {result.outputs.reference}'s{detail}; it is never "

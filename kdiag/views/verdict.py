@@ -86,7 +86,11 @@ class Verdict:
 def verdict(report: Report) -> Verdict:
     """The report's verdict (see the module's docstring)."""
     predict = usable(report, PREDICT.name)
-    fix = fastest_usable(report, DROP_IN_FIXES)
+    # The fastest drop-in fix timed often enough to be judged; only when none was, the fastest at all
+    # (and then no verdict): a fix on two calls must not hide one that can be judged.
+    candidates = [r for r in (usable(report, name) for name in DROP_IN_FIXES) if r is not None]
+    judged_enough = [r for r in candidates if r.measurement.count >= MIN_CALLS_FOR_VERDICT]
+    fix = min(judged_enough or candidates, key=median) if candidates else None
     judged = judge(*_ordered(predict, fix)) if predict is not None and fix is not None else None
     runtime = fastest_usable(report, RUNTIME_CHANGES)
     partial = Verdict(predict, fix, judged, runtime, None, INCONCLUSIVE, "")

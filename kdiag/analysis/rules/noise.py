@@ -23,7 +23,7 @@ def not_enough_calls(report: Report) -> List[Finding]:
     stopped = [r.name for r in few if r.measurement.stopped_early]
     evidence = [f"{r.name}: n={r.measurement.count}, median {duration(r.median_s)}" for r in few]
     if stopped:
-        evidence.append(f"Stopped early at the wall cap ({report.settings.max_wall_s:g} s): {', '.join(stopped)}.")
+        evidence.append(f"Stopped early at the wall cap ({report.settings.max_wall_s:.3g} s): {', '.join(stopped)}.")
     return [Finding(
         id=fid,
         severity="info",
