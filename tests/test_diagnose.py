@@ -566,3 +566,30 @@ def test_only_recommend_sets_a_finding_s_recommendation():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding":
                 assert not fields & {k.arg for k in node.keywords}, f"{info.name}: line {node.lineno}"
                 assert len(node.args) <= 6, f"{info.name}: line {node.lineno} passes the recommendation by position"
+
+
+def test_a_keras_applications_model_with_batchnorm_and_dropout_gets_the_drop_in_fix_first():
+    """MobileNetV2 at batch 1 (figures shaped as measured on it): the training-flag note came first,
+    "[high]", with model(x, training=False), the slow eager path, as the only snippet. Now finding 1 is
+    the drop-in fix with its snippet, and the verdict line names the same path."""
+    from kdiag.datamodel.strategies import BY_NAME
+    from kdiag.views import wording
+
+    layers = [f"block_{i}_bn (BatchNormalization)" for i in range(52)] + ["dropout (Dropout)"]
+    model = fx.model_info(name="mobilenetv2_1.00_224", batch_size=1, training_dependent_layers=layers,
+                          training_true_max_abs_diff=0.71,
+                          inputs=[fx.InputInfo("input_layer", [1, 224, 224, 3], "float32", "uniform [0, 1)")])
+    figures = {"predict": (40.0, 1.0), "predict (compiled)": (41.0, 1.0), "predict_on_batch": (30.0, 1.0),
+               "model(x) eager": (96.0, 2.0), "tf.function": (10.0, 0.2), "concrete function": (9.7, 0.2),
+               "XLA (jit_compile)": (40.0, 1.0), "SavedModel serve": (10.5, 0.3), "TFLite": (8.0, 0.2)}
+    strategies = [dataclasses.replace(fx.strategy(n, m, q), snippet=BY_NAME[n].snippet) for n, (m, q) in figures.items()]
+    report = fx.report(strategies, model=model, batch_size=1)
+    report = dataclasses.replace(report, findings=dg.diagnose(report))
+    first = report.findings[0]
+    assert first.id == "predict-overhead" and first.strategy == "concrete function"
+    assert first.snippet == BY_NAME["concrete function"].snippet
+    assert "fix: concrete function" in wording.verdict_line(report, 80)
+    training = only(report.findings, "training-dependent-layers")
+    assert training.severity == "info" and training.snippet == "" and training.kind == "note"
+    backfires = [f.title for f in report.findings if f.id == "advice-backfires"]
+    assert any("model(x) directly" in t for t in backfires) and any("XLA" in t for t in backfires)

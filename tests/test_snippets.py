@@ -282,3 +282,26 @@ def test_every_snippet_runs_under_tf_keras_too(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.split(" ")[0] in ids.BY_KEY]
     assert lines == [f"{s.key} match" for s in ids.PYTHON_STRATEGIES], result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (__import__("os").cpu_count() or 1) < 2,
+                    reason="counts threads in /proc, on a machine with two cores or more")
+def test_the_threads_snippet_run_first_gives_tensorflow_one_intra_op_thread(tmp_path):
+    """The advice used to be tf.config.threading.set_intra_op_parallelism_threads(1), which raises once the
+    model is loaded. TF_NUM_INTRAOP_THREADS, set before TensorFlow starts, shrinks its intra-op pool: the
+    process has fewer threads than one without it."""
+    from kdiag.analysis.rules.beyond import THREADS_SNIPPET
+
+    work = ("import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\nimport tensorflow as tf\n"
+            "a = tf.random.normal((256, 256))\nfor _ in range(20):\n    a = tf.matmul(a, a) / 256.0\n"
+            "print(len(os.listdir('/proc/self/task')))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("TF_NUM_")}
+
+    def threads(code):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                              cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.strip().splitlines()[-1])
+
+    assert threads(THREADS_SNIPPET + "\n" + work) < threads(work)
