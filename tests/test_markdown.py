@@ -357,3 +357,57 @@ def test_golden_report_findings_are_shown_in_order():
     text = md.render(report)
     assert text.index("### 1. model.predict takes 306x") < text.index("### 2. compile() did not slow")
     assert "**high** · `predict-overhead` · measured speed-up 306x with concrete function (outputs match)" in text
+
+
+#: GitHub's issue column, in px, and what fits in it: code at 12 px monospace is about 7.2 px a character
+#: (88 characters fit, at 13.6 px about 8.2); a table as wide as its widest unbreakable words, at the
+#: over-estimate above (9 px a character, 26 px a cell).
+ISSUE_COLUMN = 746
+CODE_LINE = 88
+EXAMPLES = HERE.parent / "reports" / "examples"
+
+
+def _widest_blocks(text: str):
+    """(the longest line of a fenced block, the widest table in px) of a Markdown text."""
+    longest, fence = 0, None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fence = None if fence else line
+            continue
+        if fence:
+            longest = max(longest, len(line))
+    widest = 0
+    for table in parse(text).tables:
+        columns = len(table[0])
+        words = [max((len(word) for row in table for word in (row[i] if i < len(row) else "").split()), default=0)
+                 for i in range(columns)]
+        widest = max(widest, sum(w * CHAR_PX + CELL_PX for w in words))
+    return longest, widest
+
+
+def _md_cases():
+    cases = {"golden": md.render(golden_report())}
+    for name in ("tiny", "mnist-softmax", "mnist-cnn", "lstm"):
+        path = EXAMPLES / name / "report.md"
+        if path.is_file():
+            cases[f"example {name}"] = path.read_text(encoding="utf-8")
+    return cases
+
+
+@pytest.mark.parametrize("case", list(_md_cases()))
+def test_no_block_is_wider_than_an_issue_column(case):
+    """The TFLite snippet and the op table scrolled sideways in a 746 px issue column: code lines are now
+    at most 88 characters by construction, and every table is as narrow as its words allow."""
+    longest, widest = _widest_blocks(_md_cases()[case])
+    assert longest <= CODE_LINE
+    assert widest <= ISSUE_COLUMN
+
+
+@pytest.mark.parametrize("case", [c for c in _md_cases() if c.startswith("example")])
+def test_an_example_report_md_is_under_20k_characters_and_opens_with_its_summary(case):
+    text = _md_cases()[case]
+    assert len(text) < 20_000
+    summary = text[:text.index("## Findings")]
+    for part in ("**Environment:**", "**Current behaviour:**", "**Expected behaviour:**", "**Reproduce**"):
+        assert part in summary
+    assert summary.count("\n") < 80  # a screen or two, the repro included

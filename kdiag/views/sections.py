@@ -559,7 +559,7 @@ def reproduce(report: Report) -> Section:
     command = report.settings.command
     if env.legacy_keras and "TF_USE_LEGACY_KERAS" not in command:
         command = "TF_USE_LEGACY_KERAS=1 " + command
-    script = "\n".join([f"{install}  # the versions measured here",
+    script = "\n".join([f"{install}  # the versions measured",
                         f"python3 -m pip install -e .  # in a checkout of kdiag {report.kdiag_version}", command])
     needs = []
     if not report.model.source.startswith("example:"):
