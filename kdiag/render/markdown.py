@@ -41,6 +41,8 @@ GITHUB_LIMIT = 65_536
 #: The strategies' narrow table (what fits an issue column) and the full one, folded.
 NARROW_HEADER = tuple(c.header for c in sections.STRATEGY_COLUMNS if c.detail == 0)
 FULL_HEADER = tuple(c.header for c in sections.STRATEGY_COLUMNS)
+#: The full table's columns of statistics (its first folded table); the comparisons make the second.
+STATISTICS = ("median", "IQR", "p90", "p99", "n", "first call")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +273,9 @@ def _finding(number: int, finding: Finding, w: _Writer, shown: dict, repro_code:
         return lines
     if finding.snippet in shown:  # each snippet once
         return lines + ["", f"The code: as in finding {shown[finding.snippet]} above."]
+    if finding.kind == "runtime" and finding.snippet.count("\n") > 20:  # a conversion: long, and not the fix
+        return lines + ["", f"The code ({finding.snippet.count(chr(10)) + 1} lines): in report.html, the terminal's "
+                            "--verbose report and report.json."]
     shown[finding.snippet] = number
     setup, _, call = finding.snippet.rpartition("\n\n")
     body = "\n".join(line for line in setup.splitlines() if line and not line.startswith(("import ", "from ")))
@@ -292,18 +297,18 @@ def _measurements(report: Report, w: _Writer) -> List[str]:
     lines += _folded("Environment (the fields of TensorFlow's issue template) and model",
                      _section(sections.environment(report), w) + [""] + _section(sections.model(report), w)) + [""]
     lines += _folded("Run it again with kdiag", _command(report, w) + [""] + _section(sections.reproduce(report), w))
-    tops = sections.top_functions(report, per_phase=2, min_share=0.05)  # as the verbose terminal shows them
-    if tops is not None:
-        lines += [""] + _folded(tops.title, _section(dataclasses.replace(tops, title=""), w) + [
-            "", "*Every function: the .prof files below, or report.json.*"])
     files = sections.profile_files(report, w.redacted_copies)
     if files is not None:
-        lines += [""] + _folded(files.title, _section(dataclasses.replace(files, title=""), w))
+        # The commands name every file; the table of the same paths would only widen the issue column.
+        tops = ("*The top functions per phase are in report.html and report.json; every function is in the "
+                ".prof files.*") if sections.top_functions(report) is not None else ""
+        lines += [""] + _folded(files.title, _section(dataclasses.replace(files, title="", tables=()), w)
+                                + (["", tops] if tops else []))
     return lines
 
 
 def _command(report: Report, w: _Writer) -> List[str]:
-    lines = ["The command of this run:", "", *fence(report.settings.command, "sh")]
+    lines = ["The command of this run:", "", *fence(sections.shell_lines(report.settings.command), "sh")]
     if w.redacted:
         lines += ["", f"*Local paths are shown as `{HOME}` (the home folder), `{PYTHON}` (the Python install and "
                       f"its packages) and `{MODEL_DIR}` (the model's folder); `kdiag inspect --no-redact` keeps "
@@ -319,8 +324,12 @@ def _strategies(section: Section, w: _Writer) -> List[str]:
         narrow = [i for i, c in enumerate(table.columns) if c.detail == 0]
         lines += _table(table, w, "measured strategies", narrow, short=True) + [""]
         lines += [_paragraph(" ".join(section.paragraphs)), ""]
+        # In two tables, each as narrow as an issue column: the statistics, then the comparisons.
+        first = [i for i, c in enumerate(table.columns) if i == 0 or c.header in STATISTICS]
+        second = [0] + [i for i in range(1, len(table.columns)) if i not in first]
         lines += _folded("All statistics: IQR, p90, p99, calls timed, first call, vs fastest, max |diff|",
-                         _table(table, w, "measured strategies")) + [""]
+                         _table(table, w, "measured strategies", first) + [""]
+                         + _table(table, w, "measured strategies", second)) + [""]
     lines += [_paragraph(p) for p in section.after]
     for sub in section.subsections:
         lines += _folded(sub.title, _section(dataclasses.replace(sub, title=""), w)) + [""]

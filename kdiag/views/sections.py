@@ -536,10 +536,12 @@ def profile_files(report: Report, redacted_copies: bool = False) -> Optional[Sec
     rows = tuple((Cell(p.scenario), Cell(p.prof_path, code=True), Cell(p.cold_prof_path, code=True)) for p in kept)
     attach = ("These are the copies in `redacted/`, whose file names show local paths as above: attach them to the "
               "issue if a maintainer asks." if redacted_copies else "Attach them to the issue if a maintainer asks.")
-    commands = "\n".join(f"{viewer} {shell_path(p.prof_path)}" for p in kept for viewer in ("kdiag view", "snakeviz"))
+    commands = "\n".join(f"kdiag view {shell_path(path)}" for p in kept for path in (p.prof_path, p.cold_prof_path)
+                          if path)
     return Section("profiles", title, paragraphs=(
-        "Each scenario was profiled on a fresh model: one cold call, then the warm calls. Open a file in a browser "
-        "with `kdiag view FILE` or `snakeviz FILE`; `python3 -m pstats FILE` reads it in a terminal. " + attach,),
+        "Each scenario was profiled on a fresh model: one cold call (`.cold.prof`), then the warm calls. Open a file "
+        "in a browser with `kdiag view FILE` (or `snakeviz FILE`); `python3 -m pstats FILE` reads it in a "
+        "terminal. " + attach,),
         tables=(Table((Column("scenario"), Column("warm calls", wraps=True), Column("first call", wraps=True)), rows),),
         code=(Code(commands, "sh"),), detail=1)
 
@@ -551,6 +553,35 @@ def shell_path(path: str) -> str:
     return shlex.quote(path)
 
 
+#: Code lines in the reports are at most this long (an issue column: 88 characters of code).
+CODE_WIDTH = 88
+
+
+def shell_lines(command: str, width: int = CODE_WIDTH) -> str:
+    """A shell command on lines of at most `width` characters, continued with a backslash: broken only
+    at spaces outside quotes, so that it runs as one command when pasted (a word longer than the
+    width stays whole)."""
+    words, current, quote = [], "", ""
+    for char in command:
+        if char in "'\"" and (not quote or quote == char):
+            quote = "" if quote else char
+        if char == " " and not quote:
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += char
+    words += [current] if current else []
+    lines, line = [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width - 2:
+            lines.append(line + " \\")
+            line = "  " + word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join(lines + [line])
+
+
 def reproduce(report: Report) -> Section:
     """The commands that run this measurement again, and what they need."""
     env = report.environment
@@ -560,7 +591,8 @@ def reproduce(report: Report) -> Section:
     if env.legacy_keras and "TF_USE_LEGACY_KERAS" not in command:
         command = "TF_USE_LEGACY_KERAS=1 " + command
     script = "\n".join([f"{install}  # the versions measured",
-                        f"python3 -m pip install -e .  # in a checkout of kdiag {report.kdiag_version}", command])
+                        f"python3 -m pip install -e .  # in a checkout of kdiag {report.kdiag_version}",
+                        shell_lines(command)])
     needs = []
     if not report.model.source.startswith("example:"):
         needs.append(f"the model {literal(report.model.source, code=True)}")
