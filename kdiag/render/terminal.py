@@ -386,7 +386,8 @@ def _findings(report: Report, verbose: bool) -> List[RenderableType]:
     style = {"high": "bold red", "medium": "bold yellow"}
     for number, finding in enumerate(report.findings, 1):
         if finding.kind != kind and finding.kind in headings:
-            parts += ([Text("")] if kind is not None else []) + [Text(headings[finding.kind], style="underline")]
+            gap = kind is not None and not (isinstance(parts[-1], Text) and not parts[-1].plain)  # one blank line
+            parts += ([Text("")] if gap else []) + [Text(headings[finding.kind], style="underline")]
             kind = finding.kind
         body: List[RenderableType] = [Text.assemble((f"[{finding.severity}] ", style.get(finding.severity, "bold")),
                                                     (finding.title, "bold"))]

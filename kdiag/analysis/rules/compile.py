@@ -90,8 +90,8 @@ def compile_no_effect(report: Report) -> List[Finding]:
         title = f"compile() left predict's total time within the noise (±{noise_percent:.1f}%)"
         if moved:
             # Phases beyond their own bands that cancel out: said, not hidden behind "no effect".
-            title += (f", though {len(moved)} of its phase{'s' if len(moved) != 1 else ''} moved beyond "
-                      f"{'their' if len(moved) != 1 else 'its'} noise")
+            title += (f", though {len(moved)} of its phases moved beyond their noise" if len(moved) != 1 else
+                      ", though one of its phases moved beyond its noise")
         advice = (f"No effect of compile() on predict's time could be measured at this noise level "
                   f"(±{noise_percent:.1f}%); for a tighter bound, re-run on a quiet machine with a larger --budget.")
     elif effect.difference > 0:
