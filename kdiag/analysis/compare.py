@@ -13,8 +13,8 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 from kdiag import views
-from kdiag.datamodel.comparison import (ADDED, COMPARED, PHASE_MIN_SHARE_OF_TOTAL, REMOVED,  # noqa: F401
-                                        UNMEASURED, Comparison, PhaseChange, StrategyChange)
+from kdiag.datamodel.comparison import (ADDED, COMPARED, PHASE_MIN_SHARE_OF_TOTAL, REMOVED, UNMEASURED, Comparison,
+                                        PhaseChange, StrategyChange)
 from kdiag.datamodel.report import Report, StrategyResult
 from kdiag.datamodel.strategies import ALL_STRATEGIES, BY_NAME
 from kdiag.errors import ExitStatus, KdiagError

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+import shlex
 import sys
 import textwrap
 import threading
@@ -110,13 +111,7 @@ def saved_line(folder: str) -> str:
     from kdiag.render import FORMATS
 
     files = ", ".join(f.file_name for f in FORMATS.values() if f.file_name)
-    return f"Saved in {folder}/ ({files}): kdiag view {shell_quote(folder)} opens the page"
-
-
-def shell_quote(path: str) -> str:
-    import shlex
-
-    return shlex.quote(path)
+    return f"Saved in {folder}/ ({files}): kdiag view {shlex.quote(folder)} opens the page"
 
 
 @dataclasses.dataclass(frozen=True)

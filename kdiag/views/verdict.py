@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from kdiag.datamodel.report import Report, StrategyResult
 from kdiag.datamodel.strategies import BY_NAME, DROP_IN_FIXES, PREDICT, RUNTIME_CHANGES
@@ -151,11 +151,6 @@ def leaving_keras(result: StrategyResult) -> str:
     return identity.leaving_keras if identity is not None and identity.leaving_keras else "leaves Keras"
 
 
-def calls_text(result: StrategyResult) -> str:
-    """"n=24": how many calls a figure rests on."""
-    return f"n={result.measurement.count:,}"
-
-
 def as_dict(report: Report) -> Dict[str, Any]:
     """The verdict as report.json's top-level `verdict` object (derived: never read back)."""
     v = verdict(report)
@@ -191,12 +186,6 @@ def repro_unavailable_reason(report: Report) -> Optional[str]:
     return None
 
 
-def judged_pairs(report: Report) -> List[Judgement]:
-    """Every comparison the verdict states, for tests that check no output claims more."""
-    v = verdict(report)
-    return [j for j in (v.judged, v.runtime_judged) if j is not None]
-
-
-__all__ = ["Verdict", "verdict", "as_dict", "repro_unavailable_reason", "rerun_hint", "overhead_share", "leaving_keras", "calls_text",
+__all__ = ["Verdict", "verdict", "as_dict", "repro_unavailable_reason", "rerun_hint", "overhead_share", "leaving_keras",
            "FIX_MIN_RATIO", "FIX_MIN_GAP_S", "OVERHEAD_BOUND_RATIO", "RUNTIME_MIN_RATIO", "OVERHEAD_BOUND",
            "COMPUTE_BOUND", "INCONCLUSIVE"]

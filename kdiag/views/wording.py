@@ -7,8 +7,7 @@ text: each renderer escapes it for its own format.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 from kdiag import format as fmt
 from kdiag.datamodel.beyond import CROSSOVER_WITHIN, GROWTH_CONFIDENCE, THROUGHPUT_GAIN
