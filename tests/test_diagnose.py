@@ -400,7 +400,7 @@ def test_noisy_lists_every_noisy_strategy_and_only_those():
     strategies = fx.typical_keras3(**{"predict": (60.0, 12.0), "tf.function": (0.25, 0.05)})
     finding = only(dg.diagnose(fx.report(strategies)), "noisy")
     assert len(finding.evidence) == 2
-    assert finding.evidence[0].startswith("predict: IQR 12 ms over a median of 60 ms (20%, above 10%)")
+    assert finding.evidence[0] == "predict: IQR 12 ms, 20% of its 60 ms median (n=5)."
     assert finding.evidence[1].startswith("tf.function:")
     assert "noisy" not in ids(dg.diagnose(fx.report(fx.typical_keras3())))
 

@@ -225,7 +225,7 @@ def _report_from_home(redact=True):
 def test_report_md_shows_no_local_path_and_names_the_redacted_prof_copies():
     text = md.render(_report_from_home())
     assert "alice" not in text and "site-packages" not in text and "/home/" not in text
-    assert "```sh\nkdiag inspect <model-dir>/net.keras --out ~/runs/net-1\n```" in text
+    assert "\nkdiag inspect <model-dir>/net.keras --out ~/runs/net-1\n```" in text
     assert "`<model-dir>/net.keras` (keras)" in text
     assert "&lt;python&gt;/keras/src/saving/x\\.py:3" in text or "&lt;python&gt;/keras/src/saving/x.py:3" in text
     assert "kdiag view ~/runs/net-1/redacted/predict.prof" in text  # ~ outside quotes: the shell expands it
@@ -262,8 +262,8 @@ def test_text_that_looks_like_html_is_shown_not_swallowed():
 
 def test_sections_the_issue_needs_are_there():
     text = md.render(golden_report())
-    for needle in ("```sh\nkdiag inspect --example tiny --out ~/runs/tiny\n```",
-                   "ms per call are the profiled shares scaled to the unprofiled median",
+    for needle in ("\nkdiag inspect --example tiny --out ~/runs/tiny\n```",
+                   "ms per call are the profiled shares × the unprofiled median",
                    "predict: cProfile made the calls 1.70x slower; predict (compiled): cProfile made the calls 1.65x slower",
                    "```python\nfn = serve.get_concrete_function()\nfn(tf.constant(x))\n```",
                    'pip install "tensorflow==2.21.0" "keras==3.15.0"',

@@ -296,7 +296,7 @@ def _measurements(report: Report, w: _Writer) -> List[str]:
             lines += _folded(title or section.title, _section(dataclasses.replace(section, title=""), w)) + [""]
     lines += _folded("Environment (the fields of TensorFlow's issue template) and model",
                      _section(sections.environment(report), w) + [""] + _section(sections.model(report), w)) + [""]
-    lines += _folded("Run it again with kdiag", _command(report, w) + [""] + _section(sections.reproduce(report), w))
+    lines += _folded("Run it again with kdiag", _section(sections.reproduce(report), w) + _redaction_note(w))
     files = sections.profile_files(report, w.redacted_copies)
     if files is not None:
         # The commands name every file; the table of the same paths would only widen the issue column.
@@ -307,13 +307,11 @@ def _measurements(report: Report, w: _Writer) -> List[str]:
     return lines
 
 
-def _command(report: Report, w: _Writer) -> List[str]:
-    lines = ["The command of this run:", "", *fence(sections.shell_lines(report.settings.command), "sh")]
-    if w.redacted:
-        lines += ["", f"*Local paths are shown as `{HOME}` (the home folder), `{PYTHON}` (the Python install and "
-                      f"its packages) and `{MODEL_DIR}` (the model's folder); `kdiag inspect --no-redact` keeps "
-                      "them.*"]
-    return lines
+def _redaction_note(w: _Writer) -> List[str]:
+    if not w.redacted:
+        return []
+    return ["", f"*Local paths are shown as `{HOME}` (the home folder), `{PYTHON}` (the Python install and its "
+                f"packages) and `{MODEL_DIR}` (the model's folder); `kdiag inspect --no-redact` keeps them.*"]
 
 
 def _strategies(section: Section, w: _Writer) -> List[str]:

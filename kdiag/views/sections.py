@@ -539,9 +539,8 @@ def profile_files(report: Report, redacted_copies: bool = False) -> Optional[Sec
     commands = "\n".join(f"kdiag view {shell_path(path)}" for p in kept for path in (p.prof_path, p.cold_prof_path)
                           if path)
     return Section("profiles", title, paragraphs=(
-        "Each scenario was profiled on a fresh model: one cold call (`.cold.prof`), then the warm calls. Open a file "
-        "in a browser with `kdiag view FILE` (or `snakeviz FILE`); `python3 -m pstats FILE` reads it in a "
-        "terminal. " + attach,),
+        "Each scenario was profiled on a fresh model: one cold call (`.cold.prof`), then the warm calls; "
+        "`python3 -m pstats FILE` reads one in a terminal. " + attach,),
         tables=(Table((Column("scenario"), Column("warm calls", wraps=True), Column("first call", wraps=True)), rows),),
         code=(Code(commands, "sh"),), detail=1)
 

@@ -218,10 +218,9 @@ def phase_scaling(profiles: Sequence[ProfileResult], what: str) -> str:
     """How a phase's milliseconds were made from cProfile's shares and the unprofiled median."""
     effects = [f"{p.scenario}: {facts.inflation_text(p)}" for p in profiles if p.inflation]
     unscaled = [p.scenario for p in profiles if not p.unprofiled_median_s]
-    text = (f"Phases {what}, from a separate cProfile pass. The ms per call are the profiled shares scaled to "
-            "the unprofiled median from the timing pass, because cProfile changes the time"
-            + (f" ({'; '.join(effects)})" if effects else "") + "; the shares are as profiled. A phase's noise is "
-            "its share times each side's IQR, summed.")
+    text = (f"Phases {what}, from a separate cProfile pass: ms per call are the profiled shares × the unprofiled "
+            "median, since cProfile changes the time" + (f" ({'; '.join(effects)})" if effects else "")
+            + ". A phase's noise is its share × each side's IQR, summed.")
     if unscaled:
         text += (f" No unprofiled median for {', '.join(unscaled)}: those ms are as profiled, "
                  "cProfile overhead included.")

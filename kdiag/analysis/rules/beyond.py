@@ -56,10 +56,8 @@ def _data_size_lines(sweep: DataSizeSweep) -> List[str]:
     lines = []
     for n in sweep.counts:
         best = sweep.best_at(n)
-        lines.append(f"{samples_text(n)}: predict {duration(sweep.predict.seconds_at(n))} "
-                     f"({duration(per_1000(sweep.predict.seconds_at(n), n))} per 1,000), {best.strategy} loop "
-                     f"{duration(best.seconds_at(n))} ({duration(per_1000(best.seconds_at(n), n))} per 1,000): "
-                     f"predict takes {fmt_ratio(sweep.ratio_at(n))} its time.")
+        lines.append(f"{samples_text(n)}: predict {duration(sweep.predict.seconds_at(n))}, {best.strategy} loop "
+                     f"{duration(best.seconds_at(n))}: predict {views.times_text(sweep.ratio_at(n))}.")
     return lines
 
 

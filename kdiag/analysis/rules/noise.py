@@ -46,8 +46,8 @@ def noisy(report: Report) -> List[Finding]:
     for result in report.strategies:
         m = result.measurement
         if m is not None and m.count and m.noisy:
-            evidence.append(f"{result.name}: IQR {duration(m.iqr_s)} over a median of {duration(m.median_s)} "
-                            f"({m.iqr_s / m.median_s:.0%}, above {limit:.0%}), n={m.count}.")
+            evidence.append(f"{result.name}: IQR {duration(m.iqr_s)}, {m.iqr_s / m.median_s:.0%} of its "
+                            f"{duration(m.median_s)} median (n={m.count}).")
     if not evidence:
         return []
     return [Finding(
@@ -55,7 +55,8 @@ def noisy(report: Report) -> List[Finding]:
         severity="low",
         title=f"Noisy measurements: {plural(len(evidence), 'strategy', 'strategies')}",
         evidence=evidence,
-        advice=("Another process may be using the CPU. Rounds were interleaved, so ratios stay comparable, but "
-                "for firmer figures close other programs or raise --budget and re-run."),
+        advice=(f"An IQR above {limit:.0%} of the median: another process may be using the CPU. Rounds were "
+                "interleaved, so ratios stay comparable, but for firmer figures close other programs or raise "
+                "--budget and re-run."),
         snippet="",
     )]
