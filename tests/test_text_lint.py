@@ -39,7 +39,8 @@ RUN_FOLDERS = sorted(p for p in EXAMPLES.iterdir() if (p / "report.json").is_fil
 
 RATIO_BELOW_ONE = re.compile(r"\b0\.\d+x\b[^.;\n]{0,60}?\b(faster|slower than|floor)\b|\btakes 0\.\d+x\b")
 FLOAT = re.compile(r"(?<![\w.])(\d+\.\d+)(?![\w.]*\d*\.\d)")
-PLURAL = re.compile(r"\b1 (samples|calls|strategies|layers|ways|cores|runs|ops|threads|seconds|phases)\b"
+PLURAL = re.compile(r"\b1 (?:\w+ )?(samples|calls|strategies|layers|ways|cores|runs|ops|threads|seconds|phases|lines|"
+                    r"rows)\b"
                     r"|\b(?:[02-9]|\d{2,}|\d{1,3}(?:,\d{3})+) (sample|call|strategy|way|layer|core|phase)\b")
 KERNEL = re.compile(r"_(?:Mkl|Fused)\w+")
 

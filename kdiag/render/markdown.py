@@ -18,9 +18,9 @@ Local paths are redacted unless the run said --no-redact: the home folder shows 
 Python install as `<python>`, the model's folder as `<model-dir>`, and the .prof files named
 are the redacted copies in `redacted/` (kdiag.datamodel.redaction).
 
-GitHub refuses an issue body over 65,536 characters. `render` shortens the longest parts first
-(the raw tables and lists, then long cells) until the text fits, and says in the text what it left
-out.
+A maintainer reads an issue of a few screens, and GitHub refuses one over 65,536 characters. `render`
+keeps report.md under 20,000 characters (ISSUE_LIMIT) by shortening the longest parts first (the
+longest tables and lists, then long cells), and says in the text what it left out.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ from kdiag.views import sections, wording
 from kdiag.views.sections import ENVIRONMENT_FIELDS, Cell, Section, Table  # noqa: F401 (ENVIRONMENT_FIELDS: tests)
 
 GITHUB_LIMIT = 65_536
+#: What a maintainer reads in an issue: report.md is shortened to this by default, its longest tables
+#: first, saying what it left out (report.json and report.html have everything).
+ISSUE_LIMIT = 20_000
 #: The strategies' narrow table (what fits an issue column) and the full one, folded.
 NARROW_HEADER = tuple(c.header for c in sections.STRATEGY_COLUMNS if c.detail == 0)
 FULL_HEADER = tuple(c.header for c in sections.STRATEGY_COLUMNS)
@@ -49,22 +52,31 @@ STATISTICS = ("median", "IQR", "p90", "p99", "n", "first call")
 class Limits:
     """How much of the long parts to show; None shows everything."""
 
-    rows: Optional[int] = None  # rows of every table or list
+    rows: Optional[int] = None  # rows of every table or list but the findings' evidence and the essential tables
     cell: int = 400  # characters per table cell
+    essential: Optional[int] = None  # rows of the essential tables (strategies, environment, model, phases)
+    evidence: Optional[int] = None  # lines of each finding's evidence
 
 
-#: Tried in order until the report fits: raw lists first, then long cells.
+#: Tried in order until the report fits: the longest tables and lists first, then long cells.
 LADDER: Tuple[Limits, ...] = (
     Limits(None, 400),
-    Limits(100, 200),
-    Limits(30, 160),
-    Limits(10, 120),
-    Limits(3, 80),
+    Limits(30, 300),
+    Limits(20, 200),
+    Limits(12, 160),
+    Limits(8, 120),
+    Limits(5, 120, None, 6),
+    Limits(5, 120, None, 4),
+    Limits(3, 80, 30, 3),
+    Limits(3, 80, 10, 3),
+    Limits(3, 80, 3, 2),
 )
+#: The sections whose tables are cut last: what the issue is about.
+ESSENTIAL = ("strategies", "environment", "model", "phases")
 
 
-def render(report: Report, limit: int = GITHUB_LIMIT, redact: Optional[bool] = None) -> str:
-    """The Markdown report, at most `limit` characters.
+def render(report: Report, limit: int = ISSUE_LIMIT, redact: Optional[bool] = None) -> str:
+    """The Markdown report, at most `limit` characters (never more than GitHub takes in an issue).
 
     redact: local paths as ~, <python> and <model-dir> (None: as the run's settings say).
     """
@@ -106,18 +118,17 @@ class _Writer:
         self.redacted_copies = redacted_copies  # the .prof files named are the copies in redacted/
         self.omitted: List[str] = []
 
-    def take(self, items: Sequence, what: str, limit: Optional[int] = None) -> Tuple[list, str]:
-        """The first items within the limit, and a note line ("" when nothing was left out)."""
-        limit = self.limits.rows if limit is None else limit
+    def take(self, items: Sequence, what: Tuple[str, str], kind: str = "rows") -> Tuple[list, str]:
+        """The first items within the limit of their kind ("rows", "evidence", "essential"), and a note
+        line ("" when nothing was left out). `what`: the noun of one item and what they belong to."""
+        limit = getattr(self.limits, kind)
         items = list(items)
         if limit is None or len(items) <= limit:
             return items, ""
         left = len(items) - limit
-        self.omitted.append(f"{left} {what}")
-        return items[:limit], self.more(f"{left} more {what}", "report.json has them all")
-
-    def more(self, what: str, where: str) -> str:
-        return f"*… and {what}, left out to keep this report under GitHub's {self.limit:,}-character limit; {where}.*"
+        noun, whose = what
+        self.omitted.append(f"{wording.plural(left, noun)}{' of ' + whose if whose else ''}")
+        return items[:limit], f"*… and {left} more (report.json has them all).*"
 
     def cell(self, cell: Cell, short: bool = False) -> str:
         text = " ".join(str(cell.short if short and cell.short is not None else cell.text).split())
@@ -183,11 +194,11 @@ def _section(section: Section, w: _Writer, level: int = 3) -> List[str]:
     for paragraph in section.paragraphs:
         lines += [_paragraph(paragraph), ""]
     for table in section.tables:
-        lines += _table(table, w, f"rows of {section.title or 'the table'}") + [""]
+        lines += _table(table, w, ("row", section.title or section.key), essential=section.key in ESSENTIAL) + [""]
     for paragraph in section.after:
         lines += [_paragraph(paragraph), ""]
     if section.bullets:
-        shown, more = w.take(section.bullets, f"{section.title.lower() or 'lines'}")
+        shown, more = w.take(section.bullets, ("line", section.title or section.key))
         lines += [f"- {_plain(b)}" for b in shown] + [""] + ([more, ""] if more else [])
     for code in section.code:
         lines += fence(code.text, code.language) + [""]
@@ -198,10 +209,10 @@ def _section(section: Section, w: _Writer, level: int = 3) -> List[str]:
     return lines
 
 
-def _table(table: Table, w: _Writer, what: str, columns: Optional[Sequence[int]] = None,
-           short: bool = False) -> List[str]:
+def _table(table: Table, w: _Writer, what: Tuple[str, str], columns: Optional[Sequence[int]] = None,
+           short: bool = False, essential: bool = False) -> List[str]:
     columns = list(range(len(table.columns))) if columns is None else list(columns)
-    rows, more = w.take(table.rows, what)
+    rows, more = w.take(table.rows, what, "essential" if essential else "rows")
     header = [text_escape(table.columns[i].header).replace("|", "\\|") for i in columns]
     marks = ["---:" if table.columns[i].align == "r" else "---" for i in columns]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
@@ -221,8 +232,8 @@ def _header(report: Report, w: _Writer) -> List[str]:
     if report.incomplete:
         lines += ["", f"> **{wording.INCOMPLETE.replace(': ', ':** ', 1)}"]
     if w.omitted:
-        lines += ["", f"> **Shortened** to stay under GitHub's {w.limit:,}-character limit for an issue: left out "
-                      f"{', '.join(w.omitted)}. The run's report.json has every figure."]
+        lines += ["", f"> **Shortened** to stay under {w.limit:,} characters, short enough for an issue: left out "
+                      f"{', '.join(dict.fromkeys(w.omitted))}. The run's report.json has every figure."]
     return lines
 
 
@@ -265,7 +276,7 @@ def _finding(number: int, finding: Finding, w: _Writer, shown: dict, repro_code:
     if wording.finding_meta(finding):
         meta += " · " + _plain(wording.finding_meta(finding))
     lines = [f"#### {number}. {_plain(finding.title)}", "", meta, "", f"**What to do:** {_plain(finding.advice)}"]
-    evidence, more = w.take(finding.evidence, f"evidence lines of {finding.id}")
+    evidence, more = w.take(finding.evidence, ("evidence line", finding.id), "evidence")
     if evidence:
         lines += [""] + _folded(f"Evidence ({len(finding.evidence)})", [f"- {_plain(e)}" for e in evidence]
                                 + (["", more] if more else []))
@@ -320,14 +331,14 @@ def _strategies(section: Section, w: _Writer) -> List[str]:
     if section.tables:
         table = section.tables[0]
         narrow = [i for i, c in enumerate(table.columns) if c.detail == 0]
-        lines += _table(table, w, "measured strategies", narrow, short=True) + [""]
+        lines += _table(table, w, ("measured strategy", ""), narrow, short=True, essential=True) + [""]
         lines += [_paragraph(" ".join(section.paragraphs)), ""]
         # In two tables, each as narrow as an issue column: the statistics, then the comparisons.
         first = [i for i, c in enumerate(table.columns) if i == 0 or c.header in STATISTICS]
         second = [0] + [i for i in range(1, len(table.columns)) if i not in first]
         lines += _folded("All statistics: IQR, p90, p99, calls timed, first call, vs fastest, max |diff|",
-                         _table(table, w, "measured strategies", first) + [""]
-                         + _table(table, w, "measured strategies", second)) + [""]
+                         _table(table, w, ("measured strategy", ""), first, essential=True) + [""]
+                         + _table(table, w, ("measured strategy", ""), second, essential=True)) + [""]
     lines += [_paragraph(p) for p in section.after]
     for sub in section.subsections:
         lines += _folded(sub.title, _section(dataclasses.replace(sub, title=""), w)) + [""]

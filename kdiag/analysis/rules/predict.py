@@ -96,10 +96,9 @@ def _predict_profile(report: Report, min_share: float) -> List[str]:
         lines.append(f"Where predict's time goes ({scaled_note(profile)}): {dominant}.")
     if profile.traces_per_call > 0:
         why = ("" if report.environment.legacy_keras else
-               ": Keras 3 predict traces its tf.data map functions on every call, which is part of "
-               "predict's own overhead, not a retracing of your model")
-        lines.append(f"predict created {profile.traces_per_call:.3g} concrete functions per warm call "
-                     f"({profile.cold_traces} on its first call){why}.")
+               ": Keras 3 predict's own tf.data map functions, not a retracing of your model")
+        lines.append(f"predict traced {profile.traces_per_call:.3g} concrete functions per warm call "
+                     f"({profile.cold_traces} on its first){why}.")
     return lines
 
 
