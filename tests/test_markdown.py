@@ -425,3 +425,11 @@ def test_a_long_command_is_broken_at_spaces_outside_quotes_and_runs_as_one(comma
     long = [line for line in lines.splitlines() if len(line) > 88]
     assert all(len(shlex.split(line.rstrip(" \\"))) == 1 for line in long), long  # only a word longer than a line
     assert shlex.split(lines.replace("\\\n", " ")) == shlex.split(command)
+
+
+def test_a_long_graph_node_name_is_shown_by_its_last_segments():
+    from kdiag.views.sections import Cell
+
+    long = Cell("lstm_1/lstm_1_2/while/body/_44/lstm_1/lstm_1_2/while/lstm_cell_1/Sigmoid_2", code=True)
+    assert md._node_name(long).text == "…/while/lstm_cell_1/Sigmoid_2"
+    assert md._node_name(Cell("lstm/while/MatMul", code=True)).text == "lstm/while/MatMul"

@@ -56,6 +56,8 @@ class _Text(html.parser.HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag in ("p", "li", "tr", "h1", "h2", "h3", "h4", "title", "summary", "div", "text"):
             self.parts.append("\n")
+        elif tag in ("td", "th"):
+            self.parts.append(" | ")
 
     def handle_data(self, data):
         self.parts.append(data)
@@ -107,8 +109,8 @@ def lint(text: str, report: Report, raw_data: bool = False) -> List[str]:
     for match in PLURAL.finditer(text):
         problems.append(f"a plural slip: {match.group(0)!r}")
     for match in KERNEL.finditer(text):
-        before = text[max(0, match.start() - 12):match.start()]
-        if "kernel" not in before and "kernels" not in before:
+        opened = text.rfind("(", 0, match.start())  # "(kernel _MklMatMul, _MklNativeFusedMatMul)"
+        if not text[opened + 1:match.start()].lstrip("`").startswith("kernel") or ")" in text[opened:match.start()]:
             problems.append(f"a kernel name without its plain op: {text[max(0, match.start() - 30):match.end()]!r}")
     return problems
 

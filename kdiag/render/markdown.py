@@ -194,6 +194,8 @@ def _section(section: Section, w: _Writer, level: int = 3) -> List[str]:
     for paragraph in section.paragraphs:
         lines += [_paragraph(paragraph), ""]
     for table in section.tables:
+        if section.key == "ops":
+            table = dataclasses.replace(table, rows=tuple((_node_name(row[0]),) + row[1:] for row in table.rows))
         lines += _table(table, w, ("row", section.title or section.key), essential=section.key in ESSENTIAL) + [""]
     for paragraph in section.after:
         lines += [_paragraph(paragraph), ""]
@@ -207,6 +209,23 @@ def _section(section: Section, w: _Writer, level: int = 3) -> List[str]:
     while lines and not lines[-1]:
         lines.pop()
     return lines
+
+
+#: A graph node's name longer than this is shown by its last path segments in report.md: a node of an
+#: LSTM reads "lstm_1/lstm_1_2/while/body/_44/lstm_1/lstm_1_2/while/lstm_cell_1/Sigmoid_2", one word that
+#: no issue column can wrap. report.html and report.json show it whole.
+NODE_NAME_WIDTH = 32
+
+
+def _node_name(cell: Cell) -> Cell:
+    name = cell.text
+    if not cell.code or len(name) <= NODE_NAME_WIDTH or "/" not in name:
+        return cell
+    parts = name.split("/")
+    kept = [parts.pop()]
+    while parts and len("…/" + "/".join([parts[-1]] + kept)) <= NODE_NAME_WIDTH:
+        kept.insert(0, parts.pop())
+    return dataclasses.replace(cell, text="…/" + "/".join(kept))
 
 
 def _table(table: Table, w: _Writer, what: Tuple[str, str], columns: Optional[Sequence[int]] = None,
