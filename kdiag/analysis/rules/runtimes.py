@@ -48,14 +48,16 @@ def runtime_change(report: Report) -> List[Finding]:
             advice=(f"If that gap matters, serve the model with {runtime.name}: measured {fmt_ratio(gain)} faster than "
                     f"{base.name} ({duration(judged.gap_s)} less per call), with matching outputs; it {needs}."),
             **recommend(report, runtime, gain))]
-    said = ("within the noise of" if not judged.beyond_noise else
-            f"{views.times_text(views.median(runtime) / views.median(base))} than")
+    if not judged.beyond_noise:
+        advice = (f"{runtime.name} ran within the noise of {base.name} (±{duration(judged.noise_s)}): no gain could "
+                  f"be measured at this noise level; re-run on a quiet machine to tell them apart.")
+    else:
+        advice = (f"{runtime.name} ran {views.times_text(views.median(runtime) / views.median(base))} than "
+                  f"{base.name}: stay with {base.name}.")
     return [Finding(
         id=fid, severity="info",
         title=f"Leaving Keras would not make this model measurably faster than {base.name}",
-        evidence=evidence,
-        advice=f"{runtime.name} ran {said} {base.name}: stay with {base.name}.",
-        snippet="")]
+        evidence=evidence, advice=advice, snippet="")]
 
 
 def _runtime_lines(report: Report, base: StrategyResult) -> List[str]:
