@@ -21,6 +21,6 @@ def _drop_working_directory(entries):
 
 sys.path[:] = _drop_working_directory(sys.path)
 
-from kdiag.cli import main  # noqa: E402  (after the sys.path clean-up, on purpose)
+from kdiag.cli import entry  # noqa: E402  (after the sys.path clean-up, on purpose)
 
-sys.exit(main())
+entry()

@@ -40,7 +40,9 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     profile, profile_strategies, profile_calls: the cProfile pass over predict before and after
         compile(), plus these strategy keys, with this many warm calls each.
     time_limit_s: the whole run, loading to report (0: none). Steps that would not fit are left out
-        and the report says which, with the limit that would let them run.
+        and the report says which, with the limit that would let them run; a call still running near the
+        limit is stopped (or, inside one native call, left to end on its own thread) and the Report,
+        marked incomplete, holds what was measured.
     out_dir: a folder to keep the .prof files in (with path-redacted copies in out_dir/redacted/);
         when None they are profiled in a temporary folder that is removed, and the Report's
         profiles hold the phases but no file paths.

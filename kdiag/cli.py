@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import shutil
 import sys
 import textwrap
+import time
 import traceback
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int:
+    started = time.perf_counter()  # --time-limit counts from here: loading --custom-objects included
     env = env or Env()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -108,10 +111,13 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
     if args.command is None:
         parser.print_help(env.stdout)
         return ExitStatus.OK
+    if args.debug:  # TensorFlow's own warnings too: a failing call's, with its Python traceback
+        level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "")
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = level if level in ("0", "1") else "1"
     try:
         if args.command == "inspect":
             with StopSignals(env.stderr):  # SIGTERM stops like Ctrl-C; a second signal waits for the save
-                return run_inspect(request_from_args(args, argv), env)
+                return run_inspect(request_from_args(args, argv), env, started)
         if args.command == "examples":
             return run_examples(env)
         if args.command == "cpp":
@@ -140,6 +146,17 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Env] = None) -> int
         print("kdiag: terminated (SIGTERM)" if terminated else "kdiag: interrupted", file=env.stderr)
         return ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED
     return ExitStatus.ERROR
+
+
+def entry() -> None:
+    """The `kdiag` command and `python -m kdiag`: `main()`, then the process ends with its status, at
+    once when a model call that could not be stopped is still running (kdiag.steps.worker.leave says
+    why and what is cleaned first). `main()` itself always returns: tests call it in-process."""
+    from kdiag.steps.worker import leave
+
+    status = main()
+    leave(status)
+    sys.exit(status)
 
 
 def error_line(error: KdiagError) -> str:
@@ -174,7 +191,7 @@ def request_from_args(args, argv) -> InspectRequest:
     return InspectRequest(config, args.format, args.out, args.verbose)
 
 
-def run_inspect(request: InspectRequest, env: Env) -> int:
+def run_inspect(request: InspectRequest, env: Env, started: Optional[float] = None) -> int:
     from kdiag.api import RunFailed, RunInterrupted, run
     from kdiag.render import render
 
@@ -188,7 +205,7 @@ def run_inspect(request: InspectRequest, env: Env) -> int:
     progress = _progress(env)
     try:
         try:
-            report = run(config, progress=progress, out_dir=folder)
+            report = run(config, progress=progress, out_dir=folder, started=started)
         finally:
             progress.close()
     except (RunInterrupted, RunFailed) as stopped:  # stopped once timing began: what was measured is kept

@@ -41,8 +41,8 @@ BAND_KINDS = {CORRECTNESS: "correctness", DROP_IN: "drop-in", BACKFIRES: "backfi
 
 
 def kind_of(rank: int) -> str:
-    """The kind of a rule's findings, from its rank's band."""
-    return BAND_KINDS[max(band for band in BAND_KINDS if band <= rank)]
+    """The kind of a rule's findings, from its rank's band (a rank before the first band is in the first)."""
+    return BAND_KINDS[max((band for band in BAND_KINDS if band <= rank), default=CORRECTNESS)]
 
 
 @dataclasses.dataclass(frozen=True)

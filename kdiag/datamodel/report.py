@@ -37,6 +37,19 @@ class OutputCheck:
     rtol: float
     matches: bool
     detail: str = ""  # why it failed beyond the numbers (shape or structure mismatch)
+    # Its own outputs on two calls, the cold one and a later one, on the same inputs: whether they
+    # agree within the same tolerance (None: called once, or not checked), and by how much.
+    repeatable: Optional[bool] = None
+    repeat_max_abs_diff: Optional[float] = None
+    repeat_detail: str = ""  # why they differ beyond the numbers (a shape that changed)
+    # How many of its output values (cold call) are NaN or infinite, of how many.
+    nonfinite_values: int = 0
+    output_values: int = 0
+
+    @property
+    def varies(self) -> bool:
+        """Its outputs changed between two calls on the same inputs: it is never recommended."""
+        return self.repeatable is False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,7 +336,7 @@ def _to_jsonable(value: Any) -> Any:
             out["median_s"] = _float(m.median_s) if m and m.count else None
             out["p90_s"] = _float(m.p90_s) if m and m.count else None
             out["first_call_s"] = _float(m.first_call_s) if m else None
-            out["outputs_match"] = value.outputs.matches if value.outputs else None
+            out["outputs_match"] = (value.outputs.matches and not value.outputs.varies) if value.outputs else None
             out["max_abs_diff"] = _float(value.outputs.max_abs_diff) if value.outputs else None
         return out
     if isinstance(value, (list, tuple)):

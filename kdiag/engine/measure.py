@@ -113,6 +113,7 @@ def measure_interleaved(
     clock: Callable[[], float] = time.perf_counter,
     on_progress: Optional[Callable[[str, str], None]] = None,
     around_first_call: Callable[[], ContextManager] = contextlib.nullcontext,
+    snapshot: Optional[Callable[[Callable[[], Dict[str, "Timed"]]], None]] = None,
 ) -> Dict[str, "Timed"]:
     """Time every callable: cold call and warm-up each, then interleaved rounds.
 
@@ -120,10 +121,14 @@ def measure_interleaved(
     and returns host-memory results. Returns, per name, the Measurement and the
     outputs of the cold call (for the outputs check). `around_first_call` wraps each
     cold call and warm-up (kdiag holds back native one-off log lines there); it is
-    entered before the clock starts.
+    entered before the clock starts. `snapshot`, when given, is handed a function that returns what
+    was measured so far, for a caller on another thread that cannot wait for a call to return
+    (kdiag.steps.worker).
     """
     progress = on_progress or (lambda name, what: None)
     timers = [_Timer(name, call, settings, clock) for name, call in calls.items()]
+    if snapshot is not None:
+        snapshot(lambda: {t.name: _timed(t) for t in timers})
     deadline = settings.deadline
     try:
         for timer in timers:
@@ -160,7 +165,9 @@ def measure_interleaved(
 
 
 def _timed(timer: _Timer) -> "Timed":
-    return Timed(timer.result(), timer.first_output, timer.error, timer.skipped)
+    # The outputs of its latest call besides the cold one, so that outputs are compared on two calls.
+    later = timer._last_output if timer._last_output is not timer.first_output else None
+    return Timed(timer.result(), timer.first_output, timer.error, timer.skipped, later)
 
 
 def _start_estimate(timers: List[_Timer]) -> Optional[float]:
@@ -206,3 +213,4 @@ class Timed:
     first_output: object
     error: str = ""
     skipped: str = ""  # "not measured: would take ~N s ..." when the time limit left no room
+    later_output: object = None  # what its latest call after the cold one returned; None: no such call

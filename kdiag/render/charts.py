@@ -146,6 +146,8 @@ def _status(result: StrategyResult) -> Tuple[str, str]:
     """(label, colour) of a measured strategy's outputs."""
     if views.outputs_differ(result):
         return "outputs differ", DIFFER_COLOUR
+    if views.outputs_vary(result):
+        return "outputs vary between calls", DIFFER_COLOUR
     if result.outputs is None:
         return "outputs not checked", UNCHECKED_COLOUR
     return "outputs match", MATCH_COLOUR
@@ -215,7 +217,7 @@ def _strategy_dot(ax, y: float, report: Report, result: StrategyResult, span) ->
     if label != "outputs match":
         words.append(label)
     ax.text(q3 * 1.25, y, " · ".join(words), va="center",
-            color=DIFFER_COLOUR if label == "outputs differ" else "#222222")
+            color=DIFFER_COLOUR if colour == DIFFER_COLOUR else "#222222")
 
 
 def distribution_chart(figure, measured: List[StrategyResult]) -> None:

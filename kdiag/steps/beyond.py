@@ -39,8 +39,8 @@ def run(state: RunState) -> None:
         return
     for step in wanted:
         given = Given(state.context, config, state.results, best_direct_path(state.results), dict(state.beyond))
-        state.beyond[step.field] = step.run(given, step.seconds_per_budget * config.budget_s * fraction,
-                                            state.steps.say)
+        state.beyond[step.field] = state.worker.call(
+            lambda: step.run(given, step.seconds_per_budget * config.budget_s * fraction, state.steps.say))
 
 
 def best_direct_path(results: List[StrategyResult]) -> Optional[StrategyResult]:

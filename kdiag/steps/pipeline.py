@@ -21,6 +21,7 @@ from kdiag.signals import stop_cause
 from kdiag.steps import beyond, cpp, load, profile, report, timing, training
 from kdiag.steps.budget import Budget
 from kdiag.steps.state import Progress, RunFailed, RunInterrupted, RunState, StepCounter
+from kdiag.steps.worker import ModelWorker, TimeUp
 from kdiag.tempdirs import remove_stale, temporary_directory
 
 #: Every step in order, for the step count the progress line shows from the start.
@@ -29,18 +30,31 @@ PLANNED = (lambda c: load.PLANNED_STEPS, timing.planned_steps, cpp.planned_steps
 
 
 def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optional[Path] = None,
-        work_dir: Optional[Path] = None) -> Report:
-    """Carry out one validated RunConfig; see `kdiag.api.inspect` for what each step does."""
+        work_dir: Optional[Path] = None, started: Optional[float] = None) -> Report:
+    """Carry out one validated RunConfig; see `kdiag.api.inspect` for what each step does.
+
+    `started`: when the time limit began (a time.perf_counter() value; the CLI's is the moment it
+    started, so the limit holds from the first byte); default: now."""
     from kdiag.engine.keras_child import current_keras
 
     if config.keras not in (None, current_keras()):  # --keras both, or the Keras this process does not run
         from kdiag.steps import keras_sides
 
-        return keras_sides.run(config, progress, out_dir, work_dir, run_here=run)
+        return keras_sides.run(config, progress, out_dir, work_dir,
+                               run_here=lambda *args: run(*args, started=started))
     remove_stale()  # the temporary copies of the model that killed runs left behind
-    budget = Budget(config.time_limit_s)
+    budget = Budget(config.time_limit_s, started=started)
     state = RunState(config, budget, StepCounter(progress, sum(p(config) for p in PLANNED), budget),
-                     started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), out_dir=out_dir)
+                     started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), out_dir=out_dir,
+                     worker=ModelWorker(budget))  # the model's work runs there (kdiag.steps.worker)
+    try:
+        return _run(state, work_dir)
+    finally:
+        state.worker.close()
+
+
+def _run(state: RunState, work_dir: Optional[Path]) -> Report:
+    config, budget = state.config, state.budget
     load.run(state)
     strategies = timing.selected(config)
     load.plan_memory(state, strategies, profile=config.profile)
@@ -52,11 +66,27 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
         from kdiag.engine.runtimes.base import StrategyContext
 
         state.context = StrategyContext(state.loaded, state.inputs, Path(scratch))
-        if not timing.run(state, strategies, settings):
-            state.notes.insert(0, f"Interrupted by {stop_cause()} while timing: the figures are those measured "
-                                  "before the interruption; the report holds no profiles.")
-            raise RunInterrupted(state.freeze(incomplete=True))
-        return _after_timing(state, settings, Path(scratch))
+        try:
+            if not timing.run(state, strategies, settings):
+                state.notes.insert(0, f"Interrupted by {stop_cause()} while timing: the figures are those "
+                                      "measured before the interruption; the report holds no profiles.")
+                raise RunInterrupted(state.freeze(incomplete=True))
+            return _after_timing(state, settings, Path(scratch))
+        except TimeUp as up:
+            return _stopped_at_the_limit(state, up)
+
+
+def _stopped_at_the_limit(state: RunState, up: TimeUp) -> Report:
+    """The time limit stopped a step under way (its call had not returned) or left none to start one:
+    the report of what was measured, marked incomplete; a refusal when predict itself was not measured."""
+    timing.require_the_users_path(state)
+    steps = state.steps
+    where = f"{steps.stage}: {steps.detail}" if steps.detail else steps.stage
+    limit = f"Stopped at the time limit (--time-limit {state.config.time_limit_s:g} s)"
+    cut = (f"{limit} during {where}, a call that had not returned after {up.ran_s:.0f} s" if up.started else
+           f"{limit} before {where}")
+    state.budget.cut(f"{cut}; what was measured before it is kept.")
+    return report.run(state, incomplete=True)
 
 
 def _after_timing(state: RunState, settings, scratch: Path) -> Report:
@@ -67,6 +97,8 @@ def _after_timing(state: RunState, settings, scratch: Path) -> Report:
         beyond.run(state)
         training.run(state)
         return report.run(state)
+    except TimeUp:
+        raise  # the pipeline reports what was measured, profiles included
     except KeyboardInterrupt:
         state.notes.insert(0, f"Interrupted by {stop_cause()} after timing (C++ floor, profiling, the steps "
                               "beyond one batch or the report): the figures are those measured before the "

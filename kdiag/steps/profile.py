@@ -47,9 +47,12 @@ def run(state: RunState, scratch: Path) -> None:
     profile_dir = Path(state.out_dir) if state.out_dir is not None else Path(scratch) / "profiles"
     scenarios = profile_scenarios(state.results, config.profile_strategies)
     state.steps.skip(planned_steps(config) - len(scenarios))
-    profiles = run_profiles(state, scenarios, profile_dir)
-    state.profiles = profiles if state.out_dir is not None else [
-        dataclasses.replace(p, prof_path="", cold_prof_path="") for p in profiles]
+    profiles: List[ProfileResult] = []
+    try:
+        run_profiles(state, scenarios, profile_dir, profiles)
+    finally:  # the time limit may stop a pass under way: those that finished are kept
+        state.profiles = profiles if state.out_dir is not None else [
+            dataclasses.replace(p, prof_path="", cold_prof_path="") for p in profiles]
 
 
 def profile_scenarios(results: List[StrategyResult], extra_keys: Sequence[str]) -> List[Strategy]:
@@ -59,13 +62,13 @@ def profile_scenarios(results: List[StrategyResult], extra_keys: Sequence[str]) 
     return [s for s in dict.fromkeys(wanted) if s.name in available]
 
 
-def run_profiles(state: RunState, scenarios: List[Strategy], out_dir: Path) -> List[ProfileResult]:
+def run_profiles(state: RunState, scenarios: List[Strategy], out_dir: Path, profiles: List[ProfileResult]) -> None:
+    """Profile each scenario on the run's worker, adding each ProfileResult to `profiles` as it ends."""
     from kdiag.engine.phases.profiling import file_stem, profile_scenario
     from kdiag.engine.tf import legacy_keras_requested
 
     ctx = state.context
     results = {r.name: r for r in state.results if r.available}
-    profiles = []
     for index, strategy in enumerate(scenarios):
         calls = _warm_calls(state, results[strategy.name], strategy.name, len(scenarios) - index)
         if calls < 1:
@@ -81,10 +84,12 @@ def run_profiles(state: RunState, scenarios: List[Strategy], out_dir: Path) -> L
             fresh = StrategyContext(loaded, ctx.inputs, ctx.work_dir / f"profile-{stem}")
             return strategy.prepare(fresh)
 
-        with native_stderr_captured():
-            profiles.append(profile_scenario(strategy.name, make_call, out_dir, calls, results[strategy.name].median_s,
-                                             legacy_keras_requested(), stem))
-    return profiles
+        def profiled(strategy=strategy, stem=stem, make_call=make_call, calls=calls):
+            with native_stderr_captured():
+                return profile_scenario(strategy.name, make_call, out_dir, calls, results[strategy.name].median_s,
+                                        legacy_keras_requested(), stem)
+
+        profiles.append(state.worker.call(profiled))
 
 
 def _warm_calls(state: RunState, result: StrategyResult, name: str, passes_left: int) -> int:

@@ -45,6 +45,7 @@ class StepCounter:
         self.budget = budget
         self.step = 0
         self.stage = ""
+        self.detail = ""  # what the current step is doing, as last told
 
     def next(self, stage: str, detail: str) -> None:
         self.step += 1
@@ -57,6 +58,7 @@ class StepCounter:
         self.total -= count
 
     def update(self, detail: str) -> None:
+        self.detail = detail
         if self.progress is None:
             return
         self.progress(ProgressUpdate(self.step, self.total, self.stage, detail, self.budget.elapsed(),
@@ -76,6 +78,7 @@ class RunState:
     steps: StepCounter
     started: str  # the timestamp of the report
     out_dir: Optional[Path] = None  # where the .prof files are kept; None: a scratch folder
+    worker: Any = None  # kdiag.steps.worker.ModelWorker: where every piece of model work runs
     loaded: Any = None  # kdiag.engine.intake.load.LoadedModel
     inputs: Any = None  # kdiag.engine.intake.inputs.ModelInputs
     context: Any = None  # kdiag.engine.runtimes.strategies.StrategyContext, once the scratch folder exists

@@ -22,6 +22,7 @@ from kdiag.errors import KdiagError, NotApplicable, first_line
 from kdiag.signals import stop_cause
 from kdiag.steps.budget import RERUN
 from kdiag.steps.state import RunState
+from kdiag.steps.worker import TimeUp
 
 
 def selected(config: RunConfig) -> List[Strategy]:
@@ -53,23 +54,30 @@ def run(state: RunState, strategies: List[Strategy], settings: MeasureSettings) 
 
     from kdiag.engine.phases.profiling import capture_tf_warnings
 
-    completed = True
+    completed, time_up = True, None
+    live = []  # the timing loop's view of what it measured so far, for a stop it cannot wait for
     with capture_tf_warnings() as tf_warnings:  # retracing warnings go into the report, not the terminal
         try:
             state.steps.next("measure", f"{len(prepared)} strategies, interleaved")
-            timed = measure_interleaved(prepared, settings,
-                                        on_progress=lambda name, what: state.steps.update(f"{name}: {what}"),
-                                        around_first_call=native_stderr_captured)
-        except MeasurementInterrupted as stop:
+            timed = state.worker.call(lambda: measure_interleaved(
+                prepared, settings, on_progress=lambda name, what: state.steps.update(f"{name}: {what}"),
+                around_first_call=native_stderr_captured, snapshot=live.append))
+        except MeasurementInterrupted as stop:  # stopped on this thread (a worker's job that ended so)
             timed, completed = stop.partial, False
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or the time limit, whatever the call was doing
+            timed, completed = (live[0]() if live else {}), False
+            time_up = stop if isinstance(stop, TimeUp) else None
     # TensorFlow names the function, not the strategy: its warnings belong to the report as a whole.
     state.notes += [f"TensorFlow warned while timing: {warning}" for warning in tf_warnings]
     state.reference_name, state.reference_outputs = _reference(timed)
     for strategy in strategies:
-        state.results.append(_result(strategy, unavailable, timed, notes.get(strategy.name, []), completed,
+        state.results.append(_result(strategy, unavailable, timed, notes.get(strategy.name, []),
+                                     "" if completed else _stopped_text(time_up),
                                      state.reference_name, state.reference_outputs))
+    if time_up is not None:
+        raise time_up  # the steps after timing have no time left: the pipeline reports what was measured
     if completed:
-        _require_the_users_path(state)
+        require_the_users_path(state)
     return completed
 
 
@@ -89,18 +97,33 @@ def _prepare_all(state: RunState, strategies: List[Strategy], settings: MeasureS
             unavailable[strategy.name] = why
             continue
         state.steps.next("prepare", strategy.name + _PREPARE_DETAIL.get(strategy.identity.key, ""))
-        with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
-            warnings.simplefilter("always")
-            try:
-                prepared[strategy.name] = strategy.prepare(state.context)
-            except NotApplicable as exc:
-                unavailable[strategy.name] = f"not available: {exc}"
-            except KdiagError as exc:  # one strategy that cannot run never sinks the run
-                unavailable[strategy.name] = f"failed to prepare: {exc.message}"
-            except Exception as exc:
-                unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {first_line(exc)}"
+        try:
+            call, why, caught = state.worker.call(lambda: _prepare(state, strategy))
+        except TimeUp as up:  # the limit came while preparing it (or before): it is not measured
+            call, caught = None, []
+            why = (f"not measured: preparing it did not finish within the time limit (stopped after "
+                   f"{up.ran_s:.0f} s); {RERUN}" if up.started else
+                   f"not measured: the time limit left no time to prepare it; {RERUN}")
+        if call is None:
+            unavailable[strategy.name] = why
+        else:
+            prepared[strategy.name] = call
         notes[strategy.name] = _unique_warnings(caught)
     return prepared, unavailable, notes
+
+
+def _prepare(state: RunState, strategy: Strategy):
+    """On the worker: (the prepared call or None, why not, the warnings it raised)."""
+    with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
+        warnings.simplefilter("always")
+        try:
+            return strategy.prepare(state.context), "", caught
+        except NotApplicable as exc:
+            return None, f"not available: {exc}", caught
+        except KdiagError as exc:  # one strategy that cannot run never sinks the run
+            return None, f"failed to prepare: {exc.message}", caught
+        except Exception as exc:
+            return None, f"failed to prepare: {type(exc).__name__}: {first_line(exc)}", caught
 
 
 def _not_started(state: RunState, strategy: Strategy, settings: MeasureSettings) -> str:
@@ -113,7 +136,7 @@ def _not_started(state: RunState, strategy: Strategy, settings: MeasureSettings)
     return state.memory_skip.get(strategy.identity.key, "")
 
 
-def _require_the_users_path(state: RunState) -> None:
+def require_the_users_path(state: RunState) -> None:
     """Exit 2 is for a run that cannot measure the user's own path at all: predict, or for a
     plain SavedModel its serving signature. Every other failure is a row of the report."""
     name = PREDICT.name if state.loaded.is_keras else REFERENCE_ORDER[1]
@@ -125,11 +148,11 @@ def _require_the_users_path(state: RunState) -> None:
 def _refuse_unmeasurable(name: str, reason: str) -> None:
     fix = (RERUN if "time limit" in reason else
            "check the model and its inputs (--inputs, --input-shape); --debug shows the traceback")
-    raise KdiagError(f"{name} could not be measured on this model ({reason})", fix)
+    raise KdiagError(f"{name} could not be measured on this model ({reason.removesuffix('; ' + RERUN)})", fix)
 
 
 def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Timed], notes: List[str],
-            completed: bool, reference_name: Optional[str], reference: Optional[Outputs]) -> StrategyResult:
+            stopped: str, reference_name: Optional[str], reference: Optional[Outputs]) -> StrategyResult:
     identity = strategy.identity
 
     def not_measured(reason: str) -> StrategyResult:
@@ -137,9 +160,9 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Ti
 
     if strategy.name in unavailable:
         return not_measured(unavailable[strategy.name])
-    outcome = timed[strategy.name]
-    if not completed and outcome.measurement.count == 0:
-        return not_measured(f"not measured: interrupted ({stop_cause()})")
+    outcome = timed.get(strategy.name)
+    if outcome is None or (stopped and outcome.measurement.count == 0):  # None: stopped before timing began
+        return not_measured(f"not measured: {stopped}")
     if outcome.error:
         return not_measured(f"failed when called: {outcome.error}")
     if outcome.skipped:
@@ -147,9 +170,17 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], timed: Dict[str, Ti
     if outcome.measurement.count == 0:
         return not_measured(f"not measured: the time limit was reached after its first call, before any timed "
                             f"call; {RERUN}")
-    outputs = check.compare(reference_name, reference, outcome.first_output) if reference is not None else None
+    outputs = (check.checked(reference_name, reference, outcome.first_output, outcome.later_output)
+               if reference is not None else None)
     return StrategyResult(identity.name, identity.snippet, True, measurement=outcome.measurement, outputs=outputs,
                           notes=notes)
+
+
+def _stopped_text(time_up: Optional[TimeUp]) -> str:
+    """Why a strategy the stop caught before its first timed call has no figures."""
+    if time_up is None:
+        return f"interrupted ({stop_cause()})"
+    return f"the time limit was reached before its first timed call; {RERUN}"
 
 
 def _reference(timed: Dict[str, Timed]):

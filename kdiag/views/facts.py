@@ -51,10 +51,16 @@ def measured(report: Report) -> List[StrategyResult]:
 def outputs_match(result: StrategyResult) -> bool:
     """Its outputs were checked against the reference and match; the reference itself matches.
 
-    A strategy whose outputs were never checked does not match: it is never recommended.
+    A strategy whose outputs were never checked does not match, nor one whose outputs varied between
+    two calls on the same inputs (`outputs_vary`): neither is ever recommended.
     """
     check = result.outputs
-    return check is not None and (check.matches or check.reference == result.name)
+    return check is not None and (check.matches or check.reference == result.name) and not check.varies
+
+
+def outputs_vary(result: StrategyResult) -> bool:
+    """Its outputs on a later call differed from its cold call's, on the same inputs."""
+    return result.outputs is not None and result.outputs.varies
 
 
 def outputs_differ(result: StrategyResult) -> bool:
@@ -69,6 +75,9 @@ def outputs_text(result: StrategyResult) -> str:
     check = result.outputs
     if check is None:
         return "not checked"
+    if check.varies:
+        return f"vary between calls (max |diff| {diff(check.repeat_max_abs_diff)})" + (
+            f": {check.repeat_detail}" if check.repeat_detail else "")
     if check.reference == result.name:
         return "reference"
     if check.matches:

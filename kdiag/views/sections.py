@@ -254,6 +254,8 @@ def _outputs_cell(result: StrategyResult) -> Cell:
     check = result.outputs
     if check is None:
         return Cell("not checked")
+    if check.varies:
+        return Cell(facts.outputs_text(result), tone="bad", short="vary")
     if check.reference == result.name:
         return Cell("reference", tone="good")
     if check.matches:
