@@ -76,7 +76,7 @@ ESSENTIAL = ("strategies", "environment", "model", "phases")
 
 
 def render(report: Report, limit: int = ISSUE_LIMIT, redact: Optional[bool] = None) -> str:
-    """The Markdown report, at most `limit` characters (never more than GitHub takes in an issue).
+    """The Markdown report, under `limit` characters (never more than GitHub takes in an issue).
 
     redact: local paths as ~, <python> and <model-dir> (None: as the run's settings say).
     """
@@ -91,7 +91,7 @@ def render(report: Report, limit: int = ISSUE_LIMIT, redact: Optional[bool] = No
     text = ""
     for limits in LADDER:
         text = _render(report, limits, limit, redact, copies)
-        if len(text) <= limit:
+        if len(text) < limit:
             return text
     return hard_cut(text, limit)
 
