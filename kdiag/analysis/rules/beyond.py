@@ -14,6 +14,7 @@ from kdiag.datamodel.report import Finding, Report
 from kdiag.format import duration
 from kdiag.format import ratio as fmt_ratio
 from kdiag.views import usable
+from kdiag.views import verdict as verdicts
 from kdiag.views.wording import samples_text
 
 
@@ -42,6 +43,11 @@ def data_size(report: Report) -> List[Finding]:
     recommends = crossing != counts[0]
     if recommended is None and recommends:
         advice += f" ({sweep.best_path}'s outputs were not shown to match the reference, so it is not recommended.)"
+    fix = verdicts.verdict(report)
+    if fix.recommends and fix.fix.name != sweep.best_path:
+        # The sweeps loop over the fastest direct path (no XLA compile per chunk shape): say so beside the verdict.
+        advice += (f" The sweep looped over {sweep.best_path}, the fastest direct path; {fix.fix.name}, the fix "
+                   "above, was not swept, so this says when a loop beats predict, not by how much the fix would.")
     return [Finding(
         id=fid,
         severity=severity,
