@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import sys
+import textwrap
 import time
 import traceback
 from pathlib import Path
@@ -40,15 +41,25 @@ class Env:
     stderr: TextIO = dataclasses.field(default_factory=lambda: sys.stderr)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help wrapped at spaces only: a strategy key (predict-compiled, tf-function) or an example's name
+    (mnist-softmax) is never broken at its hyphen."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kdiag",
+        prog="kdiag", formatter_class=HelpFormatter,
         description="Why is my Keras model's inference slow, and what should I do about it? "
                     "kdiag times every way of calling the model and checks their outputs.",
     )
     parser.add_argument("--version", action="version", version=f"kdiag {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_parser = commands.add_parser
+    commands.add_parser = lambda *a, **k: add_parser(*a, formatter_class=HelpFormatter, **k)
 
     inspect = commands.add_parser("inspect", help="measure every way of calling a model",
                                   description="Load a model, time every way of calling it, check their outputs.")
@@ -271,11 +282,11 @@ def run_inspect(request: InspectRequest, env: Env, started: Optional[float] = No
     if request.format == "terminal" and _is_terminal(env.stdout):
         from kdiag.render.terminal import print_report
 
-        print_report(report, verbose=request.verbose, saved=True)
+        print_report(report, verbose=request.verbose, saved=str(folder))
     elif request.format == "terminal":  # piped: as wide as COLUMNS says, else 80, and no colour
         width = shutil.get_terminal_size((80, 24)).columns
-        env.stdout.write(_printable(render(report, "terminal", width=width, verbose=request.verbose, saved=True),
-                                    env.stdout))
+        text = render(report, "terminal", width=width, verbose=request.verbose, saved=str(folder))
+        env.stdout.write(_printable(text, env.stdout))
     else:
         text = rendered.get(request.format) or render(report, request.format)
         env.stdout.write(_printable(text, env.stdout))

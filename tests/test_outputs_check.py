@@ -114,5 +114,7 @@ def test_every_output_shows_a_varying_strategy_as_varying():
     report = dataclasses.replace(report, findings=diagnose(report))
     for fmt in ("terminal", "markdown"):
         text = render(report, fmt, **({"width": 200, "verbose": True} if fmt == "terminal" else {}))
-        rows = [line for line in text.splitlines() if line.lstrip("| ").startswith("predict_on_batch ")]
+        lines = text.replace("\\_", "_").splitlines()  # report.md escapes the underscores of names
+        rows = [line for line in lines if line.lstrip("| ").startswith("predict_on_batch ")
+                and ("vary" in line or "match" in line)]  # the rows with an outputs column
         assert rows and all("vary" in row and "match" not in row for row in rows), rows

@@ -99,7 +99,8 @@ class RunConfig:
         "--input-shape", "size of dynamic axes after the batch axis, per input (repeatable)", metavar="NAME=D1,D2",
         kind="repeat", parse=lambda items: parse_shape_overrides(items), show=_shape_words))
     strategies: Optional[Tuple[str, ...]] = dataclasses.field(default=None, metadata=_option(  # keys; None: all
-        "--strategies", f"only these: {','.join(BY_KEY)}", metavar="A,B", parse=_keys, show=_joined))
+        "--strategies", f"only these, comma-separated, from: {', '.join(BY_KEY)}", metavar="A,B", parse=_keys,
+        show=_joined))
     budget_s: float = dataclasses.field(default=1.0, metadata=_option(
         "--budget", "timed seconds per strategy (default 1); the sweeps, memory loops and op breakdown get their "
                     "budgets in proportion", metavar="SECONDS", type=float, show=_float_words))

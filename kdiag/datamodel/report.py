@@ -112,6 +112,20 @@ class Finding:
     strategy: Optional[str] = None  # the recommended strategy's name, when there is one
     measured_speedup: Optional[float] = None  # baseline median / recommended median, measured
     outputs_match: Optional[bool] = None  # of the recommended strategy
+    kind: str = ""  # a key of FINDING_KINDS: where it stands in the order to act on; "" in older reports
+
+
+#: What the user should do, in order: the kinds of finding, each with the heading the reports give it.
+#: Findings come in this order (kdiag.analysis.registry gives every rule its kind).
+FINDING_KINDS = (
+    ("correctness", "Correctness: a call you would make computes different outputs"),
+    ("drop-in", "Drop-in fixes: the same process, the same model object"),
+    ("backfires", "Advice that backfires on this model"),
+    ("memory", "Memory over many calls"),
+    ("runtime", "Runtime changes (leaving Keras) and tuning"),
+    ("note", "Worth knowing (nothing to change)"),
+    ("noise", "How firm the figures are"),
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -157,6 +157,26 @@ def times_text(ratio: float) -> str:
     return f"{fmt_ratio(1.0 / ratio)} faster"
 
 
+#: What the strategies table shows for a pair the one noise rule cannot tell apart, or lacks calls for.
+SAME = "same"
+TOO_FEW = "n<5"
+
+
+def versus_predict(report: Report, result: StrategyResult) -> str:
+    """A strategy against predict as the strategies table shows it, under the one noise rule: "213x faster",
+    "2.40x slower", "same" (within the noise), "n<5" (too few calls a side to judge), "—" (predict itself,
+    or predict not timed)."""
+    predict = timed(report, PREDICT.name)
+    if predict is None or median(result) is None or result is predict:
+        return "—"
+    judged = judge(*((result, predict) if median(result) >= median(predict) else (predict, result)))
+    if not judged.enough_calls:
+        return TOO_FEW
+    if not judged.beyond_noise:
+        return SAME
+    return times_text(median(result) / median(predict))
+
+
 @dataclasses.dataclass(frozen=True)
 class StrategyRow:
     result: StrategyResult
@@ -175,24 +195,36 @@ def strategy_rows(report: Report) -> List[StrategyRow]:
 
 
 def floor_gaps(report: Report) -> List[str]:
-    """How far predict and the best Python path are from the C++ floor, when it was measured."""
-    floor = timed(report, CPP.name)
-    if floor is None:
+    """Where the C++ program stands, when it was measured: a floor only when it is the fastest path
+    with matching outputs, and every comparison under the one noise rule."""
+    cpp = timed(report, CPP.name)
+    if cpp is None:
         return []
-    if outputs_differ(floor):
+    if outputs_differ(cpp):
         return [f"{CPP.name}: its outputs differ, so it is not used as the floor."]
-    lines = []
+    fastest = fastest_matching(report)
+    if fastest is not cpp:
+        return [f"{CPP.name} took {duration(median(cpp))}, {_versus(cpp, fastest)}: not a floor here."]
     predict = timed(report, PREDICT.name)
-    if predict is not None:
-        lines.append(f"predict takes {median(predict) / median(floor):,.0f}x the C++ floor "
-                     f"({duration(median(predict))} vs {duration(median(floor))} per call): "
-                     "that much is Python and Keras.")
-    python = [r for r in measured(report) if r.name != CPP.name and outputs_match(r)]
-    if python:
-        best = python[0]
-        lines.append(f"The best Python path, {best.name}, takes {median(best) / median(floor):.2f}x the C++ floor "
-                     f"({duration(median(best))} vs {duration(median(floor))}).")
-    return lines
+    if predict is None or predict is cpp:
+        return []
+    judged = judge(predict, cpp)
+    if not judged.beyond_noise:
+        return [f"predict took {duration(median(predict))} and {CPP.name}, the fastest path measured, "
+                f"{duration(median(cpp))}: {'within the noise' if judged.enough_calls else judged.calls_text}."]
+    return [f"predict takes {fmt_ratio(judged.ratio)} the time of {CPP.name}, the fastest path measured "
+            f"({duration(median(predict))} vs {duration(median(cpp))} per call): that much is Python and Keras."]
+
+
+def _versus(result: StrategyResult, other: StrategyResult) -> str:
+    """"10.2x slower than TFLite (1.87 µs)", "within the noise of TFLite (1.87 µs)", or too few calls to say."""
+    judged = judge(*((result, other) if median(result) >= median(other) else (other, result)))
+    where = f"{other.name} ({duration(median(other))})"
+    if not judged.enough_calls:
+        return f"not compared with {where}: {judged.calls_text}"
+    if not judged.beyond_noise:
+        return f"within the noise of {where}"
+    return f"{times_text(median(result) / median(other))} than {where}"
 
 
 # --- phases -----------------------------------------------------------------------------
@@ -221,10 +253,16 @@ class PhaseDelta:
     def text(self) -> str:
         """"+1.20 ms" beyond the noise; "~0 (±0.35 ms noise)" within it; "+1.20 ms (noise unknown)"."""
         if self.noise_ms is None:
-            return f"{self.delta_ms:+.2f} ms (noise unknown)"
+            return f"{_ms(self.delta_ms, '+')} ms (noise unknown)"
         if not self.beyond_noise:
-            return f"~0 (±{self.noise_ms:.2f} ms noise)"
-        return f"{self.delta_ms:+.2f} ms"
+            return f"~0 (±{_ms(self.noise_ms)} ms noise)"
+        return f"{_ms(self.delta_ms, '+')} ms"
+
+
+def _ms(value: float, sign: str = "") -> str:
+    """Milliseconds to two decimals, fewer from 10 ms on: no more figures than the noise allows (not '135.18')."""
+    decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:{sign}.{decimals}f}"
 
 
 def phase_deltas(before: ProfileResult, before_result: Optional[StrategyResult],
@@ -526,36 +564,7 @@ def threads_text(effect: ThreadsEffect, iqrs: float = 1.0) -> str:
     return f"{head}: difference {duration(abs(judged.gap_s))}, noise band ±{duration(judged.noise_s)}: {verdict}"
 
 
-# --- repro.py ----------------------------------------------------------------------------
-
-
-def repro_path(report: Report) -> Optional[StrategyResult]:
-    """The fastest strategy with matching outputs (fastest_matching) that the script can run.
-
-    Not the C++ floor (a program of its own), nor predict after compile(): the script loads the
-    model without compiling it, and compiling only to call predict is nothing to recommend.
-    """
-    best = fastest_matching(report)
-    if best is None or _runnable(best):
-        return best
-    return next((r for r in measured(report) if outputs_match(r) and _runnable(r)), None)
-
-
-def _runnable(result: StrategyResult) -> bool:
-    return result.name != PREDICT_COMPILED.name and _language(result) == "python"
-
-
-def _language(result: StrategyResult) -> str:
-    identity = BY_NAME.get(result.name)
-    return identity.language if identity is not None else "python"
-
-
-def repro_unavailable_reason(report: Report) -> Optional[str]:
-    """Why this report has no measurement to reproduce, or None when it has one."""
-    if not report.model.keras_model:
-        return "the model is a plain SavedModel: it has no Keras predict to compare with"
-    if usable(report, PREDICT.name) is None:
-        return "kdiag could not measure predict on this model, so there is no headline to reproduce"
-    if repro_path(report) is None:
-        return "no strategy that Python can run was measured with outputs matching predict's"
-    return None
+def op_type_text(op) -> str:
+    """"MatMul (kernel _MklMatMul)": the plain op name, and the kernel that ran it when that differs
+    (oneDNN's and the graph rewrites' names vary by machine; the op does not)."""
+    return f"{op.op_type} (kernel {op.kernel})" if op.kernel else op.op_type

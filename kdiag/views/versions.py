@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional
 
-from kdiag import sanitize
 from kdiag.datamodel.report import Report, VersionRun
 from kdiag.datamodel.strategies import PREDICT
 from kdiag.datamodel.versions import NIGHTLY, BisectProbe, BisectResult, EnvironmentInfo
@@ -112,9 +111,9 @@ def release_lines(report: Report) -> List[str]:
         line = f"TensorFlow {run.label}: {run.package}, {where}"
         if entry.report is not None:
             line += f"; {run.rounds} run{'s' if run.rounds != 1 else ''} pooled"
-        if run.reason:  # it may quote the model file or pip: a code span, where Markdown forms no link or mention
+        if run.reason:  # it may quote the model file or pip: each renderer escapes a bullet whole
             stopped = "not measured" if entry.report is None else f"stopped after {run.rounds} runs"
-            line += f"; {stopped}: {sanitize.code_span(run.reason)}"
+            line += f"; {stopped}: {run.reason}"
         lines.append(line + ".")
     return lines + [f"Input batch: {comparison.inputs}."] + list(comparison.notes)
 
@@ -128,7 +127,7 @@ def nightly_text(report: Report) -> Optional[str]:
     if entry is None:
         return "No: not run here (kdiag inspect MODEL --tf installed,nightly measures it side by side)"
     if entry.report is None:
-        return f"No: tf-nightly was asked for but not measured ({sanitize.code_span(entry.run.reason)})"
+        return f"No: tf-nightly was asked for but not measured ({entry.run.reason})"
     return f"Yes: tf-nightly {entry.run.tensorflow}, measured side by side below"
 
 

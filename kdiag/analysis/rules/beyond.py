@@ -7,28 +7,32 @@ from typing import List, Optional, Tuple
 
 from kdiag import views
 from kdiag.analysis.findings import recommend
-from kdiag.analysis.registry import DATA_SIZE, HABITS, RUNTIMES, rule, threshold
+from kdiag.analysis.registry import DROP_IN, MEMORY, RUNTIMES, rule, threshold
 from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, GROWTH_PARTS, MIN_GROWTH_PER_1000_CALLS,
                                     MIN_STEADY_PARTS, MIN_TOTAL_GROWTH, STEADY_SHARE, DataSizeSweep, per_1000)
 from kdiag.datamodel.report import Finding, Report
 from kdiag.format import duration
 from kdiag.format import ratio as fmt_ratio
 from kdiag.views import usable
+from kdiag.views import verdict as verdicts
+from kdiag.views.wording import samples_text
 
 
-@rule("data-size", DATA_SIZE, thresholds=[
+@rule("data-size", DROP_IN + 3, thresholds=[
     ("crossover_within", CROSSOVER_WITHIN, "predict end to end within this fraction of the fastest loop's time has "
                                            "caught up with it; the crossover is the smallest sample count from which "
                                            "it stays so at every larger count measured"),
     ("high_ratio", 2.0, "predict at or above this many times the fastest loop's time at the largest count: severity "
                         "medium"),
+    ("min_counts", 3, "a sweep that measured fewer sample counts than this makes no crossover claim"),
 ])
 def data_size(report: Report) -> List[Finding]:
     """Where predict over a whole array catches up with a loop of the best path, by sample count."""
     fid = "data-size"
     sweep = report.data_size_sweep
-    if sweep is None or sweep.reason or not sweep.counts or sweep.predict is None:
-        return []
+    if (sweep is None or sweep.reason or sweep.predict is None
+            or len(sweep.counts) < threshold(fid, "min_counts")):
+        return []  # the section shows what was measured; two points are no trend
     within = threshold(fid, "crossover_within")
     counts, crossing = sweep.counts, sweep.crossover(within)
     evidence = _data_size_lines(sweep) + [f"{line}." for line in sweep.skipped]
@@ -39,6 +43,11 @@ def data_size(report: Report) -> List[Finding]:
     recommends = crossing != counts[0]
     if recommended is None and recommends:
         advice += f" ({sweep.best_path}'s outputs were not shown to match the reference, so it is not recommended.)"
+    fix = verdicts.verdict(report)
+    if fix.recommends and fix.fix.name != sweep.best_path:
+        # The sweeps loop over the fastest direct path (no XLA compile per chunk shape): say so beside the verdict.
+        advice += (f" The sweep looped over {sweep.best_path}, the fastest direct path; {fix.fix.name}, the fix "
+                   "above, was not swept, so this says when a loop beats predict, not by how much the fix would.")
     return [Finding(
         id=fid,
         severity=severity,
@@ -53,10 +62,8 @@ def _data_size_lines(sweep: DataSizeSweep) -> List[str]:
     lines = []
     for n in sweep.counts:
         best = sweep.best_at(n)
-        lines.append(f"{n:,} samples: predict {duration(sweep.predict.seconds_at(n))} "
-                     f"({duration(per_1000(sweep.predict.seconds_at(n), n))} per 1,000), {best.strategy} loop "
-                     f"{duration(best.seconds_at(n))} ({duration(per_1000(best.seconds_at(n), n))} per 1,000): "
-                     f"predict takes {fmt_ratio(sweep.ratio_at(n))} its time.")
+        lines.append(f"{samples_text(n)}: predict {duration(sweep.predict.seconds_at(n))}, {best.strategy} loop "
+                     f"{duration(best.seconds_at(n))}: predict {views.times_text(sweep.ratio_at(n))}.")
     return lines
 
 
@@ -67,7 +74,7 @@ def _data_size_wording(sweep: DataSizeSweep, within: float, crossing: Optional[i
     largest = counts[-1]
     if crossing == counts[0]:
         return ("info",
-                f"predict is within {within:.0%} of the fastest loop from {crossing:,} samples (one batch of "
+                f"predict is within {within:.0%} of the fastest loop from {samples_text(crossing)} (one batch of "
                 f"{batch}) up",
                 f"Keep predict for whole arrays: at every sample count measured (up to {largest:,}) it took "
                 f"at most {1 + within:.2f}x the time of a loop of the fastest direct path.")
@@ -75,21 +82,21 @@ def _data_size_wording(sweep: DataSizeSweep, within: float, crossing: Optional[i
         at_crossing = (sweep.ratio_at(crossing) - 1) * 100
         how_close = f"within {at_crossing:.0f}%" if at_crossing >= 0 else f"{-at_crossing:.0f}% faster"
         return ("low",
-                f"For fewer than {crossing:,} samples per call, {sweep.best_path} is up to {fmt_ratio(fastest_gain)} "
-                f"faster; from {crossing:,} samples predict is within {within:.0%}",
+                f"For fewer than {samples_text(crossing)} per call, {sweep.best_path} is up to "
+                f"{fmt_ratio(fastest_gain)} faster; from {samples_text(crossing)} predict is within {within:.0%}",
                 f"For 1–{crossing - 1:,} samples per call, call {sweep.best_path} on chunks of {batch} (up to "
                 f"{fmt_ratio(fastest_gain)} faster, measured end to end); from ~{crossing:,} samples predict is "
                 f"{how_close} — keep it for bulk scoring of {crossing:,} samples or more.")
     ratio_largest = sweep.ratio_at(largest)
     return ("medium" if ratio_largest >= threshold("data-size", "high_ratio") else "low",
             f"predict stays {fmt_ratio(ratio_largest)} slower than a loop of {sweep.best_path} up to "
-            f"{largest:,} samples: no crossover",
-            f"For every data size measured (up to {largest:,} samples), call {sweep.best_path} on chunks "
+            f"{samples_text(largest)}: no crossover",
+            f"For every data size measured (up to {samples_text(largest)}), call {sweep.best_path} on chunks "
             f"of {batch} instead of predict: measured {fmt_ratio(fastest_gain)} faster at "
-            f"{counts[0]:,} samples and {fmt_ratio(ratio_largest)} at {largest:,}.")
+            f"{samples_text(counts[0])} and {fmt_ratio(ratio_largest)} at {samples_text(largest)}.")
 
 
-@rule("memory-growth", HABITS + 2, thresholds=[
+@rule("memory-growth", MEMORY, thresholds=[
     ("confidence", GROWTH_CONFIDENCE, "RSS grows when the whole band of the fitted slope (least squares, this "
                                       "confidence) lies above zero"),
     ("min_growth_per_1000_calls", MIN_GROWTH_PER_1000_CALLS, "and the slope is at least this many bytes per 1,000 "
@@ -136,7 +143,16 @@ def memory_growth(report: Report) -> List[Finding]:
                     **recommend(report, alternative))]
 
 
-@rule("intra-op-threads", RUNTIMES + 1, thresholds=[
+#: Runs in a fresh process before TensorFlow is imported (tests/test_snippets.py checks the thread
+#: pool it gives); set after TensorFlow started, it has no effect, and raises nothing.
+THREADS_SNIPPET = ("# First thing in your program, before TensorFlow is imported: TensorFlow\n"
+                   "# reads it once, when it starts (or: export TF_NUM_INTRAOP_THREADS=1).\n"
+                   "import os\n"
+                   "\n"
+                   'os.environ["TF_NUM_INTRAOP_THREADS"] = "1"')
+
+
+@rule("intra-op-threads", RUNTIMES + 2, thresholds=[
     ("min_ratio", 1.1, "the faster of 1 intra-op thread and one per core must be at least this much faster"),
     ("noise_iqrs", 1.0, "and the difference of medians must exceed this many times the sum of both IQRs"),
 ])
@@ -169,8 +185,10 @@ def intra_op_threads(report: Report) -> List[Finding]:
         severity="low",
         title=f"1 intra-op thread runs the graph {fmt_ratio(1 / ratio)} faster than {effect.cores}",
         evidence=evidence,
-        advice=("The ops are too small to gain from splitting across threads: set one intra-op thread before "
-                "TensorFlow starts."),
+        advice=("Run TensorFlow with one intra-op thread: set TF_NUM_INTRAOP_THREADS=1 in the environment that "
+                "starts your program (export TF_NUM_INTRAOP_THREADS=1), or in Python before TensorFlow is imported, "
+                "as below. TensorFlow reads it once, when it starts: after the model is loaded, neither this nor "
+                "tf.config.threading changes anything (the latter raises)."),
         # How to set it, not a recommendation of a measured strategy.
-        snippet="import tensorflow as tf\ntf.config.threading.set_intra_op_parallelism_threads(1)  # before any op",
+        snippet=THREADS_SNIPPET,
     )]

@@ -16,9 +16,9 @@ from typing import List, Optional
 
 from kdiag import views
 from kdiag.analysis.findings import median_text, recommend
-from kdiag.analysis.registry import USERS_PATH, rule, threshold
+from kdiag.analysis.registry import DROP_IN, rule, threshold
 from kdiag.datamodel.report import Finding, Report
-from kdiag.datamodel.strategies import DIRECT_PATHS, PREDICT, SAVEDMODEL, XLA
+from kdiag.datamodel.strategies import DROP_IN_FIXES, PREDICT
 from kdiag.datamodel.versions import INSTALLED, NIGHTLY
 from kdiag.format import duration
 from kdiag.views import versions
@@ -26,11 +26,11 @@ from kdiag.views.facts import LabelledRun, release_label, release_short
 
 TF_VERSIONS = "tf-versions"
 
-#: The paths a user can switch to for a batch in memory (as the predict-overhead rule).
-ALTERNATIVES = DIRECT_PATHS + (XLA.name, SAVEDMODEL.name)
+#: What a slower release's predict is weighed against: the drop-in fixes (as the verdict), not runtimes.
+ALTERNATIVES = DROP_IN_FIXES
 
 
-@rule(TF_VERSIONS, USERS_PATH + 2, thresholds=[
+@rule(TF_VERSIONS, DROP_IN + 3, thresholds=[
     ("noise_iqrs", 1.0, "predict's pooled medians under two TensorFlow releases must differ by more than this many "
                         "times the sum of both IQRs for either to be called slower"),
     ("min_ratio", 1.2, "a release whose predict is slower than the first release's by at least this ratio is "
