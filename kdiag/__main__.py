@@ -21,13 +21,6 @@ def _drop_working_directory(entries):
 
 sys.path[:] = _drop_working_directory(sys.path)
 
-from kdiag.cli import main  # noqa: E402  (after the sys.path clean-up, on purpose)
+from kdiag.cli import entry  # noqa: E402  (after the sys.path clean-up, on purpose)
 
-status = main()
-# Everything is written and flushed by now. Freezing the heap spares the interpreter's last garbage
-# collections a walk over TensorFlow's and Keras' millions of objects: exiting took ~0.8 s less
-# on the tiny example here. Finalizers and atexit handlers still run.
-import gc  # noqa: E402
-
-gc.freeze()
-sys.exit(status)
+entry()

@@ -1,4 +1,4 @@
-"""The Python API, above the run: `inspect(...) -> Report`, and what shows a Report.
+"""The Python API, above the run: `inspect(...) -> Report`, `bisect(...) -> BisectResult`, and what shows a Report.
 
 `inspect` checks its options exactly as the CLI does (one RunConfig) and runs the steps of
 kdiag.steps.pipeline. A Report is data: `print_report` and `render_report` show it, and
@@ -12,6 +12,7 @@ from typing import Mapping, Optional, Sequence
 
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.report import Report, read_report  # noqa: F401 (kdiag.read_report)
+from kdiag.datamodel.versions import BisectRequest, BisectResult
 from kdiag.steps.pipeline import run
 from kdiag.steps.state import Progress, RunFailed, RunInterrupted  # noqa: F401 (raised by run; the CLI catches them)
 
@@ -24,7 +25,8 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
             profile_strategies: Sequence[str] = (), profile_calls: int = 5, time_limit_s: float = 60.0,
             out_dir: Optional[Path] = None, redact: bool = True, progress: Optional[Progress] = None,
             keras: Optional[str] = None, samples: Optional[Sequence[int]] = None, sweeps: bool = True,
-            memory_loops: bool = False, ops: Optional[bool] = None) -> Report:
+            memory_loops: bool = False, ops: Optional[bool] = None, tf: Optional[Sequence[str]] = None,
+            save_inputs: Optional[str] = None) -> Report:
     """Load the model, build inputs, time every strategy, check outputs, profile predict: a Report.
 
     model_or_path: a Keras model, or a path to .keras / .h5 / a SavedModel directory.
@@ -43,7 +45,9 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
     profile, profile_strategies, profile_calls: the cProfile pass over predict before and after
         compile(), plus these strategy keys, with this many warm calls each.
     time_limit_s: the whole run, loading to report (0: none). Steps that would not fit are left out
-        and the report says which, with the limit that would let them run.
+        and the report says which, with the limit that would let them run; a call still running near the
+        limit is stopped (or, inside one native call, left to end on its own thread) and the Report,
+        marked incomplete, holds what was measured.
     out_dir: a folder to keep the .prof files in (with path-redacted copies in out_dir/redacted/);
         when None they are profiled in a temporary folder that is removed, and the Report's
         profiles hold the phases but no file paths.
@@ -56,6 +60,10 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         data-size and batch-size sweeps at all; memory_loops: the sustained loops that watch RSS (off
         by default); ops: the op breakdown (needs XProf: pip install kdiag[ops]) and the threads
         comparison (None: when predict's profile shows graph execution takes most of its time).
+    tf: TensorFlow releases to measure side by side, e.g. ["2.15", "installed", "nightly"]: each in its
+        own cached environment (`kdiag envs` lists them), in alternating rounds on one input batch; the
+        Report is the first release's, with every release in `report.tf_versions`. Needs a model file.
+    save_inputs: also save the input batch the run used to this .npz (never over a file).
 
     The Report is data: `print_report(report)`, `render_report(report, "markdown")` and `render_report(report, "json")`
     show it.
@@ -69,8 +77,41 @@ def inspect(model_or_path=None, inputs=None, *, example: Optional[str] = None, b
         custom_objects=custom_objects, cpp=cpp, profile=profile, profile_strategies=tuple(profile_strategies),
         profile_calls=profile_calls, time_limit_s=time_limit_s, redact=redact, keras=keras,
         samples=None if samples is None else tuple(samples), sweeps=sweeps, memory_loops=memory_loops, ops=ops,
+        tf_versions=tf.split(",") if isinstance(tf, str) else None if tf is None else tuple(tf),
+        save_inputs=save_inputs,
     )
     return run(config, progress=progress, out_dir=out_dir)
+
+
+def bisect(model_or_path=None, *, good: str, bad: str, strategy: str = "predict", threshold: float = 1.2,
+           example: Optional[str] = None, inputs=None, batch_size: Optional[int] = None,
+           input_shapes: Optional[Mapping[str, Sequence[int]]] = None, budget_s: float = 1.0, min_calls: int = 5,
+           time_limit_s: float = 60.0, unsafe: bool = False, custom_objects_file: Optional[str] = None,
+           progress: Optional[Progress] = None, on_probe=None) -> BisectResult:
+    """The first TensorFlow release from `good` to `bad` where `strategy` (a key, default predict) is slower
+    than under `good` beyond the noise by at least `threshold`: a BisectResult.
+
+    Binary search over every release the package index serves between the two (inclusive), each
+    probed release timed against the good one in alternating rounds on one input batch; at most
+    ceil(log2(n)) + 2 environments for n releases. `on_probe(result so far, probe)` is called as each
+    probe ends. A flat series gives `first_slow` None. The model must be a file (or an example);
+    custom_objects_file: a module file defining the model's classes (its code runs, in every release).
+    `time_limit_s` applies to each child run; a probe's rounds stop at twice it. Options are checked as
+    `kdiag bisect` checks them; Ctrl-C raises BisectInterrupted, whose `result` holds the probes that finished.
+    """
+    from kdiag.steps.bisect import run as run_bisect
+
+    request = BisectRequest(good, bad, strategy, threshold)
+    custom_objects = None
+    if custom_objects_file is not None:
+        from kdiag.engine.intake.custom_objects import load_custom_objects
+
+        custom_objects = load_custom_objects(custom_objects_file)
+    config = RunConfig(model=model_or_path, example=example, inputs=inputs, batch_size=batch_size,
+                       input_shapes=dict(input_shapes or {}), budget_s=budget_s, min_calls=min_calls,
+                       time_limit_s=time_limit_s, unsafe=unsafe, custom_objects=custom_objects,
+                       custom_objects_file=custom_objects_file)
+    return run_bisect(config, request, progress=progress, on_probe=on_probe or (lambda result, probe: None))
 
 
 def render_report(report: Report, fmt: str = "markdown", **options) -> str:

@@ -10,6 +10,10 @@ Once kdiag is stopping, or while it saves a report, a further Ctrl-C or SIGTERM 
 break the save half-way: it is noted, a line says kdiag is finishing the save, and the
 first signal decides the exit status. Python runs signal handlers between bytecodes, so
 the save (milliseconds of file writes) always finishes; only SIGKILL can cut it short.
+
+Handlers run in the main thread only, and only between bytecodes: inside one long TensorFlow
+call they would wait for it. So the main thread never makes model calls; it waits on the run's
+worker thread (kdiag.steps.worker), and a handler raises in that wait at once.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Dict, Iterator, Optional
 
 try:
     import fcntl
@@ -137,15 +137,38 @@ def temporary_directory(prefix: str = "kdiag-") -> Iterator[str]:
         os.close(fd)
     lock = HeldLock(Path(lock_name), fd)
     folder = Path(lock_name[: -len(LOCK_SUFFIX)])
+    _OWN[folder] = lock
     try:
         folder.mkdir(mode=0o700)
         yield str(folder)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        lock.release()
+        _remove(folder, lock)
+
+
+#: This process's temporary folders in use, with their locks: what `remove_own` removes.
+_OWN: Dict[Path, HeldLock] = {}
+
+
+def _remove(folder: Path, lock: HeldLock) -> None:
+    _OWN.pop(folder, None)
+    shutil.rmtree(folder, ignore_errors=True)
+    lock.release()
+    try:
+        folder.parent.rmdir()  # only when empty: nothing of kdiag's is left in the temporary folder
+    except OSError:
+        pass
+
+
+def remove_own() -> None:
+    """Remove every temporary folder this process still has in use, and release their locks.
+
+    For a process about to end without unwinding the code that made them (kdiag.steps.worker.leave:
+    a model call that could not be stopped holds them on its thread's stack).
+    """
+    for folder, lock in list(_OWN.items()):
         try:
-            root.rmdir()  # only when empty: nothing of kdiag's is left in the temporary folder
-        except OSError:
+            _remove(folder, lock)
+        except OSError:  # its own code removed it meanwhile: gone either way
             pass
 
 

@@ -3,7 +3,7 @@
 The terminal, report.md, report.html and report.json read "fastest matching", the compile()
 verdict and the per-phase deltas from `kdiag.views`, and lay out the same sections
 (kdiag.views.sections): these tests render factory Reports (plain, with the steps beyond one
-batch, under --keras both, with a failed strategy) every way and compare what each says.
+batch, under --keras both, under --tf with a release that refused the file, with a failed strategy) every way and compare what each says.
 """
 
 from __future__ import annotations
@@ -32,39 +32,71 @@ def _terminal(report) -> str:
     return render_terminal(report, width=200, verbose=True)  # verbose: every phase, as the Markdown table
 
 
-def _fastest_in_markdown(text: str):
-    match = re.search(r"\*\*Fastest with matching outputs:\*\* (.+?), ", text)
+def _fix_in_markdown(text: str):
+    match = re.search(r"\*\*Call (.+?) instead of predict:\*\*", text)
+    return _unescaped(match.group(1)) if match else None
+
+
+def _fix_in_terminal(text: str):
+    match = re.search(r"fix: (.+?) [\d.]+ (?:µs|ms|s)\b", text.splitlines()[-1])  # the verdict, last
     return match.group(1) if match else None
 
 
-def _fastest_in_terminal(text: str):
-    match = re.search(r"best: (.+?) [\d.]+ (?:µs|ms|s)\b", text.splitlines()[-1])  # the verdict, last
+def _fix_in_html(page: str):
+    match = re.search(r'<p class="verdict"><strong>Call (.+?) instead of predict:</strong>', page)
     return match.group(1) if match else None
 
 
-@pytest.mark.parametrize("case", ["all checked", "no reference ran", "fastest differs"])
-def test_fastest_matching_is_the_same_in_every_output(case):
+def _unescaped(text: str) -> str:
+    """Markdown's backslash escapes and word joiners dropped (kdiag.sanitize.markdown)."""
+    import html
+
+    return html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text).replace("\u2060", ""))
+
+
+def _unfenced(text: str) -> str:
+    """kdiag.sanitize.literal's fences dropped: what the renderers show of a literal is its text."""
+    return re.sub("[\ue000-\ue003]", "", text)
+
+
+@pytest.mark.parametrize("case", ["all checked", "no reference ran", "fix differs", "runtime faster"])
+def test_the_drop_in_fix_is_the_same_in_every_output_and_finding_1(case):
+    """The verdict line, report.md's and report.html's verdict, report.json's `verdict` and finding 1
+    name one path: the best drop-in fix, never a runtime change such as TFLite."""
+    import json
+
+    from kdiag.render import html
+    from kdiag.render.json import render as render_json
+
     strategies = fx.typical_keras3()
     if case == "no reference ran":
         # predict failed, so nothing was compared: no strategy can be called matching.
         strategies = [fx.strategy(s.name, s.measurement.median_s * 1e3, matches=None) for s in strategies]
-    elif case == "fastest differs":
-        strategies = [fx.strategy(s.name, s.measurement.median_s * 1e3, matches=s.name != "TFLite",
-                                  max_abs_diff=0.5 if s.name == "TFLite" else 0.0) for s in strategies]
+    elif case == "fix differs":
+        strategies = [fx.strategy(s.name, s.measurement.median_s * 1e3, matches=s.name != "concrete function",
+                                  max_abs_diff=0.5 if s.name == "concrete function" else 0.0) for s in strategies]
+    elif case == "runtime faster":
+        strategies = fx.typical_keras3(TFLite=(0.001, 0.0001))
     report = _with_findings(fx.report(strategies))
-    expected = views.fastest_matching(report)
+    verdict = views.verdict.verdict(report)
     terminal = _terminal(_without_findings(report))  # the verdict names it, findings or not
     md = markdown.render(report)
-    if expected is None:
-        assert case == "no reference ran"
-        assert _fastest_in_markdown(md) is None
-        assert _fastest_in_terminal(terminal) is None
+    page = html.render(report)
+    data = json.loads(render_json(report))["verdict"]
+    if case == "no reference ran":
+        assert not verdict.recommends and data["fix"] is None and data["classification"] == "inconclusive"
+        assert _fix_in_markdown(md) is None and _fix_in_terminal(terminal) is None and _fix_in_html(page) is None
         assert not any(f.strategy for f in report.findings)  # nothing unchecked is ever recommended
-    else:
-        assert _fastest_in_markdown(md) == expected.name
-        assert _fastest_in_terminal(terminal) == expected.name
-        recommended = {f.strategy for f in report.findings if f.strategy}
-        assert recommended <= {r.name for r in views.measured(report) if views.outputs_match(r)}
+        return
+    expected = "XLA (jit_compile)" if case == "fix differs" else "concrete function"
+    assert verdict.fix.name == expected and data["fix"]["strategy"] == expected and data["fix_recommended"]
+    assert _fix_in_markdown(md) == _fix_in_terminal(terminal) == _fix_in_html(page) == expected
+    # Finding 1, or the first after the correctness finding that a differing drop-in call gets.
+    first = report.findings[1] if case == "fix differs" else report.findings[0]
+    assert first.id == "predict-overhead" and first.strategy == expected
+    assert case != "fix differs" or report.findings[0].id == "outputs-differ"
+    recommended = {f.strategy for f in report.findings if f.strategy}
+    assert recommended <= {r.name for r in views.measured(report) if views.outputs_match(r)}
 
 
 def _without_findings(report):
@@ -93,7 +125,7 @@ def test_compile_verdict_and_phase_deltas_agree(compiled_ms, compiled_iqr, slowd
     for delta in deltas:
         # The same text for the same phase in the terminal table, the Markdown table and the finding.
         assert re.search(re.escape(delta.phase) + r" .*" + re.escape(delta.text), terminal), delta
-        row = next(line for line in md.splitlines() if line.startswith(f"| {delta.phase} |"))
+        row = next(_unescaped(line) for line in md.splitlines() if _unescaped(line).startswith(f"| {delta.phase} |"))
         assert row.rstrip(" |").endswith(delta.text), row
     for delta in sorted(deltas, key=lambda d: -abs(d.delta_ms))[:3]:
         assert f"{delta.phase} {delta.text}" in evidence
@@ -124,22 +156,25 @@ def _cases():
     from test_beyond_findings import full_report
     from test_keras_both import both
     from test_terminal import _full_report
+    from test_versions import three_releases
 
     return {"profiles and notes": _full_report, "beyond one batch": lambda: _with_findings(full_report()),
-            "--keras both": lambda: both(66.0, 4.7), "a failed strategy": _failed_strategy}
+            "--keras both": lambda: both(66.0, 4.7), "a failed strategy": _failed_strategy, "--tf": three_releases}
 
 
-CASES = ("profiles and notes", "beyond one batch", "--keras both", "a failed strategy")
+CASES = ("profiles and notes", "beyond one batch", "--keras both", "a failed strategy", "--tf")
 
 
-def _facts(report):
-    """Every text the sections and the findings hold, as it reads with its marks dropped."""
+def _facts(report, top_functions: bool = True):
+    """Every text the sections and the findings hold, as it reads with its marks dropped. report.md, for
+    an issue, leaves the top functions to report.html, report.json and the .prof files (it says so)."""
     from kdiag.views import sections, wording
 
     built = [sections.environment(report), sections.model(report), sections.strategies(report),
              sections.phases(report), sections.tracing(report), sections.beyond_one_batch(report),
-             sections.side_by_side(report), sections.profile_files(report),
-             sections.top_functions(report, per_phase=2, min_share=0.05)]  # what the terminal shows of them
+             sections.side_by_side(report), sections.profile_files(report)]
+    if top_functions:
+        built.append(sections.top_functions(report, per_phase=2, min_share=0.05))  # what the terminal shows
     texts = []
     stack = [s for s in built if s is not None]
     while stack:
@@ -149,15 +184,13 @@ def _facts(report):
         stack += section.subsections
     for finding in report.findings:
         texts += [finding.title, *finding.evidence, finding.advice, wording.finding_meta(finding)]
-    headline = wording.headline(report)
-    if headline is not None:  # the terminal words it in its verdict line
-        texts += [headline.best, headline.time, headline.versus.split(" faster")[0]]
+    texts.append(wording.classification(report))  # every output opens with it
     return {_plain(t) for t in texts if t and t.strip() and t != "—"}
 
 
 def _plain(text: str) -> str:
     """Words and figures only: markup marks, escapes, line breaks and case dropped."""
-    text = text.replace("\\|", "|").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    text = _unescaped(_unfenced(text)).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").replace("&quot;", '"')
     return " ".join(re.sub(r"[*`]", "", text).split()).casefold()
 
 
@@ -188,7 +221,8 @@ def test_every_fact_is_in_every_output(case):
     facts = _facts(report)
     assert len(facts) > 40, facts  # the case has content enough to compare
     for name, text in _outputs(report).items():
-        missing = sorted(fact for fact in facts if fact not in text)
+        expected = _facts(report, top_functions=False) if name == "report.md" else facts
+        missing = sorted(fact for fact in expected if fact not in text)
         assert not missing, f"{name} leaves out: {missing[:10]}"
 
 

@@ -45,7 +45,20 @@ def test_help_lists_exactly_the_strategy_keys():
 
     inspect_parser = build_parser()._subparsers._group_actions[0].choices["inspect"]
     strategies_help = next(a.help for a in inspect_parser._actions if a.dest == "strategies")
-    assert strategies_help == "only these: " + ",".join(s.identity.key for s in STRATEGIES)
+    assert strategies_help == "only these, comma-separated, from: " + ", ".join(s.identity.key for s in STRATEGIES)
+
+
+@pytest.mark.parametrize("columns", [60, 80, 100])
+def test_inspect_help_never_breaks_a_strategy_key_or_an_example_name(columns, monkeypatch):
+    from kdiag.cli import build_parser
+    from kdiag.datamodel.strategies import BY_KEY
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    text = build_parser()._subparsers._group_actions[0].choices["inspect"].format_help()
+    words = {word.strip(",.:;()") for line in text.splitlines() for word in line.split()}
+    for name in list(BY_KEY) + ["mnist-softmax", "mnist-cnn"]:
+        assert name in words, name  # whole on one line, never "predict-" then "compiled"
+    assert all(len(line) <= columns for line in text.splitlines() if "[--" not in line)  # usage: argparse
 
 
 def test_no_command_prints_help():

@@ -18,6 +18,7 @@ import factories as fx  # noqa: E402
 from kdiag.analysis import compare as cmp  # noqa: E402
 from kdiag.datamodel.report import read_report  # noqa: E402
 from kdiag.render.comparison import render as render_comparison  # noqa: E402
+from kdiag.render.comparison import verdict_of  # noqa: E402
 from kdiag.render.json import render as render_json_report  # noqa: E402
 from kdiag.analysis.diagnose import diagnose  # noqa: E402
 from kdiag.errors import ExitStatus, KdiagError  # noqa: E402
@@ -57,8 +58,8 @@ def test_a_2x_slower_strategy_is_a_regression_and_listed():
     assert slower.percent == pytest.approx(100.0)
     assert [r.name for r in comparison.regressions if isinstance(r, cmp.StrategyChange)] == ["tf.function"]
     text = render_comparison(comparison)
-    assert "REGRESSION: " in text and "tf.function" in text.splitlines()[-1]
-    assert "2.00x (+100.0%)" in text
+    assert verdict_of(text).startswith("REGRESSION: ") and "tf.function" in verdict_of(text)
+    assert "+100%" in text and all(len(line) <= 80 for line in text.splitlines())
 
 
 def test_the_phases_of_a_slower_scenario_regress_too():
@@ -71,7 +72,8 @@ def test_the_phases_of_a_slower_scenario_regress_too():
     assert tfdata.regression
     assert not phases[("predict", "graph execution")].regression  # 0 ms both times
     assert ("tf.function", "graph execution") in phases and not phases[("tf.function", "graph execution")].regression
-    assert "predict / tf.data pipeline" in render_comparison(comparison)
+    text = render_comparison(comparison)
+    assert "Phases of predict" in text and "predict / tf.data pipeline" in verdict_of(text)
 
 
 def test_a_change_inside_the_noise_is_not_a_regression():
@@ -90,6 +92,34 @@ def test_a_change_beyond_noise_below_the_threshold_is_not_a_regression():
     predict = change(comparison, "predict")
     assert predict.beyond_noise and not predict.regression
     assert cmp.exit_status(cmp.compare_reports(run(**{"predict": (60.0, 0.1)}), after, fail_above=5.0)) == 3
+
+
+def test_a_large_change_of_a_tiny_phase_is_called_tiny_not_below_the_threshold():
+    """+173% of a phase under 1% of its scenario read "slower, below the threshold" with --fail-above 10."""
+    shares = {"tf.data pipeline": 0.5, "tracing": 0.3, "other Python": 0.197, "output conversion": 0.003}
+    before = fx.report(fx.typical_keras3(), profiles=[fx.profile("predict", shares, 60.0)])
+    after_shares = dict(shares, **{"output conversion": 0.0082, "other Python": 0.1918})
+    after = fx.report(fx.typical_keras3(), profiles=[fx.profile("predict", after_shares, 60.0)])
+    comparison = cmp.compare_reports(before, after, fail_above=10.0)
+    tiny = next(p for p in comparison.phases if p.phase == "output conversion")
+    assert tiny.ratio == pytest.approx(2.73, rel=0.01) and not tiny.regression
+    line = next(line for line in render_comparison(comparison).splitlines() if line.startswith("output conversion"))
+    assert "+173%" in line and "slower, tiny (<1% of total)" in line and "threshold" not in line
+
+
+def test_too_few_calls_give_no_verdict_and_no_regression():
+    before = fx.report([fx.strategy("predict", 60.0, 1.0, calls=2), fx.strategy("tf.function", 1.0, 0.01)])
+    after = fx.report([fx.strategy("predict", 180.0, 1.0, calls=2), fx.strategy("tf.function", 1.0, 0.01)])
+    comparison = cmp.compare_reports(before, after, fail_above=10.0)
+    predict = change(comparison, "predict")
+    assert not predict.judged and not predict.regression and not predict.beyond_noise
+    assert "n<5: no verdict" in render_comparison(comparison)
+
+
+def test_every_line_fits_80_columns_with_long_labels():
+    comparison = cmp.compare_reports(run(), run(**{"predict": (120.0, 2.0)}), fail_above=10.0,
+                                     before_label="/very/long/path/" * 8 + "report.json", after_label="b/report.json")
+    assert all(len(line) <= 80 for line in render_comparison(comparison).splitlines())
 
 
 def test_faster_is_never_a_regression():
@@ -111,11 +141,11 @@ def test_strategies_in_only_one_report_are_added_or_removed_not_crashed_on():
     assert comparison.missing == ("TFLite",)
     assert cmp.exit_status(comparison) == ExitStatus.REGRESSION
     text = render_comparison(comparison)
-    assert "removed (only before)" in text and "added (only after)" in text
-    assert text.splitlines()[-1].startswith("MISSING: 1 measured before and not after, so not compared: TFLite")
+    assert "only before" in text and "only after" in text
+    assert verdict_of(text).startswith("MISSING: 1 measured before and not after, so not compared: TFLite")
     allowed = cmp.compare_reports(before, after, fail_above=10.0, allow_missing=True)
     assert cmp.exit_status(allowed) == 0
-    assert "TFLite missing after: allowed by --allow-missing" in render_comparison(allowed).splitlines()[-1]
+    assert "TFLite missing after: allowed by --allow-missing" in verdict_of(render_comparison(allowed))
 
 
 def test_a_strategy_unavailable_on_one_side_is_not_compared_and_says_why():
@@ -305,11 +335,11 @@ def test_a_strategy_renamed_in_the_candidate_fails_the_gate(tmp_path, recorded):
     code, out, err = _cli_compare(before, after, "--fail-above", "10")
     assert code == ExitStatus.REGRESSION, out + err
     assert "'predict\\u200b' (after): " in out  # listed as not matched, the zero-width space shown
-    assert ("its measurement was recorded as 'predict'" in out) != recorded
-    assert out.splitlines()[-1].startswith("MISSING: 1 measured before and not after, so not compared: predict")
+    assert ("its measurement was recorded as 'predict'" in " ".join(out.split())) != recorded
+    assert verdict_of(out).startswith("MISSING: 1 measured before and not after, so not compared: predict")
     code, out, _ = _cli_compare(before, after, "--fail-above", "10", "--allow-missing")
     assert code == 0, out
-    assert "predict missing after: allowed by --allow-missing" in out.splitlines()[-1]
+    assert "predict missing after: allowed by --allow-missing" in verdict_of(out)
 
 
 def test_nothing_compared_never_passes_the_gate(tmp_path):
@@ -320,7 +350,7 @@ def test_nothing_compared_never_passes_the_gate(tmp_path):
     before, after = _report_files(tmp_path, nothing_measured, nothing_measured)
     code, out, _ = _cli_compare(before, after, "--fail-above", "10", "--allow-missing")
     assert code == ExitStatus.REGRESSION, out
-    assert out.splitlines()[-1] == "NOT COMPARED: no strategy was measured in both runs."
+    assert verdict_of(out) == "NOT COMPARED: no strategy was measured in both runs."
 
 
 @pytest.mark.parametrize("field, value, shown", [

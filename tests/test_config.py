@@ -32,9 +32,11 @@ def _every_field_changed(tmp_path: Path) -> RunConfig:
         cpp=True, profile=False, profile_strategies=("tf-function",), profile_calls=3,
         time_limit_s=42.0, redact=False, keras="both", custom_objects_file=str(module), samples=(256, 4096),
         memory_loops=True, ops=False, custom_objects={"Scale": object}, command="kdiag inspect model.h5",
+        save_inputs=str(tmp_path / "batch.npz"),
     )
-    # The sweeps stay on: --samples sets their sample counts, and RunConfig refuses both at once.
-    unchanged = {"example", "sweeps"}
+    # The sweeps stay on: --samples sets their sample counts, and RunConfig refuses both at once. --tf
+    # cannot be combined with --keras or --cpp: test_tf_versions_survive_to_argv covers it.
+    unchanged = {"example", "sweeps", "tf_versions"}
     assert set(changed) | unchanged == {f.name for f in dataclasses.fields(RunConfig)}, "a new field: add it here"
     return RunConfig(**changed)
 
@@ -57,6 +59,16 @@ def test_every_option_survives_to_argv_and_the_child_s_parsing(tmp_path):
         else:
             assert theirs == mine, field.name
     assert (parsed.format, parsed.out) == ("json", str(tmp_path / "out"))
+
+
+def test_tf_versions_survive_to_argv_and_the_child_s_parsing(tmp_path):
+    (tmp_path / "model.h5").write_bytes(b"")
+    config = RunConfig(model=str(tmp_path / "model.h5"), tf_versions=("2.15", "installed", "nightly"),
+                       save_inputs=str(tmp_path / "batch.npz"), budget_s=0.5)
+    argv = keras_child.child_config(config, tmp_path).to_argv()
+    assert argv[argv.index("--tf") + 1] == "2.15,installed,nightly"
+    child = request_from_args(build_parser().parse_args(argv), argv).config
+    assert (child.tf_versions, child.save_inputs, child.budget_s) == (config.tf_versions, config.save_inputs, 0.5)
 
 
 @pytest.mark.parametrize("flag, field, value", [("--no-sweeps", "sweeps", False), ("--no-ops", "ops", False),
@@ -86,8 +98,8 @@ def test_the_cli_offers_every_option_and_nothing_else(capsys):
 def test_kdiag_inspect_takes_every_option_by_its_field_name():
     parameters = set(pyinspect.signature(api.inspect).parameters)
     # The API's own: the model as its first argument, where to keep the .prof files, a progress callback.
-    api_only = {"model_or_path", "out_dir", "progress"}
-    renamed = {"model_or_path": "model"}
+    api_only = {"model_or_path", "out_dir", "progress", "tf"}
+    renamed = {"model_or_path": "model", "tf": "tf_versions"}
     # Not asked of a Python caller: custom_objects holds the objects themselves, and there is no command line.
     not_asked = {"custom_objects_file", "command"}
     fields = {f.name for f in dataclasses.fields(RunConfig)}

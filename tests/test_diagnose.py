@@ -217,7 +217,20 @@ def test_compile_slowdown_inside_the_noise_is_not_reproduced():
     assert info.severity == "info" and info.measured_speedup is None and info.strategy is None
     assert info.evidence[0] == ("compile() changed predict by +25.0% "
                                 "(within the noise of ±30.0%, the sum of both IQRs).")
-    assert info.title == "compile() had no measurable effect on predict"
+    assert info.title == "compile() left predict's total time within the noise (±30.0%)"
+
+
+def test_compile_with_no_total_effect_says_which_phases_moved_beyond_their_noise():
+    """The lstm example read "compile() had no measurable effect" beside phase deltas of +8.06, -4.56 and
+    -4.75 ms beyond their bands: the title now says both."""
+    strategies = [fx.strategy("predict", 60.0, 1.0), fx.strategy("predict (compiled)", 60.5, 1.0)]
+    profiles = [fx.profile("predict", {"tf.data pipeline": 0.5, "tracing": 0.3, "other Python": 0.2}, 60.0),
+                fx.profile("predict (compiled)", {"tf.data pipeline": 0.35, "tracing": 0.45, "other Python": 0.2},
+                           60.5)]
+    info = only(dg.diagnose(fx.report(strategies, profiles=profiles)), "compile-no-effect")
+    assert info.title == ("compile() left predict's total time within the noise (±3.3%), though 2 of its phases "
+                          "moved beyond their noise")
+    assert "no measurable effect" not in info.title
 
 
 def test_compile_small_but_real_change_is_outside_noise_yet_below_threshold():
@@ -293,23 +306,25 @@ def test_eager_slow_is_silent_below_the_ratio_or_without_a_graph_path():
 # --- training-dependent-layers ------------------------------------------------------
 
 
-def test_training_dependent_layers_high_when_the_measured_diff_exceeds_the_tolerance():
+def test_the_training_flag_is_a_note_for_code_that_passes_training_true_never_the_first_finding():
+    """On ResNet50, MobileNetV2 and a trained .h5, "[high] Outputs depend on the training flag" came first,
+    with `model(x, training=False)` (the slow eager path) as the only snippet: only kdiag passed training=True."""
     model = fx.model_info(training_dependent_layers=["dropout (Dropout)", "bn (BatchNormalization)"],
                           training_true_max_abs_diff=0.3)
-    finding = only(dg.diagnose(fx.report(fx.typical_keras3(), model=model)), "training-dependent-layers")
-    assert finding.severity == "high"
+    findings = dg.diagnose(fx.report(fx.typical_keras3(), model=model))
+    finding = only(findings, "training-dependent-layers")
+    assert finding.severity == "info" and finding.kind == "note" and finding.snippet == ""
     assert "dropout (Dropout), bn (BatchNormalization)" in finding.evidence[0]
     assert "max |diff| 3.0e-01, above the outputs tolerance (atol 1e-05)" in finding.evidence[1]
-    assert "training=False" in finding.advice and finding.snippet == "y = model(x, training=False)"
+    assert "training=True" in finding.title and "training=False" in finding.advice
+    assert findings[0].id == "predict-overhead"
 
 
-def test_training_dependent_layers_low_within_tolerance_and_medium_when_unmeasured():
+def test_the_training_flag_is_silent_within_tolerance_and_when_unmeasured():
     within = fx.model_info(training_dependent_layers=["bn (BatchNormalization)"], training_true_max_abs_diff=1e-7)
-    assert only(dg.diagnose(fx.report(fx.typical_keras3(), model=within)),
-                "training-dependent-layers").severity == "low"
+    assert "training-dependent-layers" not in ids(dg.diagnose(fx.report(fx.typical_keras3(), model=within)))
     unmeasured = fx.model_info(training_dependent_layers=["bn (BatchNormalization)"])
-    finding = only(dg.diagnose(fx.report(fx.typical_keras3(), model=unmeasured)), "training-dependent-layers")
-    assert finding.severity == "medium" and "not measured" in finding.evidence[1]
+    assert "training-dependent-layers" not in ids(dg.diagnose(fx.report(fx.typical_keras3(), model=unmeasured)))
 
 
 def test_training_dependent_layers_silent_without_such_layers():
@@ -326,57 +341,56 @@ def _compute_bound_strategies(**overrides):
     return [fx.strategy(n, m, q) for n, (m, q) in figures.items()]
 
 
-def test_compute_bound_shows_measured_alternatives_and_recommends_the_fastest_beyond_noise():
-    finding = only(dg.diagnose(fx.report(_compute_bound_strategies())), "compute-bound")
-    assert "tf.function" in finding.title and "TFLite" in finding.title
-    assert finding.strategy == "XLA (jit_compile)"
-    assert finding.measured_speedup == pytest.approx(38.0 / 30.0)
-    text = " ".join(finding.evidence)
-    assert "XLA (jit_compile): median 30 ms" in text and "TFLite: median 32 ms" in text
-    assert "not measured" in text and "batch size 8" in text
-    assert "--batch-size" in finding.advice
+def test_compute_bound_says_what_the_classification_says_and_recommends_nothing_itself():
+    """XLA is the verdict's drop-in fix here (30 against 70 ms: 2.3x, more than half of predict's time is
+    its own work), so the classification is overhead-bound and no compute-bound finding fires; with XLA at
+    50 ms (1.4x) the model's computation dominates."""
+    assert "compute-bound" not in ids(dg.diagnose(fx.report(_compute_bound_strategies())))
+    report = fx.report(_compute_bound_strategies(**{"XLA (jit_compile)": (50.0, 0.5), "tf.function": (52.0, 0.5),
+                                                    "predict_on_batch": (55.0, 0.5)}))
+    assert views.verdict.verdict(report).classification == "compute-bound"
+    findings = dg.diagnose(report)
+    finding = only(findings, "compute-bound")
+    assert finding.title.startswith("Compute-bound") and finding.strategy is None and finding.severity == "info"
+    assert "XLA (jit_compile) (50 ms), saves 29% of predict's 70 ms" in finding.evidence[0]
+    assert "batch size 8" in " ".join(finding.evidence) and "--batch-size" in finding.advice
+    assert only(findings, "predict-overhead").strategy == "XLA (jit_compile)"  # the fix: the verdict's
 
 
-def test_compute_bound_never_recommends_an_alternative_whose_outputs_differ():
-    strategies = _compute_bound_strategies()
-    strategies = replace(strategies, "XLA (jit_compile)", median_ms=30.0, iqr_ms=0.5, matches=False,
-                         max_abs_diff=0.1)
-    finding = only(dg.diagnose(fx.report(strategies)), "compute-bound")
-    assert finding.strategy == "TFLite"
-    assert "XLA" not in " ".join(finding.evidence)
+def test_compute_bound_silent_on_a_fast_model_or_an_overhead_bound_one():
+    fast = _compute_bound_strategies(**{"predict": (4.0, 0.1), "tf.function": (3.0, 0.1), "TFLite": (2.5, 0.1),
+                                        "predict_on_batch": (3.5, 0.1), "XLA (jit_compile)": (3.2, 0.1)})
+    assert "compute-bound" not in ids(dg.diagnose(fx.report(fast)))  # under 5 ms a call
+    assert "compute-bound" not in ids(dg.diagnose(fx.report(fx.typical_keras3())))  # overhead-bound
 
 
-def test_compute_bound_silent_when_fast_far_from_floor_or_no_floor():
-    fast = _compute_bound_strategies(**{"tf.function": (3.0, 0.1), "TFLite": (2.5, 0.1),
-                                        "predict_on_batch": (4.0, 0.1)})
-    assert "compute-bound" not in ids(dg.diagnose(fx.report(fast)))
-    far = _compute_bound_strategies(**{"TFLite": (10.0, 0.1)})  # 38 / 10 = 3.8x
-    assert "compute-bound" not in ids(dg.diagnose(fx.report(far)))
-    no_floor = [s for s in _compute_bound_strategies() if s.name != "TFLite"]
-    assert "compute-bound" not in ids(dg.diagnose(fx.report(no_floor)))
-
-
-def test_floor_gap_recommends_the_fastest_matching_floor():
+def test_a_runtime_change_is_what_leaving_keras_adds_over_the_drop_in_fix():
     strategies = fx.typical_keras3() + [fx.strategy("C++ (TF C API)", 0.03, 0.001)]
-    finding = only(dg.diagnose(fx.report(strategies)), "floor-gap")
-    assert finding.strategy == "C++ (TF C API)"
-    assert finding.measured_speedup == pytest.approx(0.2 / 0.03)  # best Python path: concrete function
+    finding = only(dg.diagnose(fx.report(strategies)), "runtime-change")
+    assert finding.strategy == "C++ (TF C API)" and finding.kind == "runtime"
+    assert finding.measured_speedup == pytest.approx(0.2 / 0.03)  # over the fix: concrete function
+    assert finding.title == ("Leaving Keras: C++ (TF C API) would add a further 6.67x over concrete function "
+                             "(needs a C++ program)")
     text = " ".join(finding.evidence)
-    assert "concrete function" in text and "TFLite: median 50 µs" in text
+    assert "concrete function" in text and "TFLite: median 50 µs" in text and "4.00x faster than concrete" in text
     assert "not interleaved" in text
 
 
-def test_floor_gap_ignores_a_floor_whose_outputs_differ_and_is_info_without_a_real_gap():
-    strategies = [fx.strategy("tf.function", 1.0, 0.05), fx.strategy("TFLite", 0.95, 0.05),
-                  fx.strategy("C++ (TF C API)", 0.1, matches=False, max_abs_diff=1.0)]
-    finding = only(dg.diagnose(fx.report(strategies)), "floor-gap")
+def test_a_runtime_whose_outputs_differ_is_never_used_and_a_slower_one_is_said_plainly():
+    strategies = [fx.strategy("predict", 3.0, 0.05), fx.strategy("tf.function", 1.0, 0.05),
+                  fx.strategy("TFLite", 1.3, 0.05), fx.strategy("C++ (TF C API)", 0.1, matches=False, max_abs_diff=1.0)]
+    findings = dg.diagnose(fx.report(strategies))
+    finding = only(findings, "runtime-change")
     assert finding.severity == "info" and finding.strategy is None and finding.measured_speedup is None
-    assert "not used as a floor" in " ".join(finding.evidence)
+    assert finding.title == "Leaving Keras would not make this model measurably faster than tf.function"
+    assert finding.advice == "TFLite ran 1.30x slower than tf.function: stay with tf.function."
+    assert "not shown to match" in " ".join(finding.evidence)
+    assert only(findings, "runtime-outputs-differ").kind == "runtime"
 
 
-def test_floor_gap_silent_without_a_floor():
-    strategies = [s for s in fx.typical_keras3() if s.name != "TFLite"]
-    assert "floor-gap" not in ids(dg.diagnose(fx.report(strategies)))
+def test_runtime_change_silent_without_a_runtime():
+    strategies = [s for s in fx.typical_keras3() if s.name not in ("TFLite", "SavedModel serve")]
+    assert "runtime-change" not in ids(dg.diagnose(fx.report(strategies)))
 
 
 # --- noisy, outputs-differ ----------------------------------------------------------
@@ -386,7 +400,7 @@ def test_noisy_lists_every_noisy_strategy_and_only_those():
     strategies = fx.typical_keras3(**{"predict": (60.0, 12.0), "tf.function": (0.25, 0.05)})
     finding = only(dg.diagnose(fx.report(strategies)), "noisy")
     assert len(finding.evidence) == 2
-    assert finding.evidence[0].startswith("predict: IQR 12 ms over a median of 60 ms (20%, above 10%)")
+    assert finding.evidence[0] == "predict: IQR 12 ms, 20% of its 60 ms median (n=5)."
     assert finding.evidence[1].startswith("tf.function:")
     assert "noisy" not in ids(dg.diagnose(fx.report(fx.typical_keras3())))
 
@@ -396,11 +410,20 @@ def test_outputs_differ_lists_them_and_says_the_fastest_is_still_not_recommended
     strategies = replace(strategies, "TFLite", median_ms=0.05, matches=False, max_abs_diff=0.25,
                          detail="output 0 has shape (8,), the reference (8, 1)")
     findings = dg.diagnose(fx.report(strategies))
-    finding = only(findings, "outputs-differ")
+    assert "outputs-differ" not in ids(findings)  # no call on the model object differs: not a correctness finding
+    finding = only(findings, "runtime-outputs-differ")
     assert len(finding.evidence) == 1
     assert "TFLite: max |diff| 2.5e-01 against predict" in finding.evidence[0]
     assert "fastest measured" in finding.evidence[0]
     assert all(f.strategy != "TFLite" for f in findings)
+
+
+def test_a_drop_in_call_whose_outputs_differ_is_a_correctness_finding_first():
+    strategies = replace(fx.typical_keras3(), "XLA (jit_compile)", median_ms=0.1, matches=False, max_abs_diff=0.5)
+    findings = dg.diagnose(fx.report(strategies))
+    assert findings[0].id == "outputs-differ" and findings[0].kind == "correctness"
+    assert "XLA (jit_compile)" in findings[0].title
+    assert only(findings, "predict-overhead").strategy == "concrete function"
 
 
 def test_the_reference_itself_never_counts_as_differing():
@@ -422,11 +445,17 @@ def test_findings_come_in_the_order_a_user_needs_them():
     report = fx.report(strategies, model=model, profiles=[
         fx.profile("tf.function", {"tracing": 1.0}, 0.25, traces_per_call=0.5),
     ])
-    order = ids(dg.diagnose(report))
-    # Correctness first, then the user's own path, then compile(), tracing and eager, then floors.
-    assert order == ["outputs-differ", "training-dependent-layers", "predict-overhead", "compile-slowdown",
-                     "retracing", "eager-slow", "floor-gap"]
+    findings = dg.diagnose(report)
+    order = ids(findings)
+    # Correctness (a call on the model object differs), the drop-in fixes, runtime changes, then notes.
+    assert order == ["outputs-differ", "predict-overhead", "compile-slowdown", "eager-slow", "retracing",
+                     "runtime-change", "training-dependent-layers"]
     assert [dg.FINDING_ORDER.index(i) for i in order] == sorted(dg.FINDING_ORDER.index(i) for i in order)
+    kinds = [f.kind for f in findings]
+    assert kinds == ["correctness", "drop-in", "drop-in", "drop-in", "drop-in", "runtime", "note"]
+    from kdiag.datamodel.report import FINDING_KINDS
+    order_of_kinds = [k for k, _ in FINDING_KINDS]
+    assert [order_of_kinds.index(k) for k in kinds] == sorted(order_of_kinds.index(k) for k in kinds)
 
 
 def test_advice_that_backfires_is_said_plainly():
@@ -466,7 +495,7 @@ def test_equal_medians_are_no_effect_and_nothing_is_recommended():
                   fx.strategy("predict_on_batch", 60.0, 1.0), fx.strategy("TFLite", 60.0, 1.0)]
     findings = dg.diagnose(fx.report(strategies))
     compile_finding = only(findings, "compile-no-effect")
-    assert compile_finding.title == "compile() had no measurable effect on predict"
+    assert compile_finding.title == "compile() left predict's total time within the noise (±3.3%)"
     assert "+0.0% (within the noise" in compile_finding.evidence[0]
     assert not [f for f in findings if f.strategy]
 
@@ -537,3 +566,30 @@ def test_only_recommend_sets_a_finding_s_recommendation():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding":
                 assert not fields & {k.arg for k in node.keywords}, f"{info.name}: line {node.lineno}"
                 assert len(node.args) <= 6, f"{info.name}: line {node.lineno} passes the recommendation by position"
+
+
+def test_a_keras_applications_model_with_batchnorm_and_dropout_gets_the_drop_in_fix_first():
+    """MobileNetV2 at batch 1 (figures shaped as measured on it): the training-flag note came first,
+    "[high]", with model(x, training=False), the slow eager path, as the only snippet. Now finding 1 is
+    the drop-in fix with its snippet, and the verdict line names the same path."""
+    from kdiag.datamodel.strategies import BY_NAME
+    from kdiag.views import wording
+
+    layers = [f"block_{i}_bn (BatchNormalization)" for i in range(52)] + ["dropout (Dropout)"]
+    model = fx.model_info(name="mobilenetv2_1.00_224", batch_size=1, training_dependent_layers=layers,
+                          training_true_max_abs_diff=0.71,
+                          inputs=[fx.InputInfo("input_layer", [1, 224, 224, 3], "float32", "uniform [0, 1)")])
+    figures = {"predict": (40.0, 1.0), "predict (compiled)": (41.0, 1.0), "predict_on_batch": (30.0, 1.0),
+               "model(x) eager": (96.0, 2.0), "tf.function": (10.0, 0.2), "concrete function": (9.7, 0.2),
+               "XLA (jit_compile)": (40.0, 1.0), "SavedModel serve": (10.5, 0.3), "TFLite": (8.0, 0.2)}
+    strategies = [dataclasses.replace(fx.strategy(n, m, q), snippet=BY_NAME[n].snippet) for n, (m, q) in figures.items()]
+    report = fx.report(strategies, model=model, batch_size=1)
+    report = dataclasses.replace(report, findings=dg.diagnose(report))
+    first = report.findings[0]
+    assert first.id == "predict-overhead" and first.strategy == "concrete function"
+    assert first.snippet == BY_NAME["concrete function"].snippet
+    assert "fix: concrete function" in wording.verdict_line(report, 80)
+    training = only(report.findings, "training-dependent-layers")
+    assert training.severity == "info" and training.snippet == "" and training.kind == "note"
+    backfires = [f.title for f in report.findings if f.id == "advice-backfires"]
+    assert any("model(x) directly" in t for t in backfires) and any("XLA" in t for t in backfires)

@@ -64,7 +64,7 @@ class Page(html.parser.HTMLParser):
             self.section = dict(attrs).get("id")
         if tag == "svg" and self.section:
             self.svgs_in[self.section] = self.svgs_in.get(self.section, 0) + 1
-        self._in_title = tag == "title"
+        self._in_title = tag == "title" and self.section is None and "svg" not in self.tags  # the page's own
 
     def handle_endtag(self, tag):
         if tag == "section":
@@ -156,12 +156,19 @@ def test_no_external_reference_and_a_chart_in_every_chart_section(realistic):
     assert "default-src 'none'" in csp and "unsafe-inline" not in csp.split("script-src", 1)[1].split(";")[0]
 
 
-def test_verdict_names_the_fastest_matching_strategy(realistic):
+def test_the_verdict_and_findings_come_first_and_name_the_drop_in_fix(realistic):
+    """The verdict, then the findings, before any table or chart (they started ~4,300 px down a
+    7,500 px page, after the call tree); the call tree and the environment folded."""
     report, text, _ = realistic
-    best = views.fastest_matching(report)
-    match = re.search(r'<p class="verdict">Fastest with matching outputs: <strong>(.+?)</strong>', text)
-    assert match and match.group(1) == best.name
-    assert re.search(r"<details><summary>Environment and model</summary>", text)  # folded
+    fix = views.verdict.verdict(report).fix
+    match = re.search(r'<p class="verdict"><strong>Call (.+?) instead of predict:</strong>', text)
+    assert match and match.group(1) == fix.name
+    order = [text.index(f'id="{key}"') for key in ("verdict", "findings", "strategies", "phases", "profile")]
+    assert order == sorted(order)
+    assert text.index('class="classification"') < text.index('class="verdict"')
+    profile = text.split('id="profile"', 1)[1].split("</section>", 1)[0]
+    assert '<details class="more"><summary>The call tree of predict' in profile  # folded
+    assert "<details><summary>The fields of TensorFlow's issue template, and the model</summary>" in text
 
 
 def test_size_of_a_run_with_realistic_sample_counts(realistic):
@@ -269,15 +276,40 @@ def test_without_matplotlib_every_chart_says_so_and_the_tables_stay(monkeypatch)
     assert "<table>" in text
 
 
-def test_a_chart_that_fails_says_why_and_the_page_is_still_written(monkeypatch):
+def test_a_chart_that_fails_is_left_out_for_its_table_and_no_error_is_shown(monkeypatch):
     def broken(figure, *args):
         raise RuntimeError("drawing broke")
 
     monkeypatch.setattr(report_html, "_icicle_chart", broken)  # the name report.html draws the icicle with
     text = report_html.render(realistic_report())
     section = text.split('id="profile"', 1)[1].split("</section>", 1)[0]
-    assert "not drawn (RuntimeError: drawing broke)" in section
+    assert "drawing broke" not in text and "RuntimeError" not in text and "not drawn" not in text
+    assert 'class="tree"' in section  # the call tree has what the icicle would have drawn
     assert Page(text).svgs_in.get("strategies")
+
+
+def test_whiskers_are_drawn_when_the_kept_samples_fall_beside_the_median():
+    """The Conv1D+LSTM model's chart read "not drawn (ValueError: 'xerr' must not contain negative
+    values)": its median (from every call) was below the 25th percentile of the thinned, rounded samples."""
+    median_s, samples = 1.0, tuple([1.2] * 8 + [1.3] * 4)  # every kept sample above the stored median
+    skewed = Measurement("predict", 2.0, samples, count=500, median_s=median_s, iqr_s=0.01, p90_s=1.3, p99_s=1.3,
+                         min_s=0.9, max_s=1.3, mean_s=1.1)
+    strategies = [dataclasses.replace(s, measurement=skewed) if s.name == "predict" else s for s in fx.typical_keras3()]
+    text = report_html.render(fx.report(strategies))
+    assert Page(text).svgs_in.get("strategies") and "xerr" not in text
+
+
+def test_every_icicle_box_has_a_tooltip_with_the_whole_name():
+    long_name = "FunctionWithAVeryLongQualifiedName.method_that_is_cut_in_its_box"
+    tree = CallNode("all profiled calls", "", 0, OTHER, 1.0, 0.0, [
+        CallNode(long_name, "keras/x.py", 3, TFDATA, 0.02, 0.02), CallNode("big", "keras/y.py", 4, GRAPH, 0.98, 0.98)])
+    report = realistic_report()
+    profile = dataclasses.replace(report.profiles[0], call_tree=tree)
+    text = report_html.render(dataclasses.replace(report, profiles=[profile] + report.profiles[1:]))
+    section = text.split('id="profile"', 1)[1].split("</section>", 1)[0]
+    titles = re.findall(r"<title>([^<]*)</title>", section)
+    assert any(t.startswith(long_name + ":") for t in titles)  # the box too narrow for its label has a tooltip
+    assert any(t.startswith("big:") for t in titles)
 
 
 def test_no_sweeps_section_without_sweep_data(realistic):

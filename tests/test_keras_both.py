@@ -120,7 +120,8 @@ def test_a_keras2_era_file_points_at_keras_both_unless_it_ran_both():
 def test_terminal_and_markdown_show_a_column_per_keras_and_predicts_phases_per_keras():
     keras2_findings = [fx.Finding("predict-overhead", "high", "model.predict takes 23x the time", [], "", "")]
     report = both(66.0, 4.7, findings=keras2_findings)
-    for text in (render(report, "terminal", width=200), render(report, "markdown")):
+    # Verbose: the default terminal shows a verdict within the noise as "within noise", without its figures.
+    for text in (render(report, "terminal", width=200, verbose=True), render(report, "markdown")):
         assert "Keras 2 (tf-keras 2.21.0) and Keras 3 (3.15.1) side by side" in text
         assert "Keras 3 14.0x slower" in text  # predict's row
         assert "within the noise (±40 µs)" in text  # predict_on_batch: the same figures on both sides
@@ -266,9 +267,10 @@ def test_keras_both_on_a_tf_keras_h5_prints_both_columns_and_json_carries_both(t
     assert "] Keras 2: in a child process" in stderr  # a step of its own in the parent's progress
     head = "Keras 2 (tf-keras 2.21.0) and Keras 3 (3.15.1) side by side"
     markdown = (out / "report.md").read_text()
-    for text in (stdout, markdown):
+    sign = "The file looks saved by Keras 2: its keras_version attribute is '2.21.0'"
+    for text, shown in ((stdout, sign), (markdown, sign.replace("_", "\\_"))):  # Markdown escapes the file's text
         assert head in text and "predict's phases under each Keras" in text
-        assert "The file looks saved by Keras 2: its keras_version attribute is '2.21.0'" in " ".join(text.split())
+        assert shown in " ".join(text.split())
     section = stdout.split(head)[1].split("Strategies:")[0]
     assert all(name in section for name in ("predict", "concrete function"))
     data = json.loads((out / "report.json").read_text())
@@ -311,7 +313,7 @@ def test_a_keras_2_era_h5_run_under_keras_3_names_keras_both(tmp_path):
                                    "--out", tmp_path / "run", *FAST)
     assert code == 0, stderr
     assert "This file looks saved by Keras 2: measure it under both Keras with --keras both" in stdout
-    assert "keras_version attribute is '2.2.4'" in stdout
+    assert "keras\\_version attribute is '2.2.4'" in stdout  # the file's text, escaped for Markdown
     assert "old.h5 --keras both" in stdout  # the folder is redacted in report.md (<model-dir>)
 
 

@@ -33,7 +33,7 @@ def table(rows, where="Host"):
     return {"cols": [{"id": c, "label": c} for c in COLUMNS], "p": {}, "rows": out}
 
 
-LSTM_LIKE = [("MatMul", "lstm/while/MatMul_1", 192, 54000.0), ("MatMul", "lstm_2/while/MatMul_1", 192, 53000.0),
+LSTM_LIKE = [("_MklMatMul", "lstm/while/MatMul_1", 192, 54000.0), ("MatMul", "lstm_2/while/MatMul_1", 192, 53000.0),
              ("MatMul", "lstm/while/MatMul", 192, 52000.0), ("MatMul", "lstm_2/while/MatMul", 192, 17000.0),
              ("Transpose", "lstm/transpose_1", 3, 4800.0), ("_FusedConv2D", "conv1d/convolution", 3, 4600.0),
              ("TensorListFromTensor", "lstm/TensorArrayUnstack", 3, 3600.0), ("Split", "lstm/while/split", 384, 1000.0)]
@@ -45,7 +45,9 @@ def test_the_table_without_idle_is_read_and_its_shares_are_xprof_s():
     where, rows = ops.op_table([with_idle, without])
     assert where == "host"
     assert [r.name for r in rows][:2] == ["lstm/while/MatMul_1", "lstm_2/while/MatMul_1"]
-    assert rows[0] == OpRow("lstm/while/MatMul_1", "MatMul", 192, pytest.approx(0.054), pytest.approx(54000 / 190000))
+    assert rows[0] == OpRow("lstm/while/MatMul_1", "MatMul", 192, pytest.approx(0.054), pytest.approx(54000 / 190000),
+                            "_MklMatMul")
+    assert rows[1].kernel == ""  # the plain op ran: no kernel beside it
     assert math.fsum(r.share for r in rows) == pytest.approx(1.0)
 
 
@@ -68,6 +70,8 @@ def test_ops_are_listed_until_ninety_percent_is_covered():
     assert 0.90 <= breakdown.listed_share <= 1.0
     assert breakdown.other_ops == 4 and breakdown.other_share == pytest.approx(1 - breakdown.listed_share)
     assert breakdown.by_type[0].name == "MatMul" and breakdown.by_type[0].occurrences == 768
+    assert breakdown.by_type[0].kernel == "_MklMatMul"  # oneDNN's kernel and the plain one, as one type
+    assert {t.name for t in breakdown.by_type} == {"MatMul", "Transpose", "Conv2D", "TensorListFromTensor", "Split"}
     assert breakdown.by_type[0].share == pytest.approx(176000 / 190000)
     assert breakdown.execution_share == pytest.approx(0.19 / 0.2)
     assert breakdown.reason == ""
@@ -79,6 +83,31 @@ def test_no_ops_are_listed_when_execution_is_not_more_than_half_the_traced_time(
     assert breakdown.ops == [] and breakdown.by_type == []
     assert breakdown.reason.startswith("not listed: graph execution is 19% of concrete function's traced time")
     assert breakdown.execution_share == pytest.approx(0.19)
+
+
+@pytest.mark.parametrize("kernel, plain", [
+    ("_MklMatMul", "MatMul"), ("_MklFusedMatMul", "MatMul"), ("_MklNativeFusedMatMul", "MatMul"),
+    ("_FusedMatMul", "MatMul"), ("_FusedConv2D", "Conv2D"), ("_MklNativePadWithFusedConv2D", "Conv2D"),
+    ("_MklConv2DWithBias", "Conv2D"), ("_FusedDepthwiseConv2dNative", "DepthwiseConv2dNative"),
+    ("_MklFusedBatchNormV3", "FusedBatchNormV3"), ("_MklBatchMatMulV2", "BatchMatMulV2"), ("_MklEinsum", "Einsum"),
+    ("MatMul", "MatMul"), ("FusedBatchNormV3", "FusedBatchNormV3"), ("Conv2D", "Conv2D"),
+])
+def test_kernel_names_map_to_the_plain_op_whatever_the_cpu(kernel, plain):
+    assert ops.plain_op_type(kernel) == plain
+
+
+def test_the_op_table_shows_the_plain_name_with_the_kernel_beside_it():
+    from kdiag.views import sections
+
+    _, rows = ops.op_table([table(LSTM_LIKE)])
+    breakdown = ops.summarise("concrete function", 3, 0.2, "host", rows, "xprof test")
+    section = sections.op_breakdown(breakdown)
+    types = [row[1].text for row in section.tables[0].rows if row[1].text]
+    assert types[0] == "MatMul (kernel _MklMatMul)" and types[1] == "MatMul"
+    from kdiag import sanitize
+
+    plain = sanitize.render_literals(section.after[0], str, str, lambda code: f"`{code}`")
+    assert "`MatMul` 93% (kernel `_MklMatMul`)" in plain
 
 
 def test_without_xprof_the_breakdown_names_the_extra_that_installs_it(monkeypatch):
@@ -113,9 +142,3 @@ def test_the_lstm_example_s_top_ops_cover_ninety_to_a_hundred_percent_of_its_tra
     assert 0.90 <= breakdown.listed_share <= 1.0
     assert breakdown.ops[0].op_type == "MatMul"  # the LSTM cells' matrix products
     assert breakdown.converter.startswith("xprof ")
-
-
-def test_op_types_show_the_graph_s_names_whatever_kernels_ran_them():
-    # oneDNN (on by default on x86) renames kernels; the report shows the op the model's graph holds.
-    assert [ops.plain_op_type(t) for t in ("_MklMatMul", "_MklNativeConv2D", "_FusedConv2D", "MatMul", "_")] == [
-        "MatMul", "Conv2D", "FusedConv2D", "MatMul", "_"]

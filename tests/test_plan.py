@@ -26,6 +26,13 @@ from kdiag.steps.budget import Budget
 from kdiag.steps.state import RunState, StepCounter
 
 
+class InlineWorker:
+    """The run's worker on the fake clock: each job runs here, at once (kdiag.steps.worker waits in real time)."""
+
+    def call(self, fn, keep_s=0.0):
+        return fn()
+
+
 class Clock:
     def __init__(self):
         self.now = 1000.0
@@ -84,15 +91,13 @@ def run_fake(monkeypatch, tmp_path: Path, config: RunConfig, timings: Dict[str, 
     monkeypatch.setattr("kdiag.steps.profile.BY_KEY", fakes)
     monkeypatch.setattr("kdiag.steps.profile.BY_NAME", by_name)
 
-    def fake_profiles(state, scenarios, out_dir, later_s=0.0):
-        profiles = []
+    def fake_profiles(state, scenarios, out_dir, profiles, later_s=0.0):
         for strategy in scenarios:
             harness.events.append(f"profile {strategy.name}")
             state.steps.next("profile", strategy.name)
             clock.now += 3 * timings[strategy.identity.key][1]
             shares = {"graph execution": graph_share or 0.0, "tf.data pipeline": 1 - (graph_share or 0.0)}
             profiles.append(fx.profile(strategy.name, shares, 40.0))
-        return profiles
 
     monkeypatch.setattr("kdiag.steps.profile.run_profiles", fake_profiles)
     from kdiag.engine.beyond import steps as beyond_steps
@@ -111,7 +116,7 @@ def run_fake(monkeypatch, tmp_path: Path, config: RunConfig, timings: Dict[str, 
     monkeypatch.setattr("kdiag.engine.environment.collect", lambda: fx.environment())
     budget = Budget(config.time_limit_s, clock=clock)
     state = RunState(config, budget, StepCounter(harness.updates.append, pipeline.planned_total(config), budget),
-                     started="2025-01-01T00:00:00+00:00")
+                     started="2025-01-01T00:00:00+00:00", worker=InlineWorker())
     state.steps.next("load", "fake")
     state.loaded = LoadedModel("fake", "example:fake", "example", [InputSpec("x", (None, 4), "float32")], "single",
                                load_time_s=0.5, model=FakeModel() if keras else None)

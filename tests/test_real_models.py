@@ -115,3 +115,32 @@ def test_predict_that_cannot_run_is_the_one_exit_2(monkeypatch):
     assert errors[0].startswith("kdiag: error: predict could not be measured on this model "
                                 "(failed to prepare: RuntimeError: predict cannot run on this model)")
     assert "] measure: " not in err.getvalue()  # refused before timing the others
+
+
+@pytest.mark.slow
+def test_mobilenetv2_built_in_code_gets_the_drop_in_fix_first_and_the_verdict_names_it(tmp_path):
+    """keras.applications.MobileNetV2 (weights=None: nothing downloaded), its BatchNormalization layers
+    behaving differently under training=True: finding 1 is the drop-in fix with its snippet, the
+    training flag a note after it, and the terminal's last line names the same path."""
+    path = tmp_path / "mobilenet_v2.keras"
+    build = textwrap.dedent("""
+        import sys, keras
+        model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
+        model.save(sys.argv[1])
+    """)
+    subprocess.run([sys.executable, "-c", build, str(path)], check=True, capture_output=True, timeout=300)
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "kdiag", "inspect", str(path), "--out", str(out), "--budget", "0.3",
+                             "--no-profile", "--no-sweeps", "--no-memory-loop", "--no-ops",
+                             "--strategies", "predict,predict_on_batch,eager,concrete"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["training_dependent_layers"]  # BatchNormalization
+    first = report["findings"][0]
+    assert first["id"] == "predict-overhead" and first["snippet"], [f["id"] for f in report["findings"]]
+    assert report["verdict"]["fix"]["strategy"] == first["strategy"] and report["verdict"]["fix_recommended"]
+    last = result.stdout.rstrip("\n").splitlines()[-1]
+    assert f"fix: {first['strategy']}" in last, last
+    notes = [f for f in report["findings"] if f["id"] == "training-dependent-layers"]
+    assert all(f["severity"] == "info" and not f["snippet"] for f in notes)

@@ -126,7 +126,7 @@ def test_a_count_below_the_samples_held_is_refused_in_one_line(tmp_path):
     path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(KdiagError) as info:
         read_report(path)
-    assert "count 3 but holds 2000 samples" in info.value.message and "\n" not in info.value.message
+    assert f"count 3 but holds {MAX_SAMPLES} samples" in info.value.message and "\n" not in info.value.message
 
 
 def test_a_schema_1_report_reads_as_schema_2():

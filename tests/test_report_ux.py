@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kdiag.datamodel.measurement import MAX_SAMPLES
+
 from kdiag.cli import Env, main, build_parser, request_from_args
 from kdiag.datamodel.report import read_report
 from kdiag.render import markdown as md
@@ -69,7 +71,7 @@ def test_the_tiny_report_json_is_small_and_schema_2(tiny_run):
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["schema_version"] == 2 and data["kdiag_version"]
     tflite = next(s for s in data["strategies"] if s["name"] == "TFLite")["measurement"]
-    assert len(tflite["samples_s"]) <= 2000 and tflite["count"] >= len(tflite["samples_s"])
+    assert len(tflite["samples_s"]) <= MAX_SAMPLES and tflite["count"] >= len(tflite["samples_s"])
 
 
 @pytest.fixture(scope="module")

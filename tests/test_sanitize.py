@@ -47,6 +47,7 @@ MARKUP = [
     "[^1]: footnote",
     "<https://attacker.example>",
     "$x^2$",
+    "see #12 and GH-3", "www.evil.example/x", "- item", "+ item", "12) twelve", "> quote", "=== ", "~~gone~~",
 ]
 
 # Hypothesis: any text, hostile characters and Markdown punctuation much more often than chance.
@@ -106,12 +107,24 @@ def _assert_inert_paragraph(rendered: str, expected_text: str) -> None:
     assert "<" not in inner, rendered  # no tag at all: no <a>, <img>, <em>, <code>, <del>...
     shown = html.unescape(inner)
     assert not MENTION.search(shown) and not EMAIL.search(shown), shown
-    assert shown.replace("@\u2060", "@") == expected_text
+    assert shown.replace("@\u2060", "@").replace("#\u2060", "#") == expected_text
 
 
 @pytest.mark.parametrize("value", MARKUP + HOSTILE)
 def test_markdown_renders_as_the_same_characters_and_nothing_else(value):
     _assert_inert_paragraph(_render(f"x {sanitize.markdown(value)} x"), f"x {sanitize.terminal(value)} x")
+
+
+def test_markdown_leaves_kdiag_s_own_figures_as_they_are():
+    """Only what could start something is escaped: a figure reads the same in the raw file."""
+    assert sanitize.markdown("predict: median 41 ms (IQR 6.4 ms, n=24), 2.4x faster; 1,000 calls.") == \
+        "predict: median 41 ms (IQR 6.4 ms, n=24), 2.4x faster; 1,000 calls."
+
+
+@pytest.mark.parametrize("value", ["#12", "see #12", "a@b.co"])
+def test_issue_references_and_emails_get_a_word_joiner(value):
+    escaped = sanitize.markdown(value)
+    assert "\u2060" in escaped and escaped.replace("\u2060", "").replace("\\", "") == value
 
 
 @settings(max_examples=300, deadline=None)

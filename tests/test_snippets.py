@@ -61,6 +61,13 @@ def test_python_snippets_need_nothing_but_model_and_x(identity):
     assert "..." not in identity.snippet and "path" not in free_names(identity.snippet)
 
 
+@pytest.mark.parametrize("identity", ids.ALL_STRATEGIES, ids=lambda s: s.key)
+def test_every_snippet_line_fits_an_80_column_terminal_and_an_issue_column(identity):
+    """By construction, not by the renderer: no output ever wraps a line of code."""
+    long = [line for line in identity.snippet.splitlines() if len(line) > ids.SNIPPET_WIDTH]
+    assert not long, long
+
+
 def test_the_free_name_check_catches_what_the_old_snippets_got_wrong():
     assert free_names("fn = serve.get_concrete_function()\ny = fn(x)") - GIVEN == {"serve"}
     assert free_names("model = keras.models.load_model(path, compile=False)") == {"keras", "path"}
@@ -108,9 +115,8 @@ def test_findings_show_a_strategy_snippet_or_none():
             assert finding.snippet in snippets | {""}, finding.id
             if finding.snippet:
                 with_code[finding.id] = finding.snippet
-    assert set(with_code) == {"predict-overhead", "compile-slowdown", "retracing", "eager-slow",
-                              "training-dependent-layers", "compute-bound", "floor-gap"}
-    assert with_code["training-dependent-layers"] == "y = model(x, training=False)"
+    assert set(with_code) == {"predict-overhead", "compile-slowdown", "retracing", "eager-slow", "runtime-change"}
+    assert "training-dependent-layers" not in with_code  # a note, with no code: kdiag's calls pass training=False
 
 
 # --- running them -------------------------------------------------------------------
@@ -224,9 +230,9 @@ def test_the_cpp_snippet_builds_with_its_own_command_and_runs_the_exported_tiny_
         pytest.skip("no C++ compiler or no TensorFlow C API header here")
     from kdiag.engine.intake.load import load_example
 
-    commands = [line[len("//   "):] for line in ids.CPP.snippet.splitlines() if line.startswith("//   ")]
-    build = [c for c in commands if c.startswith(("TF=", "c++ "))]
-    assert len(build) == 2, commands
+    build = [line[len("// "):] for line in ids.CPP.snippet.splitlines() if line.startswith(("// TF=", "// LIBS=",
+                                                                                             "// c++ "))]
+    assert len(build) == 3, ids.CPP.snippet
     (tmp_path / "run.cc").write_text(ids.CPP.snippet)
     compiled = subprocess.run(["bash", "-c", " && ".join(build)], cwd=tmp_path, capture_output=True, text=True,
                               timeout=300)
@@ -276,3 +282,26 @@ def test_every_snippet_runs_under_tf_keras_too(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stdout.splitlines() if line.split(" ")[0] in ids.BY_KEY]
     assert lines == [f"{s.key} match" for s in ids.PYTHON_STRATEGIES], result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or (__import__("os").cpu_count() or 1) < 2,
+                    reason="counts threads in /proc, on a machine with two cores or more")
+def test_the_threads_snippet_run_first_gives_tensorflow_one_intra_op_thread(tmp_path):
+    """The advice used to be tf.config.threading.set_intra_op_parallelism_threads(1), which raises once the
+    model is loaded. TF_NUM_INTRAOP_THREADS, set before TensorFlow starts, shrinks its intra-op pool: the
+    process has fewer threads than one without it."""
+    from kdiag.analysis.rules.beyond import THREADS_SNIPPET
+
+    work = ("import os\nos.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'\nimport tensorflow as tf\n"
+            "a = tf.random.normal((256, 256))\nfor _ in range(20):\n    a = tf.matmul(a, a) / 256.0\n"
+            "print(len(os.listdir('/proc/self/task')))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("TF_NUM_")}
+
+    def threads(code):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                              cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.strip().splitlines()[-1])
+
+    assert threads(THREADS_SNIPPET + "\n" + work) < threads(work)

@@ -188,6 +188,23 @@ def test_the_batch_sweep_doubles_until_throughput_stops_growing():
     assert all(len(runs) >= sweeps.MIN_CALLS_PER_BATCH for runs in sweep.runs_s)
 
 
+def test_a_fast_path_keeps_a_few_of_its_calls_per_batch_and_the_median_of_them_all():
+    """report.json keeps at most KEPT_RUNS_PER_BATCH calls a batch size (rounded), not the 1,000 a
+    fast path makes: on the tiny example the sweep's raw calls were 118 kB of a 450 kB file."""
+    clock = FakeClock()
+    calls = []
+
+    def call(arrays):
+        calls.append(1)
+        clock.now += 1e-4 + 1e-9 * (len(calls) % 7)  # 100 µs, a few ns of jitter
+
+    sweep = sweeps.batch_size_sweep("TFLite", call, {"x": np.zeros((1, 4))}, budget_s=100.0, clock=clock)
+    assert all(len(runs) <= sweeps.KEPT_RUNS_PER_BATCH for runs in sweep.runs_s)
+    assert len(calls) > 3 * sweeps.KEPT_RUNS_PER_BATCH * len(sweep.points)  # far more calls were timed
+    assert all(run == float(f"{run:.4g}") for runs in sweep.runs_s for run in runs)
+    assert sweep.points[0][1] == pytest.approx(1e-4, rel=1e-3)
+
+
 def test_the_batch_sweep_stops_before_a_batch_that_would_not_fit():
     clock = FakeClock()
 

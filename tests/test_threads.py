@@ -66,6 +66,17 @@ def test_the_children_take_turns_until_each_has_enough_calls_and_the_budget_is_s
     assert clock.now >= 8.0
 
 
+def test_a_fast_graph_keeps_a_few_hundred_samples_and_the_statistics_of_every_call(monkeypatch, tmp_path):
+    clock = FakeClock()
+    child, _ = fake_children(clock, {1: 2e-5, 2: 1e-5})  # 20 and 10 µs: thousands of calls a turn
+    monkeypatch.setattr(threads, "_Child", child)
+    effect = threads.threads_effect("SavedModel serve", tmp_path, {"x": np.zeros((2, 4), "float32")}, budget_s=8.0,
+                                    cores=2, clock=clock)
+    for measurement in (effect.one, effect.many):
+        assert measurement.count > 5 * threads.KEPT_SAMPLES >= len(measurement.samples_s)
+    assert effect.ratio == pytest.approx(2.0)
+
+
 def test_one_thread_faster_beyond_the_noise_reads_as_faster():
     from kdiag.datamodel.beyond import ThreadsEffect
     from kdiag.datamodel.measurement import Measurement

@@ -13,15 +13,12 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 from kdiag import views
-from kdiag.datamodel.comparison import (ADDED, COMPARED, REMOVED, UNMEASURED, Comparison, PhaseChange,
-                                        StrategyChange)
+from kdiag.datamodel.comparison import (ADDED, COMPARED, PHASE_MIN_SHARE_OF_TOTAL, REMOVED, UNMEASURED, Comparison,
+                                        PhaseChange, StrategyChange)
 from kdiag.datamodel.report import Report, StrategyResult
 from kdiag.datamodel.strategies import ALL_STRATEGIES, BY_NAME
 from kdiag.errors import ExitStatus, KdiagError
 
-#: A phase change smaller than this fraction of its scenario's median (before) is never a
-#: regression, however large its ratio: a phase going from 0.01 ms to 0.05 ms is not news.
-PHASE_MIN_SHARE_OF_TOTAL = 0.01
 
 
 def compare_reports(before: Report, after: Report, fail_above: float,
@@ -153,11 +150,13 @@ def _strategy_changes(before: Dict[str, StrategyResult], after: Dict[str, Strate
         else:
             status, detail = COMPARED, ""
         ratio = ma / mb if status == COMPARED else None
-        beyond = status == COMPARED and abs(ma - mb) > qb + qa
+        # The one noise rule, with its minimum of calls a side: no verdict either way on fewer.
+        judged = status == COMPARED and views.judge(*((a, b) if ma >= mb else (b, a))).enough_calls
+        beyond = judged and abs(ma - mb) > qb + qa
         changes.append(StrategyChange(
             name=name, status=status, before_s=mb, after_s=ma, before_iqr_s=qb, after_iqr_s=qa, ratio=ratio,
             beyond_noise=beyond, regression=bool(beyond and ratio is not None and ratio > limit),
-            outputs_before=_matched(b), outputs_after=_matched(a), detail=detail,
+            outputs_before=_matched(b), outputs_after=_matched(a), detail=detail, judged=judged or status != COMPARED,
         ))
     return changes
 

@@ -41,7 +41,7 @@ def match_text(result: StrategyResult) -> str:
 def scaled_note(profile: ProfileResult) -> str:
     """How a profile's milliseconds were scaled, in words."""
     if profile.unprofiled_median_s:
-        return f"cProfile shares scaled to the unprofiled median; {views.inflation_text(profile)}"
+        return f"shares × the unprofiled median; {views.inflation_text(profile)}"
     return "as profiled: no unprofiled median to scale to, so cProfile's overhead is included"
 
 

@@ -21,18 +21,28 @@ from kdiag.datamodel.report import Finding, Report
 SEVERITIES = ("high", "medium", "low", "info")
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
-# The order a user needs findings in, by band: correctness first (outputs that differ, the training
-# flag), then the user's own path (predict against the best path that matches), then advice that
-# backfires on this model, the data size, then compile(), retracing, memory and eager calls, then
-# runtimes and floors, then noise. Within a band, a rule's rank places it; within one rank, by
-# severity, then measured gain.
+# The order a user needs findings in, by band: correctness (a call the user would make computes
+# different outputs), then drop-in fixes (the same process and model object: the verdict's fix first,
+# then compile(), the Keras version, data sizes, direct calls, retracing), then advice that backfires
+# on this model, then memory over many calls, then runtime changes and tuning (leaving Keras,
+# threads, batch size), then notes, then how firm the figures are. Within a band, a rule's rank
+# places it; within one rank, by severity, then measured gain. Each band is a kind of finding
+# (kdiag.datamodel.report.FINDING_KINDS), which the reports use as headings.
 CORRECTNESS = 10
-USERS_PATH = 20
+DROP_IN = 20
 BACKFIRES = 30
-DATA_SIZE = 40
-HABITS = 50
-RUNTIMES = 60
+MEMORY = 40
+RUNTIMES = 50
+NOTES = 60
 NOISE = 70
+#: The kind of finding each band holds (FINDING_KINDS' keys).
+BAND_KINDS = {CORRECTNESS: "correctness", DROP_IN: "drop-in", BACKFIRES: "backfires", MEMORY: "memory",
+              RUNTIMES: "runtime", NOTES: "note", NOISE: "noise"}
+
+
+def kind_of(rank: int) -> str:
+    """The kind of a rule's findings, from its rank's band (a rank before the first band is in the first)."""
+    return BAND_KINDS[max((band for band in BAND_KINDS if band <= rank), default=CORRECTNESS)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +107,8 @@ def run_rules(report: Report) -> List[Finding]:
     """Every finding the registered rules find in the report, in the order a user needs them."""
     findings: List[Finding] = []
     for registered in RULES:
-        findings.extend(registered.check(report))
+        kind = kind_of(registered.rank)
+        findings.extend(dataclasses.replace(f, kind=kind) for f in registered.check(report))
     return sort_findings(findings)
 
 

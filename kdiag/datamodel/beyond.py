@@ -207,7 +207,8 @@ class BatchSizeSweep:
 
     strategy: str = ""
     points: List[tuple] = dataclasses.field(default_factory=list)  # (batch size, median seconds per call)
-    runs_s: List[tuple] = dataclasses.field(default_factory=list)  # every timed call's seconds, per point
+    # Per point, a uniform subset (at most 50, 4 significant digits) of its timed calls' seconds.
+    runs_s: List[tuple] = dataclasses.field(default_factory=list)
     stopped_by: str = ""  # why the doubling stopped: "batch 256 would take ~0.74 s, more than is left ..."
     budget_s: float = 0.0
     spent_s: float = 0.0
@@ -339,10 +340,13 @@ class OpRow:
     """One op (or one op type) of the traced calls, by self time."""
 
     name: str
-    op_type: str
+    op_type: str  # the plain op name (MatMul), whatever kernel ran it
     occurrences: int
     self_s: float  # over all traced calls
     share: float  # of the traced execution time (XProf's self-time percentage)
+    # The kernel TensorFlow ran, when it is not the plain op: oneDNN's `_MklMatMul`, a fused
+    # `_FusedConv2D` (by op type: the kernels seen, comma-separated). "" when it is the plain op.
+    kernel: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple, Union
 
+#: A phase change smaller than this fraction of its scenario's median (before) is never a
+#: regression, however large its ratio: a phase going from 0.01 ms to 0.05 ms is not news.
+PHASE_MIN_SHARE_OF_TOTAL = 0.01
+
 # Strategy statuses
 COMPARED = "compared"  # measured in both
 ADDED = "added"  # only in the after report
@@ -26,6 +30,7 @@ class StrategyChange:
     outputs_before: Optional[bool]  # outputs matched the reference (None: not checked or not measured)
     outputs_after: Optional[bool]
     detail: str = ""  # why a side is unmeasured
+    judged: bool = True  # both sides have calls enough for the noise rule (kdiag.views.judge); else no verdict
 
     @property
     def percent(self) -> Optional[float]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+import os
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from kdiag.datamodel.strategies import BY_KEY
+from kdiag.datamodel.versions import check_tf_versions, parse_tf_versions
 from kdiag.errors import KdiagError
 from kdiag.sanitize import joined
 
@@ -99,7 +101,8 @@ class RunConfig:
         "--input-shape", "size of dynamic axes after the batch axis, per input (repeatable)", metavar="NAME=D1,D2",
         kind="repeat", parse=lambda items: parse_shape_overrides(items), show=_shape_words))
     strategies: Optional[Tuple[str, ...]] = dataclasses.field(default=None, metadata=_option(  # keys; None: all
-        "--strategies", f"only these: {','.join(BY_KEY)}", metavar="A,B", parse=_keys, show=_joined))
+        "--strategies", f"only these, comma-separated, from: {', '.join(BY_KEY)}", metavar="A,B", parse=_keys,
+        show=_joined))
     budget_s: float = dataclasses.field(default=1.0, metadata=_option(
         "--budget", "timed seconds per strategy at most (default 1): a strategy stops sooner once its median is "
                     "known within --precision; the sweeps, memory loops and op breakdown get their budgets in "
@@ -159,6 +162,16 @@ class RunConfig:
         "--ops", "the op breakdown (TensorFlow profiler + XProf) and the threads comparison (two child "
                  "processes): by default only when predict's profile shows graph execution takes most of its "
                  "time; --ops always, --no-ops never", kind="both"))
+    # Other TensorFlow releases side by side (kdiag.steps.tf_versions), each in its own cached environment;
+    # None: this process's TensorFlow only.
+    tf_versions: Optional[Tuple[str, ...]] = dataclasses.field(default=None, metadata=_option(
+        "--tf", "TensorFlow releases side by side, each in its own cached environment, in alternating rounds: e.g. "
+                "2.15,installed,nightly (2.15: the newest 2.15.x the index serves; installed: this environment's). "
+                "kdiag envs lists the environments", metavar="V,V", parse=lambda text: parse_tf_versions(text),
+        show=_joined))
+    save_inputs: Optional[str] = dataclasses.field(default=None, metadata=_option(  # a .npz, never overwritten
+        "--save-inputs", "also save the input batch the run used (time the same data again with --inputs; --tf "
+                         "shares one batch so)", metavar="FILE.npz"))
 
     def __post_init__(self):
         if self.model is None and self.example is None:
@@ -195,6 +208,31 @@ class RunConfig:
                 raise KdiagError("--samples sets the sweep that --no-sweeps turns off", "drop one of them")
             check_sample_counts(self.samples)
             object.__setattr__(self, "samples", tuple(sorted(set(self.samples))))
+        if self.save_inputs is not None and not str(self.save_inputs).endswith(".npz"):
+            raise KdiagError(f"--save-inputs must name a .npz file, not {self.save_inputs!r}",
+                             "use e.g. --save-inputs batch.npz")
+        if self.tf_versions is not None:
+            object.__setattr__(self, "tf_versions", check_tf_versions(self.tf_versions))
+            self._check_tf_options()
+
+    def _check_tf_options(self) -> None:
+        """What --tf cannot combine with: every release runs the Keras it brings, from a file."""
+        self.check_child_model("--tf")
+        if self.keras is not None:
+            raise KdiagError("--tf and --keras cannot be combined: each TensorFlow release runs the Keras it "
+                             "brings (tf.keras 2 up to 2.15, Keras 3 from 2.16)", "drop --keras")
+        if self.cpp:
+            raise KdiagError("--tf and --cpp cannot be combined: the C++ floor is built against one TensorFlow",
+                             "drop --cpp, or run --cpp without --tf")
+
+    def check_child_model(self, what: str) -> None:
+        """A run under other TensorFlow releases (`what`: --tf, kdiag bisect) reads the model from a file."""
+        if self.model is not None and not isinstance(self.model, (str, os.PathLike)):
+            raise KdiagError(f"{what} needs a model file: an in-memory model cannot be loaded under another "
+                             "TensorFlow", "save it (model.save('model.h5')) and pass the path")
+        if self.custom_objects and not self.custom_objects_file:
+            raise KdiagError(f"{what} needs the custom objects as a module file, for the other releases to load",
+                             "pass --custom-objects module.py (the file that defines them)")
 
     def to_argv(self) -> List[str]:
         """`kdiag inspect` arguments that ask for this run: every option whose value is not the default.
@@ -237,10 +275,11 @@ class RunConfig:
         return getattr(self.model, "name", None) or "model"
 
 
-def options() -> Iterator[Tuple[dataclasses.Field, Option]]:
-    """Every RunConfig field that is a command-line option, in the order `kdiag inspect --help` lists them."""
+def options(names: Optional[Collection[str]] = None) -> Iterator[Tuple[dataclasses.Field, Option]]:
+    """Every RunConfig field that is a command-line option (or those of `names`), in the order
+    `kdiag inspect --help` lists them."""
     for field in dataclasses.fields(RunConfig):
-        if "option" in field.metadata:
+        if "option" in field.metadata and (names is None or field.name in names):
             yield field, field.metadata["option"]
 
 
@@ -250,9 +289,10 @@ def _default(field: dataclasses.Field) -> Any:
     return field.default
 
 
-def add_arguments(parser) -> None:
-    """The options of RunConfig on an argparse parser, each stored under its field's name."""
-    for field, option in options():
+def add_arguments(parser, names: Optional[Collection[str]] = None) -> None:
+    """The options of RunConfig (those of `names`: `kdiag bisect` takes some) on an argparse parser, each
+    stored under its field's name."""
+    for field, option in options(names):
         if option.kind == "positional":
             parser.add_argument(field.name, nargs="?", help=option.help)
             continue
@@ -273,11 +313,11 @@ def add_arguments(parser) -> None:
                                 choices=option.choices, **common)
 
 
-def from_arguments(args, **others) -> "RunConfig":
-    """A RunConfig from argparse's namespace (see `add_arguments`), with `others` for the fields that
-    are not options (custom_objects, command)."""
+def from_arguments(args, names: Optional[Collection[str]] = None, **others) -> "RunConfig":
+    """A RunConfig from argparse's namespace (see `add_arguments`, with the same `names`), with `others` for
+    the fields that are not options (custom_objects, command); the options not in `names` keep their defaults."""
     values = dict(others)
-    for field, option in options():
+    for field, option in options(names):
         value = getattr(args, field.name)
         if option.parse is not None and value is not None:
             value = option.parse(value)

@@ -17,6 +17,7 @@ from kdiag.datamodel.beyond import (BatchSizeSweep, DataSizeSweep, MemoryLoop, M
                                     ThreadsEffect)
 from kdiag.datamodel.measurement import Measurement
 from kdiag.datamodel.profile import ProfileResult
+from kdiag.datamodel.versions import INSTALLED, NIGHTLY, BisectProbe, BisectResult, EnvironmentInfo
 from kdiag.errors import KdiagError, first_line
 from kdiag.version import __version__
 
@@ -37,6 +38,19 @@ class OutputCheck:
     rtol: float
     matches: bool
     detail: str = ""  # why it failed beyond the numbers (shape or structure mismatch)
+    # Its own outputs on two calls, the cold one and a later one, on the same inputs: whether they
+    # agree within the same tolerance (None: called once, or not checked), and by how much.
+    repeatable: Optional[bool] = None
+    repeat_max_abs_diff: Optional[float] = None
+    repeat_detail: str = ""  # why they differ beyond the numbers (a shape that changed)
+    # How many of its output values (cold call) are NaN or infinite, of how many.
+    nonfinite_values: int = 0
+    output_values: int = 0
+
+    @property
+    def varies(self) -> bool:
+        """Its outputs changed between two calls on the same inputs: it is never recommended."""
+        return self.repeatable is False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +116,20 @@ class Finding:
     strategy: Optional[str] = None  # the recommended strategy's name, when there is one
     measured_speedup: Optional[float] = None  # baseline median / recommended median, measured
     outputs_match: Optional[bool] = None  # of the recommended strategy
+    kind: str = ""  # a key of FINDING_KINDS: where it stands in the order to act on; "" in older reports
+
+
+#: What the user should do, in order: the kinds of finding, each with the heading the reports give it.
+#: Findings come in this order (kdiag.analysis.registry gives every rule its kind).
+FINDING_KINDS = (
+    ("correctness", "Correctness: a call you would make computes different outputs"),
+    ("drop-in", "Drop-in fixes: the same process, the same model object"),
+    ("backfires", "Advice that backfires on this model"),
+    ("memory", "Memory over many calls"),
+    ("runtime", "Runtime changes (leaving Keras) and tuning"),
+    ("note", "Worth knowing (nothing to change)"),
+    ("noise", "How firm the figures are"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +176,46 @@ class RunSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class VersionRun:
+    """One `--tf` entry: the release it resolved to, its environment, and its Report.
+
+    `report` is None for the entry that is the enclosing Report itself (`reference`: the first
+    entry measured, which the others are judged against), and for an entry that measured
+    nothing (`reason` says why: a file this release cannot read, say).
+    """
+
+    requested: str  # as asked: "2.15", "2.16.2", "installed", "nightly"
+    tensorflow: str  # the release measured: "2.15.1" ("" when it never resolved)
+    package: str  # the distribution: "tensorflow-cpu", "tensorflow", "tf-nightly"
+    environment: Optional[EnvironmentInfo] = None  # None: the running environment (`installed`)
+    rounds: int = 0  # child runs pooled into its figures
+    report: Optional["Report"] = None
+    reference: bool = False
+    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        """"2.15.1", "2.21.0 (installed)", "2.22.0.dev20260101 (nightly)": a column header."""
+        suffix = f" ({self.requested})" if self.requested in (INSTALLED, NIGHTLY) else ""
+        return (self.tensorflow or self.requested) + suffix
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionComparison:
+    """`kdiag inspect --tf A,B,...`: the same model under several TensorFlow releases.
+
+    Every release ran as ordinary kdiag child runs in its own environment, on the same input
+    batch (saved once, passed to every run) with the same options and time limit, in alternating
+    rounds (A, B, A, B, ...); each release's timed calls are pooled over its rounds.
+    """
+
+    runs: List[VersionRun]
+    rounds: int  # rounds run (the first a full run each, the others timing only)
+    inputs: str  # how the batch was shared, in words
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
 class Report:
     settings: RunSettings
     environment: Environment
@@ -170,6 +238,9 @@ class Report:
     memory_loops: Optional[MemoryLoops] = None
     op_breakdown: Optional[OpBreakdown] = None
     threads_effect: Optional[ThreadsEffect] = None
+    # `--tf`: this report is the reference release's (the first measured), and `tf_versions` lists
+    # every release with its own Report nested (None for single runs and older reports).
+    tf_versions: Optional[VersionComparison] = None
 
     def strategy(self, name: str) -> Optional[StrategyResult]:
         return next((s for s in self.strategies if s.name == name), None)
@@ -297,9 +368,17 @@ _DERIVED = {
                  "growing"),
     OpBreakdown: ("execution_share",),
     ThreadsEffect: ("ratio",),
+    BisectProbe: ("ratio",),
+    BisectResult: ("ratio", "max_environments"),
 }
 #: Written last, after the short fields, so a reader of the JSON sees the figures first.
 _LAST = {Measurement: ("samples_s",)}
+
+
+def jsonable(value: Any) -> Any:
+    """Any value of the data model (a Report, a BisectResult, ...) as JSON-ready data, as report.json
+    writes it: NaN and infinities as null, derived figures included."""
+    return _to_jsonable(value)
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -316,7 +395,7 @@ def _to_jsonable(value: Any) -> Any:
             out["median_s"] = _float(m.median_s) if m and m.count else None
             out["p90_s"] = _float(m.p90_s) if m and m.count else None
             out["first_call_s"] = _float(m.first_call_s) if m else None
-            out["outputs_match"] = value.outputs.matches if value.outputs else None
+            out["outputs_match"] = (value.outputs.matches and not value.outputs.varies) if value.outputs else None
             out["max_abs_diff"] = _float(value.outputs.max_abs_diff) if value.outputs else None
         return out
     if isinstance(value, (list, tuple)):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import List
+import dataclasses
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -47,15 +48,49 @@ def compare(reference_name: str, reference: List[np.ndarray], candidate: List[np
                                    f"{_kind(ref)}: {differing} of {ref.size} differ from the reference")
             continue
         wide = np.complex128 if np.iscomplexobj(ref) or np.iscomplexobj(got) else np.float64
-        ref64 = ref.astype(wide)
-        diff = np.abs(got.astype(wide) - ref64)
-        if not np.all(np.isfinite(diff)):
+        ref64, got64 = ref.astype(wide), got.astype(wide)
+        # NaN where the reference has NaN, and the same infinity where it has one, is the same result:
+        # the model computes them (a NaN model is a finding of its own, not 8 strategies that differ).
+        same_nonfinite = (np.isnan(ref64) & np.isnan(got64)) | (np.isinf(ref64) & (ref64 == got64))
+        finite = np.isfinite(ref64) & np.isfinite(got64)
+        if not np.all(finite | same_nonfinite):
             return OutputCheck(reference_name, float("inf"), atol, rtol, False,
                                f"output {index} has non-finite values where the reference has none"
-                               if np.all(np.isfinite(ref64)) else f"output {index} is not finite")
+                               if np.all(np.isfinite(ref64)) else
+                               f"output {index} is not finite where the reference is, or the other way round")
+        if not finite.any():
+            continue
+        diff = np.abs(got64[finite] - ref64[finite])
         worst = max(worst, float(diff.max()))
-        matches = matches and bool(np.all(diff <= atol + rtol * np.abs(ref64)))
+        matches = matches and bool(np.all(diff <= atol + rtol * np.abs(ref64[finite])))
     return OutputCheck(reference_name, worst, atol, rtol, matches)
+
+
+def checked(reference_name: str, reference: List[np.ndarray], first: List[np.ndarray],
+            later: Optional[List[np.ndarray]]) -> OutputCheck:
+    """A strategy's outputs check: its cold call's outputs against the reference (`compare`), its
+    later call's against its cold call's (the same tolerance: a strategy whose outputs vary between
+    calls on the same inputs is never recommended), and how many of its values are not finite."""
+    result = compare(reference_name, reference, first)
+    nonfinite, values = nonfinite_count(first)
+    result = dataclasses.replace(result, nonfinite_values=nonfinite, output_values=values)
+    if later is None:
+        return result
+    again = compare("its cold call", first, later)
+    return dataclasses.replace(result, repeatable=again.matches, repeat_max_abs_diff=again.max_abs_diff,
+                               repeat_detail=again.detail)
+
+
+def nonfinite_count(outputs: List[np.ndarray]) -> Tuple[int, int]:
+    """(NaN or infinite values, all values) over the numeric outputs."""
+    bad = total = 0
+    for output in outputs:
+        array = np.asarray(output)
+        if not _numeric(array) or array.dtype == np.bool_:
+            continue
+        total += array.size
+        bad += int(array.size - np.count_nonzero(np.isfinite(array)))
+    return bad, total
 
 
 def _numeric(array: np.ndarray) -> bool:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from kdiag.datamodel.config import RunConfig
 from kdiag.datamodel.report import Report, read_report
@@ -95,29 +95,42 @@ def run_child(config: RunConfig, keras: str, out_dir: Path, say: Progress,
         say("load", f"{label}: starting a child process for it")
         child = subprocess.Popen(child_command(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, cwd=private, env=env, text=True, errors="replace")
-        errors: List[str] = []
-        tail: deque = deque(maxlen=20)
         try:
-            for line in child.stderr:
-                line = line.rstrip("\n")
-                if line.startswith(ERROR_PREFIX):
-                    errors.append(line[len(ERROR_PREFIX):])
-                elif _PROGRESS_LINE.match(line):
-                    stage, detail = _PROGRESS_LINE.match(line).groups()
-                    say(stage, f"{label}: {detail}")
-                elif line.strip():
-                    tail.append(line)
+            errors, tail = follow(child.stderr, label, say)
             child.wait()
         except BaseException:  # Ctrl-C, SIGTERM: the child stops too, saving what it measured
             _stop(child)
             raise
         finally:
             child.stderr.close()
-    if child.returncode == 2 and errors:
+    return child_report(child.returncode, errors, tail, label, Path(out_dir))
+
+
+def follow(lines, label: str, say: Progress) -> Tuple[List[str], List[str]]:
+    """Read a kdiag child's stderr to its end: its progress lines go on to `say` (the detail prefixed
+    by `label`); returns its `kdiag: error:` lines and its last other lines (for a crash's message)."""
+    errors: List[str] = []
+    tail: deque = deque(maxlen=20)
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.startswith(ERROR_PREFIX):
+            errors.append(line[len(ERROR_PREFIX):])
+        elif _PROGRESS_LINE.match(line):
+            stage, detail = _PROGRESS_LINE.match(line).groups()
+            say(stage, f"{label}: {detail}")
+        elif line.strip():
+            tail.append(line)
+    return errors, list(tail)
+
+
+def child_report(returncode: int, errors: List[str], tail: List[str], label: str, out_dir: Path) -> Report:
+    """The Report a kdiag child wrote in `out_dir`; its one-line refusal (exit 2) as a KdiagError naming
+    `label`, any other failure as a RuntimeError with its last lines."""
+    if returncode == 2 and errors:
         raise KdiagError(f"under {label}: {errors[-1]}")
-    if child.returncode != 0:
+    if returncode != 0:
         shown = "\n".join(list(tail)[-10:] + [ERROR_PREFIX + e for e in errors])
-        raise RuntimeError(f"the run under {label} (a child process) ended with exit status {child.returncode}:\n"
+        raise RuntimeError(f"the run under {label} (a child process) ended with exit status {returncode}:\n"
                            f"{shown}")
     return read_report(Path(out_dir) / "report.json")
 
@@ -126,8 +139,11 @@ def run_child(config: RunConfig, keras: str, out_dir: Path, say: Progress,
 _PROGRESS_LINE = re.compile(r"^kdiag: \[[^\]]*\] (?:still at )?\[\d+/\d+\] ([^:]+): (.*)$")
 
 
-def child_command(argv: List[str]) -> List[str]:
-    return [sys.executable, "-I", "-c", BOOTSTRAP, json.dumps(import_path()), *argv]
+def child_command(argv: List[str], python: Optional[str] = None, path: Optional[List[str]] = None) -> List[str]:
+    """`python -I` running kdiag with `argv`, importing from `path` first: by default this Python and this
+    process's import path; a TensorFlow release's environment passes its own (kdiag.versions)."""
+    return [python or sys.executable, "-I", "-c", BOOTSTRAP, json.dumps(import_path() if path is None else path),
+            *argv]
 
 
 def import_path() -> List[str]:
@@ -156,24 +172,29 @@ def child_arguments(config: RunConfig, keras: str, out_dir: Path, private: Path,
     if config.custom_objects and not config.custom_objects_file:
         raise KdiagError(f"--keras {config.keras} needs the custom objects as a module file for {LABELS[keras]}",
                          "pass --custom-objects module.py (the file that defines them)")
-    # The same request, with every path absolute (the child runs in a private folder) and the user's
-    # arrays as a file; RunConfig.to_argv spells it, so no option can be dropped on the way.
-    child = dataclasses.replace(
+    return dataclasses.replace(child_config(config, private, time_limit_s), keras=keras).to_argv() + [
+        "--format", "json", "--out", _absolute(out_dir)]
+
+
+def child_config(config: RunConfig, private: Path, time_limit_s: Optional[float] = None) -> RunConfig:
+    """`config` as a child process runs it: every path absolute (the child runs in a private folder), the
+    user's arrays saved as a file in `private`, `time_limit_s` its share of the limit (default: all of it).
+    Its `to_argv()` spells the request, so no option can be dropped on the way."""
+    return dataclasses.replace(
         config,
         model=None if config.model is None else _absolute(config.model),
-        inputs=None if config.inputs is None else _inputs_file(config.inputs, private),
+        inputs=None if config.inputs is None else inputs_file(config.inputs, private),
         custom_objects_file=None if not config.custom_objects_file else _absolute(config.custom_objects_file),
+        save_inputs=None if config.save_inputs is None else _absolute(config.save_inputs),
         time_limit_s=config.time_limit_s if time_limit_s is None else time_limit_s,
-        keras=keras,
     )
-    return child.to_argv() + ["--format", "json", "--out", _absolute(out_dir)]
 
 
 def _absolute(path) -> str:
     return str(Path(os.path.abspath(os.fspath(path))))
 
 
-def _inputs_file(inputs, private: Path) -> str:
+def inputs_file(inputs, private: Path) -> str:
     """The user's inputs as a file the child can read: their own file, or arrays saved here."""
     if isinstance(inputs, (str, os.PathLike)):
         return _absolute(inputs)

@@ -248,6 +248,7 @@ def measure_interleaved(
     anchor: Optional[Callable[[], Optional[Anchor]]] = None,
     on_second_call: Optional[Callable[[str, float, float], None]] = None,
     keep_s: Callable[[], float] = lambda: 0.0,
+    snapshot: Optional[Callable[[Callable[[], Dict[str, "Timed"]]], None]] = None,
 ) -> Dict[str, "Timed"]:
     """Time every callable: cold call and warm-up each, then interleaved rounds.
 
@@ -261,6 +262,8 @@ def measure_interleaved(
     once per strategy as soon as its first two calls are done (the plan estimates from them).
     `keep_s()`, asked once every strategy has started: the seconds before the deadline that the
     budgets leave to what comes after (the floor, --min-calls, still runs on to the deadline).
+    `snapshot`, when given, is handed a function that returns what was measured so far, for a
+    caller on another thread that cannot wait for a call to return (kdiag.steps.worker).
     """
     progress = on_progress or (lambda name, what: None)
     told = set()
@@ -273,6 +276,8 @@ def measure_interleaved(
             on_second_call(timer.name, timer.first_call_s, timer.second_call_s)
 
     timers = [_Timer(name, call, settings, clock) for name, call in calls.items()]
+    if snapshot is not None:
+        snapshot(lambda: {t.name: _timed(t) for t in timers})
     deadline = settings.deadline
     try:
         for timer in timers:
@@ -341,8 +346,10 @@ def _median(values: List[float]) -> float:
 
 
 def _timed(timer: _Timer) -> "Timed":
-    return Timed(timer.result(), timer.first_output, timer.error, timer.skipped, tuple(timer.samples),
-                 timer.second_call_s)
+    # The outputs of its latest call besides the cold one, so that outputs are compared on two calls.
+    later = timer._last_output if timer._last_output is not timer.first_output else None
+    return Timed(timer.result(), timer.first_output, timer.error, timer.skipped, samples=tuple(timer.samples),
+                 second_call_s=timer.second_call_s, later_output=later)
 
 
 def _start_estimate(timers: List[_Timer]) -> Optional[float]:
@@ -390,3 +397,4 @@ class Timed:
     skipped: str = ""  # "not measured: would take ~N s ..." when the time limit left no room
     samples: Tuple[float, ...] = ()  # every sample, unrounded: an anchor's are pooled with the earlier ones
     second_call_s: float = math.nan  # the warm-up call, or the first timed one
+    later_output: object = None  # what its latest call after the cold one returned; None: no such call

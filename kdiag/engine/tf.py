@@ -10,8 +10,14 @@ import sys
 import tempfile
 
 
-def tf_and_keras():
-    """Import TensorFlow and its Keras (Keras 3, or tf-keras with TF_USE_LEGACY_KERAS=1)."""
+def quiet_tensorflow():
+    """Import TensorFlow with its native logs held back; the module.
+
+    TensorFlow reads TF_CPP_MIN_LOG_LEVEL once, when it is first imported: whatever imports it first
+    (kdiag, or a --custom-objects module) decides whether a failing call's warnings, with the Python
+    traceback of a py_function inside, reach stderr. kdiag asks for errors only (2) unless the user set
+    a level; `--debug` asks for warnings too (1, or the user's 0; kdiag.cli).
+    """
     # TensorFlow's C++ start-up logs (CUDA probing, CPU features) are noise in a report;
     # users who want them can set the variable themselves.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,7 +30,12 @@ def tf_and_keras():
             # Initialise the devices now, while native noise is held back: on a machine
             # without a GPU, cuInit's complaint would otherwise land in the middle of a report.
             tf.config.list_physical_devices("GPU")
+    return tf
 
+
+def tf_and_keras():
+    """Import TensorFlow and its Keras (Keras 3, or tf-keras with TF_USE_LEGACY_KERAS=1)."""
+    tf = quiet_tensorflow()
     if legacy_keras_requested():
         try:
             import tf_keras as keras
@@ -59,8 +70,11 @@ def native_stderr_captured():
         return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
+        _HELD.append(saved)
         try:
             yield
+        except KeyboardInterrupt:  # a stop (Ctrl-C, SIGTERM, the time limit): its noise is not news
+            raise
         except BaseException:
             os.dup2(saved, 2)
             sink.seek(0)
@@ -68,7 +82,23 @@ def native_stderr_captured():
             raise
         finally:
             os.dup2(saved, 2)
+            _HELD.remove(saved)
             os.close(saved)
+
+
+#: The real fd 2 of each native_stderr_captured block under way, outermost first.
+_HELD: list = []
+
+
+def release_native_stderr() -> None:
+    """Point fd 2 back at the real stderr now, whatever block holds it (kdiag.steps.worker: a model
+    call stuck inside one while the main thread reports the stop). The block restores it again
+    when it ends; its saved descriptor stays open until then."""
+    if _HELD:
+        try:
+            os.dup2(_HELD[0], 2)
+        except OSError:
+            pass
 
 
 def legacy_keras_requested() -> bool:

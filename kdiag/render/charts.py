@@ -19,7 +19,6 @@ from kdiag.datamodel.measurement import percentile
 from kdiag.datamodel.profile import (CALLBACKS, EAGER, GRAPH, INPUT, OTHER, OUTPUT, PHASES, TFDATA, TRACING, CallNode,
                                      ProfileResult)
 from kdiag.datamodel.report import Report, StrategyResult
-from kdiag.datamodel.strategies import FLOORS, PREDICT
 from kdiag.errors import first_line
 
 INSTALL_HINT = "pip install kdiag[html]"
@@ -95,14 +94,37 @@ class Charts:
                 build(figure, *args)
                 buffer = io.StringIO()
                 figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-        except Exception as exc:  # a chart must never cost the run its report
-            return note(f"{what}: not drawn ({type(exc).__name__}: {first_line(exc, 200)}).")
-        svg = buffer.getvalue()
+        except Exception:  # a chart must never cost the run its report, nor show the user a plotting error
+            return ""  # its section's table has the same figures
+        svg = with_tooltips(buffer.getvalue())
         return f'<figure class="chart" aria-label="{html.escape(what)}">{svg[svg.index("<svg"):]}</figure>'
 
 
 def note(text: str) -> str:
     return f'<p class="nochart">{html.escape(text)}</p>'
+
+
+#: An artist whose gid starts so gets a <title> (a tooltip) in the SVG: matplotlib writes a gid as the
+#: id of the artist's <g>, and has no tooltips of its own. The text is the gid's rest, percent-encoded.
+TOOLTIP = "tip-"
+
+
+def tooltip_gid(index: int, text: str) -> str:
+    from urllib.parse import quote
+
+    return f"{TOOLTIP}{index}-{quote(text, safe='')}"
+
+
+def with_tooltips(svg: str) -> str:
+    """Every <g id="tip-N-TEXT"> of the SVG given a <title>TEXT</title> (escaped): the browser's tooltip."""
+    import re
+    from urllib.parse import unquote
+
+    def titled(match: "re.Match[str]") -> str:
+        text = unquote(html.unescape(match.group(2)))
+        return f'<g id="{TOOLTIP}{match.group(1)}"><title>{html.escape(text)}</title>'
+
+    return re.sub(rf'<g id="{TOOLTIP}(\d+)-([^"]*)">', titled, svg)
 
 
 def _log_limits(low: float, high: float, right_room: float = 1.0) -> Tuple[float, float]:
@@ -124,6 +146,8 @@ def _status(result: StrategyResult) -> Tuple[str, str]:
     """(label, colour) of a measured strategy's outputs."""
     if views.outputs_differ(result):
         return "outputs differ", DIFFER_COLOUR
+    if views.outputs_vary(result):
+        return "outputs vary between calls", DIFFER_COLOUR
     if result.outputs is None:
         return "outputs not checked", UNCHECKED_COLOUR
     return "outputs match", MATCH_COLOUR
@@ -134,18 +158,26 @@ def _quartiles(result: StrategyResult) -> Tuple[float, float, float]:
     return percentile(ordered, 25), views.median(result), percentile(ordered, 75)
 
 
-def strategy_chart(figure, report: Report) -> None:
-    from matplotlib.patches import Patch
+def _whiskers(result: StrategyResult) -> Tuple[float, float, float]:
+    """(low, median, high) of a measured strategy: its IQR from the kept samples, never on the wrong side
+    of the median. The median is the one computed from every call; the samples may be a rounded subset,
+    whose quartiles can fall on the other side of it (a negative whisker made matplotlib refuse the
+    Conv1D+LSTM model's chart)."""
+    q1, med, q3 = _quartiles(result)
+    low = min(q1, med) if q1 == q1 else med
+    high = max(q3, med) if q3 == q3 else med
+    return low, med, high
 
+
+def strategy_chart(figure, report: Report) -> None:
+    """Each measured strategy's median as a dot with its IQR as whiskers, on a log axis (medians span µs
+    to seconds); the words beside it say what the table says (vs predict judged by the noise rule)."""
     rows = views.strategy_rows(report)
     measured = [r.result for r in rows if views.median(r.result) is not None]
     ax = figure.add_subplot()
-    names = [r.result.name for r in rows]
     ys = list(range(len(rows)))[::-1]  # fastest at the top
-    quartiles = {r.name: _quartiles(r) for r in measured}
-    lows = [q[0] for q in quartiles.values()]
-    highs = [q[2] for q in quartiles.values()]
-    low, high = _log_limits(min(lows), max(highs), right_room=12.0)
+    spans = {r.name: _whiskers(r) for r in measured}
+    low, high = _log_limits(min(w[0] for w in spans.values()), max(w[2] for w in spans.values()), right_room=12.0)
     _seconds_log_axis(ax)
     ax.set_xlim(low, high)
     for y, row in zip(ys, rows):
@@ -155,44 +187,37 @@ def strategy_chart(figure, report: Report) -> None:
             ax.text(low * 1.1, y, "not measured: " + _shorten(why, 70), va="center", color="#777777",
                     style="italic")
             continue
-        _strategy_bar(ax, y, row, quartiles[result.name], low)
-    floors = [r for r in measured if r.name in FLOORS and views.outputs_match(r)]
-    if floors:
-        floor = min(floors, key=views.median)
-        ax.axvline(views.median(floor), color="#444444", linestyle=":", linewidth=1)
+        _strategy_dot(ax, y, report, result, spans[result.name])
+    ax.grid(axis="x", color="#eeeeee", linewidth=0.6)
     ax.set_yticks(ys)
-    ax.set_yticklabels(names)
+    ax.set_yticklabels([r.result.name for r in rows])
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlabel("median time per call, log scale; whiskers: IQR (25th to 75th percentile); "
-                  "dotted line: the fastest floor")
-    handles = [Patch(color=MATCH_COLOUR, label="outputs match"), Patch(color=DIFFER_COLOUR, label="outputs differ"),
-               Patch(color=UNCHECKED_COLOUR, label="outputs not checked"),
-               Patch(facecolor=MATCH_COLOUR, edgecolor="white", hatch="///", label="floor (" + ", ".join(FLOORS) + ")")]
+    ax.set_xlabel("median time per call (dot), log scale; whiskers: IQR (25th to 75th percentile)")
+    handles = [ax.plot([], [], "o", color=c, label=label)[0] for label, c in
+               (("outputs match", MATCH_COLOUR), ("outputs differ", DIFFER_COLOUR),
+                ("outputs not checked", UNCHECKED_COLOUR))]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.45 / figure.get_figheight() - 0.06),
-              ncol=4, frameon=False, fontsize=8)
+              ncol=3, frameon=False, fontsize=8)
 
 
-def _strategy_bar(ax, y: float, row, quartiles, low: float) -> None:
-    """One measured strategy: its median as a bar from the axis, its IQR as whiskers, and what it says."""
-    result = row.result
-    q1, med, q3 = quartiles
+def _strategy_dot(ax, y: float, report: Report, result: StrategyResult, span) -> None:
+    """One measured strategy: its median as a dot, its IQR as whiskers, and what the table says of it."""
+    q1, med, q3 = span
     label, colour = _status(result)
-    floor = result.name in FLOORS
-    ax.barh(y, med - low, left=low, height=0.62, color=colour, hatch="///" if floor else None,
-            edgecolor="white" if floor else colour, linewidth=0)
-    ax.errorbar(med, y, xerr=[[med - q1], [q3 - med]], fmt="none", ecolor="#222222", elinewidth=1, capsize=3)
+    ax.errorbar(med, y, xerr=[[med - q1], [q3 - med]], fmt="o", color=colour, ecolor=colour, elinewidth=1.2,
+                capsize=3, markersize=5)
     words = [fmt.duration(med)]
-    if row.vs_predict is not None and result.name != PREDICT.name:
-        words.append(f"{fmt.ratio(row.vs_predict)} faster than predict" if row.vs_predict >= 1
-                     else f"{fmt.ratio(1 / row.vs_predict)} slower than predict")
+    versus = views.versus_predict(report, result)
+    if versus not in ("—", views.SAME, views.TOO_FEW):
+        words.append(f"{versus} than predict")
+    elif versus == views.SAME:
+        words.append("within the noise of predict")
     if result.measurement.stopped_early:
         words.append(f"stopped early after {result.measurement.count} calls")
-    if floor:
-        words.append("floor")
     if label != "outputs match":
         words.append(label)
     ax.text(q3 * 1.25, y, " · ".join(words), va="center",
-            color=DIFFER_COLOUR if label == "outputs differ" else "#222222")
+            color=DIFFER_COLOUR if colour == DIFFER_COLOUR else "#222222")
 
 
 def distribution_chart(figure, measured: List[StrategyResult]) -> None:
@@ -288,37 +313,46 @@ def _delta_bars(ax, rows) -> None:
 
 
 def icicle_chart(figure, tree: CallNode, calls: int) -> None:
+    """The call tree as an icicle: a box per function, as wide as its time; the label cut to fit the
+    box, and the whole name, time and phase in a tooltip on the box and its label."""
+    from matplotlib.patches import Rectangle
+
     ax = figure.add_subplot()
     per_call = 1e3 / max(1, calls)
-    bars = {}  # (depth, phase) -> [(left, width)]: one collection each, not an artist per box
-    labels = []
     total = tree.total_s or 1.0
     chars_per_ms = (WIDTH_IN * 0.92 * 72 / (8 * 0.6)) / (total * per_call)  # 8 pt text, ~0.6 em a character
     stack = [(tree, 0.0, 0)]
+    deepest = 0
+    index = 0
     while stack:
         node, x, depth = stack.pop()
         width = node.total_s * per_call
-        bars.setdefault((depth, node.phase), []).append((x, width))
+        deepest = max(deepest, depth)
+        tip = (f"{node.function}: {width:.3g} ms per call ({node.total_s / total:.1%}), own "
+               f"{node.own_s * per_call:.3g} ms · {node.phase}")
+        gid = tooltip_gid(index, tip)
+        index += 1
+        box = Rectangle((x, -depth - 0.47), width, 0.94, facecolor=PHASE_COLOURS.get(node.phase, UNKNOWN_PHASE_COLOUR),
+                        edgecolor="white", linewidth=0.4)
+        box.set_gid(gid)
+        ax.add_patch(box)
         room = int(width * chars_per_ms) - 1
         if room >= 4:
-            labels.append((x + width * 0.01, -depth, _shorten(node.function, room)))
+            label = ax.text(x + width * 0.01, -depth, _shorten(node.function, room), va="center", ha="left",
+                            fontsize=7, color="#111111", clip_on=True)
+            label.set_gid(tooltip_gid(index, tip))
+            index += 1
         if depth + 1 < ICICLE_MAX_DEPTH:
             offset = x
             for child in node.children:
                 stack.append((child, offset, depth + 1))
                 offset += child.total_s * per_call
-    for (level, phase), spans in bars.items():
-        ax.broken_barh(spans, (-level - 0.47, 0.94), facecolors=PHASE_COLOURS.get(phase, UNKNOWN_PHASE_COLOUR),
-                       edgecolors="white", linewidth=0.4)
-    for x, y, text in labels:
-        ax.text(x, y, text, va="center", ha="left", fontsize=7, color="#111111", clip_on=True)
-    depth = max(level for level, _ in bars)
-    ax.set_ylim(-depth - 0.6, 0.6)
+    ax.set_ylim(-deepest - 0.6, 0.6)
     ax.set_xlim(0, total * per_call)
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
     ax.set_xlabel("ms per profiled call (cProfile's clock: inflated by the profiler); a box's callees sit below it; "
-                  "colour: phase, as in the phase bars")
+                  "colour: phase, as in the phase bars; hover over a box for its name and time")
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -370,9 +404,13 @@ def batch_size_chart(figure, sweep) -> None:
         ax.axvline(knee, color="#444444", linestyle=":", linewidth=1)
     from matplotlib.ticker import NullFormatter
 
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_xticks(batches)
-    ax.set_xticklabels([f"{b:,}" for b in batches])
+    ax.set_xticklabels([f"{b:,}" for b in batches], rotation=45 if len(batches) > 10 else 0,
+                       ha="right" if len(batches) > 10 else "center")
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))  # no "1e7" offset
     ax.set_xlabel(f"batch size ({sweep.strategy}); dotted line: where samples/s stop growing")
     ax.set_ylabel("samples/s")
 

@@ -1,11 +1,13 @@
 """report.html: the run as one self-contained page with charts, to look at instead of read.
 
 It lays out the sections of kdiag.views.sections, every one report.md shows, with a chart where a
-chart reads better (kdiag.render.charts): the verdict (environment and model folded), the
-strategies, the latency distribution, the phases before and after compile(), predict's call tree,
-the findings with copyable snippets, the steps beyond one batch, then the top functions, how to
-reproduce (repro.py folded) and the .prof files. The page itself is a template file
-(render/templates/report.html, with its CSS and script beside it).
+chart reads better (kdiag.render.charts): first the classification, the verdict, the environment,
+current against expected behaviour and the findings with copyable snippets; then the strategies
+(medians as dots with IQR whiskers), the latency distribution, the phases before and after
+compile(), predict's profile (an icicle with a tooltip on every box, the call tree folded), the
+steps beyond one batch, the environment and model, the top functions, how to reproduce (repro.py
+folded) and the .prof files. A chart that cannot be drawn is left out; its table has the figures.
+The page itself is a template file (render/templates/report.html, with its CSS and script beside it).
 
 The page needs no network, no CDN and no script library: the charts are inline SVG, and a
 Content-Security-Policy in the page forbids any fetch and lets only its own small script run.
@@ -25,7 +27,8 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from kdiag.datamodel.profile import OTHER, CallNode, ProfileResult
-from kdiag.datamodel.report import Finding, Report
+from kdiag import sanitize
+from kdiag.datamodel.report import FINDING_KINDS, Finding, Report
 from kdiag.datamodel.strategies import PREDICT
 from kdiag.render import repro
 from kdiag.render.charts import (BEYOND_CHARTS, ICICLE_MAX_DEPTH, PHASE_COLOURS, UNKNOWN_PHASE_COLOUR,  # noqa: F401
@@ -46,11 +49,11 @@ OPEN_SHARE = 0.15
 def render(report: Report) -> str:
     """The whole page, as a string."""
     charts = Charts()
-    parts = [_verdict(report), _generic(sections.side_by_side(report)), _strategies(report, charts),
-             _distribution(report, charts), _phases(report, charts), _generic(sections.tracing(report)),
-             _profile(report, charts), _findings(report), _beyond(report, charts),
-             _generic(sections.top_functions(report), folded=True), _generic(sections.reproduce(report)),
-             _standalone_repro(report), _generic(sections.profile_files(report))]
+    parts = [_verdict(report), _findings(report), _generic(sections.side_by_side(report)),
+             _strategies(report, charts), _distribution(report, charts), _phases(report, charts),
+             _generic(sections.tracing(report)), _profile(report, charts), _beyond(report, charts),
+             _environment(report), _generic(sections.top_functions(report), folded=True),
+             _generic(sections.reproduce(report)), _standalone_repro(report), _generic(sections.profile_files(report))]
     title = f"kdiag report: {report.model.name}"
     script = _template_text("report.js")
     return string.Template(_template_text("report.html")).substitute(
@@ -69,10 +72,18 @@ def _template_text(name: str) -> str:
 
 
 def _prose(text: str) -> str:
-    """A paragraph: escaped, its **strong** and `code` marks made <strong> and <code>."""
-    escaped = e(" ".join(text.split()))
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    """A paragraph of kdiag's: escaped, its **strong** and `code` marks made <strong> and <code>, the
+    file-derived literals in it escaped and never read as marks."""
+    def own(held: str) -> str:
+        escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", e(held))
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+    return sanitize.render_literals(" ".join(text.split()), own, e, lambda code: f"<code>{e(code)}</code>")
+
+
+def _plain(text: str) -> str:
+    """Plain text (a finding, a note, a bullet): escaped whole."""
+    return e(" ".join(text.split()))
 
 
 # --- laying out a section ---------------------------------------------------------------------
@@ -102,7 +113,7 @@ def _body(section: Section, chart: str = "", level: int = 2,
     parts += [_table(t) for t in section.tables]
     parts += [f"<p>{_prose(p)}</p>" for p in section.after]
     if section.bullets:
-        parts.append('<ul class="notes">' + "".join(f"<li>{_prose(b)}</li>" for b in section.bullets) + "</ul>")
+        parts.append('<ul class="notes">' + "".join(f"<li>{_plain(b)}</li>" for b in section.bullets) + "</ul>")
     parts += [_code_block(code.text, code.language) for code in section.code]
     for sub in section.subsections:
         inner = _body(sub, chart_for(sub) if chart_for else "", min(level + 1, 4), chart_for)
@@ -130,24 +141,32 @@ def _code_block(text: str, language: str) -> str:
 
 
 def _verdict(report: Report) -> str:
-    headline = wording.headline(report)
-    if headline is not None:
-        versus = f", {headline.versus}." if headline.versus else "."
-        verdict = (f"Fastest with matching outputs: <strong>{e(headline.best)}</strong>, {e(headline.time)} per "
-                   f"call{e(versus)}")
-    else:
-        verdict = e(wording.NO_HEADLINE)
-    parts = [f'<section id="verdict"><p class="verdict">{verdict}</p>']
-    if report.findings:
-        parts.append(f'<p>Top finding: <a href="#finding-1">{e(report.findings[0].title)}</a></p>')
+    """What the page answers first: the classification, the verdict, the environment in one line,
+    current against expected behaviour, and the short repro (folded)."""
+    label, _, rest = wording.classification(report).partition(": ")
+    parts = [f'<section id="verdict"><p class="classification"><strong>{e(label)}:</strong> {_plain(rest)}</p>',
+             f'<p class="verdict">{_prose(wording.verdict_text(report))}</p>']
     if report.incomplete:
         parts.append(f'<p class="warn">{_prose(wording.INCOMPLETE.replace(": ", ":** ", 1).join(["**", ""]))}</p>')
-    parts.append(f'<p class="meta">{e(wording.run_summary(report))} Command: <code>{e(report.settings.command)}'
-                 "</code></p>")
+    parts += [f"<p><strong>Environment:</strong> {_plain(wording.environment_line(report))}</p>",
+              f"<p><strong>Current behaviour:</strong> {_prose(wording.current_behaviour(report))}</p>",
+              f"<p><strong>Expected behaviour:</strong> {_prose(wording.expected_behaviour(report))}</p>",
+              f'<p class="meta">{e(wording.run_summary(report))} Command: <code>{e(report.settings.command)}'
+              "</code></p>"]
+    script = repro.short_script(report)
+    if script is not None:
+        parts.append(f"<details><summary>Reproduce with TensorFlow alone ({len(script.splitlines())} lines; "
+                     f"{repro.FILE_NAME} in the run folder says whether it reproduced)</summary>"
+                     f"{_code_block(script, 'python')}</details>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _environment(report: Report) -> str:
     tables = "".join(f"<h3>{e(s.title)}</h3>{_table(s.tables[0])}"
                      for s in (sections.environment(report), sections.model(report)))
-    parts.append(f"<details><summary>Environment and model</summary>{tables}</details></section>")
-    return "\n".join(parts)
+    return (f'<section id="environment"><h2>Environment and model</h2><details><summary>The fields of '
+            f"TensorFlow's issue template, and the model</summary>{tables}</details></section>")
 
 
 def _strategies(report: Report, charts: Charts) -> str:
@@ -195,24 +214,34 @@ def _beyond(report: Report, charts: Charts) -> str:
 
 
 def _findings(report: Report) -> str:
-    parts = ['<section id="findings"><h2>Findings</h2>']
+    parts = ['<section id="findings"><h2>Findings, in the order to act on them</h2>']
     if not report.findings:
         parts.append(f"<p>{e(wording.NO_FINDINGS)}</p>")
+    headings = dict(FINDING_KINDS)
+    kind = None
+    shown = {}  # snippet -> the finding that showed it: each snippet once
     for number, finding in enumerate(report.findings, 1):
-        parts.append(_finding(number, finding))
+        if finding.kind != kind and finding.kind in headings:
+            kind = finding.kind
+            parts.append(f'<h3 class="kind">{e(headings[kind])}</h3>')
+        parts.append(_finding(number, finding, shown.get(finding.snippet)))
+        shown.setdefault(finding.snippet, number)
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _finding(number: int, finding: Finding) -> str:
+def _finding(number: int, finding: Finding, shown_in: Optional[int] = None) -> str:
     meta = f'<span class="sev sev-{e(finding.severity)}">{e(finding.severity)}</span> <code>{e(finding.id)}</code>'
     if wording.finding_meta(finding):
         meta += " · " + e(wording.finding_meta(finding))
-    evidence = "".join(f"<li>{e(' '.join(line.split()))}</li>" for line in finding.evidence)
-    parts = [f'<article class="finding" id="finding-{number}"><h3>{number}. {e(finding.title)}</h3>',
-             f'<p class="meta">{meta}</p>', f"<ul>{evidence}</ul>" if evidence else "",
-             f"<p><strong>What to do:</strong> {e(' '.join(finding.advice.split()))}</p>"]
-    if finding.snippet:
+    evidence = "".join(f"<li>{_plain(line)}</li>" for line in finding.evidence)
+    parts = [f'<article class="finding" id="finding-{number}"><h4>{number}. {_plain(finding.title)}</h4>',
+             f'<p class="meta">{meta}</p>', f"<p><strong>What to do:</strong> {_plain(finding.advice)}</p>",
+             f"<details><summary>Evidence ({len(finding.evidence)})</summary><ul>{evidence}</ul></details>"
+             if evidence else ""]
+    if finding.snippet and shown_in is not None:
+        parts.append(f'<p>The code: as in <a href="#finding-{shown_in}">finding {shown_in}</a> above.</p>')
+    elif finding.snippet:
         parts.append(_code_block(finding.snippet, sections.snippet_language(finding.strategy)))
     parts.append("</article>")
     return "".join(parts)
@@ -281,7 +310,9 @@ def _profile(report: Report, charts: Charts) -> str:
                      "and, under each, its top functions by own time (re-run kdiag for the call tree).</p>")
     parts.append(charts.draw(f"{main.scenario}: icicle of the warm profile", 0.2 * _depth(tree) + 0.9,
                              _icicle_chart, tree, main.calls))
-    parts.append('<div class="tree">' + _tree_html(tree, tree.total_s, main.calls) + "</div>")
+    parts.append(f'<details class="more"><summary>The call tree of {e(main.scenario)} ({main.calls} warm calls): '
+                 f'the hot path opens</summary><div class="tree">{_tree_html(tree, tree.total_s, main.calls)}'
+                 "</div></details>")
     for other in (p for p in report.profiles if p is not main):
         other_tree, _ = profile_tree(other)
         parts.append(f"<details class=\"more\"><summary>Call tree of {e(other.scenario)} ({other.calls} warm "

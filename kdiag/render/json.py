@@ -1,4 +1,8 @@
-"""The Report as JSON: every figure, and the kept samples of each strategy.
+"""The Report as JSON: every figure, and the kept samples of each strategy; first, the verdict.
+
+`verdict` (top level, derived: kdiag.views.verdict, never read back) says what the report answers:
+the classification, predict and the best drop-in fix, whether the fix is recommended and its
+speed-up (judged by the one noise rule), and what leaving Keras would add.
 
 Indented for people, except two things no one reads line by line: lists of numbers (the
 samples) stay on one line, and each profile's call tree (hundreds of nested nodes for
@@ -16,7 +20,12 @@ _COMPACT_KEYS = ("call_tree",)
 
 
 def render(report) -> str:
-    data = report.to_dict()
+    from kdiag.views import wording
+    from kdiag.views.verdict import as_dict
+
+    verdict = dict(as_dict(report), line=wording.verdict_line(report, width=10_000),
+                   classification_text=wording.classification(report))
+    data = {"verdict": verdict, **report.to_dict()}
     compact = {}
     _set_aside(data, compact)
     text = json.dumps(data, indent=2, allow_nan=False)

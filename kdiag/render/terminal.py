@@ -3,9 +3,14 @@
 It lays out the sections of kdiag.views.sections, made for an 80-column terminal, the default of
 most: a table never cuts a cell; columns of lower priority (p99, first call, vs fastest) are left
 out when they do not fit, and `verbose` stacks them in a second table instead. The default report
-is short (about 60 lines on a small model: the strategies, predict's main phases, the findings'
-advice); `verbose` adds the environment, the model, every phase, the tracing, the findings'
-evidence, the top functions and the steps beyond one batch. The last line is a one-line verdict.
+is short (about 60 lines on a small model: the classification, the strategies, predict's main
+phases, the findings' advice); `verbose` adds the environment, the model, every phase, the tracing,
+the findings' evidence, the top functions and the steps beyond one batch. The last line is the
+verdict (kdiag.views.verdict), after the line that says where the run was saved.
+
+Code is never wrapped: a snippet is printed flush left between two comment lines, with rich's soft
+wrap, so a terminal folds a long line on screen and copies it whole, and what a user selects runs
+as pasted (tests/test_terminal_snippets.py selects and runs it at 60, 80 and 100 columns).
 
 Model names, file names, layer names and error messages come from the user's files, so no
 string is ever read as rich markup: every console here has markup=False, and titles (which
@@ -17,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+import shlex
 import sys
 import textwrap
 import threading
@@ -32,17 +38,19 @@ from rich.text import Text
 
 from kdiag import sanitize
 from kdiag.datamodel.progress import ProgressUpdate
-from kdiag.datamodel.report import Report
+from kdiag.datamodel.report import FINDING_KINDS, Report
 from kdiag.views import sections, wording
 from kdiag.views.sections import Cell, Section
-#: Lines of a finding's snippet shown unless verbose (report.md has them all).
-SNIPPET_LINES = 8
+#: A finding's snippet longer than this is not printed unless verbose (report.md has it): cut, it would
+#: not run; whole, it would push the findings off the screen.
+SNIPPET_LINES = 14
 #: Notes shown unless verbose.
 NOTES_SHOWN = 4
 
 
-def render(report: Report, width: int = 80, color: bool = False, verbose: bool = False, saved: bool = False) -> str:
-    """The report as text, `width` columns wide: for a pipe, a file and tests. No line ends in a space."""
+def render(report: Report, width: int = 80, color: bool = False, verbose: bool = False, saved: str = "") -> str:
+    """The report as text, `width` columns wide: for a pipe, a file and tests. No line ends in a space.
+    `saved`: the run folder it was saved in (the line before the verdict says so)."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, color_system="standard" if color else None, markup=False,
                       force_terminal=color, highlight=False, emoji=False)
@@ -51,9 +59,9 @@ def render(report: Report, width: int = 80, color: bool = False, verbose: bool =
     return "\n".join(line.rstrip() for line in buffer.getvalue().split("\n"))
 
 
-def print_report(report: Report, console: Optional[Console] = None, verbose: bool = False, saved: bool = False,
+def print_report(report: Report, console: Optional[Console] = None, verbose: bool = False, saved: str = "",
                  file=None) -> None:
-    """Print the report; `saved`: a run folder holds report.md (the verdict says so).
+    """Print the report; `saved`: the run folder holding its files (said before the verdict).
 
     Without a console: on a terminal, in colour and as wide as it is; to a file or a pipe, as
     `render` lays it out (COLUMNS wide, else 80; no trailing spaces).
@@ -65,8 +73,13 @@ def print_report(report: Report, console: Optional[Console] = None, verbose: boo
             return
     report = scrubbed(report)
     for part in report_parts(report, console.width, verbose):
-        console.print(part)
-    console.print(Text(verdict(report, console.width, saved), style="bold"), no_wrap=True, overflow="fold")
+        if isinstance(part, CodeBlock):  # never wrapped: the terminal folds it on screen and copies it whole
+            console.print(part.text, soft_wrap=True)
+        else:
+            console.print(part)
+    if saved:
+        console.print(Text(saved_line(visible(saved)), style="dim"), soft_wrap=True)
+    console.print(Text(verdict(report, console.width), style="bold"), soft_wrap=True)
 
 
 def visible(text: str) -> str:
@@ -93,6 +106,21 @@ def scrubbed(value):
 verdict = wording.verdict_line
 
 
+def saved_line(folder: str) -> str:
+    """Where the run was saved, repeated above the verdict so that it is on the screen at the end."""
+    from kdiag.render import FORMATS
+
+    files = ", ".join(f.file_name for f in FORMATS.values() if f.file_name)
+    return f"Saved in {folder}/ ({files}): kdiag view {shlex.quote(folder)} opens the page"
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeBlock:
+    """Code to print flush left and never wrap, between comment lines a user may copy with it."""
+
+    text: Text
+
+
 # --- laying out the sections -----------------------------------------------------------------
 
 
@@ -101,6 +129,7 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
     sections of detail 0 (kdiag.views.sections) and the columns that fit."""
     detail = 2 if verbose else 1
     yield from _header(report, verbose)
+    yield Text(wording.classification(report), style="bold")
     side = sections.side_by_side(report)
     if side is not None:
         yield from _section(side.title, _parts(side, width, detail, verbose))
@@ -114,7 +143,7 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
                 if part is not None:
                     yield from _section(part.title, _parts(part, width, detail, verbose))
     if report.findings:
-        yield from _section(f"Findings, by measured gain{'' if verbose else ' (evidence, advice: --verbose)'}",
+        yield from _section(f"Findings, in the order to act on them{'' if verbose else ' (evidence: --verbose)'}",
                             _findings(report, verbose))
     subsections = {s.key: s for s in strategies.subsections}
     if "not-measured" in subsections:
@@ -131,8 +160,16 @@ def report_parts(report: Report, width: int = 80, verbose: bool = False):
     yield Text("")
 
 
+_RERUN = re.compile(r"(?:^|\s)((?:Rerun|rerun|re-run|Re-run) with --[^.;]*[.;]?)")
+
+
 def _clipped(text: str, width: int, lines: int = 2) -> str:
-    """`text` as at most `lines` lines of `width` (wrapped greedily at spaces, as rich does), … when cut."""
+    """`text` as at most `lines` lines of `width` (wrapped greedily at spaces, as rich does), … when cut.
+    A "Rerun with --time-limit 90 ..." in it is kept whole after the cut: the value is the point."""
+    rerun = _RERUN.search(text)
+    if rerun and len(textwrap.wrap(text, width, break_on_hyphens=False)) > lines:
+        rest = (text[:rerun.start()] + text[rerun.end():]).strip()
+        return _clipped(rest, width, lines) + " " + rerun.group(1)
     wrapped = textwrap.wrap(text, width, break_on_hyphens=False)
     if len(wrapped) <= lines:
         return text
@@ -149,8 +186,12 @@ def _section(title: str, parts: Sequence[RenderableType]):
 
 
 def _plain(text: str) -> str:
-    """A paragraph's **strong** and `code` marks dropped: the terminal shows the words."""
-    return _CODE.sub(r"\1", _STRONG.sub(r"\1", text))
+    """A paragraph's **strong** and `code` marks dropped: the terminal shows the words (file-derived
+    literals in it as they are: the Report was passed through `visible` already)."""
+    def own(held: str) -> str:
+        return _CODE.sub(r"\1", _STRONG.sub(r"\1", held))
+
+    return sanitize.render_literals(text, own, str, str)
 
 
 _STRONG = re.compile(r"\*\*(.+?)\*\*")
@@ -168,7 +209,7 @@ def _parts(section: Section, width: int, detail: int, verbose: bool, title: str 
     parts += [Text(_plain(p)) for p in section.after]
     if section.bullets:
         parts.append(_bullets(list(section.bullets)))
-    parts += [Padding(Text(code.text, style="cyan", overflow="fold"), (0, 0, 0, 2)) for code in section.code]
+    parts += [part for code in section.code for part in code_block(code.text, "the commands")]
     for sub in section.subsections:
         if sub.detail <= detail:
             parts += _parts(sub, width, detail, verbose, sub.title)
@@ -331,12 +372,18 @@ def _bar(share: float, width: int = 8) -> str:
 
 
 def _findings(report: Report, verbose: bool) -> List[RenderableType]:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
+    """Each finding under the heading of its kind (kdiag.datamodel.report.FINDING_KINDS), numbered as in
+    report.md; its snippet after it, flush left and never wrapped."""
+    parts: List[RenderableType] = []
+    headings = dict(FINDING_KINDS)
     shown_snippets = set()
+    kind = None
     style = {"high": "bold red", "medium": "bold yellow"}
     for number, finding in enumerate(report.findings, 1):
+        if finding.kind != kind and finding.kind in headings:
+            gap = kind is not None and not (isinstance(parts[-1], Text) and not parts[-1].plain)  # one blank line
+            parts += ([Text("")] if gap else []) + [Text(headings[finding.kind], style="underline")]
+            kind = finding.kind
         body: List[RenderableType] = [Text.assemble((f"[{finding.severity}] ", style.get(finding.severity, "bold")),
                                                     (finding.title, "bold"))]
         if verbose:
@@ -347,15 +394,33 @@ def _findings(report: Report, verbose: bool) -> List[RenderableType]:
         # title says it); report.md has every one.
         if verbose or number == 1 or finding.severity in ("high", "medium"):
             body.append(Text(finding.advice))
-        # The same snippet twice says nothing new; unless verbose, the first one, and the top finding's.
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(Text(f"{number}.", style="bold"), Group(*body))
+        parts.append(grid)
+        # The same snippet twice says nothing new; unless verbose, the first one only.
         if finding.snippet and finding.snippet not in shown_snippets and (verbose or not shown_snippets):
             shown_snippets.add(finding.snippet)
-            lines = finding.snippet.splitlines()
-            if not verbose and len(lines) > SNIPPET_LINES:
-                lines = lines[:SNIPPET_LINES] + [f"# … {len(lines) - SNIPPET_LINES} more lines: report.md"]
-            body.append(Padding(Text("\n".join(lines), style="cyan", overflow="fold"), (0, 0, 0, 2)))
-        grid.add_row(Text(f"{number}.", style="bold"), Group(*body))
-    return [grid]
+            lines = finding.snippet.count("\n") + 1
+            if verbose or lines <= SNIPPET_LINES:
+                parts += code_block(finding.snippet, f"{number}. {finding.strategy or finding.id}")
+            else:  # a cut snippet would not run: say where the whole one is
+                parts.append(Padding(Text(f"The code for {number}. ({lines} lines) is in report.md and report.html, "
+                                          "or here with --verbose.", style="dim"), (0, 0, 0, 3)))
+    return parts
+
+
+#: The comment lines around printed code: Python and shell comments alike, so that selecting them
+#: with the code does no harm (tests find the code between them).
+CODE_START = "# --- code for {what}: paste it as it is ---"
+CODE_END = "# --- end of code ---"
+
+
+def code_block(code: str, what: str) -> List[RenderableType]:
+    """Code flush left between its comment lines, as CodeBlocks (printed with soft wrap: never broken)."""
+    return [Text(""), CodeBlock(Text(CODE_START.format(what=what), style="dim")), CodeBlock(Text(code, style="cyan")),
+            CodeBlock(Text(CODE_END, style="dim")), Text("")]
 
 
 def _bullets(lines: Sequence[str], mark: str = "-", style: str = "") -> Table:

@@ -65,7 +65,8 @@ def run(state: RunState) -> None:
         spare = min(state.budget.left() - state.budget.reserve_s - later_s - budget_s, MAX_STRETCH * budget_s)
         given = Given(state.context, config, state.results, best_direct_path(state.results), dict(state.beyond),
                       spare_s=max(0.0, spare))
-        state.beyond[step.field] = step.run(given, budget_s, state.steps.say)
+        state.beyond[step.field] = state.worker.call(
+            lambda step=step, given=given, budget_s=budget_s: step.run(given, budget_s, state.steps.say))
 
 
 def _decide(state: RunState, step) -> str:

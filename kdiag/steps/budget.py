@@ -18,22 +18,34 @@ from typing import Callable, List, Optional, Sequence
 #: (about 2 s here, most of it drawing the HTML charts).
 REPORT_RESERVE_S = 5.0
 
+#: What the main thread keeps, once it stops waiting for model work at the time limit, to freeze the
+#: report of what was measured and save it (report.html's charts are most of it: 1-2 s here), so
+#: that the run ends about when the limit says (kdiag.steps.worker).
+SAVE_S = 2.0
+
 #: The end of every "not measured" reason that the time limit caused.
 RERUN = "rerun with a larger --time-limit"
 
 
 class Budget:
-    """A time limit of `limit_s` seconds (0: none) from the moment it is made, on `clock`."""
+    """A time limit of `limit_s` seconds (0: none) from `started` (a `clock()` value; default: the moment
+    it is made), on `clock`."""
 
     def __init__(self, limit_s: float, clock: Callable[[], float] = time.perf_counter,
-                 reserve_s: float = REPORT_RESERVE_S):
+                 reserve_s: float = REPORT_RESERVE_S, started: Optional[float] = None):
         self.limit_s = limit_s
         self.clock = clock
         self.reserve_s = reserve_s
-        self.started = clock()
+        self.started = clock() if started is None else started
         self.deadline = self.started + limit_s if limit_s else None
         self.cuts: List[str] = []  # what the limit cut, besides the rows that say so themselves
         self.needed_s = 0.0  # a limit under which nothing would have been cut (an estimate)
+
+    def limit_from_now(self, limit_s: float) -> None:
+        """The limit starts now, `limit_s` seconds (0: none): for a run whose first part it does not cover
+        (kdiag inspect --tf builds its environments, which take what the downloads take, before it measures)."""
+        self.limit_s = limit_s
+        self.deadline = self.clock() + limit_s if limit_s else None
 
     @property
     def limited(self) -> bool:
@@ -56,6 +68,11 @@ class Budget:
     def deadline_for(self, reserve_s: float) -> Optional[float]:
         """The deadline a step hands its own loop, keeping `reserve_s` for what comes after it."""
         return None if self.deadline is None else self.deadline - reserve_s
+
+    def stop_at(self, keep_s: float = SAVE_S) -> Optional[float]:
+        """When model work still running is stopped, whatever it is doing: the limit less `keep_s`
+        (what comes after it); None without a limit. No model work starts after it."""
+        return None if self.deadline is None else self.deadline - keep_s
 
     def fits(self, needs_s: float) -> bool:
         """Whether a step needing `needs_s` seconds (the report's reserve included by the caller) fits."""

@@ -25,7 +25,7 @@ def planned_steps(config: RunConfig) -> int:
 def run(state: RunState, settings: MeasureSettings) -> None:
     if state.config.cpp:
         state.steps.next("cpp", "the C++ floor")
-        state.results.append(cpp_floor(state, settings))
+        state.results.append(state.worker.call(lambda: cpp_floor(state, settings)))
 
 
 def cpp_floor(state: RunState, settings: MeasureSettings) -> StrategyResult:

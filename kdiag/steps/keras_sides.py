@@ -43,7 +43,9 @@ def run(config: RunConfig, progress: Optional[Progress], out_dir: Optional[Path]
     left = budget.for_child(MIN_CHILD_LIMIT_S)
     steps.next(f"Keras {there}", "in a child process")
     try:
-        other = keras_child.run_child(config, there, folder / f"keras-{there}", steps.say, left)
+        # The batch was saved by this side (--save-inputs): the other side's child does not save it again.
+        other = keras_child.run_child(dataclasses.replace(config, save_inputs=None), there, folder / f"keras-{there}",
+                                      steps.say, left)
     except KdiagError as exc:
         note = f"--keras both: {exc.message}; this report holds the {keras_child.LABELS[here]} run only."
         return dataclasses.replace(report, notes=[note] + report.notes)

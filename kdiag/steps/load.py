@@ -23,10 +23,29 @@ PLANNED_STEPS = 2
 def run(state: RunState) -> None:
     config = state.config
     state.steps.next("load", f"example {config.example}" if config.example else str(config.model))
-    state.loaded = load_model(config)
+    # On the worker, until the limit itself (nothing is measured yet, so no report waits to be saved).
+    state.loaded = _within_the_limit(state, "loading the model", lambda: load_model(config))
     state.steps.next("inputs", "building the input batch")
-    state.inputs = make_inputs(state.loaded, config)
+    state.inputs = _within_the_limit(state, "building the input batch", lambda: make_inputs(state.loaded, config))
     state.notes.extend(state.inputs.notes)
+    if config.save_inputs:  # --save-inputs: the batch, for another run to time the same data (--tf does)
+        from kdiag.engine.intake.inputs import save_inputs
+
+        save_inputs(state.inputs, config.save_inputs)
+
+
+def _within_the_limit(state: RunState, what: str, work):
+    """`work()` on the run's worker; the time limit stopping it is a refusal: nothing was measured."""
+    from kdiag.steps.worker import TimeUp
+
+    try:
+        return state.worker.call(work, keep_s=0.0)
+    except TimeUp as up:
+        limit = state.config.time_limit_s
+        raise KdiagError(f"{what} did not finish within --time-limit {limit:g} s (stopped after "
+                         f"{state.budget.elapsed():.0f} s; nothing was measured)",
+                         "rerun with a larger --time-limit (0 for none) if the model is meant to take this long") \
+            from up
 
 
 def plan_memory(state: RunState, strategies, profile: bool) -> None:

@@ -4,9 +4,13 @@ The steps follow the plan (kdiag.steps.plan): load and inputs; predict and predi
 timed together, then profiled; the direct paths; the other strategies; the C++ floor; the steps
 beyond one batch; the training-mode check; the report. Each declares the progress steps it plans,
 so the count is fixed before the first ("[k/N]" never changes its N: a step that does not run is
-shown as skipped), and every one asks the run's Budget for its time. Ctrl-C at any step after
-loading raises `RunInterrupted` holding a Report of what was measured, marked incomplete; a
-failure once something was measured, `RunFailed` (kdiag.steps.state).
+shown as skipped), and every one asks the run's Budget for its time. The model's work runs on the
+run's worker thread (kdiag.steps.worker), which the main thread waits on until the Budget's stop
+moment. Ctrl-C at any step after loading raises `RunInterrupted` holding a Report of what was
+measured, marked incomplete; a failure once something was measured, `RunFailed`
+(kdiag.steps.state); the time limit stopping a call under way, a Report marked incomplete. A run
+under other Keras versions or TensorFlow releases is handed to kdiag.steps.keras_sides or
+kdiag.steps.tf_versions, which run these steps in child processes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from kdiag.signals import stop_cause
 from kdiag.steps import beyond, cpp, load, plan, profile, report, timing, training
 from kdiag.steps.budget import Budget
 from kdiag.steps.state import Progress, RunFailed, RunInterrupted, RunState, StepCounter
+from kdiag.steps.worker import ModelWorker, TimeUp
 from kdiag.tempdirs import remove_stale, temporary_directory
 
 #: Every step in order, for the step count the progress line shows from the start.
@@ -35,18 +40,35 @@ def planned_total(config: RunConfig) -> int:
 
 
 def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optional[Path] = None,
-        work_dir: Optional[Path] = None) -> Report:
-    """Carry out one validated RunConfig; see `kdiag.api.inspect` for what each step does."""
+        work_dir: Optional[Path] = None, started: Optional[float] = None) -> Report:
+    """Carry out one validated RunConfig; see `kdiag.api.inspect` for what each step does.
+
+    `started`: when the time limit began (a time.perf_counter() value; the CLI's is the moment it
+    started, so the limit holds from the first byte); default: now."""
     from kdiag.engine.keras_child import current_keras
 
+    if config.tf_versions is not None:  # --tf: each release in its own environment, in child processes
+        from kdiag.steps import tf_versions
+
+        return tf_versions.run(config, progress, out_dir)
     if config.keras not in (None, current_keras()):  # --keras both, or the Keras this process does not run
         from kdiag.steps import keras_sides
 
-        return keras_sides.run(config, progress, out_dir, work_dir, run_here=run)
+        return keras_sides.run(config, progress, out_dir, work_dir,
+                               run_here=lambda *args: run(*args, started=started))
     remove_stale()  # the temporary copies of the model that killed runs left behind
-    budget = Budget(config.time_limit_s)
+    budget = Budget(config.time_limit_s, started=started)
     state = RunState(config, budget, StepCounter(progress, planned_total(config), budget),
-                     started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), out_dir=out_dir)
+                     started=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), out_dir=out_dir,
+                     worker=ModelWorker(budget))  # the model's work runs there (kdiag.steps.worker)
+    try:
+        return _run(state, work_dir)
+    finally:
+        state.worker.close()
+
+
+def _run(state: RunState, work_dir: Optional[Path]) -> Report:
+    config = state.config
     load.run(state)
     from kdiag.engine.runtimes.strategies import BY_KEY
 
@@ -55,7 +77,23 @@ def run(config: RunConfig, progress: Optional[Progress] = None, out_dir: Optiona
         from kdiag.engine.runtimes.base import StrategyContext
 
         state.context = StrategyContext(state.loaded, state.inputs, Path(scratch))
-        return _measure(state, Path(scratch))
+        try:
+            return _measure(state, Path(scratch))
+        except TimeUp as up:
+            return _stopped_at_the_limit(state, up)
+
+
+def _stopped_at_the_limit(state: RunState, up: TimeUp) -> Report:
+    """The time limit stopped a step under way (its call had not returned) or left none to start one:
+    the report of what was measured, marked incomplete; a refusal when predict itself was not measured."""
+    timing.require_the_users_path(state)
+    steps = state.steps
+    where = f"{steps.stage}: {steps.detail}" if steps.detail else steps.stage
+    limit = f"Stopped at the time limit (--time-limit {state.config.time_limit_s:g} s)"
+    cut = (f"{limit} during {where}, a call that had not returned after {up.ran_s:.0f} s" if up.started else
+           f"{limit} before {where}")
+    state.budget.cut(f"{cut}; what was measured before it is kept.")
+    return report.run(state, incomplete=True)
 
 
 def _measure(state: RunState, scratch: Path) -> Report:
@@ -82,6 +120,10 @@ def _measure(state: RunState, scratch: Path) -> Report:
         beyond.run(state)
         training.run(state)
         return report.run(state)
+    except TimeUp:
+        raise  # the pipeline reports what was measured, profiles included
+    except TimeUp:
+        raise  # the pipeline reports what was measured, profiles included
     except KeyboardInterrupt:
         state.notes.insert(0, f"Interrupted by {stop_cause()} while {doing}: the figures are those measured "
                               "before the interruption; the report holds no profiles.")

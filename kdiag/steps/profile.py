@@ -60,9 +60,12 @@ def run(state: RunState, scratch: Path, extras: bool = False) -> None:
     for strategy in wanted:
         if strategy.name not in available:
             state.steps.skip("profile", strategy.name, "not measured")
-    profiles = run_profiles(state, scenarios, profile_dir, later_s=0.0 if extras else _direct_minimum_s(state))
-    state.profiles += profiles if state.out_dir is not None else [
-        dataclasses.replace(p, prof_path="", cold_prof_path="") for p in profiles]
+    profiles: List[ProfileResult] = []
+    try:
+        run_profiles(state, scenarios, profile_dir, profiles, later_s=0.0 if extras else _direct_minimum_s(state))
+    finally:  # the time limit may stop a pass under way: those that finished are kept
+        state.profiles += profiles if state.out_dir is not None else [
+            dataclasses.replace(p, prof_path="", cold_prof_path="") for p in profiles]
 
 
 def _instance_s(state: RunState) -> float:
@@ -77,14 +80,14 @@ def _direct_minimum_s(state: RunState) -> float:
     return plan.direct_minimum_s(state.config, timing.known(state))
 
 
-def run_profiles(state: RunState, scenarios: List[Strategy], out_dir: Path,
-                 later_s: float = 0.0) -> List[ProfileResult]:
+def run_profiles(state: RunState, scenarios: List[Strategy], out_dir: Path, profiles: List[ProfileResult],
+                 later_s: float = 0.0) -> None:
+    """Profile each scenario on the run's worker, adding each ProfileResult to `profiles` as it ends."""
     from kdiag.engine.phases.profiling import file_stem, profile_scenario
     from kdiag.engine.tf import legacy_keras_requested
 
     ctx = state.context
     results = {r.name: r for r in state.results if r.available}
-    profiles = []
     for index, strategy in enumerate(scenarios):
         calls = _warm_calls(state, results[strategy.name], strategy.name, len(scenarios) - index, later_s)
         if calls < 1:
@@ -100,10 +103,12 @@ def run_profiles(state: RunState, scenarios: List[Strategy], out_dir: Path,
             fresh = StrategyContext(loaded, ctx.inputs, ctx.work_dir / f"profile-{stem}")
             return strategy.prepare(fresh)
 
-        with native_stderr_captured():
-            profiles.append(profile_scenario(strategy.name, make_call, out_dir, calls, results[strategy.name].median_s,
-                                             legacy_keras_requested(), stem))
-    return profiles
+        def profiled(strategy=strategy, stem=stem, make_call=make_call, calls=calls):
+            with native_stderr_captured():
+                return profile_scenario(strategy.name, make_call, out_dir, calls, results[strategy.name].median_s,
+                                        legacy_keras_requested(), stem)
+
+        profiles.append(state.worker.call(profiled))
 
 
 def _warm_calls(state: RunState, result: StrategyResult, name: str, passes_left: int, later_s: float) -> int:

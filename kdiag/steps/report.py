@@ -10,12 +10,12 @@ from kdiag.steps.state import RunState
 PLANNED_STEPS = 1
 
 
-def run(state: RunState) -> Report:
+def run(state: RunState, incomplete: bool = False) -> Report:
     state.steps.next("report", "findings")
     note = time_limit_note(state)
     if note:
         state.notes.insert(0, note)
-    report = state.freeze()
+    report = state.freeze(incomplete=incomplete)
     if report.settings.redact_paths and state.out_dir is not None:
         write_redacted_profiles(report)
     return report

@@ -51,7 +51,7 @@ class StepCounter:
         self.budget = budget
         self.step = 0
         self.stage = ""
-        self.detail = ""
+        self.detail = ""  # what the current step is doing, as last told
 
     def next(self, stage: str, detail: str) -> None:
         self.step += 1
@@ -87,6 +87,7 @@ class RunState:
     steps: StepCounter
     started: str  # the timestamp of the report
     out_dir: Optional[Path] = None  # where the .prof files are kept; None: a scratch folder
+    worker: Any = None  # kdiag.steps.worker.ModelWorker: where every piece of model work runs
     loaded: Any = None  # kdiag.engine.intake.load.LoadedModel
     inputs: Any = None  # kdiag.engine.intake.inputs.ModelInputs
     context: Any = None  # kdiag.engine.runtimes.strategies.StrategyContext, once the scratch folder exists
@@ -105,6 +106,7 @@ class RunState:
     prepared_s: Dict[str, float] = dataclasses.field(default_factory=dict)  # key -> seconds its preparation took
     timed_samples: Dict[str, Tuple[float, ...]] = dataclasses.field(default_factory=dict)  # name -> every sample
     first_outputs: Dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> its first call's outputs
+    later_outputs: Dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> a later call's, or None
     predict_call: Any = None  # predict's prepared call, timed again beside the later groups (their anchor)
     group_started: Dict[str, float] = dataclasses.field(default_factory=dict)  # group label -> budget.clock()
     retimed: Dict[str, List[Measurement]] = dataclasses.field(default_factory=dict)  # name -> its anchors

@@ -26,6 +26,7 @@ from kdiag.signals import stop_cause
 from kdiag.steps import beyond, plan
 from kdiag.steps.budget import RERUN
 from kdiag.steps.state import RunState
+from kdiag.steps.worker import TimeUp
 
 
 def settings(state: RunState) -> MeasureSettings:
@@ -77,18 +78,22 @@ def run_group(state: RunState, group: plan.TimingGroup, keep_s: Callable[[], flo
     state.steps.next("measure", f"{names}, interleaved")
     from kdiag.engine.phases.profiling import capture_tf_warnings
 
-    completed = True
+    completed, time_up = True, None
     clock = state.budget.clock  # one clock for the run: the Budget's, progress's and the timing loop's
     started = clock()
+    live = []  # the timing loop's view of what it measured so far, for a stop it cannot wait for
     with capture_tf_warnings() as tf_warnings:  # retracing warnings go into the report, not the terminal
         try:
-            timed = measure_interleaved(prepared, settings(state),
-                                        on_progress=lambda name, what: state.steps.update(f"{name}: {what}"),
-                                        around_first_call=native_stderr_captured, anchor=anchor,
-                                        on_second_call=lambda *told: _second_call(state, *told), keep_s=keep_s,
-                                        clock=clock)
-        except MeasurementInterrupted as stop:
+            timed = state.worker.call(lambda: measure_interleaved(
+                prepared, settings(state), on_progress=lambda name, what: state.steps.update(f"{name}: {what}"),
+                around_first_call=native_stderr_captured, anchor=anchor,
+                on_second_call=lambda *told: _second_call(state, *told), keep_s=keep_s, clock=clock,
+                snapshot=live.append))
+        except MeasurementInterrupted as stop:  # stopped on this thread (a worker's job that ended so)
             timed, completed = stop.partial, False
+        except KeyboardInterrupt as stop:  # Ctrl-C, SIGTERM or the time limit, whatever the call was doing
+            timed, completed = (live[0]() if live else {}), False
+            time_up = stop if isinstance(stop, TimeUp) else None
     # TensorFlow names the function, not the strategy: its warnings belong to the report as a whole.
     state.notes += [f"TensorFlow warned while timing: {warning}" for warning in tf_warnings
                     if f"TensorFlow warned while timing: {warning}" not in state.notes]
@@ -99,7 +104,9 @@ def run_group(state: RunState, group: plan.TimingGroup, keep_s: Callable[[], flo
     state.group_started[group.label] = started
     if PREDICT.name in prepared:
         state.predict_call = prepared[PREDICT.name]  # for the anchors of the later groups
-    _record(state, strategies, unavailable, timed, notes, completed)
+    _record(state, strategies, unavailable, timed, notes, "" if completed else _stopped_text(time_up))
+    if time_up is not None:
+        raise time_up  # the steps after timing have no time left: the pipeline reports what was measured
     if completed and users_path in group_names(group):
         require_the_users_path(state)
     return completed
@@ -160,19 +167,34 @@ def _prepare_all(state: RunState, group: plan.TimingGroup, strategies: List[Stra
         admitted_s += needs
         state.steps.next("prepare", strategy.name + _PREPARE_DETAIL.get(strategy.identity.key, ""))
         began = state.budget.clock()
-        with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
-            warnings.simplefilter("always")
-            try:
-                prepared[strategy.name] = strategy.prepare(state.context)
-            except NotApplicable as exc:
-                unavailable[strategy.name] = f"not available: {exc}"
-            except KdiagError as exc:  # one strategy that cannot run never sinks the run
-                unavailable[strategy.name] = f"failed to prepare: {exc.message}"
-            except Exception as exc:
-                unavailable[strategy.name] = f"failed to prepare: {type(exc).__name__}: {first_line(exc)}"
+        try:
+            call, why, caught = state.worker.call(lambda: _prepare(state, strategy))
+        except TimeUp as up:  # the limit came while preparing it (or before): it is not measured
+            call, caught = None, []
+            why = (f"not measured: preparing it did not finish within the time limit (stopped after "
+                   f"{up.ran_s:.0f} s); {RERUN}" if up.started else
+                   f"not measured: the time limit left no time to prepare it; {RERUN}")
         state.prepared_s[strategy.identity.key] = state.budget.clock() - began
+        if call is None:
+            unavailable[strategy.name] = why
+        else:
+            prepared[strategy.name] = call
         notes[strategy.name] = _unique_warnings(caught)
     return prepared, unavailable, notes
+
+
+def _prepare(state: RunState, strategy: Strategy):
+    """On the worker: (the prepared call or None, why not, the warnings it raised)."""
+    with warnings.catch_warnings(record=True) as caught, native_stderr_captured():
+        warnings.simplefilter("always")
+        try:
+            return strategy.prepare(state.context), "", caught
+        except NotApplicable as exc:
+            return None, f"not available: {exc}", caught
+        except KdiagError as exc:  # one strategy that cannot run never sinks the run
+            return None, f"failed to prepare: {exc.message}", caught
+        except Exception as exc:
+            return None, f"failed to prepare: {type(exc).__name__}: {first_line(exc)}", caught
 
 
 def _not_started(state: RunState, group: plan.TimingGroup, strategy: Strategy,
@@ -243,14 +265,15 @@ def _check_drift(state: RunState, group: plan.TimingGroup, again: Timed, started
 
 
 def _record(state: RunState, strategies: List[Strategy], unavailable: Dict[str, str], timed: Dict[str, Timed],
-            notes: Dict[str, List[str]], completed: bool) -> None:
+            notes: Dict[str, List[str]], stopped: str) -> None:
     """The group's results, its outputs kept for the check; every result checked once the reference is known."""
     for strategy in strategies:
         outcome = timed.get(strategy.name)
         if outcome is not None and not outcome.error and outcome.measurement.count:
             state.first_outputs[strategy.name] = outcome.first_output
+            state.later_outputs[strategy.name] = outcome.later_output
             state.timed_samples[strategy.name] = outcome.samples
-        state.results.append(_result(strategy, unavailable, outcome, notes.get(strategy.name, []), completed))
+        state.results.append(_result(strategy, unavailable, outcome, notes.get(strategy.name, []), stopped))
     if state.reference_name is None:
         state.reference_name, state.reference_outputs = _reference(timed)
     _check_outputs(state)
@@ -264,7 +287,8 @@ def _check_outputs(state: RunState) -> None:
         return
     for index, result in enumerate(state.results):
         if result.available and result.outputs is None and result.name in state.first_outputs:
-            outputs = check.compare(state.reference_name, state.reference_outputs, state.first_outputs[result.name])
+            outputs = check.checked(state.reference_name, state.reference_outputs, state.first_outputs[result.name],
+                                    state.later_outputs.get(result.name))
             state.results[index] = dataclasses.replace(result, outputs=outputs)
 
 
@@ -280,11 +304,11 @@ def require_the_users_path(state: RunState) -> None:
 def _refuse_unmeasurable(name: str, reason: str) -> None:
     fix = (RERUN if "time limit" in reason else
            "check the model and its inputs (--inputs, --input-shape); --debug shows the traceback")
-    raise KdiagError(f"{name} could not be measured on this model ({reason})", fix)
+    raise KdiagError(f"{name} could not be measured on this model ({reason.removesuffix('; ' + RERUN)})", fix)
 
 
 def _result(strategy: Strategy, unavailable: Dict[str, str], outcome: Optional[Timed], notes: List[str],
-            completed: bool) -> StrategyResult:
+            stopped: str) -> StrategyResult:
     identity = strategy.identity
 
     def not_measured(reason: str) -> StrategyResult:
@@ -292,8 +316,8 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], outcome: Optional[T
 
     if strategy.name in unavailable:
         return not_measured(unavailable[strategy.name])
-    if outcome is None or (not completed and outcome.measurement.count == 0):
-        return not_measured(f"not measured: interrupted ({stop_cause()})")
+    if outcome is None or (stopped and outcome.measurement.count == 0):  # None: stopped before timing began
+        return not_measured(f"not measured: {stopped or 'the time limit was reached before its first timed call'}")
     if outcome.error:
         return not_measured(f"failed when called: {outcome.error}")
     if outcome.skipped:
@@ -302,6 +326,13 @@ def _result(strategy: Strategy, unavailable: Dict[str, str], outcome: Optional[T
         return not_measured(f"not measured: the time limit was reached after its first call, before any timed "
                             f"call; {RERUN}")
     return StrategyResult(identity.name, identity.snippet, True, measurement=outcome.measurement, notes=notes)
+
+
+def _stopped_text(time_up: Optional[TimeUp]) -> str:
+    """Why a strategy the stop caught before its first timed call has no figures."""
+    if time_up is None:
+        return f"interrupted ({stop_cause()})"
+    return f"the time limit was reached before its first timed call; {RERUN}"
 
 
 def _reference(timed: Dict[str, Timed]):

@@ -16,7 +16,8 @@ from kdiag import format as fmt
 from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, MIN_SWEEP_COUNTS, DataSizeSweep, MemoryLoop,
                                     ThreadsEffect)
 from kdiag.datamodel.profile import ProfileResult
-from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult
+from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult, VersionRun
+from kdiag.datamodel.versions import INSTALLED, NIGHTLY, keras_major
 from kdiag.datamodel.strategies import BY_NAME, CPP, PREDICT, PREDICT_COMPILED
 from kdiag.format import diff, duration
 from kdiag.format import ratio as fmt_ratio
@@ -52,10 +53,16 @@ def measured(report: Report) -> List[StrategyResult]:
 def outputs_match(result: StrategyResult) -> bool:
     """Its outputs were checked against the reference and match; the reference itself matches.
 
-    A strategy whose outputs were never checked does not match: it is never recommended.
+    A strategy whose outputs were never checked does not match, nor one whose outputs varied between
+    two calls on the same inputs (`outputs_vary`): neither is ever recommended.
     """
     check = result.outputs
-    return check is not None and (check.matches or check.reference == result.name)
+    return check is not None and (check.matches or check.reference == result.name) and not check.varies
+
+
+def outputs_vary(result: StrategyResult) -> bool:
+    """Its outputs on a later call differed from its cold call's, on the same inputs."""
+    return result.outputs is not None and result.outputs.varies
 
 
 def outputs_differ(result: StrategyResult) -> bool:
@@ -70,6 +77,9 @@ def outputs_text(result: StrategyResult) -> str:
     check = result.outputs
     if check is None:
         return "not checked"
+    if check.varies:
+        return f"vary between calls (max |diff| {diff(check.repeat_max_abs_diff)})" + (
+            f": {check.repeat_detail}" if check.repeat_detail else "")
     if check.reference == result.name:
         return "reference"
     if check.matches:
@@ -148,6 +158,26 @@ def times_text(ratio: float) -> str:
     return f"{fmt_ratio(1.0 / ratio)} faster"
 
 
+#: What the strategies table shows for a pair the one noise rule cannot tell apart, or lacks calls for.
+SAME = "same"
+TOO_FEW = "n<5"
+
+
+def versus_predict(report: Report, result: StrategyResult) -> str:
+    """A strategy against predict as the strategies table shows it, under the one noise rule: "213x faster",
+    "2.40x slower", "same" (within the noise), "n<5" (too few calls a side to judge), "—" (predict itself,
+    or predict not timed)."""
+    predict = timed(report, PREDICT.name)
+    if predict is None or median(result) is None or result is predict:
+        return "—"
+    judged = judge(*((result, predict) if median(result) >= median(predict) else (predict, result)))
+    if not judged.enough_calls:
+        return TOO_FEW
+    if not judged.beyond_noise:
+        return SAME
+    return times_text(median(result) / median(predict))
+
+
 @dataclasses.dataclass(frozen=True)
 class StrategyRow:
     result: StrategyResult
@@ -166,24 +196,36 @@ def strategy_rows(report: Report) -> List[StrategyRow]:
 
 
 def floor_gaps(report: Report) -> List[str]:
-    """How far predict and the best Python path are from the C++ floor, when it was measured."""
-    floor = timed(report, CPP.name)
-    if floor is None:
+    """Where the C++ program stands, when it was measured: a floor only when it is the fastest path
+    with matching outputs, and every comparison under the one noise rule."""
+    cpp = timed(report, CPP.name)
+    if cpp is None:
         return []
-    if outputs_differ(floor):
+    if outputs_differ(cpp):
         return [f"{CPP.name}: its outputs differ, so it is not used as the floor."]
-    lines = []
+    fastest = fastest_matching(report)
+    if fastest is not cpp:
+        return [f"{CPP.name} took {duration(median(cpp))}, {_versus(cpp, fastest)}: not a floor here."]
     predict = timed(report, PREDICT.name)
-    if predict is not None:
-        lines.append(f"predict takes {median(predict) / median(floor):,.0f}x the C++ floor "
-                     f"({duration(median(predict))} vs {duration(median(floor))} per call): "
-                     "that much is Python and Keras.")
-    python = [r for r in measured(report) if r.name != CPP.name and outputs_match(r)]
-    if python:
-        best = python[0]
-        lines.append(f"The best Python path, {best.name}, takes {median(best) / median(floor):.2f}x the C++ floor "
-                     f"({duration(median(best))} vs {duration(median(floor))}).")
-    return lines
+    if predict is None or predict is cpp:
+        return []
+    judged = judge(predict, cpp)
+    if not judged.beyond_noise:
+        return [f"predict took {duration(median(predict))} and {CPP.name}, the fastest path measured, "
+                f"{duration(median(cpp))}: {'within the noise' if judged.enough_calls else judged.calls_text}."]
+    return [f"predict takes {fmt_ratio(judged.ratio)} the time of {CPP.name}, the fastest path measured "
+            f"({duration(median(predict))} vs {duration(median(cpp))} per call): that much is Python and Keras."]
+
+
+def _versus(result: StrategyResult, other: StrategyResult) -> str:
+    """"10.2x slower than TFLite (1.87 µs)", "within the noise of TFLite (1.87 µs)", or too few calls to say."""
+    judged = judge(*((result, other) if median(result) >= median(other) else (other, result)))
+    where = f"{other.name} ({duration(median(other))})"
+    if not judged.enough_calls:
+        return f"not compared with {where}: {judged.calls_text}"
+    if not judged.beyond_noise:
+        return f"within the noise of {where}"
+    return f"{times_text(median(result) / median(other))} than {where}"
 
 
 # --- phases -----------------------------------------------------------------------------
@@ -212,10 +254,16 @@ class PhaseDelta:
     def text(self) -> str:
         """"+1.20 ms" beyond the noise; "~0 (±0.35 ms noise)" within it; "+1.20 ms (noise unknown)"."""
         if self.noise_ms is None:
-            return f"{self.delta_ms:+.2f} ms (noise unknown)"
+            return f"{_ms(self.delta_ms, '+')} ms (noise unknown)"
         if not self.beyond_noise:
-            return f"~0 (±{self.noise_ms:.2f} ms noise)"
-        return f"{self.delta_ms:+.2f} ms"
+            return f"~0 (±{_ms(self.noise_ms)} ms noise)"
+        return f"{_ms(self.delta_ms, '+')} ms"
+
+
+def _ms(value: float, sign: str = "") -> str:
+    """Milliseconds to two decimals, fewer from 10 ms on: no more figures than the noise allows (not '135.18')."""
+    decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:{sign}.{decimals}f}"
 
 
 def phase_deltas(before: ProfileResult, before_result: Optional[StrategyResult],
@@ -341,19 +389,58 @@ class LabelledRun:
     """One run of a side-by-side report, with the label its column shows."""
 
     label: str
-    report: Report
+    report: Optional[Report]  # None: this run measured nothing, and `reason` says why
+    reason: str = ""
+    short_label: str = ""  # what a verdict column names it by, when not the label up to " (" (see `short`)
+
+    @property
+    def short(self) -> str:
+        """What a verdict column or a phase column names a run by: "Keras 3" of "Keras 3 (3.15.1)", "TF 2.16.2"
+        or "TF nightly" for a TensorFlow release."""
+        return self.short_label or self.label.split(" (", 1)[0]
 
 
 def side_by_side(report: Report) -> List[LabelledRun]:
-    """The runs of a report that measured one model several ways (--keras both), oldest first; empty for one run.
+    """The runs of a report that measured one model several ways, oldest first; empty for one run:
+    the two Keras of --keras both, or the TensorFlow releases of --tf in the order asked (the report
+    itself being the release the others are judged against).
 
-    Every side-by-side section is built over this list, so more runs (other TensorFlow releases)
-    add columns, not code.
+    Every side-by-side section is built over this list, so more runs add columns, not code.
     """
+    if report.tf_versions is not None:
+        runs = [(run, report if run.reference else run.report) for run in report.tf_versions.runs]
+        return [LabelledRun(release_label(run, measured), measured, run.reason, release_short(run))
+                for run, measured in runs]
     sides = keras_sides(report)
     if sides is None:
         return []
     return [LabelledRun(keras_label(sides.keras2), sides.keras2), LabelledRun(keras_label(sides.keras3), sides.keras3)]
+
+
+def release_label(run: VersionRun, report: Optional[Report]) -> str:
+    """"TensorFlow 2.15.1 (Keras 2.15.0)", "TensorFlow 2.21.0 (installed, Keras 3.15.1)": a --tf column; the Keras
+    its release brings ("Keras 2") when the run measured nothing."""
+    if report is not None:
+        env = report.environment
+        keras = f"tf-keras {env.keras}" if env.legacy_keras else f"Keras {env.keras}"
+    else:
+        major = keras_major(run.tensorflow)
+        keras = f"Keras {major}" if major else ""
+    details = ", ".join(d for d in (run.requested if run.requested in (INSTALLED, NIGHTLY) else "", keras) if d)
+    return f"TensorFlow {run.tensorflow or run.requested}" + (f" ({details})" if details else "")
+
+
+def release_short(run: VersionRun) -> str:
+    """"TF 2.16.2", "TF nightly": a --tf release in a verdict or phase column."""
+    return "TF nightly" if run.requested == NIGHTLY else f"TF {run.tensorflow or run.requested}"
+
+
+def own_findings(report: Report, run: LabelledRun) -> List[Finding]:
+    """A side run's own findings (not the report's, which are the report's own), less its advice to measure the
+    file under both Keras: id "keras2-file" of kdiag.analysis.rules.keras_versions, which sits above this module."""
+    if run.report is None or run.report is report:
+        return []
+    return [f for f in run.report.findings if f.id != "keras2-file"]
 
 
 def keras_pairs(sides: KerasSides) -> List[KerasPair]:
@@ -363,10 +450,13 @@ def keras_pairs(sides: KerasSides) -> List[KerasPair]:
     return [KerasPair(name, sides.keras2.strategy(name), sides.keras3.strategy(name)) for name in names]
 
 
-def keras2_run_findings(sides: KerasSides) -> List[Finding]:
-    """The Keras 2 run's own findings, less its advice to run --keras both (this is that run):
-    id "keras2-file" of kdiag.analysis.rules.keras_versions, which sits above this module."""
-    return [f for f in sides.keras2.findings if f.id != "keras2-file"]
+def compile_effect_text(report: Report) -> str:
+    """compile()'s effect on predict within one run, by the noise rule: "compiled 1.30x slower", "within the
+    noise (±1.2 ms)", a call count too small to judge, or "not measured"."""
+    plain, compiled = timed(report, PREDICT.name), timed(report, PREDICT_COMPILED.name)
+    if plain is None or compiled is None:
+        return "not measured"
+    return versus_text(plain, compiled, "compiled")
 
 
 def keras_cell(result: Optional[StrategyResult]) -> str:
@@ -479,36 +569,7 @@ def threads_text(effect: ThreadsEffect, iqrs: float = 1.0) -> str:
     return f"{head}: difference {duration(abs(judged.gap_s))}, noise band ±{duration(judged.noise_s)}: {verdict}"
 
 
-# --- repro.py ----------------------------------------------------------------------------
-
-
-def repro_path(report: Report) -> Optional[StrategyResult]:
-    """The fastest strategy with matching outputs (fastest_matching) that the script can run.
-
-    Not the C++ floor (a program of its own), nor predict after compile(): the script loads the
-    model without compiling it, and compiling only to call predict is nothing to recommend.
-    """
-    best = fastest_matching(report)
-    if best is None or _runnable(best):
-        return best
-    return next((r for r in measured(report) if outputs_match(r) and _runnable(r)), None)
-
-
-def _runnable(result: StrategyResult) -> bool:
-    return result.name != PREDICT_COMPILED.name and _language(result) == "python"
-
-
-def _language(result: StrategyResult) -> str:
-    identity = BY_NAME.get(result.name)
-    return identity.language if identity is not None else "python"
-
-
-def repro_unavailable_reason(report: Report) -> Optional[str]:
-    """Why this report has no measurement to reproduce, or None when it has one."""
-    if not report.model.keras_model:
-        return "the model is a plain SavedModel: it has no Keras predict to compare with"
-    if usable(report, PREDICT.name) is None:
-        return "kdiag could not measure predict on this model, so there is no headline to reproduce"
-    if repro_path(report) is None:
-        return "no strategy that Python can run was measured with outputs matching predict's"
-    return None
+def op_type_text(op) -> str:
+    """"MatMul (kernel _MklMatMul)": the plain op name, and the kernel that ran it when that differs
+    (oneDNN's and the graph rewrites' names vary by machine; the op does not)."""
+    return f"{op.op_type} (kernel {op.kernel})" if op.kernel else op.op_type

@@ -8,8 +8,10 @@ a layout may leave out is said here too: a column's `detail` (0: always, 1: wher
 
 Text is plain, but for two marks in paragraphs, as Markdown writes them: **strong** and `code`
 (report.md keeps them, report.html makes them <strong> and <code>, the terminal drops the marks).
-Each renderer escapes the text for its own format. A cell marked `code` is a name or a path from
-the user's files, shown as code where the format has it.
+Text from the user's files inside a paragraph is fenced with `kdiag.sanitize.literal`, so that each
+renderer escapes it for its format rather than reading marks in it; bullets and table cells are
+plain text, escaped whole. A cell marked `code` is a name or a path from the user's files, shown as
+code where the format has it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import shlex
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from kdiag import format as fmt
+from kdiag.sanitize import literal
+from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.profile import PHASES, ProfileResult, TopFunction
 from kdiag.datamodel.redaction import HOME
 from kdiag.datamodel.report import Report, StrategyResult
 from kdiag.datamodel.strategies import BY_NAME, PREDICT, PREDICT_COMPILED
-from kdiag.views import facts, wording
+from kdiag.views import facts, versions, wording
+from kdiag.views import verdict as verdicts
 
 #: Phases under this share of every profiled scenario fold into one row in brief layouts.
 MINOR_PHASE_SHARE = 0.05
@@ -99,6 +104,10 @@ ENVIRONMENT_FIELDS = ("TensorFlow version", "TensorFlow installed from", "Custom
                       "CUDA/cuDNN version", "GPU model and memory", "CPU", "CPU cores", "Threads", "oneDNN")
 
 
+#: The bug template's field that a --tf run answers, after the TensorFlow version.
+NIGHTLY_FIELD = "Reproduced with TensorFlow Nightly"
+
+
 def environment(report: Report) -> Section:
     env = report.environment
     keras = (f"tf-keras {env.keras} (legacy Keras 2, TF_USE_LEGACY_KERAS=1)" if env.legacy_keras
@@ -114,6 +123,9 @@ def environment(report: Report) -> Section:
               f"intra-op {fmt.threads(env.intra_op_threads)}, inter-op {fmt.threads(env.inter_op_threads)}",
               env.onednn)
     rows = tuple((Cell(k), Cell(v)) for k, v in zip(ENVIRONMENT_FIELDS, values))
+    nightly = versions.nightly_text(report)
+    if nightly is not None:  # --tf: the bug template's "Have you reproduced the bug with TensorFlow Nightly?"
+        rows = rows[:1] + ((Cell(NIGHTLY_FIELD), Cell(nightly)),) + rows[1:]
     return Section("environment", "Environment", tables=(Table((Column("field"), Column("value", wraps=True)), rows),),
                    detail=2)
 
@@ -139,62 +151,86 @@ def model(report: Report) -> Section:
     return Section("model", "Model", tables=(table,), detail=2)
 
 
-# --- side by side (--keras both) -------------------------------------------------------------
+# --- side by side (--keras both, --tf) ---------------------------------------------------------
 
 
 def side_by_side(report: Report) -> Optional[Section]:
-    """Every strategy's median and predict's phases under each run, the first run as the baseline."""
+    """Every strategy's median and predict's phases under each run (each Keras of --keras both, each
+    TensorFlow release of --tf), judged against the first run that measured the model."""
     runs = facts.side_by_side(report)
-    if not runs:
+    measured = [run for run in runs if run.report is not None]
+    if not measured:
         return None
-    base, others = runs[0], runs[1:]
-    title = " and ".join(r.label for r in runs) + " side by side"
-    columns = [Column("strategy", wraps=True)]
-    for run in runs:
-        columns += [Column(run.label, "r"), Column("n", "r", detail=2)]
-    columns += [Column(f"{_short(r.label)} vs {_short(base.label)}", wraps=True) for r in others]
-    names = [row.result.name for row in facts.strategy_rows(runs[-1].report)]
-    names += [r.name for run in runs for r in run.report.strategies if r.name not in names]
-    names = list(dict.fromkeys(names))
-    rows = []
-    for name in names:
-        results = [run.report.strategy(name) for run in runs]
-        cells = [Cell(name)]
-        for result in results:
-            cells += [Cell(facts.keras_cell(result)), Cell(_count(result))]
-        cells += [Cell(facts.versus_text(results[0], r, _short(run.label))) for run, r in zip(others, results[1:])]
-        rows.append(tuple(cells))
-    parts = [Section("side-by-side-strategies", "", tables=(Table(tuple(columns), tuple(rows)),))]
-    phases = _side_by_side_phases(runs)
+    base = measured[0]
+    releases = report.tf_versions is not None
+    parts = [Section("side-by-side-strategies", "", tables=(_side_by_side_table(runs, base),))]
+    phases = _side_by_side_phases(measured, "release" if releases else "Keras")
     if phases is not None:
         parts.append(phases)
     after = []
     if report.model.keras2_signs:
-        after.append("The file looks saved by Keras 2: " + "; ".join(report.model.keras2_signs) + ".")
-    own = facts.keras2_run_findings(facts.keras_sides(report))  # the older run's own findings
-    if own:
-        parts.append(Section("side-by-side-findings", f"Findings of the {base.label} run",
-                             bullets=tuple(f"[{f.severity}] {f.title}" for f in own)))
+        after.append("The file looks saved by Keras 2: " + literal("; ".join(report.model.keras2_signs)) + ".")
+    for run in measured:  # the other runs' own findings (the report's are the report's)
+        own = facts.own_findings(report, run)
+        if own:
+            parts.append(Section("side-by-side-findings", f"Findings of the {run.label} run",
+                                 bullets=tuple(f"[{f.severity}] {f.title}" for f in own)))
+    if releases:
+        return Section("side-by-side", "TensorFlow releases side by side",
+                       paragraphs=(wording.releases(base.label, report.tf_versions.rounds),), after=tuple(after),
+                       bullets=tuple(versions.release_lines(report)), subsections=tuple(parts))
+    title = " and ".join(r.label for r in runs) + " side by side"
     return Section("side-by-side", title, paragraphs=(wording.keras_sides(base.label, runs[-1].label),),
                    after=tuple(after), subsections=tuple(parts))
 
 
-def _short(label: str) -> str:
-    """"Keras 3" of "Keras 3 (3.15.1)": what a verdict column names a run by."""
-    return label.split(" (", 1)[0]
+def _side_by_side_table(runs: Sequence[facts.LabelledRun], base: facts.LabelledRun) -> Table:
+    """Strategy x run: medians and call counts, each other measured run judged against `base`; compile()'s
+    effect on predict within each run last."""
+    others = [run for run in runs if run.report is not None and run is not base]
+    columns = [Column("strategy", wraps=True)]
+    for run in runs:
+        columns += [Column(run.label, "r"), Column("n", "r", detail=2)]
+    columns += [Column(f"{r.short} vs {base.short}", wraps=True) for r in others]
+    names = [row.result.name for row in facts.strategy_rows(runs[-1].report or base.report)]
+    names += [r.name for run in runs if run.report is not None for r in run.report.strategies]
+    rows = []
+    for name in dict.fromkeys(names):
+        cells = [Cell(name)]
+        for run in runs:
+            result = run.report.strategy(name) if run.report is not None else None
+            cells += [Cell(facts.keras_cell(result) if run.report is not None else "not measured"),
+                      Cell(_count(result))]
+        cells += [_verdict(facts.versus_text(base.report.strategy(name), run.report.strategy(name), run.short))
+                  for run in others]
+        rows.append(tuple(cells))
+    compiled = [Cell("compile() on predict")]
+    for run in runs:
+        compiled += [_verdict(facts.compile_effect_text(run.report) if run.report is not None else "—"), Cell("")]
+    rows.append(tuple(compiled) + tuple(Cell("") for _ in others))
+    return Table(tuple(columns), tuple(rows))
 
 
-def _side_by_side_phases(runs) -> Optional[Section]:
-    profiles = [run.report.profile(PREDICT.name) for run in runs]
-    if any(p is None for p in profiles):
+def _verdict(text: str) -> Cell:
+    """A verdict cell; a narrow layout shows "within noise" or "no verdict" without the figures behind it."""
+    brief = next((short for long, short in (("within the noise", "within noise"), ("no verdict", "no verdict"))
+                  if text.startswith(long)), None)
+    return Cell(text, short=brief)
+
+
+def _side_by_side_phases(runs: Sequence[facts.LabelledRun], what: str) -> Optional[Section]:
+    """predict's phases under each run that profiled it, with each one's change from the first."""
+    runs = [run for run in runs if run.report.profile(PREDICT.name) is not None]
+    if len(runs) < 2:
         return None
+    profiles = [run.report.profile(PREDICT.name) for run in runs]
     base = runs[0]
     columns = [Column("phase", wraps=True)]
     for run in runs:
-        columns += [Column(f"{run.label} ms", "r"), Column("share", "r", detail=1)]
+        columns += [Column(f"{run.short} ms", "r"), Column("share", "r", detail=1)]
     deltas = [facts.phase_deltas(profiles[0], base.report.strategy(PREDICT.name), p, run.report.strategy(PREDICT.name))
               for run, p in zip(runs[1:], profiles[1:])]
-    columns += [Column(f"{_short(run.label)} − {_short(base.label)}", "r") for run in runs[1:]]
+    columns += [Column(f"{run.short} − {base.short}", "r") for run in runs[1:]]
     rows = []
     for index, delta in enumerate(deltas[0]):
         cells = [Cell(delta.phase), Cell(_ms_value(delta.before_ms)), Cell(f"{delta.share_before:.0%}")]
@@ -205,9 +241,11 @@ def _side_by_side_phases(runs) -> Optional[Section]:
     for p in profiles:
         traces += [Cell(f"{p.traces_per_call:g} ({p.cold_traces})"), Cell("")]
     rows.append(tuple(traces) + tuple(Cell("") for _ in deltas))
-    return Section("side-by-side-phases", "predict's phases under each Keras",
+    moves = [versions.phase_move(base, run) for run in runs[1:]]
+    return Section("side-by-side-phases", f"predict's phases under each {what}",
                    paragraphs=("ms per warm call: each run's cProfile shares scaled to its unprofiled median.",),
-                   tables=(Table(tuple(columns), tuple(rows)),))
+                   tables=(Table(tuple(columns), tuple(rows)),),
+                   after=("Moved most: " + "; ".join(m.text for m in moves) + ".",))
 
 
 # --- strategies -------------------------------------------------------------------------------
@@ -218,7 +256,7 @@ STRATEGY_COLUMNS = (Column("strategy", wraps=True), Column("median", "r"), Colum
                     Column("IQR", "r", detail=2, drop=10),
                     Column("p90", "r", detail=1, drop=4), Column("p99", "r", detail=1, drop=7),
                     Column("n", "r", detail=1, drop=5), Column("first call", "r", detail=1, drop=6),
-                    Column("speed-up", "r"), Column("vs fastest", "r", detail=1, drop=8),
+                    Column("vs predict", "r"), Column("vs fastest", "r", detail=1, drop=8),
                     Column("outputs", wraps=True))
 
 
@@ -232,15 +270,16 @@ def strategies(report: Report) -> Section:
         cells.append((Cell(row.result.name + (" (stopped early)" if m.stopped_early else "")),
                       Cell(fmt.duration(m.median_s), tone="noisy" if m.noisy else ""), Cell(fmt.interval(m)),
                       Cell(fmt.duration(m.iqr_s)), Cell(fmt.duration(m.p90_s)), Cell(fmt.duration(m.p99_s)),
-                      Cell(fmt.samples(m)), Cell(fmt.duration(m.first_call_s)), Cell(fmt.ratio(row.vs_predict)),
+                      Cell(fmt.samples(m)), Cell(fmt.duration(m.first_call_s)),
+                      Cell(facts.versus_predict(report, row.result)),
                       Cell(fmt.ratio(row.vs_fastest)), _outputs_cell(row.result)))
-    intro = " ".join([f"Time per call, fastest first. {wording.SPEED_UP}", wording.NOISE_MARK, wording.PRECISION,
-                      wording.tolerance(report), wording.NEVER_RECOMMENDED])
+    intro = " ".join([f"Time per call, fastest first. {wording.VERSUS_PREDICT}", wording.NOISE_MARK,
+                      wording.PRECISION, wording.tolerance(report), wording.NEVER_RECOMMENDED])
     table = Table(columns, tuple(cells))
     check = facts.reference_check(report)
-    outputs = (f"outputs: max |diff| vs {check.reference} (match: ≤ {check.atol:g} + {check.rtol:g}·|{check.reference}|)"
+    outputs = (f"outputs match {check.reference}'s when |diff| ≤ {check.atol:g} + {check.rtol:g}·|{check.reference}|"
                if check else "outputs: not compared (no reference ran)")
-    caption = f"speed-up: predict's median / this one · {wording.NOISE_MARK[:-1]} · {outputs}"
+    caption = f"{wording.VERSUS_PREDICT_SHORT} · ~ noisy: IQR/median > {NOISE_THRESHOLD:.0%} · {outputs}"
     return Section("strategies", "Strategies", paragraphs=(intro,), tables=(table,) if cells else (), caption=caption,
                    after=() if cells else (wording.NO_STRATEGY,),
                    subsections=tuple(s for s in (not_measured(report), notes(report)) if s is not None))
@@ -250,6 +289,8 @@ def _outputs_cell(result: StrategyResult) -> Cell:
     check = result.outputs
     if check is None:
         return Cell("not checked")
+    if check.varies:
+        return Cell(facts.outputs_text(result), tone="bad", short="vary")
     if check.reference == result.name:
         return Cell("reference", tone="good")
     if check.matches:
@@ -436,7 +477,8 @@ def _phase_order(functions: Sequence[TopFunction]) -> List[str]:
 def data_size(sweep) -> Section:
     title = "Data size: predict against loops, end to end"
     if sweep.reason or not sweep.counts:
-        return Section("data-size", title, paragraphs=(sweep.reason or "No sample count was measured.",),
+        return Section("data-size", title, paragraphs=(literal(sweep.reason) if sweep.reason else
+                                                       "No sample count was measured.",),
                        bullets=tuple(sweep.skipped))
     header = [Column("samples", "r")] + [Column(s.strategy if s is sweep.predict else f"{s.strategy} loop", "r")
                                          for s in sweep.series] + [Column("predict / fastest loop", "r")]
@@ -458,7 +500,8 @@ def data_size(sweep) -> Section:
 def batch_size(sweep) -> Section:
     title = f"Batch size: {sweep.strategy or 'the best path'}"
     if sweep.reason or not sweep.points:
-        return Section("batch-size", title, paragraphs=(sweep.reason or "No batch size was measured.",))
+        return Section("batch-size", title, paragraphs=(literal(sweep.reason) if sweep.reason else
+                                                        "No batch size was measured.",))
     knee = sweep.knee()
     rows = tuple((Cell(f"{batch:,}", tone="strong" if batch == knee else ""), Cell(fmt.duration(seconds)),
                   Cell(fmt.duration(seconds / batch)), Cell(f"{rate:,.0f}"))
@@ -470,7 +513,7 @@ def batch_size(sweep) -> Section:
 def memory_loops(loops) -> Section:
     title = "Memory over many calls"
     if loops.reason:
-        return Section("memory", title, paragraphs=(loops.reason,))
+        return Section("memory", title, paragraphs=(literal(loops.reason),))
     rows = []
     for loop in loops.loops:
         if loop.reason:
@@ -486,21 +529,22 @@ def memory_loops(loops) -> Section:
 def op_breakdown(ops) -> Section:
     title = f"What execution is made of: {ops.strategy or 'the best path'}"
     if ops.reason:
-        return Section("ops", title, paragraphs=(ops.reason,))
-    rows = [(Cell(op.name, code=True), Cell(op.op_type), Cell(f"{op.occurrences:,}"),
+        return Section("ops", title, paragraphs=(literal(ops.reason),))
+    rows = [(Cell(op.name, code=True), Cell(facts.op_type_text(op)), Cell(f"{op.occurrences:,}"),
              Cell(fmt.duration(op.self_s / ops.calls)), Cell(f"{op.share:.1%}")) for op in ops.ops]
     if ops.other_ops:
         rows.append((Cell(f"{ops.other_ops} other ops", tone="muted"),) + _cells("", "", "", f"{ops.other_share:.1%}"))
     columns = (Column("op", wraps=True), Column("type"), Column("count", "r"), Column("self time per call", "r"),
                Column("share", "r"))
-    types = ", ".join(f"`{t.name}` {t.share:.0%}" for t in ops.by_type[:8])
+    types = ", ".join(literal(t.name, code=True) + f" {t.share:.0%}"
+                      + (f" (kernel {literal(t.kernel, code=True)})" if t.kernel else "") for t in ops.by_type[:8])
     return Section("ops", title, paragraphs=(wording.op_breakdown(ops),), tables=(Table(columns, tuple(rows)),),
                    after=(f"By op type: {types}.",))
 
 
 def threads(effect) -> Section:
     return Section("threads", "Intra-op threads",
-                   paragraphs=(f"{effect.strategy or 'The best path'}: {facts.threads_text(effect)}.",))
+                   paragraphs=(literal(f"{effect.strategy or 'The best path'}: {facts.threads_text(effect)}."),))
 
 
 #: The parts beyond one batch, in the order they are shown: the Report field and its section.
@@ -530,10 +574,11 @@ def profile_files(report: Report, redacted_copies: bool = False) -> Optional[Sec
     rows = tuple((Cell(p.scenario), Cell(p.prof_path, code=True), Cell(p.cold_prof_path, code=True)) for p in kept)
     attach = ("These are the copies in `redacted/`, whose file names show local paths as above: attach them to the "
               "issue if a maintainer asks." if redacted_copies else "Attach them to the issue if a maintainer asks.")
-    commands = "\n".join(f"{viewer} {shell_path(p.prof_path)}" for p in kept for viewer in ("kdiag view", "snakeviz"))
+    commands = "\n".join(f"kdiag view {shell_path(path)}" for p in kept for path in (p.prof_path, p.cold_prof_path)
+                          if path)
     return Section("profiles", title, paragraphs=(
-        "Each scenario was profiled on a fresh model: one cold call, then the warm calls. Open a file in a browser "
-        "with `kdiag view FILE` or `snakeviz FILE`; `python3 -m pstats FILE` reads it in a terminal. " + attach,),
+        "Each scenario was profiled on a fresh model: one cold call (`.cold.prof`), then the warm calls; "
+        "`python3 -m pstats FILE` reads one in a terminal. " + attach,),
         tables=(Table((Column("scenario"), Column("warm calls", wraps=True), Column("first call", wraps=True)), rows),),
         code=(Code(commands, "sh"),), detail=1)
 
@@ -545,6 +590,35 @@ def shell_path(path: str) -> str:
     return shlex.quote(path)
 
 
+#: Code lines in the reports are at most this long (an issue column: 88 characters of code).
+CODE_WIDTH = 88
+
+
+def shell_lines(command: str, width: int = CODE_WIDTH) -> str:
+    """A shell command on lines of at most `width` characters, continued with a backslash: broken only
+    at spaces outside quotes, so that it runs as one command when pasted (a word longer than the
+    width stays whole)."""
+    words, current, quote = [], "", ""
+    for char in command:
+        if char in "'\"" and (not quote or quote == char):
+            quote = "" if quote else char
+        if char == " " and not quote:
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += char
+    words += [current] if current else []
+    lines, line = [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width - 2:
+            lines.append(line + " \\")
+            line = "  " + word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join(lines + [line])
+
+
 def reproduce(report: Report) -> Section:
     """The commands that run this measurement again, and what they need."""
     env = report.environment
@@ -553,11 +627,12 @@ def reproduce(report: Report) -> Section:
     command = report.settings.command
     if env.legacy_keras and "TF_USE_LEGACY_KERAS" not in command:
         command = "TF_USE_LEGACY_KERAS=1 " + command
-    script = "\n".join([f"{install}  # the versions measured here",
-                        f"python3 -m pip install -e .  # in a checkout of kdiag {report.kdiag_version}", command])
+    script = "\n".join([f"{install}  # the versions measured",
+                        f"python3 -m pip install -e .  # in a checkout of kdiag {report.kdiag_version}",
+                        shell_lines(command)])
     needs = []
     if not report.model.source.startswith("example:"):
-        needs.append(f"the model {report.model.source}")
+        needs.append(f"the model {literal(report.model.source, code=True)}")
     if any(i.value_range == "user data" for i in report.model.inputs):
         needs.append("the same input file")
     return Section("reproduce", "How to reproduce", code=(Code(script, "sh"),),
@@ -567,13 +642,14 @@ def reproduce(report: Report) -> Section:
 def standalone_repro(report: Report, script: Optional[str], file_name: str) -> Section:
     """repro.py, which needs TensorFlow alone: what it does, and the script (None: shown elsewhere)."""
     title = "Standalone code to reproduce"
-    why = facts.repro_unavailable_reason(report)
+    why = verdicts.repro_unavailable_reason(report)
     if why is not None:
         return Section("repro", title, paragraphs=(f"No standalone script for this run: {why}.",))
-    text = (f"`{file_name}`, also in the run folder, needs only TensorFlow. `python {file_name} MODEL` times predict "
-            f"against {facts.repro_path(report).name} on the model file, as kdiag does, and prints both medians and "
-            f"their ratio; `python {file_name} --synthetic MODEL` rebuilds the model from its architecture config "
-            "with random weights, so the user's weights are not needed.")
+    text = (f"`{file_name}`, in the run folder, needs only TensorFlow. `python {file_name} MODEL` times predict "
+            f"against {verdicts.verdict(report).fix.name}, the drop-in fix, on the model file, as kdiag does, "
+            "prints both medians, and ends with \"reproduced\" or \"not reproduced\" (the two ratios within a "
+            f"factor of 2, or not); `python {file_name} --synthetic MODEL` rebuilds the model from its architecture "
+            "config with random weights, so the user's weights are not needed.")
     return Section("repro", title, paragraphs=(text,), code=(Code(script, "python"),) if script else ())
 
 

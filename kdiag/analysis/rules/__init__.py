@@ -4,4 +4,5 @@ A new rule is one function in one of these modules (or a new module listed below
 `@rule` beside its thresholds and wording.
 """
 
-from kdiag.analysis.rules import beyond, compile, correctness, keras_versions, noise, predict, runtimes  # noqa: F401
+from kdiag.analysis.rules import (beyond, compile, correctness, keras_versions, noise, outputs, predict,  # noqa: F401
+                                  runtimes, tf_versions)

@@ -7,28 +7,33 @@ from typing import List, Optional, Tuple
 
 from kdiag import views
 from kdiag.analysis.findings import recommend
-from kdiag.analysis.registry import DATA_SIZE, HABITS, RUNTIMES, rule, threshold
+from kdiag.analysis.registry import DROP_IN, MEMORY, RUNTIMES, rule, threshold
 from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, GROWTH_PARTS, MIN_GROWTH_PER_1000_CALLS,
-                                    MIN_STEADY_PARTS, MIN_TOTAL_GROWTH, STEADY_SHARE, DataSizeSweep, per_1000)
+                                    MIN_STEADY_PARTS, MIN_SWEEP_COUNTS, MIN_TOTAL_GROWTH, STEADY_SHARE, DataSizeSweep,
+                                    per_1000)
 from kdiag.datamodel.report import Finding, Report
-from kdiag.format import count, duration
+from kdiag.format import duration
 from kdiag.format import ratio as fmt_ratio
 from kdiag.views import usable
+from kdiag.views import verdict as verdicts
+from kdiag.views.wording import samples_text
 
 
-@rule("data-size", DATA_SIZE, thresholds=[
+@rule("data-size", DROP_IN + 3, thresholds=[
     ("crossover_within", CROSSOVER_WITHIN, "predict end to end within this fraction of the fastest loop's time has "
                                            "caught up with it; the crossover is the smallest sample count from which "
                                            "it stays so at every larger count measured"),
     ("high_ratio", 2.0, "predict at or above this many times the fastest loop's time at the largest count: severity "
                         "medium"),
+    ("min_counts", MIN_SWEEP_COUNTS, "a sweep that measured fewer sample counts than this makes no crossover claim"),
 ])
 def data_size(report: Report) -> List[Finding]:
     """Where predict over a whole array catches up with a loop of the best path, by sample count."""
     fid = "data-size"
     sweep = report.data_size_sweep
-    if sweep is None or sweep.reason or not sweep.judged or sweep.predict is None:
-        return []  # under three sample counts, no crossover claim either way
+    if (sweep is None or sweep.reason or sweep.predict is None
+            or len(sweep.counts) < threshold(fid, "min_counts")):
+        return []  # the section shows what was measured; two points are no trend
     within = threshold(fid, "crossover_within")
     counts, crossing = sweep.counts, sweep.crossover(within)
     evidence = _data_size_lines(sweep) + [f"{line}." for line in sweep.skipped]
@@ -39,6 +44,11 @@ def data_size(report: Report) -> List[Finding]:
     recommends = crossing != counts[0]
     if recommended is None and recommends:
         advice += f" ({sweep.best_path}'s outputs were not shown to match the reference, so it is not recommended.)"
+    fix = verdicts.verdict(report)
+    if fix.recommends and fix.fix.name != sweep.best_path:
+        # The sweeps loop over the fastest direct path (no XLA compile per chunk shape): say so beside the verdict.
+        advice += (f" The sweep looped over {sweep.best_path}, the fastest direct path; {fix.fix.name}, the fix "
+                   "above, was not swept, so this says when a loop beats predict, not by how much the fix would.")
     return [Finding(
         id=fid,
         severity=severity,
@@ -53,10 +63,8 @@ def _data_size_lines(sweep: DataSizeSweep) -> List[str]:
     lines = []
     for n in sweep.counts:
         best = sweep.best_at(n)
-        lines.append(f"{count(n, 'sample')}: predict {duration(sweep.predict.seconds_at(n))} "
-                     f"({duration(per_1000(sweep.predict.seconds_at(n), n))} per 1,000), {best.strategy} loop "
-                     f"{duration(best.seconds_at(n))} ({duration(per_1000(best.seconds_at(n), n))} per 1,000): "
-                     f"predict takes {fmt_ratio(sweep.ratio_at(n))} its time.")
+        lines.append(f"{samples_text(n)}: predict {duration(sweep.predict.seconds_at(n))}, {best.strategy} loop "
+                     f"{duration(best.seconds_at(n))}: predict {views.times_text(sweep.ratio_at(n))}.")
     return lines
 
 
@@ -65,36 +73,43 @@ def _data_size_wording(sweep: DataSizeSweep, within: float, crossing: Optional[i
     """(severity, title, advice) by where the crossover is: at the first count, later, or nowhere."""
     counts, batch = sweep.counts, sweep.batch_size
     largest = counts[-1]
-    measured = f"measured at {', '.join(f'{n:,}' for n in counts)} samples"
     if crossing == counts[0]:
         return ("info",
-                f"predict is within {within:.0%} of the fastest loop from {count(crossing, 'sample')} up",
-                f"Keep predict for whole arrays: at every sample count measured ({', '.join(f'{n:,}' for n in counts)})"
-                f" it took at most {1 + within:.2f}x the time of a loop of the fastest direct path.")
+                f"predict is within {within:.0%} of the fastest loop from {samples_text(crossing)} (one batch of "
+                f"{batch}) up",
+                f"Keep predict for whole arrays: at every sample count measured (up to {largest:,}) it took "
+                f"at most {1 + within:.2f}x the time of a loop of the fastest direct path.")
     if crossing is not None:
         at_crossing = (sweep.ratio_at(crossing) - 1) * 100
         how_close = f"within {at_crossing:.0f}%" if at_crossing >= 0 else f"{-at_crossing:.0f}% faster"
         return ("low",
-                f"For fewer than {count(crossing, 'sample')} per call, {sweep.best_path} is up to "
-                f"{fmt_ratio(fastest_gain)} faster; from {count(crossing, 'sample')} predict is within {within:.0%}",
+                f"For fewer than {samples_text(crossing)} per call, {sweep.best_path} is up to "
+                f"{fmt_ratio(fastest_gain)} faster; from {samples_text(crossing)} predict is within {within:.0%}",
                 f"For {_range(1, crossing - 1)} per call, call {sweep.best_path} on chunks of {batch} (up to "
-                f"{fmt_ratio(fastest_gain)} faster, measured end to end; {measured}); from ~{crossing:,} samples "
-                f"predict is {how_close} — keep it for bulk scoring of {count(crossing, 'sample')} or more.")
+                f"{fmt_ratio(fastest_gain)} faster, measured end to end at {_listed(counts)}); from "
+                f"~{samples_text(crossing)} predict is {how_close} — keep it for bulk scoring of "
+                f"{samples_text(crossing)} or more.")
     ratio_largest = sweep.ratio_at(largest)
     return ("medium" if ratio_largest >= threshold("data-size", "high_ratio") else "low",
             f"predict stays {fmt_ratio(ratio_largest)} slower than a loop of {sweep.best_path} up to "
-            f"{count(largest, 'sample')}: no crossover",
-            f"For every data size measured ({', '.join(f'{n:,}' for n in counts)} samples), call {sweep.best_path} "
-            f"on chunks of {batch} instead of predict: measured {fmt_ratio(fastest_gain)} faster at "
-            f"{count(counts[0], 'sample')} and {fmt_ratio(ratio_largest)} at {count(largest, 'sample')}.")
+            f"{samples_text(largest)}: no crossover",
+            f"For every data size measured ({_listed(counts)}), call {sweep.best_path} on chunks "
+            f"of {batch} instead of predict: measured {fmt_ratio(fastest_gain)} faster at "
+            f"{samples_text(counts[0])} and {fmt_ratio(ratio_largest)} at {samples_text(largest)}.")
 
 
 def _range(low: int, high: int) -> str:
     """"1–255 samples", "1 sample" (a range of one)."""
-    return count(low, "sample") if low == high else f"{low:,}–{high:,} samples"
+    return samples_text(low) if low == high else f"{low:,}–{high:,} samples"
 
 
-@rule("memory-growth", HABITS + 2, thresholds=[
+def _listed(counts) -> str:
+    """"1, 32 and 256 samples": every count the sweep measured, so the finding names them."""
+    numbers = [f"{n:,}" for n in counts]
+    return f"{', '.join(numbers[:-1])} and {numbers[-1]} samples" if len(numbers) > 1 else samples_text(counts[0])
+
+
+@rule("memory-growth", MEMORY, thresholds=[
     ("confidence", GROWTH_CONFIDENCE, "RSS grows when the whole band of the fitted slope (least squares, this "
                                       "confidence) lies above zero"),
     ("min_growth_per_1000_calls", MIN_GROWTH_PER_1000_CALLS, "and the slope is at least this many bytes per 1,000 "
@@ -141,7 +156,16 @@ def memory_growth(report: Report) -> List[Finding]:
                     **recommend(report, alternative))]
 
 
-@rule("intra-op-threads", RUNTIMES + 1, thresholds=[
+#: Runs in a fresh process before TensorFlow is imported (tests/test_snippets.py checks the thread
+#: pool it gives); set after TensorFlow started, it has no effect, and raises nothing.
+THREADS_SNIPPET = ("# First thing in your program, before TensorFlow is imported: TensorFlow\n"
+                   "# reads it once, when it starts (or: export TF_NUM_INTRAOP_THREADS=1).\n"
+                   "import os\n"
+                   "\n"
+                   'os.environ["TF_NUM_INTRAOP_THREADS"] = "1"')
+
+
+@rule("intra-op-threads", RUNTIMES + 2, thresholds=[
     ("min_ratio", 1.1, "the faster of 1 intra-op thread and one per core must be at least this much faster"),
     ("noise_iqrs", 1.0, "and the difference of medians must exceed this many times the sum of both IQRs"),
 ])
@@ -174,8 +198,10 @@ def intra_op_threads(report: Report) -> List[Finding]:
         severity="low",
         title=f"1 intra-op thread runs the graph {fmt_ratio(1 / ratio)} faster than {effect.cores}",
         evidence=evidence,
-        advice=("The ops are too small to gain from splitting across threads: set one intra-op thread before "
-                "TensorFlow starts."),
+        advice=("Run TensorFlow with one intra-op thread: set TF_NUM_INTRAOP_THREADS=1 in the environment that "
+                "starts your program (export TF_NUM_INTRAOP_THREADS=1), or in Python before TensorFlow is imported, "
+                "as below. TensorFlow reads it once, when it starts: after the model is loaded, neither this nor "
+                "tf.config.threading changes anything (the latter raises)."),
         # How to set it, not a recommendation of a measured strategy.
-        snippet="import tensorflow as tf\ntf.config.threading.set_intra_op_parallelism_threads(1)  # before any op",
+        snippet=THREADS_SNIPPET,
     )]

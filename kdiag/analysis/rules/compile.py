@@ -7,7 +7,7 @@ from typing import List, Optional
 
 from kdiag import views
 from kdiag.analysis.findings import median_text, recommend
-from kdiag.analysis.registry import HABITS, rule, threshold
+from kdiag.analysis.registry import DROP_IN, NOTES, rule, threshold
 from kdiag.datamodel.profile import TRACING
 from kdiag.datamodel.report import Finding, Report, StrategyResult
 from kdiag.datamodel.strategies import PREDICT, PREDICT_COMPILED, PREDICT_SCENARIOS, TF_FUNCTION
@@ -49,7 +49,7 @@ def _compile_effect(report: Report) -> Optional[_CompileEffect]:
                           threshold(SLOWDOWN, "noise_iqrs") * (views.iqr(plain) + views.iqr(compiled)), evidence)
 
 
-@rule(SLOWDOWN, HABITS, thresholds=[
+@rule(SLOWDOWN, DROP_IN + 1, thresholds=[
     ("min_ratio", 1.2, "predict (compiled)'s median / predict's median must reach this"),
     ("noise_iqrs", 1.0, "and the difference of medians must exceed this many times the sum of both IQRs"),
 ])
@@ -73,7 +73,7 @@ def compile_slowdown(report: Report) -> List[Finding]:
     )]
 
 
-@rule("compile-no-effect", HABITS + 4)
+@rule("compile-no-effect", NOTES)
 def compile_no_effect(report: Report) -> List[Finding]:
     """compile() changed predict less than compile-slowdown's thresholds: how much, against the noise."""
     effect = _compile_effect(report)
@@ -85,10 +85,15 @@ def compile_no_effect(report: Report) -> List[Finding]:
     evidence = [f"compile() changed predict by {percent:+.1f}% "
                 f"({'within' if within else 'outside'} the noise of ±{noise_percent:.1f}%, "
                 "the sum of both IQRs)."] + effect.evidence
+    moved = [d for d in views.compile_phase_deltas(report) if d.beyond_noise]
     if within:
-        title = "compile() had no measurable effect on predict"
-        advice = (f"No effect of compile() could be measured at this noise level (±{noise_percent:.1f}%); "
-                  "for a tighter bound, re-run on a quiet machine with a larger --budget.")
+        title = f"compile() left predict's total time within the noise (±{noise_percent:.1f}%)"
+        if moved:
+            # Phases beyond their own bands that cancel out: said, not hidden behind "no effect".
+            title += (f", though {len(moved)} of its phases moved beyond their noise" if len(moved) != 1 else
+                      ", though one of its phases moved beyond its noise")
+        advice = (f"No effect of compile() on predict's time could be measured at this noise level "
+                  f"(±{noise_percent:.1f}%); for a tighter bound, re-run on a quiet machine with a larger --budget.")
     elif effect.difference > 0:
         title = (f"compile() made predict {percent:.1f}% slower: measurable, but below the "
                  f"{threshold(SLOWDOWN, 'min_ratio'):g}x slow-down worth acting on")
@@ -110,7 +115,7 @@ def _phase_deltas(report: Report, limit: int = 3) -> str:
             "unprofiled median; within the noise shows as ~0): " + ", ".join(shown) + ".")
 
 
-@rule("retracing", HABITS + 1, thresholds=[
+@rule("retracing", DROP_IN + 5, thresholds=[
     ("max_traces_per_call", 0.0, "a profiled scenario other than predict creating more concrete functions per warm "
                                  "call than this is retracing"),
     ("high_traces_per_call", 1.0, "at or above this many traces per warm call the finding is severity high "

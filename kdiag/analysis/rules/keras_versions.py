@@ -17,23 +17,23 @@ from typing import List
 
 from kdiag import views
 from kdiag.analysis.findings import median_text, recommend
-from kdiag.analysis.registry import RUNTIMES, USERS_PATH, rule, threshold
+from kdiag.analysis.registry import DROP_IN, NOTES, rule, threshold
 from kdiag.datamodel.report import Finding, Report
-from kdiag.datamodel.strategies import DIRECT_PATHS, PREDICT, SAVEDMODEL, XLA
+from kdiag.datamodel.strategies import DROP_IN_FIXES, PREDICT
 from kdiag.format import duration
 from kdiag.format import ratio as fmt_ratio
+from kdiag.views.verdict import rerun_hint
 
 KERAS_VERSIONS = "keras-versions"
 KERAS2_FILE = "keras2-file"
 
-#: What Keras 3's slower predict is weighed against: the Python paths for a batch in memory (as
-#: diagnose's predict-overhead rule), not the TFLite and C++ floors.
-ALTERNATIVES = DIRECT_PATHS + (XLA.name, SAVEDMODEL.name)
+#: What Keras 3's slower predict is weighed against: the drop-in fixes (as the verdict), not runtimes.
+ALTERNATIVES = DROP_IN_FIXES
 #: How many of predict's phases that changed between the two Keras versions are cited.
 PHASES_CITED = 3
 
 
-@rule(KERAS_VERSIONS, USERS_PATH + 1, thresholds=[
+@rule(KERAS_VERSIONS, DROP_IN + 2, thresholds=[
     ("noise_iqrs", 1.0, "predict's medians under Keras 2 and Keras 3 must differ by more than this many times the "
                         "sum of both IQRs for either to be called faster"),
     ("min_ratio", 1.2, "when Keras 3's predict is slower by at least this ratio the finding is severity low (below "
@@ -65,7 +65,8 @@ def keras_versions(report: Report) -> List[Finding]:
             title=f"Not enough calls to compare predict under Keras 3 and Keras 2 (tf-keras) ({counts})",
             evidence=evidence,
             advice=(f"No verdict either way: below {views.MIN_CALLS_FOR_VERDICT} timed calls a side there is no "
-                    "noise band to tell a real difference from chance. Re-run with a larger --budget or --min-calls."),
+                    "noise band to tell a real difference from chance. To judge it, "
+                    f"{rerun_hint(sides.keras3, [new]) or rerun_hint(sides.keras2, [old])}."),
             snippet="")]
     if not judged.beyond_noise:
         return [Finding(
@@ -103,12 +104,12 @@ def keras_versions(report: Report) -> List[Finding]:
     )]
 
 
-@rule(KERAS2_FILE, RUNTIMES + 3)
+@rule(KERAS2_FILE, NOTES + 2)
 def keras2_file(report: Report) -> List[Finding]:
     """A file saved by Keras 2, measured under one Keras only: `--keras both` compares the two."""
     signs = report.model.keras2_signs
-    if not signs or report.other_keras is not None:
-        return []
+    if not signs or report.other_keras is not None or report.tf_versions is not None:
+        return []  # --keras both and --tf measure the file under both Keras already
     here = views.keras_label(report)
     command = f"kdiag inspect {shlex.quote(report.model.source)} --keras both"
     return [Finding(

@@ -9,6 +9,8 @@ from kdiag.analysis.registry import NOISE, rule, threshold
 from kdiag.datamodel.measurement import NOISE_THRESHOLD
 from kdiag.datamodel.report import Finding, Report
 from kdiag.format import duration
+from kdiag.views.verdict import rerun_hint
+from kdiag.views.wording import plural
 
 
 @rule("not-enough-calls", NOISE)
@@ -21,15 +23,15 @@ def not_enough_calls(report: Report) -> List[Finding]:
     stopped = [r.name for r in few if r.measurement.stopped_early]
     evidence = [f"{r.name}: n={r.measurement.count}, median {duration(r.median_s)}" for r in few]
     if stopped:
-        evidence.append(f"Stopped early at the wall cap ({report.settings.max_wall_s:g} s): {', '.join(stopped)}.")
+        evidence.append(f"Stopped early at the wall cap ({report.settings.max_wall_s:.3g} s): {', '.join(stopped)}.")
     return [Finding(
         id=fid,
         severity="info",
-        title=f"Not enough calls to judge {len(few)} strateg{'ies' if len(few) != 1 else 'y'} "
+        title=f"Not enough calls to judge {plural(len(few), 'strategy', 'strategies')} "
               f"(fewer than {views.MIN_CALLS_FOR_VERDICT} timed calls)",
         evidence=evidence,
         advice=("No finding compares these: with so few calls there is no noise band to tell a real difference "
-                "from chance. Re-run with a larger --budget or --min-calls to judge them."),
+                f"from chance. To judge them, {rerun_hint(report, few)}."),
         snippet="",
     )]
 
@@ -44,16 +46,17 @@ def noisy(report: Report) -> List[Finding]:
     for result in report.strategies:
         m = result.measurement
         if m is not None and m.count and m.noisy:
-            evidence.append(f"{result.name}: IQR {duration(m.iqr_s)} over a median of {duration(m.median_s)} "
-                            f"({m.iqr_s / m.median_s:.0%}, above {limit:.0%}), n={m.count}.")
+            evidence.append(f"{result.name}: IQR {duration(m.iqr_s)}, {m.iqr_s / m.median_s:.0%} of its "
+                            f"{duration(m.median_s)} median (n={m.count}).")
     if not evidence:
         return []
     return [Finding(
         id="noisy",
         severity="low",
-        title=f"Noisy measurements: {len(evidence)} strateg{'ies' if len(evidence) != 1 else 'y'}",
+        title=f"Noisy measurements: {plural(len(evidence), 'strategy', 'strategies')}",
         evidence=evidence,
-        advice=("Another process may be using the CPU. Rounds were interleaved, so ratios stay comparable, but "
-                "for firmer figures close other programs or raise --budget and re-run."),
+        advice=(f"An IQR above {limit:.0%} of the median: another process may be using the CPU. Rounds were "
+                "interleaved, so ratios stay comparable, but for firmer figures close other programs or raise "
+                "--budget and re-run."),
         snippet="",
     )]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -120,18 +121,34 @@ def op_table(tables) -> Tuple[str, List[OpRow]]:
     device = [r for r in rows if str(r["host_or_device"]).lower() == "device"]
     where, chosen = ("device", device) if device else ("host", rows)
     share_key = "device_total_self_time_percent" if device else "host_total_self_time_percent"
-    ops = [OpRow(str(r["operation"]), plain_op_type(str(r["type"])), int(r["occurrences"] or 0),
-                 float(r["total_self_time"] or 0.0) / 1e6, float(r[share_key] or 0.0)) for r in chosen]
+    ops = [_row(str(r["operation"]), str(r["type"]), int(r["occurrences"] or 0),
+                float(r["total_self_time"] or 0.0) / 1e6, float(r[share_key] or 0.0)) for r in chosen]
     return where, sorted(ops, key=lambda op: -op.self_s)
 
 
-def plain_op_type(op_type: str) -> str:
-    """The op type as the model's graph names it: oneDNN's kernels (on by default on x86) rename
-    `MatMul` to `_MklMatMul` and `Conv2D` to `_MklNativeConv2D`, and grappler fuses into `_FusedConv2D`."""
-    plain = op_type.lstrip("_")
-    for prefix in ("Mkl", "Native"):
-        plain = plain.removeprefix(prefix)
-    return plain or op_type
+#: What oneDNN (`_Mkl`, `_MklNative`) and TensorFlow's graph rewrites (`_Fused`, `PadWith`, `WithBias`)
+#: put around a plain op's name. On x86 CPUs oneDNN is on by default, so the same MatMul reads
+#: `_MklMatMul` on one machine and `MatMul` on another: the op table shows the plain name, and the
+#: kernel beside it.
+_KERNEL_PREFIX = re.compile(r"^_Mkl(?:Native)?|^_")
+_FUSED = re.compile(r"^(?:PadWith)?(?:_?Fused)?(?!BatchNorm)")
+_WITH_BIAS = re.compile(r"WithBias$")
+
+
+def _row(name: str, kernel: str, occurrences: int, self_s: float, share: float) -> OpRow:
+    plain = plain_op_type(kernel)
+    return OpRow(name, plain, occurrences, self_s, share, kernel if kernel != plain else "")
+
+
+def plain_op_type(kernel: str) -> str:
+    """The op a kernel runs: `_MklMatMul` and `_MklFusedMatMul` are MatMul, `_FusedConv2D` and
+    `_MklNativePadWithFusedConv2D` Conv2D; `_MklFusedBatchNormV3` is FusedBatchNormV3, a plain op
+    of its own. A name with no such prefix is returned as it is."""
+    if not kernel.startswith("_"):
+        return kernel
+    plain = _KERNEL_PREFIX.sub("", kernel, count=1)
+    plain = _WITH_BIAS.sub("", _FUSED.sub("", plain, count=1))
+    return plain or kernel
 
 
 def _cells(table, row) -> dict:
@@ -153,11 +170,14 @@ def summarise(strategy: str, calls: int, traced_s: float, where: str, ops: Seque
         covered += op.share
     types: dict = {}
     for op in ops:
-        row = types.setdefault(op.op_type, [0, 0.0, 0.0])
+        row = types.setdefault(op.op_type, [0, 0.0, 0.0, []])
         row[0] += op.occurrences
         row[1] += op.self_s
         row[2] += op.share
-    by_type = sorted((OpRow(name, name, n, s, share) for name, (n, s, share) in types.items()), key=lambda r: -r.self_s)
+        if op.kernel and op.kernel not in row[3]:
+            row[3].append(op.kernel)
+    by_type = sorted((OpRow(name, name, n, s, share, ", ".join(kernels))
+                      for name, (n, s, share, kernels) in types.items()), key=lambda r: -r.self_s)
     breakdown = OpBreakdown(strategy, calls, traced_s, total, listed, len(ops) - len(listed),
                             max(0.0, 1.0 - covered) if ops else 0.0, by_type, where, converter)
     share = breakdown.execution_share

@@ -31,6 +31,7 @@ import numpy as np
 
 from kdiag.datamodel.beyond import (MIN_SWEEP_COUNTS, THROUGHPUT_GAIN, BatchSizeSweep, DataSizeSweep, SweepSeries,
                                     median_of)
+from kdiag.datamodel.measurement import round_significant, uniform_subset
 from kdiag.datamodel.words import count
 from kdiag.engine.intake.limits import available_memory_bytes, needs_line
 
@@ -51,6 +52,10 @@ MAX_BATCH = 1 << 16
 #: Timed calls per batch size at least, and the seconds per batch size they aim to fill.
 MIN_CALLS_PER_BATCH = 5
 SECONDS_PER_BATCH = 0.05
+#: Timed calls kept per batch size in the report (a uniform subset, rounded as a Measurement's samples
+#: are): the point's median is computed from every call first. A fast path makes up to 1,000 calls
+#: per batch size, which would put ~100 kB of samples in report.json for a line of figures.
+KEPT_RUNS_PER_BATCH = 50
 #: The doubling stops after this many doublings in a row that raised samples/s by THROUGHPUT_GAIN or less.
 FLAT_DOUBLINGS = 2
 
@@ -204,7 +209,7 @@ def plan_counts(requested: Optional[Sequence[int]], batch: int, cost: Callable[[
                     left -= cost(filler)
             out_of_time = True
             skipped.append(f"{count(n, 'sample')}: not measured: would take ~{_seconds(estimate)}, beyond what is "
-                           f"left of this sweep's {budget_s:g} s budget")
+                           f"left of this sweep's {_seconds(budget_s)} budget")
             continue
         chosen.append(n)
         left -= estimate
@@ -327,7 +332,7 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
         estimate = estimate_s(samples)
         if PLAN_MARGIN * estimate > left and measured:
             skipped += [f"{count(n, 'sample')}: not measured: would take ~{_seconds(estimate_s(n))}, more "
-                        f"than the {_seconds(max(0.0, left))} left of this sweep's {budget_s:g} s budget"
+                        f"than the {_seconds(max(0.0, left))} left of this sweep's {_seconds(budget_s)} budget"
                         for n in counts[position:]]
             break
         progress(count(samples, "sample"))
@@ -341,7 +346,8 @@ def data_size_sweep(paths: Sequence[SweepPath], arrays: Mapping[str, np.ndarray]
     series = []
     for index, path in enumerate(paths):
         points = [(n, median_of(runs[(index, n)])) for n in measured]
-        series.append(SweepSeries(path.strategy, path.how, points, [tuple(runs[(index, n)]) for n in measured]))
+        series.append(SweepSeries(path.strategy, path.how, points,
+                                  [tuple(round_significant(s) for s in runs[(index, n)]) for n in measured]))
     skipped.sort(key=lambda line: int(line.split(" ", 1)[0].replace(",", "")))
     return DataSizeSweep(batch, best_path, series, skipped, budget_s, clock() - start,
                          predict_batch_size=predict_batch or batch)
@@ -403,7 +409,7 @@ def batch_size_sweep(strategy: str, call: ChunkCall, arrays: Mapping[str, np.nda
         estimate = (1 + MIN_CALLS_PER_BATCH) * 2 * points[-1][1] if points else 0.0
         if points and estimate > left:
             stopped_by = (f"batch {batch:,} would take ~{_seconds(estimate)}, more than is left of this sweep's "
-                          f"{budget_s:g} s budget")
+                          f"{_seconds(budget_s)} budget")
             break
         progress(f"batch {batch:,}")
         data = tiled(arrays, batch)
@@ -415,7 +421,7 @@ def batch_size_sweep(strategy: str, call: ChunkCall, arrays: Mapping[str, np.nda
             call(data)
             samples.append(clock() - t0)
         points.append((batch, median_of(samples)))
-        runs.append(tuple(samples))
+        runs.append(tuple(round_significant(s) for s in uniform_subset(samples, KEPT_RUNS_PER_BATCH)))
         if len(points) >= 2:
             (_, before), (_, after) = points[-2], points[-1]
             gained = (batch / after) / ((batch // 2) / before) - 1 if after > 0 and before > 0 else 0.0
@@ -426,6 +432,6 @@ def batch_size_sweep(strategy: str, call: ChunkCall, arrays: Mapping[str, np.nda
                 break
         batch *= 2
         if clock() - start >= budget_s:
-            stopped_by = f"this sweep's {budget_s:g} s budget was spent"
+            stopped_by = f"this sweep's {_seconds(budget_s)} budget was spent"
             break
     return BatchSizeSweep(strategy, points, runs, stopped_by, budget_s, clock() - start)

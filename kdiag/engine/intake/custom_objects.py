@@ -14,6 +14,9 @@ def load_custom_objects(path: str) -> dict:
     file = Path(path)
     if not file.is_file() or file.suffix != ".py":
         raise KdiagError(f"--custom-objects {path} is not a Python file", "give the .py file that defines the classes")
+    from kdiag.engine.tf import quiet_tensorflow
+
+    quiet_tensorflow()  # before the module imports it: its native start-up and log level are kdiag's
     spec = importlib.util.spec_from_file_location(f"kdiag_custom_objects_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import zipfile
 from pathlib import Path
 from typing import Dict, Mapping, Sequence, Tuple
@@ -36,6 +37,27 @@ class ModelInputs:
     @property
     def batch_size(self) -> int:
         return next(iter(self.arrays.values())).shape[0]
+
+
+def save_inputs(inputs: ModelInputs, path) -> Path:
+    """The batch as a .npz by input name, as --inputs reads it back; written whole (a temporary file, then
+    linked into place, which fails rather than replace a file that appeared meanwhile): never over a file."""
+    path = Path(path)
+    if path.exists():
+        raise KdiagError(f"--save-inputs {path} exists already", "name a new file; kdiag overwrites nothing")
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with open(partial, "wb") as handle:
+            np.savez(handle, **inputs.arrays)
+        os.link(partial, path)
+    except FileExistsError:
+        raise KdiagError(f"--save-inputs {path} exists already", "name a new file; kdiag overwrites nothing") from None
+    except OSError as exc:
+        raise KdiagError(f"--save-inputs {path} could not be written ({exc.strerror or exc})",
+                         "name a file in a folder you can write to") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def resolve_shapes(

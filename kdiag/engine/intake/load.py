@@ -89,6 +89,40 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     `batch_size` and `input_shapes` (as the run will use them) size the memory estimate made from
     the config before Keras builds anything (kdiag.engine.intake.declared)."""
     path = Path(path)
+    checked = check_file(path, unsafe=unsafe, custom_objects=custom_objects, batch_size=batch_size,
+                         input_shapes=input_shapes)
+    if checked.format == "savedmodel":
+        return _load_saved_model(path)
+    era = checked.era
+    loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects, era)  # noqa: E731
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = loader(False)
+    load_time = time.perf_counter() - start
+    loaded = _from_keras(model, path.stem, str(path), checked.format, load_time,
+                         _compiled_factory(loader, checked.compile_config), uncompiled_factory=lambda: loader(False),
+                         load_notes=_weight_warnings(caught), declared=checked.declared)
+    return dataclasses.replace(loaded, keras2_signs=list(era.signs))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedFile:
+    """A model file that passed every check made before a loader sees it."""
+
+    format: str  # "keras", "h5", "savedmodel"
+    compile_config: Optional[dict] = None
+    era: Optional[Era] = None  # who saved a Keras file
+    declared: Optional[DeclaredModel] = None  # what its config declares (sizes)
+
+
+def check_file(path, *, unsafe: bool = False, custom_objects: Optional[dict] = None,
+               batch_size: Optional[int] = None, input_shapes: Optional[Mapping[str, Sequence[int]]] = None
+               ) -> CheckedFile:
+    """Every check `load_path` makes before a Keras or TensorFlow loader sees the file: it exists, is whole,
+    fits in memory, and runs nothing from the file (kdiag.engine.intake.safety). `kdiag inspect --tf` runs
+    it before any child process starts (each child runs it again under its own Keras)."""
+    path = Path(path)
     if not path.exists():
         raise KdiagError(f"{path} does not exist", "check the path, or try --example tiny")
     if path.is_dir() and any(os.path.lexists(path / name) for name in ("saved_model.pb", "saved_model.pbtxt")):
@@ -97,7 +131,7 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
             safety.check_saved_model(path, unsafe=unsafe)  # its graph, before TensorFlow runs any of it
-            return _load_saved_model(path)
+            return CheckedFile("savedmodel")
         raise KdiagError(
             f"{path} is a directory but not a SavedModel (no saved_model.pb in it)",
             "point kdiag at a .keras or .h5 file, or at the directory that holds saved_model.pb",
@@ -122,18 +156,9 @@ def load_path(path, *, unsafe: bool = False, custom_objects: Optional[dict] = No
     safety.check_keras_file(path, unsafe=unsafe, custom_objects=custom_objects, archive=archive)
     era = read_era(path, archive)
     # Keras allocates every variable the config declares while it builds, whatever the file stores.
+    # The parsed config is not kept (it goes with this frame) while Keras parses its own.
     declared = check_declared_memory(path.name, model_config, batch_size, input_shapes or {})
-    del archive, model_config  # the parsed config is not kept while Keras parses its own
-    loader = lambda compile: _keras_load(path, compile, unsafe, custom_objects, era)  # noqa: E731
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = loader(False)
-    load_time = time.perf_counter() - start
-    loaded = _from_keras(model, path.stem, str(path), fmt, load_time, _compiled_factory(loader, compile_config),
-                         uncompiled_factory=lambda: loader(False), load_notes=_weight_warnings(caught),
-                         declared=declared)
-    return dataclasses.replace(loaded, keras2_signs=list(era.signs))
+    return CheckedFile(fmt, compile_config, era, declared)
 
 
 def load_example(name: str) -> LoadedModel:
@@ -274,7 +299,7 @@ def _explain_load_error(path: Path, exc: Exception, era: Era) -> KdiagError:
                 f"({type(exc).__name__}: {first[:160]})",
                 "run it under Keras 3 with --keras 3; --debug shows the traceback",
             )
-    else:
+    elif _keras_major() == 3:  # not under TensorFlow <= 2.15 (kdiag --tf), whose own Keras is 2
         signs = era.signs
         if signs:  # Keras 3 reads most Keras 2 files, not all: tf-keras reads what Keras 2 wrote
             return KdiagError(
@@ -283,9 +308,25 @@ def _explain_load_error(path: Path, exc: Exception, era: Era) -> KdiagError:
                 "run it under tf-keras with --keras 2 (pip install kdiag[legacy]); --debug shows the traceback",
             )
     return KdiagError(
-        f"{path.name} could not be loaded by Keras ({type(exc).__name__}: {first[:200]})",
+        f"{path.name} could not be loaded by Keras{_keras_version_text()} ({type(exc).__name__}: {first[:200]})",
         "check that the file is complete and was saved by Keras; --debug shows the traceback",
     )
+
+
+def _keras_major() -> int:
+    from kdiag.engine.tf import tf_and_keras
+
+    version = str(getattr(tf_and_keras()[1], "__version__", "3"))
+    return int(version.split(".", 1)[0]) if version.split(".", 1)[0].isdigit() else 3
+
+
+def _keras_version_text() -> str:
+    """" 2.15.0" under TensorFlow <= 2.15 (its own Keras 2, which reads fewer files than the newer ones); ""."""
+    from kdiag.engine.tf import legacy_keras_requested, tf_and_keras
+
+    if legacy_keras_requested() or _keras_major() != 2:
+        return ""
+    return f" {tf_and_keras()[1].__version__}"
 
 
 def _weight_warnings(caught) -> List[str]:
