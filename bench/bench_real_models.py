@@ -65,7 +65,8 @@ def checks(name: str, report: dict) -> List[str]:
         ({"predict", "predict (compiled)"} <= profiled, f"profiled: {', '.join(sorted(profiled)) or 'none'}"),
         (any(i.startswith("compile") for i in found), "compile() verdict: " + ", ".join(
             i for i in found if i.startswith("compile"))),
-        ("predict-overhead" in found or "advice-backfires" in found, "predict against the best path judged"),
+        ((report.get("verdict") or {}).get("judged", False),
+         f"predict against the best drop-in fix judged: {(report.get('verdict') or {}).get('classification')}"),
         ("not-enough-calls" not in found, "no 'not enough calls' finding"),
     ]
     if name == "tiny":

@@ -10,5 +10,10 @@ from typing import Optional
 
 
 def count(n: int, noun: str, plural: Optional[str] = None) -> str:
-    """A count and its noun, singular or plural as the count asks: "1 sample", "4,096 samples"."""
-    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+    """A count and its noun, singular or plural as the count asks: "1 sample", "4,096 samples",
+    "3 strategies"."""
+    if n == 1:
+        return f"{n:,} {noun}"
+    if not plural:
+        plural = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+    return f"{n:,} {plural}"

@@ -39,10 +39,9 @@ KERAS3_TRACES = ("Keras 3 `predict` traces its tf.data map functions on every ca
 
 
 def plural(count: int, word: str, many: str = "") -> str:
-    """"1 sample", "4,096 samples", "1 strategy", "3 strategies": a count and its noun, never "1 samples"."""
-    if count != 1 and not many:
-        many = word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
-    return f"{count:,} {word if count == 1 else many}"
+    """"1 sample", "4,096 samples", "1 strategy", "3 strategies": a count and its noun, never "1 samples"
+    (kdiag.datamodel.words, which the engine's lines use too)."""
+    return fmt.count(count, word, many or None)
 
 
 def samples_text(count: int) -> str:
