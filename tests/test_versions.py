@@ -325,7 +325,7 @@ def test_the_version_table_is_the_side_by_side_section_every_renderer_lays_out()
     phases = sections.side_by_side(report).subsections[1]
     assert phases.title == "predict's phases under each release"
     tfdata = next(row for row in phases.tables[0].rows if row[0].text == "tf.data pipeline")
-    assert [c.text for c in tfdata[1:]] == ["11.4", "30%", "40.8", "60%", "+29.40 ms"]
+    assert [c.text for c in tfdata[1:]] == ["11.4", "30%", "40.8", "60%", "+29.4 ms"]
     terminal = render(report, "terminal", width=120)
     markdown = render(report, "markdown")
     html = render(report, "html")
