@@ -1,9 +1,10 @@
 """`kdiag view FILE.prof`: snakeviz; `kdiag view RUN_FOLDER`: its report.html. Both on 127.0.0.1
-unless the user explicitly asks otherwise.
+unless the user explicitly asks otherwise, and both answer only `Host:` headers naming this machine
+(kdiag.localhost).
 
-snakeviz runs as `python -I` from a private empty folder, so a `snakeviz.py` (or `tornado.py`)
-lying next to the profile or in the working directory is never imported; the profile is passed
-as an absolute path after `--`, so a file named `-dash.prof` is a file, not an option.
+snakeviz runs as `python -I kdiag/localhost.py` from a private empty folder, so a `snakeviz.py` (or
+`tornado.py`) lying next to the profile or in the working directory is never imported; the profile
+is passed as an absolute path after `--`, so a file named `-dash.prof` is a file, not an option.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ import webbrowser
 from pathlib import Path
 from typing import Optional, TextIO
 
+from kdiag import localhost
 from kdiag.errors import ExitStatus, KdiagError
+from kdiag.localhost import LOCAL_NAMES, LOCALHOST, allowed_host_headers
 
-LOCALHOST = "127.0.0.1"
 # snakeviz moves to another port when the one asked for is taken, and says which it took.
 STARTED = re.compile(r"started on (?P<host>\S+):(?P<port>\d+)")
 
 
 def snakeviz_command(prof: Path, server: bool, host: Optional[str], port: int) -> list:
     # -I: isolated (no working directory, script folder, user site-packages or PYTHON* variables
-    # on the path); -u: unbuffered, so the line naming the port arrives as it is printed.
-    command = [sys.executable, "-Ium", "snakeviz", "-H", host or LOCALHOST, "-p", str(port)]
+    # on the path); -u: unbuffered, so the line naming the port arrives as it is printed. The script
+    # is snakeviz's command line behind kdiag's Host check.
+    command = [sys.executable, "-Iu", os.path.abspath(localhost.__file__), "-H", host or LOCALHOST, "-p", str(port)]
     if server:
         command.append("-s")
     return command + ["--", os.path.abspath(prof)]
@@ -112,22 +115,6 @@ def run_page(folder: Path) -> bytes:
         return render(read_report(folder / "report.json")).encode("utf-8")
     raise KdiagError(f"{folder} holds no report.html or report.json",
                      "give a run folder written by kdiag inspect, or a .prof file from one")
-
-
-#: The names a browser on this machine uses for the report server, whatever address it is bound to.
-LOCAL_NAMES = (LOCALHOST, "localhost")
-
-
-def allowed_host_headers(names, port: int) -> frozenset:
-    """The `Host:` values a request may carry: each name with the port (IPv6 in brackets), and bare
-    when the port is 80 (browsers leave the default port out)."""
-    allowed = set()
-    for name in names:
-        shown = f"[{name}]" if ":" in name and not name.startswith("[") else name
-        allowed.add(f"{shown}:{port}".lower())
-        if port == 80:
-            allowed.add(shown.lower())
-    return frozenset(allowed)
 
 
 def report_server(page: bytes, host: str, port: int, names=LOCAL_NAMES) -> http.server.ThreadingHTTPServer:

@@ -204,8 +204,8 @@ def test_compile_slowdown_fires_beyond_noise_and_recommends_loading_without_comp
     assert finding.strategy == "predict" and finding.outputs_match is True
     assert "compile=False" in finding.snippet and "compile=False" in finding.advice
     text = " ".join(finding.evidence)
-    assert "callbacks & progress bar +18.00 ms (0 → 18 ms)" in text
-    assert "tf.data pipeline +15.00 ms (30 → 45 ms)" in text
+    assert "callbacks & progress bar +18.0 ms (0 → 18 ms)" in text
+    assert "tf.data pipeline +15.0 ms (30 → 45 ms)" in text
 
 
 def test_compile_slowdown_inside_the_noise_is_not_reproduced():

@@ -360,6 +360,42 @@ def test_report_server_serves_the_page_on_localhost_only():
         server.server_close()
 
 
+def test_kdiag_view_of_a_prof_serves_that_profile_only_and_only_to_requests_for_this_machine(tmp_path):
+    """snakeviz as shipped answers any Host: and lists any folder (/snakeviz/%2Fetc); behind kdiag's
+    guard it answers local names only, and only the profile it was started for."""
+    import cProfile
+    import socket
+    from urllib.parse import quote
+
+    from kdiag.view import snakeviz_command
+
+    prof = tmp_path / "predict.prof"
+    cProfile.run("sum(range(10))", str(prof))
+    with socket.socket() as probe:  # a free port for snakeviz to take
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(snakeviz_command(prof, True, None, port), cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        started = ""
+        while "started on" not in started:
+            started = server.stdout.readline()
+            assert started or server.poll() is None, "snakeviz stopped before serving"
+        port = int(re.search(r"started on \S+:(\d+)", started).group(1))
+        own = "/snakeviz/" + quote(str(prof), safe="")
+        status, body = _get_with_host(port, f"127.0.0.1:{port}", own)
+        assert status == 200 and b"<title>predict</title>" in body
+        assert _get_with_host(port, f"localhost:{port}", own)[0] == 200
+        for bad in (f"attacker.example:{port}", f"127.0.0.1:{port + 1}", "localhost", ""):
+            assert _get_with_host(port, bad, own)[0] == 421, bad
+        assert _get_with_host(port, None, own)[0] == 400  # no Host: at all, refused by tornado itself
+        for other in ("/snakeviz/" + quote("/etc", safe=""), "/snakeviz/" + quote(str(tmp_path), safe="")):
+            assert _get_with_host(port, f"127.0.0.1:{port}", other)[0] == 404, other  # no folder listing
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def test_kdiag_view_run_folder_serves_its_report(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -441,12 +477,12 @@ def test_inspect_format_html_prints_it_and_the_run_folder_keeps_it(tmp_path, mon
     assert saved["profiles"][0]["call_tree"]["function"] == "all profiled calls"
 
 
-def _get_with_host(port: int, host_header):
+def _get_with_host(port: int, host_header, path: str = "/report.html"):
     import http.client
 
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.putrequest("GET", "/report.html", skip_host=True)
+        connection.putrequest("GET", path, skip_host=True)
         if host_header is not None:
             connection.putheader("Host", host_header)
         connection.endheaders()
