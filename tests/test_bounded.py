@@ -197,7 +197,7 @@ def test_a_model_raising_from_its_third_call_prints_no_tensorflow_traceback_with
     assert code == 2, quiet[-3000:]
     assert error_lines(quiet) == [line for line in quiet.splitlines() if not line.startswith("kdiag: [")]
     line, = error_lines(quiet)
-    assert "predict could not be measured" in line and "UnknownError on call 1" in line
+    assert "predict could not be measured" in line and "UnknownError on call 3" in line
     assert "Traceback" not in quiet and "the third call fails" not in quiet
     (_, loud), code = results[True]
     assert code == 2

@@ -82,6 +82,7 @@ class _Timer:
         self.sampled_s = 0.0  # time of all timed calls, kept as a running total: checked after every sample
         self.first_output = None  # what the cold call returned, for the outputs check
         self._last_output = None
+        self.untimed_calls = 0  # the cold call, warm-up and autorange calls: to number a failing call
         self.error = ""  # set when the strategy raised: it is reported, not timed further
         self.skipped = ""  # set when the time limit left no room to start it: why, with the time it needs
         self.budget_s = settings.budget_s  # may shrink to fit the time limit
@@ -105,8 +106,15 @@ class _Timer:
     def _untimed_batch(self, k: int) -> float:
         start = self.clock()
         for _ in range(k):
+            self.untimed_calls += 1
             self._last_output = self.call()
         return self.clock() - start
+
+    def failing_call(self) -> str:
+        """"call 3" (the model's third call since kdiag prepared it, cold and warm-up included), or "one of
+        calls 41-50" when the failing call was one of a timed batch of k."""
+        first = self.untimed_calls + len(self.samples) * self.k + 1
+        return f"call {first}" if self.k == 1 else f"one of calls {first}-{first + self.k - 1}"
 
     def cold(self) -> None:
         start = self.clock()
@@ -199,7 +207,7 @@ class _Timer:
             try:
                 elapsed = self.timed_sample()
             except Exception as exc:
-                self.error = f"{type(exc).__name__} on call {len(self.samples) * self.k + 1}: {first_line(exc)}"
+                self.error = f"{type(exc).__name__} on {self.failing_call()}: {first_line(exc)}"
                 return
             if math.isnan(self.second_call_s):
                 self.second_call_s = elapsed
