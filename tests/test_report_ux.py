@@ -20,7 +20,7 @@ from kdiag.datamodel.measurement import MAX_SAMPLES
 from kdiag.cli import Env, main, build_parser, request_from_args
 from kdiag.datamodel.report import read_report
 from kdiag.render import markdown as md
-from kdiag.render.terminal import render, verdict
+from kdiag.render.terminal import CODE_END, render, verdict
 
 from test_terminal import WIDTHS, check_layout
 
@@ -47,7 +47,10 @@ def test_the_tiny_example_at_80_columns_fits_a_screen_and_ends_with_its_verdict(
     text, err, folder = tiny_run
     report = read_report(folder / "report.json")
     lines = text.splitlines()
-    assert len(lines) <= 80, text  # a screen of a tall terminal: the first fix's code is shown whole, never cut
+    # The first fix and its code, whole, within a screen of a tall terminal; the whole report within 90 lines
+    # (how many findings there are varies with the machine: an XLA that backfires adds one).
+    code_end = next(i for i, line in enumerate(lines) if line == CODE_END)
+    assert code_end < 60 and len(lines) <= 90, text
     check_layout(report, text, 80, saved=str(folder))  # its last line is views' verdict, under where it was saved
     assert "run saved in" in err
 
