@@ -54,3 +54,12 @@ def test_what_was_cut_is_said_once_with_the_limit_that_would_fit_it():
                     "C++ (TF C API). Fewer than 5 timed calls: predict. The steps beyond one batch ran on 40% of their "
                     "budgets. Rerun with --time-limit 90 to measure it all.")
     assert Budget(60, clock=clock).note([], [], 5) == ""  # nothing left out: the limit is in the settings
+
+
+def test_the_rerun_limit_is_never_the_one_the_run_had():
+    # A strategy held back by the gate's margin may be estimated to fit the limit it did not start under.
+    clock = Clock()
+    budget = Budget(60, clock=clock)
+    clock.now += 40
+    budget.cut(needs_s=15)  # needed until 55 s: under the 60 s limit
+    assert budget.rerun_text() == "Rerun with --time-limit 70 to measure it all."

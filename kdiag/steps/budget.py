@@ -112,7 +112,9 @@ class Budget:
         """"Rerun with --time-limit 90 to measure it all.", rounded up to tens; "" when nothing was cut."""
         if not self.needed_s:
             return ""
-        return f"Rerun with --time-limit {math.ceil(self.needed_s / 10) * 10:.0f} to measure it all."
+        # Never the limit it ran under: what was cut was cut because it did not fit that one.
+        needed = max(self.needed_s, self.limit_s + 1) if self.limited else self.needed_s
+        return f"Rerun with --time-limit {math.ceil(needed / 10) * 10:.0f} to measure it all."
 
     def note(self, left_out: Sequence[str], short: Sequence[str], min_calls: int) -> str:
         """What the time limit left out, and the limit that would let it all run; "" when nothing was."""
