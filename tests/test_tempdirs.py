@@ -100,8 +100,8 @@ def test_a_sigkilled_run_does_not_block_a_rerun_and_leaves_no_temporary_copy(tmp
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(private_tmp), "TF_CPP_MIN_LOG_LEVEL": "2"}
     root = private_tmp / f"kdiag-{os.getuid()}"
     killed = subprocess.Popen([sys.executable, "-m", "kdiag", "inspect", "--example", "tiny", "--out", str(out),
-                               "--strategies", "predict,savedmodel", "--budget", "30", "--precision", "0",
-                               "--no-profile"],  # --precision 0: the budget is spent, the run lasts
+                               "--strategies", "predict,savedmodel", "--budget", "5", "--precision", "0",
+                               "--no-profile"],  # --precision 0: each budget is spent (predict's, then the export's)
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
