@@ -259,7 +259,7 @@ def test_progress_counts_every_planned_step_once_and_its_clock_never_goes_back(m
     assert steps == sorted(steps) and sorted(set(steps)) == list(range(1, total + 1))  # each step, none left out
     assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(updates, updates[1:]))
     skipped = [u.line for u in updates if "skipped (" in u.detail]
-    assert any(line.startswith(f"[") and "prepare: TFLite: skipped (not measured)" in line for line in skipped)
+    assert any(line.startswith("[") and "prepare: TFLite: skipped (not measured)" in line for line in skipped)
     assert updates[-1].step == total and updates[-1].stage == "report"
 
 
