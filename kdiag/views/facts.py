@@ -18,7 +18,7 @@ from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, MIN_SWE
 from kdiag.datamodel.profile import ProfileResult
 from kdiag.datamodel.report import Finding, OutputCheck, Report, StrategyResult, VersionRun
 from kdiag.datamodel.versions import INSTALLED, NIGHTLY, keras_major
-from kdiag.datamodel.strategies import BY_NAME, CPP, PREDICT, PREDICT_COMPILED
+from kdiag.datamodel.strategies import CPP, PREDICT, PREDICT_COMPILED
 from kdiag.format import diff, duration
 from kdiag.format import ratio as fmt_ratio
 

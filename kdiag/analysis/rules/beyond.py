@@ -9,8 +9,7 @@ from kdiag import views
 from kdiag.analysis.findings import recommend
 from kdiag.analysis.registry import DROP_IN, MEMORY, RUNTIMES, rule, threshold
 from kdiag.datamodel.beyond import (CROSSOVER_WITHIN, GROWTH_CONFIDENCE, GROWTH_PARTS, MIN_GROWTH_PER_1000_CALLS,
-                                    MIN_STEADY_PARTS, MIN_SWEEP_COUNTS, MIN_TOTAL_GROWTH, STEADY_SHARE, DataSizeSweep,
-                                    per_1000)
+                                    MIN_STEADY_PARTS, MIN_SWEEP_COUNTS, MIN_TOTAL_GROWTH, STEADY_SHARE, DataSizeSweep)
 from kdiag.datamodel.report import Finding, Report
 from kdiag.format import duration
 from kdiag.format import ratio as fmt_ratio
