@@ -27,7 +27,7 @@ def recommend(report: Report, result: Optional[StrategyResult], speedup: Optiona
 
 def median_text(result: StrategyResult) -> str:
     """"61.2 ms (IQR 3.1 ms, n=12)"."""
-    return f"{duration(result.median_s)} (IQR {duration(views.iqr(result))}, n={result.measurement.count})"
+    return f"{duration(result.median_s)} (IQR {duration(views.iqr(result))}, n={result.measurement.count:,})"
 
 
 def match_text(result: StrategyResult) -> str:

@@ -136,7 +136,7 @@ class Judgement:
     @property
     def calls_text(self) -> str:
         """"n=3 and n=12": the call counts behind the judgement."""
-        return f"n={self.slow.measurement.count} and n={self.fast.measurement.count}"
+        return f"n={self.slow.measurement.count:,} and n={self.fast.measurement.count:,}"
 
     @property
     def not_enough_text(self) -> str:
@@ -562,7 +562,7 @@ def threads_text(effect: ThreadsEffect, iqrs: float = 1.0) -> str:
     one, many = median(judged.slow), median(judged.fast)
     cores = f"{effect.cores} threads (one per core)"
     head = (f"1 intra-op thread {duration(one)} vs {cores} {duration(many)} per call "
-            f"(n={judged.slow.measurement.count} and n={judged.fast.measurement.count})")
+            f"(n={judged.slow.measurement.count:,} and n={judged.fast.measurement.count:,})")
     if not judged.enough_calls:
         return f"{head}: {judged.not_enough_text}"
     verdict = f"1 thread is {times_text(judged.ratio)}" if judged.beyond_noise else "within the noise"

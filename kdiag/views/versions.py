@@ -162,8 +162,8 @@ def probe_line(result: BisectResult, probe: BisectProbe) -> str:
     """"2.16.2: predict 42.4 ms (n=24) vs 31.7 ms (n=25) under 2.12.1, 3 rounds: 1.34x slower, beyond ...: slow"."""
     if probe.good is None or probe.probed is None:
         return f"{probe.tensorflow}: {probe.reason or probe.verdict}"
-    return (f"{probe.tensorflow}: {result.strategy} {duration(probe.probed.median_s)} (n={probe.probed.count}) vs "
-            f"{duration(probe.good.median_s)} (n={probe.good.count}) under {result.good}, {probe.rounds} rounds: "
+    return (f"{probe.tensorflow}: {result.strategy} {duration(probe.probed.median_s)} (n={probe.probed.count:,}) vs "
+            f"{duration(probe.good.median_s)} (n={probe.good.count:,}) under {result.good}, {probe.rounds} rounds: "
             f"{probe.verdict}")
 
 

@@ -59,7 +59,7 @@ def keras_versions(report: Report) -> List[Finding]:
     evidence += _fastest_paths(sides.keras2, sides.keras3)
     evidence += _phase_changes(sides)
     if not judged.enough_calls:
-        counts = f"n={new.measurement.count} under Keras 3, n={old.measurement.count} under Keras 2"
+        counts = f"n={new.measurement.count:,} under Keras 3, n={old.measurement.count:,} under Keras 2"
         return [Finding(
             id=fid, severity="info",
             title=f"Not enough calls to compare predict under Keras 3 and Keras 2 (tf-keras) ({counts})",

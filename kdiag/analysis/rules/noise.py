@@ -21,7 +21,7 @@ def not_enough_calls(report: Report) -> List[Finding]:
     if not few:
         return []
     stopped = [r.name for r in few if r.measurement.stopped_early]
-    evidence = [f"{r.name}: n={r.measurement.count}, median {duration(r.median_s)}" for r in few]
+    evidence = [f"{r.name}: n={r.measurement.count:,}, median {duration(r.median_s)}" for r in few]
     if stopped:
         evidence.append(f"Stopped early at the wall cap ({report.settings.max_wall_s:.3g} s): {', '.join(stopped)}.")
     return [Finding(
@@ -47,7 +47,7 @@ def noisy(report: Report) -> List[Finding]:
         m = result.measurement
         if m is not None and m.count and m.noisy:
             evidence.append(f"{result.name}: IQR {duration(m.iqr_s)}, {m.iqr_s / m.median_s:.0%} of its "
-                            f"{duration(m.median_s)} median (n={m.count}).")
+                            f"{duration(m.median_s)} median (n={m.count:,}).")
     if not evidence:
         return []
     return [Finding(
