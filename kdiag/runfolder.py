@@ -226,6 +226,8 @@ def _make_parents(folder: Path, where: str) -> list:
         if parent.is_dir():
             break
         if parent.exists() or parent.is_symlink():
+            if parent.is_dir():  # made by a run beside us between the two looks: a folder after all
+                break
             raise KdiagError(f"cannot create the run folder {where}: {parent} is a file, not a folder", OUT_FIX)
         missing.append(parent)
     made = []

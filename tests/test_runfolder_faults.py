@@ -329,6 +329,22 @@ def test_default_folders_made_at_the_same_instant_are_all_distinct(tmp_path):
     assert len(folders) == 4 and len(set(folders)) == 4, outcomes
 
 
+def test_a_parent_folder_made_by_a_run_beside_us_between_two_looks_is_used(tmp_path, monkeypatch):
+    """The race behind a rare failure of the test above: our is_dir() saw no reports/, the other run made
+    it, then our exists() saw it; it was refused as 'a file, not a folder'."""
+    root = tmp_path / "reports"
+    real_exists = Path.exists
+
+    def exists(path, *args, **kwargs):
+        if path == root and not real_exists(path):
+            path.mkdir()  # the other run, just after our is_dir() looked
+        return real_exists(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    folder = RunFolder.claim("tiny", None, root=root)
+    assert folder.path.parent == root and folder.made_parents == ()  # theirs, not ours to remove
+
+
 def test_a_folder_being_written_by_another_run_is_refused(tmp_path):
     first = RunFolder.claim("tiny", tmp_path / "run")
     with pytest.raises(KdiagError, match="claimed by another kdiag run"):
