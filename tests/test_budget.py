@@ -49,6 +49,9 @@ def test_what_was_cut_is_said_once_with_the_limit_that_would_fit_it():
                                              "were left")
     assert budget.not_started(4, 14).startswith("not measured: would take ~4 s after the ~14 s of those started "
                                                 "before it (estimates), and 10 s")
+    assert budget.not_started(2, 1, 8).startswith("not measured: would take ~2 s after the ~1 s of those started "
+                                                  "before it (estimates), with ~8 s kept for the report and the steps "
+                                                  "beyond one batch, and 10 s of the time limit were left")
     note = budget.note(["C++ (TF C API)"], ["predict"], 5)
     assert note == ("Time limit 60 s (--time-limit; 0 for none); this run took 50 s. Not started, for want of time: "
                     "C++ (TF C API). Fewer than 5 timed calls: predict. The steps beyond one batch ran on 40% of their "

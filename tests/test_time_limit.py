@@ -85,6 +85,7 @@ def test_a_long_step_gets_a_still_line_in_a_log(monkeypatch):
 @pytest.mark.slow
 def test_a_short_limit_leaves_steps_out_and_says_which(tmp_path):
     import kdiag
+    import tensorflow  # noqa: F401  (before the clock starts: alone, its ~3 s import took most of the 4 s limit)
 
     updates = []
     report = kdiag.inspect(example="tiny", budget_s=1.0, time_limit_s=4.0, profile_calls=10,

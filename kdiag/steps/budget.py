@@ -101,12 +101,14 @@ class Budget:
         if needs_s:
             self.needed_s = max(self.needed_s, self.elapsed() + needs_s)
 
-    def not_started(self, needs_s: float, after_s: float = 0.0) -> str:
+    def not_started(self, needs_s: float, after_s: float = 0.0, kept_s: float = 0.0) -> str:
         """The reason of a row the limit left out: how long it would take (after `after_s` for what was
-        started before it), and what was left."""
+        started before it), what was kept for the steps after it, and what was left. Without the time
+        kept, "~2 s ... and 39 s were left" would read as no reason at all."""
         after = f" after the ~{after_s:.0f} s of those started before it" if after_s >= 0.5 else ""
-        return (f"not measured: would take ~{needs_s:.0f} s{after} (estimates), and {max(0.0, self.left()):.0f} s "
-                f"of the time limit were left; {RERUN}")
+        kept = f", with ~{kept_s:.0f} s kept for the report and the steps beyond one batch" if kept_s >= 0.5 else ""
+        return (f"not measured: would take ~{needs_s:.0f} s{after} (estimates){kept}, and "
+                f"{max(0.0, self.left()):.0f} s of the time limit were left; {RERUN}")
 
     def rerun_text(self) -> str:
         """"Rerun with --time-limit 90 to measure it all.", rounded up to tens; "" when nothing was cut."""

@@ -216,7 +216,7 @@ def _not_started(state: RunState, group: plan.TimingGroup, strategy: Strategy,
     keep = budget.reserve_s + beyond.minimum_s(state)
     if needs is not None and not budget.fits(plan.START_MARGIN * (admitted_s + needs) + keep):
         budget.cut(needs_s=plan.START_MARGIN * (admitted_s + needs) + keep)  # what the gate asked for
-        return budget.not_started(needs, admitted_s), 0.0
+        return budget.not_started(needs, admitted_s, keep), 0.0
     return "", needs or 0.0
 
 
