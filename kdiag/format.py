@@ -38,6 +38,13 @@ def diff(value: Optional[float]) -> str:
     return "0" if value == 0 else f"{value:.1e}"
 
 
+def milliseconds(value: float, sign: str = "") -> str:
+    """Milliseconds to two decimals, fewer from 10 ms on: no more figures than a noise band allows (not
+    '135.18'). `sign`: "+" to show it always."""
+    decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:{sign}.{decimals}f}"
+
+
 def threads(count: int) -> str:
     return f"{count}" if count else "0 (TensorFlow picks: one per core)"
 

@@ -254,16 +254,10 @@ class PhaseDelta:
     def text(self) -> str:
         """"+1.20 ms" beyond the noise; "~0 (±0.35 ms noise)" within it; "+1.20 ms (noise unknown)"."""
         if self.noise_ms is None:
-            return f"{_ms(self.delta_ms, '+')} ms (noise unknown)"
+            return f"{fmt.milliseconds(self.delta_ms, '+')} ms (noise unknown)"
         if not self.beyond_noise:
-            return f"~0 (±{_ms(self.noise_ms)} ms noise)"
-        return f"{_ms(self.delta_ms, '+')} ms"
-
-
-def _ms(value: float, sign: str = "") -> str:
-    """Milliseconds to two decimals, fewer from 10 ms on: no more figures than the noise allows (not '135.18')."""
-    decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
-    return f"{value:{sign}.{decimals}f}"
+            return f"~0 (±{fmt.milliseconds(self.noise_ms)} ms noise)"
+        return f"{fmt.milliseconds(self.delta_ms, '+')} ms"
 
 
 def phase_deltas(before: ProfileResult, before_result: Optional[StrategyResult],
