@@ -18,10 +18,12 @@ worker thread (kdiag.steps.worker), and a handler raises in that wait at once.
 
 from __future__ import annotations
 
+import _weakrefset
 import contextlib
 import signal
 import sys
 import threading
+import weakref
 from typing import Iterator, Optional
 
 from kdiag.errors import ExitStatus
@@ -43,6 +45,7 @@ class StopSignals:
     def __init__(self, stderr=None):
         self.first: Optional[int] = None  # the signal that stopped (or will stop) the run
         self.raised = False  # whether `first` has been raised as an exception yet
+        self.pending = False  # `first` came inside a finalizer: raised at the next safe point instead
         self.saving_depth = 0
         self.stderr = stderr
         self._previous = {}
@@ -73,6 +76,11 @@ class StopSignals:
         if self.first is None:
             self.first = signum
             if not self.saving_depth:
+                if _inside_finalizer(frame):
+                    # Raised there, Python would print "Exception ignored in ..." with a traceback and drop
+                    # the stop; the wait on the run's worker raises it instead (raise_pending).
+                    self.pending = True
+                    return
                 self.raised = True
                 raise Terminated("terminated") if signum == signal.SIGTERM else KeyboardInterrupt()
             return  # a report is being written: let it finish, the exit status says what came
@@ -81,6 +89,13 @@ class StopSignals:
             self._told = True
             print("kdiag: saving what was measured, then stopping (a moment, please)",
                   file=self.stderr or sys.stderr, flush=True)
+
+    def raise_pending(self) -> None:
+        """Raise the stop that came inside a finalizer, now that the main thread is at a safe point."""
+        if self.pending and not self.saving_depth:
+            self.pending = False
+            self.raised = True
+            raise Terminated("terminated") if self.first == signal.SIGTERM else KeyboardInterrupt()
 
     def __enter__(self) -> "StopSignals":
         global _active
@@ -105,6 +120,19 @@ class StopSignals:
 
 
 _active: Optional[StopSignals] = None
+
+#: Where weak references' callbacks run (during garbage collection, at any bytecode).
+_FINALIZER_FILES = (weakref.__file__, _weakrefset.__file__)
+
+
+def _inside_finalizer(frame) -> bool:
+    """Whether the interrupted code runs in a finalizer (a weakref callback, a __del__), where an
+    exception is printed as "Exception ignored" with a traceback, and lost."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__" or frame.f_code.co_filename in _FINALIZER_FILES:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def active_stop() -> StopSignals:

@@ -40,12 +40,15 @@ import sys
 import threading
 from typing import Callable, List, Optional, TypeVar
 
+from kdiag.signals import active_stop
 from kdiag.steps.budget import SAVE_S, Budget
 
 T = TypeVar("T")
 
 #: How long the main thread waits for a job to end once it asked it to stop.
 STOP_GRACE_S = 1.0
+#: How often the main thread, waiting on a job, looks for a stop signal that could not be raised where it came.
+POLL_S = 0.25
 #: How often the stop is raised again in the worker while its job has not ended.
 STOP_RESEND_S = 1.0
 #: The worker's stack. The main thread's grows to RLIMIT_STACK (8 MiB by default); a thread's is fixed
@@ -102,6 +105,7 @@ class ModelWorker:
         afterwards) comes first or has passed, and the signal's exception when a signal comes; in
         both cases the job is asked to stop, and abandoned if it does not within STOP_GRACE_S.
         """
+        active_stop().raise_pending()
         if self._stopped is not None:
             raise TimeUp(started=False) if isinstance(self._stopped, TimeUp) else self._stopped
         stop_at = self.budget.stop_at(keep_s)
@@ -111,7 +115,10 @@ class ModelWorker:
         started = self.budget.clock()
         self._jobs.put(job)
         try:
-            while not job.done.wait(None if stop_at is None else max(0.0, stop_at - self.budget.clock())):
+            # In slices: a signal that came inside a finalizer is raised here (kdiag.signals), not lost.
+            while not job.done.wait(POLL_S if stop_at is None else
+                                    min(POLL_S, max(0.0, stop_at - self.budget.clock()))):
+                active_stop().raise_pending()
                 if stop_at is not None and self.budget.clock() >= stop_at:
                     raise TimeUp(self.budget.clock() - started)
         except BaseException as stop:  # the time limit, or a signal's handler raised in the wait
