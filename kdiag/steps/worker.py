@@ -38,7 +38,7 @@ import os
 import queue
 import sys
 import threading
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, List, Optional, Set, TypeVar
 
 from kdiag.signals import active_stop
 from kdiag.steps.budget import SAVE_S, Budget
@@ -79,6 +79,10 @@ class _Job:
 #: Jobs abandoned while still running, in any run of this process (see `leave`).
 _ABANDONED: List[_Job] = []
 
+#: Worker threads asked to stop (`_raise_in`): a KeyboardInterrupt that Python cannot raise in them
+#: is our own stop, not an error of theirs.
+_STOPPING: "Set[int]" = set()
+
 
 class ModelWorker:
     """The run's worker thread. `call(fn)` runs `fn` there and waits for it under the Budget."""
@@ -87,6 +91,7 @@ class ModelWorker:
         self.budget = budget
         self._jobs: "queue.SimpleQueue[Optional[_Job]]" = queue.SimpleQueue()
         self._stopped: Optional[BaseException] = None  # what stopped it: no further job runs
+        _quiet_lost_stops()
         previous = threading.stack_size()
         try:
             threading.stack_size(max(previous, WORKER_STACK_BYTES))
@@ -134,6 +139,7 @@ class ModelWorker:
             self._jobs.put(None)
 
     def _serve(self) -> None:
+        _STOPPING.discard(threading.get_ident())  # an ended worker's ident, given to this thread
         try:
             while True:
                 job = self._jobs.get()
@@ -173,7 +179,34 @@ def _raise_in(thread: threading.Thread) -> None:
     import ctypes
 
     if thread.ident is not None and thread.is_alive():
+        _STOPPING.add(thread.ident)
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt))
+
+
+def _quiet_lost_stops() -> None:
+    """Keep Python from printing "Exception ignored ... Traceback ... KeyboardInterrupt" for a stop
+    that landed in a finalizer on the worker.
+
+    The stop fires at the worker's next bytecode, and that bytecode may belong to a finalizer (a
+    `__del__`, a weak reference's callback: TensorFlow runs many while it frees functions and
+    tensors). Python cannot raise there: it hands the exception to sys.unraisablehook, whose default
+    prints it with a traceback on stderr, in the middle of kdiag's "interrupted ... saved" lines (seen
+    in CI, SIGTERM during a SavedModel strategy), and drops it. Dropping it is right (the stop is sent
+    again every STOP_RESEND_S, and a job that does not end is abandoned after STOP_GRACE_S); printing
+    it is not. Every other unraisable exception goes to the hook that was in place. Installed once per
+    process, by the first worker.
+    """
+    if getattr(sys.unraisablehook, "_kdiag_quiets_lost_stops", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and threading.get_ident() in _STOPPING:
+            return
+        previous(unraisable)
+
+    hook._kdiag_quiets_lost_stops = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def _resend_until_done(job: _Job, thread: threading.Thread) -> None:
