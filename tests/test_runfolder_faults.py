@@ -382,13 +382,16 @@ def test_two_cli_runs_on_one_out_started_together(tmp_path, _private_tmp):
 # --- 8. Signals ------------------------------------------------------------------------------------------------
 
 def test_sigterm_raises_terminated_and_a_later_signal_waits():
+    # What was there before: Python's default_int_handler, or SIG_IGN when pytest itself was started in
+    # the background by a non-interactive shell (which ignores SIGINT in what it starts with `&`).
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with StopSignals(io.StringIO()) as stop:
         with pytest.raises(Terminated):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler runs at the next bytecode; this never completes
         os.kill(os.getpid(), signal.SIGINT)  # already stopping: noted, not raised
         assert stop.exit_status == ExitStatus.TERMINATED and stop.cause == "SIGTERM"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handlers are restored"
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before, "handlers are restored"
 
 
 def test_a_sigterm_inside_a_weakref_callback_is_raised_at_the_next_safe_point_not_lost():
