@@ -49,12 +49,13 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
 def test_ctrl_c_keeps_what_was_measured_marked_incomplete_and_exits_130(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "kdiag", "inspect", "--example", "tiny", "--budget", "30", "--no-profile",
+        [sys.executable, "-m", "kdiag", "inspect", "--example", "tiny", "--budget", "30", "--precision", "0", "--no-profile",
          "--out", str(out), "--format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     # Wait until timing has begun (progress on stderr), give it a moment to measure, then Ctrl-C.
+    # --precision 0: timing spends the whole budget, so the run is still measuring when Ctrl-C comes.
     deadline = time.time() + 120
     seen = ""
     while time.time() < deadline and "] measure: " not in seen:

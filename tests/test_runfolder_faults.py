@@ -434,8 +434,10 @@ def wait_for(process, text: str, timeout: float = 180) -> str:
 @pytest.mark.slow
 def test_sigterm_mid_measurement_saves_what_was_measured_and_exits_143(tmp_path, _private_tmp):
     out = tmp_path / "run"
-    process = kdiag_process("inspect", "--example", "tiny", "--budget", "20", "--strategies", "predict,savedmodel",
-                            "--no-profile", "--out", str(out), tmp=_private_tmp)
+    # --precision 0: predict is timed for the whole 20 s, so the signal comes mid-measurement on any machine
+    # (with the default precision target its median settled within 2 s here, and the run had ended).
+    process = kdiag_process("inspect", "--example", "tiny", "--budget", "20", "--precision", "0",
+                            "--strategies", "predict,savedmodel", "--no-profile", "--out", str(out), tmp=_private_tmp)
     seen = wait_for(process, "] measure: ")
     assert kdiag_temp_folders(_private_tmp), "the run's scratch folder exists while it runs"
     time.sleep(2)
@@ -480,8 +482,9 @@ CTRL_C_DURING_THE_SAVE = textwrap.dedent("""
 @pytest.mark.slow
 def test_a_second_ctrl_c_during_the_save_waits_for_it_and_exits_130(tmp_path, _private_tmp):
     out = tmp_path / "run"
-    process = kdiag_process("inspect", "--example", "tiny", "--budget", "20", "--strategies", "predict",
-                            "--no-profile", "--out", str(out), tmp=_private_tmp, driver=CTRL_C_DURING_THE_SAVE)
+    process = kdiag_process("inspect", "--example", "tiny", "--budget", "20", "--precision", "0",
+                            "--strategies", "predict", "--no-profile", "--out", str(out), tmp=_private_tmp,
+                            driver=CTRL_C_DURING_THE_SAVE)  # --precision 0: mid-measurement when the signal comes
     seen = wait_for(process, "] measure: ")
     time.sleep(1)
     process.send_signal(signal.SIGINT)
