@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from kdiag.steps.budget import Budget
 
 
@@ -66,3 +68,35 @@ def test_the_rerun_limit_is_never_the_one_the_run_had():
     clock.now += 40
     budget.cut(needs_s=15)  # needed until 55 s: under the 60 s limit
     assert budget.rerun_text() == "Rerun with --time-limit 70 to measure it all."
+
+
+# --- the steps beyond one batch: one allotment (kdiag.steps.beyond.allot) ---------------------------------
+
+
+def test_with_time_for_all_a_step_gets_its_budget_and_the_spare_the_later_ones_leave():
+    from kdiag.steps.beyond import MAX_STRETCH, allot
+
+    share = allot(nominal_s=1.0, later_nominal_s=15.5, available_s=20.0)
+    assert (share.budget_s, share.fraction) == (1.0, 1.0)
+    assert share.spare_s == pytest.approx(20.0 - 15.5 - 1.0)
+    assert allot(1.0, 0.0, float("inf")).spare_s == MAX_STRETCH * 1.0, "without a limit: at most MAX_STRETCH budgets"
+
+
+def test_short_of_time_every_budget_is_scaled_alike_and_none_is_left_when_none_is():
+    from kdiag.steps.beyond import allot
+
+    share = allot(nominal_s=1.0, later_nominal_s=15.0, available_s=8.0)
+    assert share.fraction == pytest.approx(0.5) and share.budget_s == pytest.approx(0.5) and share.spare_s == 0.0
+    assert allot(1.0, 15.0, -3.0).fraction == 0.0
+
+
+def test_the_data_size_sweep_gets_the_time_kept_for_its_three_counts_before_the_later_steps():
+    # The LSTM(512) case: the plan left TFLite out to keep ~10 s for the sweep's three smallest counts;
+    # with the op breakdown's and the threads' 15.5 s taken first, the sweep measured no count at all.
+    from kdiag.steps.beyond import allot
+
+    share = allot(nominal_s=1.0, later_nominal_s=15.5, available_s=20.0, floor_s=10.0)
+    assert share.budget_s + share.spare_s == pytest.approx(10.0)
+    short = allot(1.0, 15.5, 6.0, floor_s=10.0)
+    assert short.budget_s + short.spare_s == pytest.approx(6.0), "never more than what is left"
+    assert allot(1.0, 2.0, 12.0, floor_s=5.0).spare_s == pytest.approx(12.0 - 2.0 - 1.0), "more when the later steps leave it"

@@ -7,12 +7,15 @@ comparison with --ops, or by default where predict's profile shows graph executi
 its time (elsewhere the time goes to Python, which neither explains). A step that does not run
 gets a part saying why and which flag runs it; one the user turned off gets none.
 
-Under a time limit every budget is scaled by the share of what is left (less the report's reserve)
-that they fit in together; when none is left they are left out, and the report says so.
+Under a time limit each step's budget, and the later steps', are scaled to what is left when it
+starts (less the report's reserve); the data-size sweep first gets the time the plan kept for its
+three smallest counts (`allot`). A step left no time is left out, and the report says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import List, Optional
 
 from kdiag.datamodel.config import RunConfig
@@ -34,6 +37,34 @@ def planned_steps(config: RunConfig) -> int:
     return sum(step.choice(config) is not False for step in BEYOND_STEPS)
 
 
+@dataclasses.dataclass(frozen=True)
+class Allotment:
+    """A step's time: the budget it keeps to, and what it may take past it for its smallest useful answer."""
+
+    budget_s: float
+    spare_s: float
+    fraction: float  # of its nominal budget
+
+
+def allot(nominal_s: float, later_nominal_s: float, available_s: float, floor_s: float = 0.0) -> Allotment:
+    """One step's share of `available_s` (what is left now, less the report's reserve), beside the
+    nominal budgets of the steps after it.
+
+    Its budget and theirs are scaled alike to fit. What it may take past its budget is what the later
+    steps leave (at most MAX_STRETCH budgets), but never less than `floor_s` in all when the run has
+    it: the data-size sweep's three smallest counts, which the plan kept from the costliest strategies
+    (kdiag.steps.timing); had the later steps' budgets come first, that time would have bought nothing
+    (fewer than three counts claim nothing) and the strategy left out for it would be lost for no gain.
+    """
+    wanted = nominal_s + later_nominal_s
+    fraction = 1.0 if not wanted or not math.isfinite(available_s) else min(1.0, max(0.0, available_s) / wanted)
+    budget = nominal_s * fraction
+    spare = available_s - later_nominal_s * fraction - budget
+    if floor_s > budget:
+        spare = max(spare, min(floor_s, available_s) - budget)
+    return Allotment(budget, max(0.0, min(spare, MAX_STRETCH * budget)), fraction)
+
+
 def run(state: RunState) -> None:
     from kdiag.engine.beyond.steps import BEYOND_STEPS, Given
 
@@ -43,30 +74,44 @@ def run(state: RunState) -> None:
         if why and step.choice(config) is False and step.off_by_default:
             state.beyond[step.field] = step.not_run(why)
     wanted = [step for step, why in decided if not why]
-    total = sum(step.seconds_per_budget for step in wanted) * config.budget_s
-    fraction = state.budget.scale(total)
-    if wanted and fraction < 1.0:
-        note = (f"The steps beyond one batch ran on {fraction:.0%} of their budgets." if fraction > 0 else
-                "The steps beyond one batch were left out (no time left).")
-        state.budget.cut(note, total + state.budget.reserve_s)
+    fractions = []
     for position, (step, why) in enumerate(decided):
         if step.choice(config) is False:
             continue  # not planned: no progress step
-        if why or fraction <= 0:
-            why = why or "not measured: no time was left; rerun with a larger --time-limit"
+        nominal_s = step.seconds_per_budget * config.budget_s
+        later_s = sum(s.seconds_per_budget for s, w in decided[position + 1:] if not w) * config.budget_s
+        floor_s = data_sweep_minimum_s(state) if step.field == "data_size_sweep" else 0.0
+        share = allot(nominal_s, later_s, state.budget.left() - state.budget.reserve_s, floor_s)
+        if not why and share.fraction <= 0:
+            why = "not measured: no time was left; rerun with a larger --time-limit"
+            state.budget.cut(needs_s=nominal_s + later_s + state.budget.reserve_s)
+        if why:
             state.steps.skip("beyond one batch", step.label, why.split(":")[0])
             state.beyond[step.field] = step.not_run(why)
             continue
         state.steps.next("beyond one batch", step.label)
-        budget_s = step.seconds_per_budget * config.budget_s * fraction
-        later_s = sum(s.seconds_per_budget for s, w in decided[position + 1:] if not w) * config.budget_s * fraction
-        # What a step may take past its budget for its smallest useful answer (a slow model's three
-        # sample counts): what the run has to spare once the later steps keep theirs, at most MAX_STRETCH budgets.
-        spare = min(state.budget.left() - state.budget.reserve_s - later_s - budget_s, MAX_STRETCH * budget_s)
+        fractions.append(share.fraction)
         given = Given(state.context, config, state.results, best_direct_path(state.results), dict(state.beyond),
-                      spare_s=max(0.0, spare))
+                      spare_s=share.spare_s)
         state.beyond[step.field] = state.worker.call(
-            lambda step=step, given=given, budget_s=budget_s: step.run(given, budget_s, state.steps.say))
+            lambda step=step, given=given, budget_s=share.budget_s: step.run(given, budget_s, state.steps.say))
+    _say_what_was_cut(state, wanted, fractions)
+
+
+def _say_what_was_cut(state: RunState, wanted: list, fractions: List[float]) -> None:
+    """The report's line on the steps the time limit scaled down or left out (their rows say which)."""
+    if not wanted or (len(fractions) == len(wanted) and min(fractions) >= 1.0):
+        return
+    if not fractions:
+        note = "The steps beyond one batch were left out (no time left)."
+    else:
+        low, high = min(fractions), max(fractions)
+        share = f"{low:.0%}" if round(low, 2) == round(high, 2) else f"{low:.0%}-{high:.0%}"
+        note = f"The steps beyond one batch ran on {share} of their budgets"
+        left_out = len(wanted) - len(fractions)
+        note += f"; {left_out} {'was' if left_out == 1 else 'were'} left out (no time left)." if left_out else "."
+    total = sum(step.seconds_per_budget for step in wanted) * state.config.budget_s
+    state.budget.cut(note, total + state.budget.reserve_s)
 
 
 def _decide(state: RunState, step) -> str:
@@ -88,17 +133,28 @@ def _decide(state: RunState, step) -> str:
 
 
 def minimum_s(state: RunState) -> float:
-    """What the sweeps need for their smallest useful answer: the data-size sweep's three sample counts
-    (estimated from the medians measured so far) and the batch-size sweep's budget, and a second for the
-    training check. Kept from the strategies started after the direct paths, since a data-size sweep of
-    fewer counts claims nothing. 0 when the sweeps are off, were given their counts, or cannot be estimated."""
-    from kdiag.engine.beyond import sweeps
+    """What the sweeps need for their smallest useful answer: the data-size sweep's three sample counts,
+    the batch-size sweep's budget, and a second for the training check. Kept from the strategies started
+    after the direct paths, since a data-size sweep of fewer counts claims nothing; `run` then gives the
+    data-size sweep that time before the later steps' budgets (`allot`). 0 when the sweeps are off, were
+    given their counts, or cannot be estimated."""
     from kdiag.engine.beyond.steps import BEYOND_STEPS
+
+    data = data_sweep_minimum_s(state)
+    if not data:
+        return 0.0
+    batch_sweep = next(s.seconds_per_budget for s in BEYOND_STEPS if s.field == "batch_size_sweep")
+    return data + batch_sweep * state.config.budget_s + 1.0
+
+
+def data_sweep_minimum_s(state: RunState) -> float:
+    """The data-size sweep's three smallest sample counts, estimated from the medians measured so far;
+    0 when the sweeps are off, were given their counts, or cannot be estimated."""
+    from kdiag.engine.beyond import sweeps
 
     config = state.config
     if not config.sweeps or config.samples is not None:
         return 0.0
-    batch_sweep = next(s.seconds_per_budget for s in BEYOND_STEPS if s.field == "batch_size_sweep") * config.budget_s
     medians = {r.name: r.median_s for r in state.results if r.available and r.measurement.count}
     best = best_direct_path(state.results)
     if PREDICT.name not in medians or best is None:
@@ -109,9 +165,8 @@ def minimum_s(state: RunState) -> float:
 
     names = [name for name in dict.fromkeys((PREDICT_ON_BATCH.name, best.name)) if name in medians]
     traces = [trace_s(state.results, name) for name in [PREDICT.name] + names]
-    data = sweeps.minimum_seconds(medians[PREDICT.name], [medians[n] for n in names], state.inputs.batch_size,
+    return sweeps.minimum_seconds(medians[PREDICT.name], [medians[n] for n in names], state.inputs.batch_size,
                                   multiple, traces)
-    return data + batch_sweep + 1.0
 
 
 def graph_share(state: RunState) -> Optional[float]:
