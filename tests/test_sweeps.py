@@ -245,6 +245,8 @@ def test_a_slow_model_may_stretch_its_budget_for_three_counts_as_far_apart_as_th
     assert stretched.judged and stretched.counts[0] == 32 and stretched.counts[-1] >= 128
     assert stretched.spent_s <= 21.0 * 1.3
     assert all(line.split(":")[0].endswith("samples") for line in stretched.skipped)
+    # The next count would come on top of the smaller ones: said so, with what the run could give (1 + 20 s).
+    assert "more than the ~" in stretched.skipped[0] and "beyond the ~21 s the run had to spare" in stretched.skipped[0]
 
 
 def test_the_minimum_a_slow_model_keeps_for_three_counts_adds_up_their_estimates():

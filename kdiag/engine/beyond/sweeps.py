@@ -364,9 +364,12 @@ def _plan_with_stretch(requested, batch: int, estimate_s, budget_s: float, memor
     three = three_counts(estimate_s, budget_s + stretch_s - overhead_s, memory, multiple)
     if not three:
         return counts, skipped, budget_s
+    spare_s = budget_s + stretch_s  # what the run could give this sweep
     budget_s = sum(estimate_s(n) for n in three) / PLAN_MARGIN + overhead_s
-    skipped = [f"{count(n, 'sample')}: " + (memory(n) or f"not measured: would take ~{_seconds(estimate_s(n))}, "
-                                              f"beyond what the run had to spare for this sweep ({budget_s:.2g} s)")
+    # "~7.2 s, beyond the 11 s to spare" read as a contradiction: the count comes on top of the three.
+    skipped = [f"{count(n, 'sample')}: " + (memory(n) or f"not measured: would take ~{_seconds(estimate_s(n))} more "
+                                              f"than the ~{_seconds(budget_s)} of the smaller counts, beyond the "
+                                              f"~{_seconds(spare_s)} the run had to spare for this sweep")
                for n in sorted({math.ceil(n / multiple) * multiple for n in DEFAULT_SAMPLE_COUNTS}) if n > three[-1]]
     return three, skipped, budget_s
 
