@@ -19,6 +19,7 @@ if str(HERE) not in sys.path:
 
 import factories as fx  # noqa: E402
 from kdiag.analysis import diagnose as dg  # noqa: E402
+from kdiag.analysis.registry import SEVERITY_LADDER  # noqa: E402
 from kdiag import views  # noqa: E402
 from kdiag.datamodel.report import Finding  # noqa: E402
 
@@ -51,7 +52,7 @@ def test_every_identity_in_the_data_model_has_code_that_prepares_it():
 
 
 def _threshold_references():
-    """(finding id, name) of every threshold(...) call in the rule modules (kdiag/analysis/rules/), constants
+    """(finding id, name) of every threshold(...) and ratio_severity(...) call in the rule modules (kdiag/analysis/rules/), constants
     resolved (a function's own, then its module's)."""
     import pkgutil
 
@@ -64,10 +65,14 @@ def _threshold_references():
         for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
             local_ids = {**module_ids, **_constants(ast.walk(func))}
             for node in ast.walk(func):
-                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "threshold":
+                called = getattr(node.func, "id", None) if isinstance(node, ast.Call) else None
+                if called in ("threshold", "ratio_severity"):
                     first, second = node.args
                     finding = first.value if isinstance(first, ast.Constant) else local_ids[first.id]
-                    found.add((finding, second.value))
+                    if called == "threshold":
+                        found.add((finding, second.value))
+                    else:  # the ladder reads the finding's three ratio thresholds
+                        found.update((finding, name) for _, name in SEVERITY_LADDER)
     return found
 
 
@@ -593,3 +598,12 @@ def test_a_keras_applications_model_with_batchnorm_and_dropout_gets_the_drop_in_
     assert training.severity == "info" and training.snippet == "" and training.kind == "note"
     backfires = [f.title for f in report.findings if f.id == "advice-backfires"]
     assert any("model(x) directly" in t for t in backfires) and any("XLA" in t for t in backfires)
+
+
+@pytest.mark.parametrize("finding_id", ["predict-overhead", "keras-versions", "tf-versions"])
+def test_one_ladder_grades_every_measured_ratio_by_its_findings_thresholds(finding_id):
+    from kdiag.analysis.registry import ratio_severity, threshold
+
+    high, medium, low = (threshold(finding_id, name) for _, name in SEVERITY_LADDER)
+    assert high > medium > low
+    assert [ratio_severity(finding_id, r) for r in (high, medium, low, low * 0.99)] == ["high", "medium", "low", "info"]

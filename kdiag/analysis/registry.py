@@ -84,6 +84,16 @@ def threshold(finding_id: str, name: str) -> float:
     return _THRESHOLD_VALUES[(finding_id, name)]
 
 
+#: The thresholds `ratio_severity` reads: a finding that grades a ratio registers all three.
+SEVERITY_LADDER = (("high", "high_ratio"), ("medium", "medium_ratio"), ("low", "min_ratio"))
+
+
+def ratio_severity(finding_id: str, ratio: float) -> str:
+    """'high', 'medium' or 'low' as `ratio` reaches the finding's high_ratio, medium_ratio or min_ratio
+    threshold; 'info' below all three. One ladder for every finding that grades a measured ratio."""
+    return next((severity for severity, name in SEVERITY_LADDER if ratio >= threshold(finding_id, name)), "info")
+
+
 def ordered_rules() -> List[Rule]:
     return sorted(RULES, key=lambda r: r.rank)
 

@@ -17,7 +17,7 @@ from typing import List
 
 from kdiag import views
 from kdiag.analysis.findings import median_text, recommend
-from kdiag.analysis.registry import DROP_IN, NOTES, rule, threshold
+from kdiag.analysis.registry import DROP_IN, NOTES, ratio_severity, rule, threshold
 from kdiag.datamodel.report import Finding, Report
 from kdiag.datamodel.strategies import DROP_IN_FIXES, PREDICT
 from kdiag.format import duration
@@ -85,8 +85,7 @@ def keras_versions(report: Report) -> List[Finding]:
             advice=(f"Keras 3 runs predict faster on this model ({duration(old.median_s - new.median_s)} less per "
                     "call): if you still run it under tf-keras (TF_USE_LEGACY_KERAS=1), upgrading pays."),
             snippet="")]
-    severity = ("high" if ratio >= threshold(fid, "high_ratio") else "medium" if ratio >= threshold(fid, "medium_ratio")
-                else "low" if ratio >= threshold(fid, "min_ratio") else "info")
+    severity = ratio_severity(fid, ratio)
     best = views.fastest_usable(sides.keras3, ALTERNATIVES)
     switch = best is not None and best.median_s < new.median_s
     advice = f"Under Keras 3, predict costs {duration(new.median_s - old.median_s)} more per call on this model. "

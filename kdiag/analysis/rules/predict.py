@@ -7,7 +7,7 @@ from typing import List
 
 from kdiag import views
 from kdiag.analysis.findings import match_text, median_text, phase_list, recommend, scaled_note
-from kdiag.analysis.registry import BACKFIRES, DROP_IN, rule, threshold
+from kdiag.analysis.registry import BACKFIRES, DROP_IN, ratio_severity, rule, threshold
 from kdiag.datamodel.report import Finding, Report, StrategyResult
 from kdiag.datamodel.strategies import (CONCRETE, DROP_IN_FIXES, EAGER, GRAPH_PATHS, PREDICT, PREDICT_ON_BATCH,
                                         TF_FUNCTION, XLA)
@@ -48,11 +48,9 @@ def predict_overhead(report: Report) -> List[Finding]:
     ]
     evidence += _other_fixes(report, predict, best) + _eager_mention(report, predict)
     evidence += _predict_profile(report, threshold(fid, "dominant_phase_share"))
-    severity = ("high" if speedup >= threshold(fid, "high_ratio") else
-                "medium" if speedup >= threshold(fid, "medium_ratio") else "low")
     return [Finding(
         id=fid,
-        severity=severity,
+        severity=ratio_severity(fid, speedup),  # at least "low": below min_ratio it returned above
         title=f"Call {best.name} instead of model.predict: {fmt_ratio(speedup)} faster per call "
               f"({duration(predict.median_s)} → {duration(best.median_s)})",
         evidence=evidence,

@@ -16,7 +16,7 @@ from typing import List, Optional
 
 from kdiag import views
 from kdiag.analysis.findings import median_text, recommend
-from kdiag.analysis.registry import DROP_IN, rule, threshold
+from kdiag.analysis.registry import DROP_IN, ratio_severity, rule, threshold
 from kdiag.datamodel.report import Finding, Report
 from kdiag.datamodel.strategies import DROP_IN_FIXES, PREDICT
 from kdiag.datamodel.versions import INSTALLED, NIGHTLY
@@ -83,9 +83,7 @@ def _slower(report: Report, reference: versions.VersionEntry, entry: versions.Ve
     """predict slower under `entry` than under the reference, beyond the noise: the drop-in fix measured under
     that release, or keeping the older one, and the bisect that finds the release that made it slow."""
     ratio, new = judged.ratio, judged.slow
-    severity = ("high" if ratio >= threshold(TF_VERSIONS, "high_ratio") else
-                "medium" if ratio >= threshold(TF_VERSIONS, "medium_ratio") else
-                "low" if ratio >= threshold(TF_VERSIONS, "min_ratio") else "info")
+    severity = ratio_severity(TF_VERSIONS, ratio)
     moved = (f"; the time moved into {move.delta.phase} ({move.delta.delta_ms:+.3g} ms per call)"
              if move is not None and move.delta is not None and move.delta.delta_ms > 0 else "")
     best = views.fastest_usable(entry.report, ALTERNATIVES)
